@@ -21,6 +21,13 @@ import torch
 __all__ = ["GaussianMixture", "gaussian", "linear_gaussian_posterior"]
 
 
+def _as_float(values) -> torch.Tensor:
+    """Tensors keep a floating dtype; Python numbers and integer tensors become float64."""
+    if isinstance(values, torch.Tensor) and values.is_floating_point():
+        return values
+    return torch.as_tensor(values, dtype=torch.float64)
+
+
 class GaussianMixture:
     """Mixture of K Gaussians in dimension D: ``weights`` (K,), ``means`` (K, D), ``covs`` (K, D, D).
 
@@ -29,9 +36,7 @@ class GaussianMixture:
     """
 
     def __init__(self, weights, means, covs):
-        means = torch.as_tensor(means)
-        if not means.is_floating_point():
-            means = means.double()
+        means = _as_float(means)
         if means.ndim != 2:
             raise ValueError(f"means must have shape (K, D), got {tuple(means.shape)}")
         k, d = means.shape
@@ -144,9 +149,7 @@ class GaussianMixture:
 
 def gaussian(mean, cov) -> GaussianMixture:
     """A single Gaussian N(mean, cov); ``cov`` may be a scalar variance, a (D,) diagonal or a (D, D) matrix."""
-    mean = torch.as_tensor(mean)
-    if not mean.is_floating_point():
-        mean = mean.double()
+    mean = _as_float(mean)
     cov = torch.as_tensor(cov, dtype=mean.dtype)
     covs = cov.reshape(1) if cov.ndim == 0 else cov[None]
     return GaussianMixture(torch.ones(1, dtype=mean.dtype), mean.reshape(1, -1), covs)
