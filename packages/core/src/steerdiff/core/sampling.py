@@ -161,11 +161,19 @@ def sample(
     for g in guidance:
         g.check(ctx, x)
     owner = owners[0] if owners else None
-    state = None
     steps = range(len(sig) - 1)
     if progress:
         from tqdm.auto import tqdm
         steps = tqdm(steps, desc=f"sampling ({solver.name})", leave=False)
+    with torch.no_grad():  # gradient guidance turns autograd on where it needs it
+        x = _run(ctx, x, sig, steps, guidance, owner, callback)
+        for g in guidance:
+            x = g.finish(ctx, x)
+    return SampleResult(x=x, costs=costs, info={k: v for k, v in ctx.info.items() if not k.startswith("_")})
+
+
+def _run(ctx, x, sig, steps, guidance, owner, callback):
+    state = None
     for i in steps:
         ctx.step_index = i
         s, s_next = sig[i], sig[i + 1]
@@ -180,7 +188,5 @@ def sample(
             if g.active(s):
                 x = g.after_step(ctx, x, s, s_next)
         if callback is not None:
-            callback({"i": i, "x": x, "sigma": s, "sigma_next": s_next, "costs": costs})
-    for g in guidance:
-        x = g.finish(ctx, x)
-    return SampleResult(x=x, costs=costs, info=ctx.info)
+            callback({"i": i, "x": x, "sigma": s, "sigma_next": s_next, "costs": ctx.costs})
+    return x

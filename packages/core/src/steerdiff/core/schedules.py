@@ -33,6 +33,7 @@ __all__ = [
     "SCHEDULES",
     "get_schedule",
     "sigma_grid",
+    "karras_sigmas",
     "SPACINGS",
 ]
 
@@ -213,6 +214,14 @@ def get_schedule(name: str | Schedule, **kwargs) -> Schedule:
 SPACINGS = ("karras", "uniform_t", "log_snr")
 
 
+def karras_sigmas(sigma_max: float, sigma_min: float, n: int, rho: float = 7.0) -> torch.Tensor:
+    """n float64 noise levels from sigma_max to sigma_min, uniform in sigma^(1/rho) (EDM eq. 5)."""
+    if n == 1:
+        return torch.tensor([float(sigma_max)], dtype=torch.float64)
+    ramp = torch.linspace(0, 1, n, dtype=torch.float64)
+    return (sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+
+
 def sigma_grid(schedule: Schedule, num_steps: int, spacing: str = "karras", rho: float = 7.0,
                sigma_min: float | None = None, sigma_max: float | None = None) -> torch.Tensor:
     """Decreasing float64 tensor of ``num_steps + 1`` noise levels, the last one 0.
@@ -233,8 +242,7 @@ def sigma_grid(schedule: Schedule, num_steps: int, spacing: str = "karras", rho:
     if n == 1:
         sig = torch.tensor([hi], dtype=torch.float64)
     elif spacing == "karras":
-        ramp = torch.linspace(0, 1, n, dtype=torch.float64)
-        sig = (hi ** (1 / rho) + ramp * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho
+        sig = karras_sigmas(hi, lo, n, rho)
     elif spacing == "log_snr":
         sig = torch.exp(torch.linspace(math.log(hi), math.log(lo), n, dtype=torch.float64))
     else:
