@@ -107,6 +107,11 @@ class Denoiser(nn.Module):
 
     def loss(self, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, **cond) -> torch.Tensor:
         """Per-sample denoising score-matching loss (mean over non-batch dims)."""
+        sigma = expand_sigma(sigma, x0)
+        if not torch.all(sigma > 0):
+            raise ValueError("training noise levels must be positive")
+        if noise.shape != x0.shape:
+            raise ValueError(f"noise has shape {tuple(noise.shape)} but the data has shape {tuple(x0.shape)}")
         x = x0 + _view(sigma, x0) * noise
         target = self.training_target(x, x0, sigma)
         out = self.raw(x, sigma, **cond)

@@ -75,7 +75,9 @@ class Schedule:
 
     def sample_training_sigma(self, n: int, generator: torch.Generator | None = None,
                               device: torch.device | str | None = None) -> torch.Tensor:
-        """Noise levels for denoising score matching: t ~ U(t_min, t_max) unless overridden."""
+        """Noise levels for denoising score matching: t ~ U(t_min, t_max) unless overridden.
+
+        ``generator`` must live on ``device`` (torch's rule for random draws)."""
         u = torch.rand(n, generator=generator, dtype=torch.float64, device=device)
         t = self.t_min + (self.t_max - self.t_min) * u
         return self.sigma(t).float()
@@ -200,8 +202,9 @@ class EDM(Schedule):
 SCHEDULES: dict[str, type[Schedule]] = {"vp_linear": VPLinear, "vp_cosine": VPCosine, "ve": VE, "edm": EDM}
 
 
-def get_schedule(name: str | Schedule, **kwargs) -> Schedule:
-    """A schedule by name (``vp_linear``, ``vp_cosine``, ``ve``, ``edm``) with its hyper-parameters."""
+def get_schedule(name: str | dict | Schedule, **kwargs) -> Schedule:
+    """A schedule by name (``vp_linear``, ``vp_cosine``, ``ve``, ``edm``) with its hyper-parameters,
+    or from the dict that ``Schedule.to_dict()`` wrote."""
     if isinstance(name, dict):
         return get_schedule(**name)
     if isinstance(name, Schedule):
