@@ -1,0 +1,125 @@
+"""Predict: forecasting and imputation with one unconditional model, by self-guided sampling.
+
+Everything is one operation, :func:`complete`: given windows with NaN where values are unknown (the future,
+missing context points), mean-scale them by their observed context, sample the whole window with
+self-guidance towards the observed entries (every channel, lags included), and scale back. Forecasting is
+``complete`` on history + NaN future; imputation is ``complete`` on a window with NaN gaps. The missing-value
+scenarios of the paper (random missing, blackout at the start or at the end of the context) only change
+which context points are NaN.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from steerdiff.core.sampling import sample
+
+from .data import WindowSpec, lagged, mean_scale
+from .guidance import GUIDANCES, self_guidance
+from .model import NUM_STEPS, TSDiff
+
+__all__ = ["SCENARIOS", "missing_mask", "with_missing", "complete", "forecast", "impute"]
+
+SCENARIOS = ("none", "random", "blackout_start", "blackout_end")
+
+
+def missing_mask(scenario: str, n: int, context_length: int, k: int | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """(n, context_length) bool, True where a context point is missing.
+
+    ``random``: k points drawn uniformly without replacement per row; ``blackout_start``: the first k;
+    ``blackout_end``: the last k (right before the forecast); ``none``: nothing. k defaults to half the
+    context, as in the paper.
+    """
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown missing-value scenario {scenario!r}; choose one of {list(SCENARIOS)}")
+    k = context_length // 2 if k is None else int(k)
+    if not 0 <= k < context_length:
+        raise ValueError(f"k must be in [0, {context_length}) so that some context stays observed, got {k}")
+    mask = torch.zeros(n, context_length, dtype=torch.bool)
+    if scenario == "random":
+        order = torch.rand(n, context_length, generator=generator).argsort(dim=1)
+        mask.scatter_(1, order[:, :k], True)
+    elif scenario == "blackout_start":
+        mask[:, :k] = True
+    elif scenario == "blackout_end":
+        mask[:, context_length - k:] = True
+    return mask
+
+
+def with_missing(history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A copy of ``history`` (N, max_lag + context) with the masked context points (N, context) set to NaN."""
+    out = history.clone().float()
+    ctx = mask.shape[1]
+    out[:, -ctx:] = out[:, -ctx:].masked_fill(mask.to(out.device), float("nan"))
+    return out
+
+
+def _check_values(y: torch.Tensor, spec: WindowSpec, what: str) -> torch.Tensor:
+    y = torch.as_tensor(y)
+    if y.ndim == 1:
+        y = y[None]
+    if y.ndim != 2 or y.shape[1] != spec.span:
+        raise ValueError(f"{what} must have shape (N, {spec.span}) (lag history {spec.max_lag} + context "
+                         f"{spec.context_length} + prediction {spec.prediction_length}), got {tuple(y.shape)}")
+    if torch.isinf(y).any():
+        raise ValueError(f"{what} contains inf; use NaN for unknown values")
+    return y.float()
+
+
+def complete(model: TSDiff, y: torch.Tensor, num_samples: int = 100, guidance: str = "quantile",
+             scale: float = 4.0, solver: str = "ddpm", num_steps: int = NUM_STEPS,
+             generator: torch.Generator | None = None, batch_size: int | None = None,
+             progress: bool = False, **solver_options) -> torch.Tensor:
+    """Sample full windows given ``y`` (N, max_lag + L) with NaN where unknown: (N, num_samples, L).
+
+    ``guidance``: "quantile" (TSDiff-Q), "mse" (TSDiff-MS) or "none" (unconditional). ``batch_size`` bounds
+    the windows sampled at once (each brings ``num_samples`` rows). Returned in data units, channel 0.
+    """
+    spec = model.spec
+    y = _check_values(y, spec, "y")
+    if guidance not in GUIDANCES:
+        raise ValueError(f"unknown guidance {guidance!r}; choose one of {list(GUIDANCES)}")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    ctx = y[:, spec.max_lag:spec.max_lag + spec.context_length]
+    scale_ = mean_scale(ctx)                                         # (N,)
+    windows = lagged(y / scale_[:, None], spec)                      # (N, C, L), NaN = unknown
+    device = model.device
+    sigmas = model.sigmas(num_steps)
+    chunk = batch_size or y.shape[0]
+    out = []
+    for start in range(0, y.shape[0], chunk):
+        obs = windows[start:start + chunk].to(device)
+        rows = obs.shape[0] * num_samples
+        x = sigmas[0].item() * torch.randn((rows, spec.channels, spec.length), generator=generator,
+                                           device=device)
+        steer = [] if guidance == "none" else [self_guidance(obs, scale, guidance, num_samples)]
+        res = sample(model.denoiser, x, sigmas, solver, guidance=steer, generator=generator,
+                     progress=progress, **solver_options)
+        out.append(res.x[:, 0].reshape(obs.shape[0], num_samples, spec.length).cpu())
+    return torch.cat(out) * scale_[:, None, None]
+
+
+def forecast(model: TSDiff, history: torch.Tensor, **options) -> torch.Tensor:
+    """Sample paths of the next ``prediction_length`` points: history (N, max_lag + context) -> (N, S, pred).
+
+    NaN in the history marks missing points (the model fills them in through self-guidance)."""
+    spec = model.spec
+    history = torch.as_tensor(history, dtype=torch.float32)
+    if history.ndim == 1:
+        history = history[None]
+    if history.ndim != 2 or history.shape[1] != spec.history_length:
+        raise ValueError(f"history must have shape (N, {spec.history_length}) (lag history {spec.max_lag} + "
+                         f"context {spec.context_length}), got {tuple(history.shape)}")
+    future = torch.full((history.shape[0], spec.prediction_length), float("nan"))
+    return complete(model, torch.cat([history, future], 1), **options)[..., spec.context_length:]
+
+
+def impute(model: TSDiff, y: torch.Tensor, **options) -> torch.Tensor:
+    """Fill the NaNs of windows (N, max_lag + L): samples (N, S, L) that keep the observed values exactly."""
+    spec = model.spec
+    y = _check_values(y, spec, "y")
+    samples = complete(model, y, **options)
+    obs = y[:, spec.max_lag:]
+    return torch.where(torch.isfinite(obs)[:, None], obs[:, None], samples)
