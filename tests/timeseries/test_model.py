@@ -1,0 +1,90 @@
+import json
+
+import pytest
+import torch
+
+from steerdiff.core.training import TrainConfig
+from steerdiff.timeseries.baselines import LinearForecaster, seasonal_naive
+from steerdiff.timeseries.data import synthetic_series, training_windows
+from steerdiff.timeseries.forecast import forecast
+from steerdiff.timeseries.model import SCHEDULE, TSDiff, TSDiffConfig
+from steerdiff.timeseries.synthesis import generate, linear_predictive_score
+from steerdiff.timeseries.data import split_last
+
+TINY = dict(hidden_channels=8, num_blocks=1, d_state=8, emb_dim=16)
+
+
+def test_schedule_is_tsdiffs_ddpm():
+    # discrete betas linear 1e-4 .. 0.1 over 100 steps: alpha_bar_T = prod(1 - beta_t)
+    betas = torch.linspace(1e-4, 0.1, 100, dtype=torch.float64)
+    alpha_bar_T = torch.prod(1 - betas)
+    sigma_T = float(torch.sqrt(1 / alpha_bar_T - 1))
+    # the continuous limit drops the O(beta^2) terms of log(1 - beta): within 10 % at T
+    assert SCHEDULE.sigma_max == pytest.approx(sigma_T, rel=0.1)
+    assert -2 * torch.log(torch.tensor(SCHEDULE.sigma_max)) == pytest.approx(-torch.log(1 / alpha_bar_T - 1),
+                                                                              abs=0.2)
+    model = TSDiff(TSDiffConfig(8, 4, **TINY))
+    grid = model.sigmas()
+    assert len(grid) == 101 and grid[0] == pytest.approx(SCHEDULE.sigma_max) and grid[-1] == 0
+
+
+def test_train_save_load_round_trip(tmp_path):
+    cfg = TSDiffConfig(12, 4, lags=(6,), freq="H", **TINY)
+    series = synthetic_series(2, 200, "6h", seed=0)
+    windows = training_windows(series, cfg.spec, stride=2)
+    model = TSDiff(cfg)
+    result = model.fit(windows, TrainConfig(steps=40, batch_size=32, lr=2e-3, checkpoint_every=0),
+                       out_dir=tmp_path / "run", progress=False)
+    assert len(result.losses) == 40 and result.losses[-1] < result.losses[0]
+    loaded = TSDiff.load(tmp_path / "run")
+    assert loaded.config == cfg
+    assert json.loads((tmp_path / "run" / "tsdiff.json").read_text())["lags"] == [6]
+    history = torch.as_tensor(series[0].target[-cfg.spec.history_length:])[None].float()
+    run = lambda m: forecast(m, history, num_samples=3, num_steps=5,  # noqa: E731
+                             generator=torch.Generator().manual_seed(0))
+    assert torch.equal(run(model), run(loaded))
+    model.save(tmp_path / "saved")
+    assert torch.equal(run(TSDiff.load(tmp_path / "saved")), run(model))
+
+
+def test_model_errors(tmp_path):
+    model = TSDiff(TSDiffConfig(8, 4, lags=(2,), **TINY))
+    with pytest.raises(ValueError, match=r"windows must have shape \(N, 2, 12\)"):
+        model.fit(torch.zeros(10, 1, 12))
+    with pytest.raises(FileNotFoundError, match="not a steerdiff-timeseries model"):
+        TSDiff.load(tmp_path)
+    with pytest.raises(ValueError, match="unknown frequency"):
+        TSDiffConfig(8, 4, freq="weekly-ish")
+
+
+def test_seasonal_naive_repeats_the_last_season():
+    history = torch.arange(10.0)[None]
+    assert torch.equal(seasonal_naive(history, 5, 3)[0, 0], torch.tensor([7.0, 8.0, 9.0, 7.0, 8.0]))
+    with pytest.raises(ValueError, match="season length 24"):
+        seasonal_naive(history, 5, 24)
+
+
+def test_linear_forecaster_recovers_a_linear_process():
+    g = torch.Generator().manual_seed(0)
+    w_true = torch.randn(6, 2, generator=g, dtype=torch.float64) * 0.3
+    ctx = 1 + torch.rand(200, 6, generator=g, dtype=torch.float64)
+    ctx = ctx / ctx.mean(1, keepdim=True)
+    windows = torch.cat([ctx, ctx @ w_true], 1)
+    lin = LinearForecaster(6, 2, alpha=1e-9).fit(windows)
+    history = 7.0 * ctx[:5]                                    # data units: predictions scale with the data
+    assert torch.allclose(lin.predict(history)[:, 0].double(), 7.0 * ctx[:5] @ w_true, atol=1e-4)
+    with pytest.raises(RuntimeError, match="fit the LinearForecaster"):
+        LinearForecaster(6, 2).predict(history)
+
+
+def test_generate_and_linear_predictive_score():
+    cfg = TSDiffConfig(12, 4, **TINY)
+    model = TSDiff(cfg)
+    x = generate(model, 5, num_steps=4, batch_size=2, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (5, 1, 16) and torch.isfinite(x).all()
+    series = synthetic_series(2, 300, "6h", seed=1, noise=0.0)
+    train, test = split_last(series, cfg.spec, 3)
+    real = training_windows(train, cfg.spec)
+    lps_real = linear_predictive_score(real, test, 12)
+    lps_noise = linear_predictive_score(torch.randn_like(real) + 1, test, 12)
+    assert lps_real < 0.05 < lps_noise
