@@ -1,0 +1,339 @@
+"""Symbolic rules, vectorised over a batch of rolls, and the losses that guidance turns into rewards.
+
+A :class:`Rule` maps a batch of rolls (B, C, P, T) in model space to an attribute (B, D) and compares it with a
+target by a loss (B,). Rules read the *decoded* roll (``roll.note_masks``): the same notes the MIDI file would
+hold, so a rule's value on a sample is its value on the written piece. That makes most rules piecewise
+constant in x — no gradient — which is what stochastic control guidance is for. Rules that have a natural
+relaxation (pitch histogram, note density) also answer ``attribute(x, relaxed=True)``: the same formula on the
+soft roll (x + 1) / 2, differentiable, for DPS-style gradient guidance.
+
+* :class:`PitchHistogram` — 12-bin pitch-class histogram of sounding cells (duration-weighted), sums to 1; MSE.
+* :class:`NoteDensity` — per window: vertical density (mean number of sounding pitches per step) and horizontal
+  density (number of steps where a note starts); MSE.
+* :class:`ChordProgression` — per window, the best-matching of 24 major/minor triads (cosine of the window's
+  pitch-class profile with each template; 24 = no chord for a silent window); loss = fraction of windows whose
+  chord differs from the target.
+* :class:`CustomRule` — any Python function of the decoded roll.
+
+:class:`Objective` binds rules to targets and weights: ``losses(x)`` per rule, ``loss(x)`` the weighted sum,
+``reward(x)`` = -loss for SCG/SMC, ``relaxed_loss(x)`` for DPS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from steerdiff.core.guidance import match_batch, weighted_reward
+
+from .roll import RollConfig, check_batch, note_masks
+
+__all__ = ["Rule", "PitchHistogram", "NoteDensity", "ChordProgression", "CustomRule", "Objective", "CHORD_NAMES",
+           "chord_index", "RULES", "get_rule"]
+
+PITCH_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+CHORD_NAMES = PITCH_NAMES + [n + "m" for n in PITCH_NAMES] + ["N"]
+NO_CHORD = 24
+
+
+def chord_index(names: Sequence[str | int]) -> list[int]:
+    """Chord names ("C", "F#m", "N" for no chord) or indices -> indices 0..24."""
+    out = []
+    for n in names:
+        if isinstance(n, (int,)) or (isinstance(n, str) and n.isdigit()):
+            i = int(n)
+            if not 0 <= i <= NO_CHORD:
+                raise ValueError(f"chord index {i} is outside 0..{NO_CHORD}")
+        else:
+            alias = {"Db": "C#", "D#": "Eb", "Gb": "F#", "G#": "Ab", "A#": "Bb"}
+            root, minor = (n[:-1], True) if n.endswith("m") else (n, False)
+            root = alias.get(root, root)
+            name = root + ("m" if minor else "")
+            if name not in CHORD_NAMES:
+                raise ValueError(f"unknown chord {n!r}; use a root C, C#, D, Eb, E, F, F#, G, Ab, A, Bb, B with an "
+                                 f"optional 'm' for minor, or 'N' for no chord")
+            i = CHORD_NAMES.index(name)
+        out.append(i)
+    return out
+
+
+class Rule:
+    """Base class: ``attribute(x, relaxed=False) -> (B, D)``, ``loss(attribute, target) -> (B,)``."""
+
+    name: str = "rule"
+    differentiable: bool = False
+
+    def __init__(self, config: RollConfig):
+        self.config = config
+
+    def attribute(self, x: torch.Tensor, relaxed: bool = False) -> torch.Tensor:
+        raise NotImplementedError
+
+    def size(self, num_steps: int) -> int:
+        """D for rolls of ``num_steps`` steps."""
+        raise NotImplementedError
+
+    def loss(self, attribute: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (attribute - target).pow(2).mean(-1)
+
+    def _soft_or_hard(self, x: torch.Tensor, relaxed: bool):
+        """(starts, sounding) as float (B, P, T): decoded {0, 1} masks, or their relaxation."""
+        check_batch(x, self.config, f"the roll given to rule {self.name!r}")
+        if relaxed:
+            if not self.differentiable:
+                raise TypeError(f"rule {self.name!r} has no differentiable relaxation; gradient guidance (DPS) cannot "
+                                f"use it — use StochasticControlGuidance or FeynmanKacSteering")
+            soft = ((x + 1) / 2).clamp(0, 1)
+            return soft[:, 0] * soft[:, 1], soft[:, 1]
+        starts, sounding = note_masks(x, self.config)
+        return starts.to(x.dtype), sounding.to(x.dtype)
+
+    def _windows(self, t: int, window: int) -> int:
+        if t % window:
+            raise ValueError(f"rule {self.name!r} uses windows of {window} steps, but the roll has {t} steps, which is "
+                             f"not a multiple; use a length that is a multiple of {window} or set window=...")
+        return t // window
+
+    def check_target(self, target, num_steps: int) -> torch.Tensor:
+        target = torch.as_tensor(target, dtype=torch.float32)
+        d = self.size(num_steps)
+        if target.ndim == 1:
+            target = target[None]
+        if target.ndim != 2 or target.shape[1] != d:
+            raise ValueError(f"the target of rule {self.name!r} must have {d} entries for rolls of {num_steps} steps "
+                             f"(shape ({d},) or (batch, {d})), got shape {tuple(target.shape)}")
+        if not torch.isfinite(target).all():
+            raise ValueError(f"the target of rule {self.name!r} contains NaN or inf")
+        return target
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.name!r})"
+
+
+def _pitch_class_matrix(config: RollConfig, like: torch.Tensor) -> torch.Tensor:
+    pc = (torch.arange(config.num_pitches, device=like.device) + config.pitch_low) % 12
+    return torch.nn.functional.one_hot(pc, 12).to(like.dtype)  # (P, 12)
+
+
+class PitchHistogram(Rule):
+    """12-bin pitch-class histogram (C = bin 0) of sounding cells, normalised to sum 1 (all zeros if silent)."""
+
+    name = "pitch_histogram"
+    differentiable = True
+
+    def size(self, num_steps):
+        return 12
+
+    def attribute(self, x, relaxed=False):
+        _, sounding = self._soft_or_hard(x, relaxed)
+        counts = sounding.sum(-1) @ _pitch_class_matrix(self.config, x)  # (B, 12)
+        return counts / counts.sum(-1, keepdim=True).clamp_min(1e-8)
+
+
+class NoteDensity(Rule):
+    """Per window of ``window`` steps (default one bar): [vertical_1..n, horizontal_1..n].
+
+    vertical = mean number of sounding pitches per step; horizontal = number of steps in which a note starts.
+    """
+
+    name = "note_density"
+    differentiable = True
+
+    def __init__(self, config: RollConfig, window: int | None = None):
+        super().__init__(config)
+        self.window = window or config.steps_per_bar
+
+    def size(self, num_steps):
+        return 2 * self._windows(num_steps, self.window)
+
+    def attribute(self, x, relaxed=False):
+        starts, sounding = self._soft_or_hard(x, relaxed)
+        b, _, t = sounding.shape
+        n = self._windows(t, self.window)
+        vertical = sounding.sum(1).reshape(b, n, self.window).mean(-1)
+        any_start = 1 - (1 - starts).prod(1) if relaxed else starts.amax(1)
+        horizontal = any_start.reshape(b, n, self.window).sum(-1)
+        return torch.cat([vertical, horizontal], dim=1)
+
+
+def _chord_templates(like: torch.Tensor) -> torch.Tensor:
+    t = torch.zeros(24, 12, dtype=like.dtype, device=like.device)
+    roots = torch.arange(12, device=like.device)
+    for k, third in enumerate((4, 3)):  # major, minor
+        rows = roots + 12 * k
+        t[rows, roots] = 1
+        t[rows, (roots + third) % 12] = 1
+        t[rows, (roots + 7) % 12] = 1
+    return t / t.norm(dim=1, keepdim=True)
+
+
+class ChordProgression(Rule):
+    """Chord index (see ``CHORD_NAMES``) per window of ``window`` steps (default one bar); not differentiable.
+
+    A window's chord is the triad template with the highest cosine similarity to its duration-weighted
+    pitch-class profile (ties go to the lower index: major before minor, C before C#); silent windows get 24.
+    The loss is the fraction of windows whose chord differs from the target.
+    """
+
+    name = "chord_progression"
+    differentiable = False
+
+    def __init__(self, config: RollConfig, window: int | None = None):
+        super().__init__(config)
+        self.window = window or config.steps_per_bar
+
+    def size(self, num_steps):
+        return self._windows(num_steps, self.window)
+
+    def check_target(self, target, num_steps):
+        if isinstance(target, (list, tuple)) and target and isinstance(target[0], str):
+            target = chord_index(target)
+        target = super().check_target(target, num_steps)
+        if ((target < 0) | (target > NO_CHORD) | (target != target.round())).any():
+            raise ValueError(f"chord targets must be integers 0..{NO_CHORD} (or names like 'C', 'Am', 'N')")
+        return target
+
+    def attribute(self, x, relaxed=False):
+        _, sounding = self._soft_or_hard(x, relaxed)
+        b, p, t = sounding.shape
+        n = self._windows(t, self.window)
+        per_window = sounding.reshape(b, p, n, self.window).sum(-1).transpose(1, 2)  # (B, n, P)
+        profile = per_window @ _pitch_class_matrix(self.config, x)                   # (B, n, 12)
+        score = profile @ _chord_templates(x).T                                       # (B, n, 24)
+        chord = score.argmax(-1)
+        silent = profile.sum(-1) == 0
+        return torch.where(silent, torch.full_like(chord, NO_CHORD), chord).to(x.dtype)
+
+    def loss(self, attribute, target):
+        return (attribute != target).to(attribute.dtype).mean(-1)
+
+
+class CustomRule(Rule):
+    """A rule from a plain Python function ``fn(roll) -> (B, D)`` (or (B,)) of the decoded roll.
+
+    ``roll`` is a float (B, 2, P, T) tensor in {0, 1}: channel 0 marks note starts, channel 1 sounding cells.
+    ``loss`` is "mse" (default), "l1", or a function ``(attribute, target) -> (B,)``.
+    """
+
+    differentiable = False
+
+    def __init__(self, config: RollConfig, fn: Callable, name: str = "custom", size: int | None = None,
+                 loss: str | Callable = "mse"):
+        super().__init__(config)
+        if not callable(fn):
+            raise TypeError(f"CustomRule needs a callable fn(roll) -> (B, D), got {fn!r}")
+        if not (callable(loss) or loss in ("mse", "l1")):
+            raise ValueError(f"loss must be 'mse', 'l1' or a callable, got {loss!r}")
+        self.fn, self.name, self._size, self._loss = fn, name, size, loss
+
+    def size(self, num_steps):
+        if self._size is None:
+            probe = torch.zeros(1, self.config.num_channels, self.config.num_pitches, num_steps) - 1
+            return self.attribute(probe).shape[1]
+        return self._size
+
+    def attribute(self, x, relaxed=False):
+        starts, sounding = self._soft_or_hard(x, relaxed)
+        out = torch.as_tensor(self.fn(torch.stack([starts, sounding], 1)), dtype=x.dtype, device=x.device)
+        out = out[:, None] if out.ndim == 1 else out
+        if out.ndim != 2 or out.shape[0] != x.shape[0]:
+            raise ValueError(f"custom rule {self.name!r} must return shape ({x.shape[0]}, D) or ({x.shape[0]},) for "
+                             f"{x.shape[0]} rolls, got {tuple(out.shape)}")
+        return out
+
+    def loss(self, attribute, target):
+        if callable(self._loss):
+            return torch.as_tensor(self._loss(attribute, target))
+        diff = attribute - target
+        return diff.abs().mean(-1) if self._loss == "l1" else diff.pow(2).mean(-1)
+
+
+RULES: dict[str, type[Rule]] = {"pitch_histogram": PitchHistogram, "note_density": NoteDensity,
+                                "chord_progression": ChordProgression}
+
+
+def get_rule(name: str, config: RollConfig, **kwargs) -> Rule:
+    if name not in RULES:
+        raise ValueError(f"unknown rule {name!r}; choose one of {sorted(RULES)} or write a CustomRule")
+    return RULES[name](config, **kwargs)
+
+
+@dataclass
+class _Term:
+    rule: Rule
+    target: torch.Tensor  # (1, D) or (B, D)
+    weight: float
+
+
+class Objective:
+    """Weighted rules with targets. ``terms``: (rule, target, weight) or (rule, target) triples/pairs.
+
+    A target is one (D,) vector for every sample or a (B, D) batch, one per sample (e.g. extracted from B
+    held-out pieces); during guided sampling its rows are matched to the candidates/particles of each sample.
+    """
+
+    def __init__(self, terms: Sequence[tuple], num_steps: int):
+        if not terms:
+            raise ValueError("an Objective needs at least one (rule, target[, weight]) term")
+        self.num_steps = int(num_steps)
+        self.terms = []
+        for term in terms:
+            rule, target, *rest = term
+            if not isinstance(rule, Rule):
+                raise TypeError(f"expected a Rule, got {rule!r}; wrap a function with CustomRule(config, fn)")
+            weight = float(rest[0]) if rest else 1.0
+            self.terms.append(_Term(rule, rule.check_target(target, self.num_steps), weight))
+        names = [t.rule.name for t in self.terms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"rule names must be unique within an objective, got {names}")
+        self._reward = weighted_reward([(t.weight, self._negative_loss(t)) for t in self.terms])
+
+    @classmethod
+    def from_reference(cls, rules: Sequence[Rule] | Sequence[tuple[Rule, float]], reference: torch.Tensor):
+        """Targets taken from reference rolls (B, C, P, T) in model space: one target row per reference piece."""
+        pairs = [(r, 1.0) if isinstance(r, Rule) else r for r in rules]
+        return cls([(r, r.attribute(reference), w) for r, w in pairs], reference.shape[-1])
+
+    @property
+    def names(self) -> list[str]:
+        return [t.rule.name for t in self.terms]
+
+    @property
+    def differentiable(self) -> bool:
+        return all(t.rule.differentiable for t in self.terms)
+
+    def _check(self, x):
+        if x.shape[-1] != self.num_steps:
+            raise ValueError(f"the objective was built for rolls of {self.num_steps} steps, got {x.shape[-1]}; build "
+                             f"it for this length")
+
+    def _term_loss(self, term: _Term, x: torch.Tensor, relaxed: bool) -> torch.Tensor:
+        self._check(x)
+        target = match_batch(term.target.to(x.device, x.dtype), x.shape[0], f"the target of {term.rule.name!r}")
+        return term.rule.loss(term.rule.attribute(x, relaxed), target)
+
+    def _negative_loss(self, term):
+        return lambda x: -self._term_loss(term, x, False)
+
+    def losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each rule's loss on the decoded rolls, (B,) per rule name."""
+        return {t.rule.name: self._term_loss(t, x, False) for t in self.terms}
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        return -self._reward(x)
+
+    def reward(self, x: torch.Tensor) -> torch.Tensor:
+        """-loss: the black-box reward for StochasticControlGuidance / FeynmanKacSteering."""
+        return self._reward(x)
+
+    def relaxed_loss(self, x: torch.Tensor, partial: bool = False) -> torch.Tensor:
+        """The weighted loss on the soft roll: differentiable, for ReconstructionGuidance (DPS).
+
+        A rule without a relaxation (chords, most custom rules) raises, unless ``partial=True``, which keeps
+        only the differentiable terms (as DPS baselines do in the SCG paper)."""
+        terms = [t for t in self.terms if t.rule.differentiable] if partial else self.terms
+        if not terms:
+            raise TypeError(f"no rule of {self.names} has a differentiable relaxation; use StochasticControlGuidance")
+        return sum(t.weight * self._term_loss(t, x, True) for t in terms)

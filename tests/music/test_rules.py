@@ -1,0 +1,105 @@
+import pytest
+import torch
+
+from steerdiff.music.rules import (CHORD_NAMES, ChordProgression, CustomRule, NoteDensity, Objective, PitchHistogram,
+                                   chord_index)
+
+from conftest import hand_roll
+
+
+def test_pitch_histogram_known_values(cfg):
+    x = hand_roll(cfg, [(60, 0, 8), (64, 0, 8), (67, 0, 4), (79, 4, 8)], 8)  # C E G, then G an octave up
+    h = PitchHistogram(cfg).attribute(x)[0]
+    expected = torch.zeros(12)
+    expected[[0, 4, 7]] = torch.tensor([8.0, 8.0, 8.0]) / 24
+    torch.testing.assert_close(h, expected)
+    assert PitchHistogram(cfg).attribute(-torch.ones(1, 2, 48, 8)).sum() == 0  # silence: all zeros
+
+
+def test_note_density_known_values(cfg):
+    bar = cfg.steps_per_bar  # 8 steps
+    x = hand_roll(cfg, [(60, 0, 8), (64, 0, 4), (64, 4, 8), (48, 8, 9), (50, 10, 11), (52, 10, 12)], 16)
+    d = NoteDensity(cfg).attribute(x)[0]
+    # bar 1: 60 sounds 8 steps, 64 sounds 8 steps -> 2 per step; onsets at steps 0, 4
+    # bar 2: 1 + 1 + 2 sounding cells over 8 steps -> 0.5; onsets at steps 8, 10
+    torch.testing.assert_close(d, torch.tensor([2.0, 0.5, 2.0, 2.0]))
+    assert NoteDensity(cfg).size(2 * bar) == 4
+
+
+def test_chord_progression_known_values(cfg):
+    bar = cfg.steps_per_bar
+    chords = [[48, 52, 55], [43, 59, 62], [45, 60, 64], [41, 57, 60], []]  # C, G, Am, F, silence
+    notes = [(p, i * bar, (i + 1) * bar) for i, c in enumerate(chords) for p in c]
+    x = hand_roll(cfg, notes, 5 * bar)
+    got = ChordProgression(cfg).attribute(x)[0].long().tolist()
+    assert [CHORD_NAMES[i] for i in got] == ["C", "G", "Am", "F", "N"]
+    assert chord_index(["C", "Db", "f#m", "N"][:2] + ["F#m", "N"]) == [0, 1, 18, 24]
+    with pytest.raises(ValueError, match="unknown chord"):
+        chord_index(["H7"])
+
+
+@pytest.mark.parametrize("make", [PitchHistogram, NoteDensity, ChordProgression,
+                                  lambda c: CustomRule(c, lambda r: r[:, 0].sum((1, 2)), name="note_count")])
+def test_a_rule_loss_is_zero_at_its_own_target_and_positive_elsewhere(cfg, train_windows, make):
+    rule = make(cfg)
+    x = train_windows[:6]
+    target = rule.attribute(x)
+    assert torch.all(rule.loss(rule.attribute(x), target) == 0)
+    obj = Objective([(rule, target)], 32)
+    assert torch.all(obj.loss(x) == 0) and torch.all(obj.reward(x) == 0)
+    other = train_windows[torch.arange(6) + 40]
+    assert obj.loss(other).sum() > 0
+
+
+def test_targets_of_the_wrong_size_and_rolls_of_the_wrong_shape_are_named(cfg):
+    with pytest.raises(ValueError, match="must have 12 entries"):
+        Objective([(PitchHistogram(cfg), torch.ones(11))], 32)
+    with pytest.raises(ValueError, match="must have 8 entries"):
+        Objective([(NoteDensity(cfg), torch.ones(6))], 32)
+    with pytest.raises(ValueError, match="not a multiple"):
+        NoteDensity(cfg).attribute(-torch.ones(1, 2, 48, 12))
+    with pytest.raises(ValueError, match="integers 0..24"):
+        Objective([(ChordProgression(cfg), [0.5, 1, 2, 3])], 32)
+    with pytest.raises(ValueError, match="48 pitches"):
+        PitchHistogram(cfg).attribute(-torch.ones(1, 2, 40, 32))
+    obj = Objective([(PitchHistogram(cfg), torch.ones(12) / 12)], 32)
+    with pytest.raises(ValueError, match="built for rolls of 32 steps"):
+        obj.loss(-torch.ones(1, 2, 48, 16))
+    with pytest.raises(ValueError, match="does not divide"):
+        Objective([(PitchHistogram(cfg), torch.ones(3, 12) / 12)], 32).loss(-torch.ones(4, 2, 48, 32))
+
+
+def test_weighted_multi_rule_objective_and_per_sample_targets(cfg, train_windows):
+    x = train_windows[:4]
+    ph, nd = PitchHistogram(cfg), NoteDensity(cfg)
+    t_ph, t_nd = torch.full((12,), 1 / 12), torch.ones(8)
+    obj = Objective([(ph, t_ph, 40.0), (nd, t_nd, 1.0)], 32)
+    losses = obj.losses(x)
+    torch.testing.assert_close(obj.loss(x), 40 * losses["pitch_histogram"] + losses["note_density"])
+    per_sample = Objective.from_reference([ph], x)  # one target row per reference piece
+    assert torch.all(per_sample.loss(x) == 0)
+    rows = per_sample.loss(x.repeat_interleave(3, 0))  # candidates of sample b are rows 3b..3b+2
+    assert torch.all(rows == 0)
+
+
+def test_relaxations_agree_on_binary_rolls_and_carry_gradients(cfg, train_windows):
+    x = train_windows[:3].clone().requires_grad_(True)
+    for rule in (PitchHistogram(cfg), NoteDensity(cfg)):
+        soft = rule.attribute(x, relaxed=True)
+        torch.testing.assert_close(soft, rule.attribute(x.detach()))
+        (g,) = torch.autograd.grad(soft.sum(), x)
+        assert torch.isfinite(g).all()
+    with pytest.raises(TypeError, match="no differentiable relaxation"):
+        ChordProgression(cfg).attribute(x, relaxed=True)
+    obj = Objective([(ChordProgression(cfg), torch.zeros(4)), (PitchHistogram(cfg), torch.ones(12) / 12)], 32)
+    with pytest.raises(TypeError, match="no differentiable relaxation"):
+        obj.relaxed_loss(x)
+    assert obj.relaxed_loss(x, partial=True).requires_grad
+
+
+def test_custom_rule_must_return_one_row_per_roll(cfg):
+    bad = CustomRule(cfg, lambda r: torch.zeros(5, 2), name="bad")
+    with pytest.raises(ValueError, match="must return shape"):
+        bad.attribute(-torch.ones(3, 2, 48, 8))
+    with pytest.raises(TypeError, match="callable"):
+        CustomRule(cfg, 3)
