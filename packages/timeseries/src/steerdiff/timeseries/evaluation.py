@@ -1,0 +1,102 @@
+"""The paper's comparisons on held-out rolling windows, shared by the CLI, the demo and the benchmark.
+
+* :func:`compare_forecasters`: seasonal naive, linear (ridge), TSDiff-MS, TSDiff-Q, and both base forecasters
+  refined by ML and by Langevin, as CRPS / ND / NRMSE with wall time;
+* :func:`compare_missing`: TSDiff-Q under random missing and blackouts at the start and end of the context;
+* :func:`compare_training_data`: the linear predictive score of synthetic vs real training windows.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+
+from .baselines import LinearForecaster, seasonal_naive
+from .data import TestWindows, parse_freq
+from .forecast import forecast, missing_mask, with_missing
+from .metrics import evaluate_forecast
+from .model import TSDiff
+from .refine import refine
+from .synthesis import generate, linear_predictive_score
+
+__all__ = ["BASES", "METHODS", "compare_forecasters", "compare_missing", "compare_training_data"]
+
+BASES = ("seasonal_naive", "linear")
+METHODS = BASES + ("tsdiff_ms", "tsdiff_q") + tuple(f"{b}+{m}" for b in BASES for m in ("ml", "langevin"))
+
+
+def _timed(fn: Callable[[], torch.Tensor], test: TestWindows) -> tuple[dict, torch.Tensor]:
+    t0 = time.perf_counter()
+    samples = fn()
+    metrics = evaluate_forecast(samples, test.future)
+    metrics["seconds"] = time.perf_counter() - t0
+    return metrics, samples
+
+
+def base_forecasts(model: TSDiff, train_windows: torch.Tensor, test: TestWindows) -> dict[str, torch.Tensor]:
+    """Point forecasts (N, 1, pred) of the two base forecasters, the linear one fitted on ``train_windows``."""
+    spec = model.spec
+    season = parse_freq(model.config.freq).season_length
+    lin = LinearForecaster(spec.context_length, spec.prediction_length).fit(train_windows[:, 0])
+    return {"seasonal_naive": seasonal_naive(test.history, spec.prediction_length, season),
+            "linear": lin.predict(test.history)}
+
+
+def compare_forecasters(model: TSDiff, train_windows: torch.Tensor, test: TestWindows, *,
+                        methods=METHODS, num_samples: int = 100, scale: float = 4.0, solver: str = "ddpm",
+                        num_steps: int = 100, refine_steps: int = 20, batch_size: int | None = None,
+                        generator: torch.Generator | None = None) -> tuple[dict, dict]:
+    """Metrics and sample paths of every method in ``methods`` (see :data:`METHODS`)."""
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+    t0 = time.perf_counter()
+    bases = base_forecasts(model, train_windows, test)
+    base_seconds = time.perf_counter() - t0
+    sample_opts = dict(num_samples=num_samples, scale=scale, solver=solver, num_steps=num_steps,
+                       batch_size=batch_size, generator=generator)
+    runs = {
+        "tsdiff_ms": lambda: forecast(model, test.history, guidance="mse", **sample_opts),
+        "tsdiff_q": lambda: forecast(model, test.history, guidance="quantile", **sample_opts),
+    }
+    for b in BASES:
+        for m in ("ml", "langevin"):
+            runs[f"{b}+{m}"] = (lambda b=b, m=m: refine(model, test.history, bases[b], method=m,
+                                                        steps=refine_steps, num_samples=num_samples,
+                                                        generator=generator))
+    metrics, samples = {}, {}
+    for name in methods:
+        if name in bases:
+            metrics[name], samples[name] = _timed(lambda: bases[name], test)
+            metrics[name]["seconds"] = base_seconds
+        else:
+            metrics[name], samples[name] = _timed(runs[name], test)
+    return metrics, samples
+
+
+def compare_missing(model: TSDiff, test: TestWindows, scenarios=("none", "random", "blackout_start",
+                                                                  "blackout_end"), *, guidance: str = "quantile",
+                    generator: torch.Generator | None = None, **options) -> dict:
+    """TSDiff forecast metrics when half the context is missing (the same model for every scenario)."""
+    spec, out = model.spec, {}
+    for scenario in scenarios:
+        mask = missing_mask(scenario, test.history.shape[0], spec.context_length, generator=generator)
+        history = with_missing(test.history, mask)
+        out[scenario], _ = _timed(lambda: forecast(model, history, guidance=guidance, generator=generator,
+                                                   **options), test)
+    return out
+
+
+def compare_training_data(model: TSDiff, real_windows: torch.Tensor, test: TestWindows, num_synthetic: int,
+                          *, solver: str = "ddpm", num_steps: int = 100,
+                          generator: torch.Generator | None = None) -> dict:
+    """LPS (test CRPS of ridge trained on the windows) for real training windows and for synthetic ones."""
+    t0 = time.perf_counter()
+    synthetic = generate(model, num_synthetic, solver=solver, num_steps=num_steps, generator=generator)
+    seconds = time.perf_counter() - t0
+    ctx = model.spec.context_length
+    return {"real": {"lps": linear_predictive_score(real_windows, test, ctx), "windows": real_windows.shape[0]},
+            "synthetic": {"lps": linear_predictive_score(synthetic, test, ctx), "windows": num_synthetic,
+                          "seconds": seconds}}
