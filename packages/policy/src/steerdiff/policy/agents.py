@@ -1,0 +1,268 @@
+"""Offline agents: TD3+BC (Fujimoto & Gu 2021) and IQL (Kostrikov et al. 2022), batched in PyTorch.
+
+Both work on unit actions (env action / bound, in [-1, 1]) and z-scored observations (dataset statistics),
+and expose what policy-guided diffusion needs from a target policy:
+
+* ``log_prob(obs, action)`` in env units -> (N,), differentiable in ``action``. IQL: its Gaussian policy.
+  TD3+BC is deterministic, so, as in the paper, a unit-variance Gaussian around its action (unit-action
+  space);
+* ``act(obs)`` (deterministic, numpy in / numpy out) for evaluation in the simulator;
+* ``sample_action(obs, generator)`` for on-policy rollouts (world-model baseline).
+
+Agents are saved as ``agent.json`` + ``agent.safetensors`` (no pickle).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .nets import EnsembleMLP, mlp
+
+__all__ = ["AgentConfig", "Agent", "TD3BC", "IQL", "AGENTS", "make_agent", "load_agent"]
+
+LOG2PI = math.log(2 * math.pi)
+
+
+@dataclass
+class AgentConfig:
+    obs_dim: int
+    act_dim: int
+    action_bound: float = 1.0
+    hidden: int = 256
+    layers: int = 2
+    lr: float = 3e-4
+    gamma: float = 0.99
+    tau: float = 0.005
+    # TD3+BC
+    alpha: float = 2.5
+    policy_noise: float = 0.2
+    noise_clip: float = 0.5
+    policy_freq: int = 2
+    explore_std: float = 0.1   # TD3+BC's sample_action: deterministic action + this Gaussian noise
+    # IQL
+    expectile: float = 0.7
+    beta: float = 3.0
+    adv_clip: float = 100.0
+
+
+class Agent(nn.Module):
+    name = ""
+
+    def __init__(self, config: AgentConfig, obs_mean=None, obs_std=None):
+        super().__init__()
+        self.config = c = config
+        self.register_buffer("obs_mean", torch.zeros(c.obs_dim) if obs_mean is None
+                             else torch.as_tensor(obs_mean, dtype=torch.float32).clone())
+        self.register_buffer("obs_std", torch.ones(c.obs_dim) if obs_std is None
+                             else torch.as_tensor(obs_std, dtype=torch.float32).clamp_min(1e-3).clone())
+        self.updates = 0
+
+    # ------------------------------------------------------------------------------------------- shared
+    def _s(self, obs: torch.Tensor) -> torch.Tensor:
+        if obs.shape[-1] != self.config.obs_dim:
+            raise ValueError(f"observations have dimension {obs.shape[-1]} but the agent was built for "
+                             f"{self.config.obs_dim}; use an agent trained on this environment")
+        return (obs - self.obs_mean) / self.obs_std
+
+    def _unit(self, action: torch.Tensor) -> torch.Tensor:
+        if action.shape[-1] != self.config.act_dim:
+            raise ValueError(f"actions have dimension {action.shape[-1]} but the agent was built for "
+                             f"{self.config.act_dim}")
+        return action / self.config.action_bound
+
+    def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """Deterministic unit action for (N, obs_dim) observations."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def act(self, obs) -> np.ndarray:
+        dev = self.obs_mean.device
+        a = self.mean_action(torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=dev))
+        return (a * self.config.action_bound).cpu().numpy()
+
+    def _polyak(self, target: nn.Module, source: nn.Module) -> None:
+        with torch.no_grad():
+            for t, s in zip(target.parameters(), source.parameters()):
+                t.lerp_(s, self.config.tau)
+
+    def batch_to_device(self, batch: dict) -> dict:
+        dev = self.obs_mean.device
+        return {k: v.to(dev) for k, v in batch.items()}
+
+    # -------------------------------------------------------------------------------------- persistence
+    def save(self, out_dir) -> Path:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / f".agent.safetensors.tmp-{os.getpid()}"
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(tmp))
+        os.replace(tmp, out / "agent.safetensors")
+        tmpj = out / f".agent.json.tmp-{os.getpid()}"
+        tmpj.write_text(json.dumps({"agent": self.name, "updates": self.updates, "config": asdict(self.config)},
+                                   indent=2))
+        os.replace(tmpj, out / "agent.json")
+        return out
+
+
+class TD3BC(Agent):
+    """TD3+BC: pi = argmax lambda Q(s, pi(s)) - (pi(s) - a)^2, lambda = alpha / mean|Q|; twin critics."""
+
+    name = "td3bc"
+
+    def __init__(self, config: AgentConfig, obs_mean=None, obs_std=None):
+        super().__init__(config, obs_mean, obs_std)
+        c = config
+        self.actor = mlp(c.obs_dim, c.act_dim, c.hidden, c.layers)
+        self.critic = EnsembleMLP(2, c.obs_dim + c.act_dim, 1, c.hidden, c.layers)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.lr)
+
+    def mean_action(self, obs):
+        return torch.tanh(self.actor(self._s(obs)))
+
+    def log_prob(self, obs, action):
+        diff = self._unit(action) - self.mean_action(obs)
+        return -0.5 * (diff.pow(2).sum(-1) + self.config.act_dim * LOG2PI)
+
+    @torch.no_grad()
+    def sample_action(self, obs, generator=None):
+        a = self.mean_action(obs)
+        noise = torch.randn(a.shape, generator=generator, device=a.device) * self.config.explore_std
+        return (a + noise).clamp(-1, 1) * self.config.action_bound
+
+    def update(self, batch: dict) -> dict:
+        c = self.config
+        s, s2 = self._s(batch["obs"]), self._s(batch["next_obs"])
+        a = self._unit(batch["action"])
+        with torch.no_grad():
+            noise = (torch.randn_like(a) * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
+            a2 = (torch.tanh(self.actor_target(s2)) + noise).clamp(-1, 1)
+            q_next = self.critic_target(torch.cat([s2, a2], -1)).min(0).values.squeeze(-1)
+            target = batch["reward"] + c.gamma * (1 - batch["done"]) * q_next
+        q = self.critic(torch.cat([s, a], -1)).squeeze(-1)  # (2, N)
+        critic_loss = (q - target).pow(2).mean(1).sum()
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+        out = {"critic_loss": float(critic_loss)}
+        self.updates += 1
+        if self.updates % c.policy_freq == 0:
+            pi = torch.tanh(self.actor(s))
+            q_pi = self.critic(torch.cat([s, pi], -1))[0].squeeze(-1)
+            lam = c.alpha / q_pi.abs().mean().detach().clamp_min(1e-6)
+            actor_loss = -lam * q_pi.mean() + F.mse_loss(pi, a)
+            self.actor_opt.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            self.actor_opt.step()
+            self._polyak(self.actor_target, self.actor)
+            self._polyak(self.critic_target, self.critic)
+            out["actor_loss"] = float(actor_loss)
+        return out
+
+
+class IQL(Agent):
+    """IQL: expectile value V, twin Q on r + gamma V(s'), advantage-weighted Gaussian policy."""
+
+    name = "iql"
+
+    def __init__(self, config: AgentConfig, obs_mean=None, obs_std=None):
+        super().__init__(config, obs_mean, obs_std)
+        c = config
+        self.actor = mlp(c.obs_dim, c.act_dim, c.hidden, c.layers)
+        self.log_std = nn.Parameter(torch.zeros(c.act_dim))
+        self.critic = EnsembleMLP(2, c.obs_dim + c.act_dim, 1, c.hidden, c.layers)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.value = mlp(c.obs_dim, 1, c.hidden, c.layers)
+        self.actor_opt = torch.optim.Adam([*self.actor.parameters(), self.log_std], lr=c.lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.lr)
+        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=c.lr)
+
+    def mean_action(self, obs):
+        return torch.tanh(self.actor(self._s(obs)))
+
+    def _std(self):
+        return self.log_std.clamp(-5.0, 2.0).exp()
+
+    def _log_prob_unit(self, obs, a_unit):
+        std = self._std()
+        z = (a_unit - self.mean_action(obs)) / std
+        return -0.5 * (z.pow(2) + LOG2PI).sum(-1) - torch.log(std).sum()
+
+    def log_prob(self, obs, action):
+        return self._log_prob_unit(obs, self._unit(action))
+
+    @torch.no_grad()
+    def sample_action(self, obs, generator=None):
+        a = self.mean_action(obs)
+        a = a + torch.randn(a.shape, generator=generator, device=a.device) * self._std()
+        return a.clamp(-1, 1) * self.config.action_bound
+
+    def update(self, batch: dict) -> dict:
+        c = self.config
+        s, s2 = self._s(batch["obs"]), self._s(batch["next_obs"])
+        a = self._unit(batch["action"])
+        sa = torch.cat([s, a], -1)
+        with torch.no_grad():
+            q_t = self.critic_target(sa).min(0).values.squeeze(-1)
+        v = self.value(s).squeeze(-1)
+        diff = q_t - v
+        weight = torch.where(diff > 0, c.expectile, 1 - c.expectile)
+        value_loss = (weight * diff.pow(2)).mean()
+        self.value_opt.zero_grad(set_to_none=True)
+        value_loss.backward()
+        self.value_opt.step()
+
+        with torch.no_grad():
+            target = batch["reward"] + c.gamma * (1 - batch["done"]) * self.value(s2).squeeze(-1)
+        q = self.critic(sa).squeeze(-1)
+        critic_loss = (q - target).pow(2).mean(1).sum()
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+
+        with torch.no_grad():
+            w = torch.exp(c.beta * (q_t - v.detach())).clamp(max=c.adv_clip)
+        actor_loss = -(w * self._log_prob_unit(batch["obs"], a.clamp(-0.999, 0.999))).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_opt.step()
+        self._polyak(self.critic_target, self.critic)
+        self.updates += 1
+        return {"value_loss": float(value_loss), "critic_loss": float(critic_loss),
+                "actor_loss": float(actor_loss)}
+
+
+AGENTS = {"td3bc": TD3BC, "iql": IQL}
+
+
+def make_agent(name: str, obs_dim: int, act_dim: int, action_bound: float = 1.0, obs_mean=None, obs_std=None,
+               device="cpu", **overrides) -> Agent:
+    if name not in AGENTS:
+        raise ValueError(f"unknown agent {name!r}; choose one of {sorted(AGENTS)}")
+    config = AgentConfig(obs_dim=obs_dim, act_dim=act_dim, action_bound=action_bound, **overrides)
+    return AGENTS[name](config, obs_mean, obs_std).to(device)
+
+
+def load_agent(path, device="cpu") -> Agent:
+    path = Path(path)
+    meta_path = path / "agent.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{meta_path} is missing; pass the directory written by "
+                                "steerdiff-policy train-agent (it holds agent.json and agent.safetensors)")
+    meta = json.loads(meta_path.read_text())
+    agent = AGENTS[meta["agent"]](AgentConfig(**meta["config"]))
+    agent.load_state_dict(load_file(str(path / "agent.safetensors")))
+    agent.updates = int(meta.get("updates", 0))
+    return agent.to(device)

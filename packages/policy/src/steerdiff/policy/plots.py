@@ -1,0 +1,87 @@
+"""PNG plots (matplotlib, Agg): return curves and real-vs-synthetic state trajectories."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["plot_return_curves", "plot_state_trajectories", "plot_likelihood_vs_error"]
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_return_curves(curves: dict[str, list[tuple[int, float]]], path, title: str = "evaluation return") -> Path:
+    """``curves``: label -> [(update, return), ...]."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, pts in curves.items():
+        if pts:
+            x, y = zip(*pts)
+            ax.plot(x, y, marker="o", label=label)
+    ax.set_xlabel("agent updates")
+    ax.set_ylabel("return")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def plot_state_trajectories(real: np.ndarray, synthetic: dict[str, np.ndarray], path, dims: int = 3,
+                            names: list[str] | None = None) -> Path:
+    """``real`` and each synthetic entry: (num_windows, L, obs_dim) states; one panel per state dimension."""
+    plt = _figure()
+    dims = min(dims, real.shape[-1])
+    fig, axes = plt.subplots(1, dims, figsize=(4 * dims, 3.2), squeeze=False)
+    colors = ["tab:orange", "tab:green", "tab:red", "tab:purple"]
+    for d in range(dims):
+        ax = axes[0, d]
+        for w in real[:8]:
+            ax.plot(w[:, d], color="tab:blue", alpha=0.5, lw=1)
+        for (label, syn), c in zip(synthetic.items(), colors):
+            for w in syn[:8]:
+                ax.plot(w[:, d], color=c, alpha=0.5, lw=1)
+        ax.set_title(names[d] if names else f"obs[{d}]")
+        ax.set_xlabel("step")
+    handles = [plt.Line2D([], [], color="tab:blue", label="real")]
+    handles += [plt.Line2D([], [], color=c, label=k) for k, c in zip(synthetic, colors)]
+    axes[0, -1].legend(handles=handles, loc="best", fontsize=8)
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def plot_likelihood_vs_error(points: dict[str, list[tuple[float, float]]], path) -> Path:
+    """``points``: label -> [(target-policy log-likelihood, dynamics error), ...] (the paper's Fig. 4 view)."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for label, pts in points.items():
+        x, y = zip(*pts)
+        ax.plot(x, y, marker="o", label=label)
+    ax.set_xlabel("target-policy log-likelihood of actions")
+    ax.set_ylabel("dynamics error (MSE)")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
