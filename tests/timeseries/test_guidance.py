@@ -80,3 +80,11 @@ def test_self_guidance_errors():
         ObservationLoss(obs, torch.tensor([0.0, 0.5]))
     with pytest.raises(ValueError, match="cannot carry 3 quantile levels"):
         ObservationLoss(obs, quantile_levels(3))(torch.zeros(4, 1, 4))
+
+
+def test_divergence_is_a_clear_error(gaussian_model):
+    from steerdiff.timeseries.forecast import GuidanceDiverged
+    y = _y()
+    y[:, :CONTEXT] *= torch.linspace(1, 1e30, CONTEXT)                # wildly off-manifold observations
+    with pytest.raises(GuidanceDiverged, match="lower the scale"):
+        _run(gaussian_model, y, "mse", 1e30)

@@ -87,7 +87,8 @@ def _print_table(title: str, rows: dict, columns=("crps", "nd", "nrmse", "second
     print(f"\n{title}")
     print(f"{'method':<26}" + "".join(f"{c:>10}" for c in columns))
     for name, m in rows.items():
-        print(f"{name:<26}" + "".join(f"{m.get(c, float('nan')):>10.4f}" for c in columns))
+        print(f"{name:<26}" + "".join(f"{m[c]:>10.4f}" if m.get(c) is not None else f"{'diverged':>10}"
+                                      for c in columns))
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -242,9 +243,10 @@ def cmd_evaluate(args) -> dict:
                                 num_steps=args.num_steps, generator=g)
     print(f"\nLPS (ridge trained on windows, CRPS on test): real {lps['real']['lps']:.4f}, "
           f"synthetic {lps['synthetic']['lps']:.4f}")
-    best = min(metrics, key=lambda k: metrics[k]["crps"])
-    _plot(args, test.history, samples["tsdiff_q"], test, "forecast_tsdiff_q.png")
-    _plot(args, test.history, samples[best], test, "forecast_best.png")
+    best = min((k for k in metrics if metrics[k]["crps"] is not None), key=lambda k: metrics[k]["crps"])
+    for name in ("tsdiff_q", best):
+        if samples.get(name) is not None:
+            _plot(args, test.history, samples[name], test, f"forecast_{name.replace('+', '_')}.png")
     return {"forecast": metrics, "missing": missing, "lps": lps, "best": best, "windows": len(test.history)}
 
 

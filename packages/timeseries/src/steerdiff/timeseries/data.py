@@ -89,7 +89,7 @@ class Series:
 
     def __post_init__(self):
         self.freq = parse_freq(self.freq)
-        self.target = np.asarray(self.target, dtype=np.float64)
+        self.target = np.array(self.target, dtype=np.float64)  # a private, writable copy
         if self.target.ndim != 1:
             raise ValueError(f"series {self.item_id!r}: target must be 1-D, got shape {self.target.shape}; "
                              "give one series per entry (multivariate data: one Series per column)")

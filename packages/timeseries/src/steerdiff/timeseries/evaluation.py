@@ -15,7 +15,7 @@ import torch
 
 from .baselines import LinearForecaster, seasonal_naive
 from .data import TestWindows, parse_freq
-from .forecast import forecast, missing_mask, with_missing
+from .forecast import GuidanceDiverged, forecast, missing_mask, with_missing
 from .metrics import evaluate_forecast
 from .model import TSDiff
 from .refine import refine
@@ -27,9 +27,14 @@ BASES = ("seasonal_naive", "linear")
 METHODS = BASES + ("tsdiff_ms", "tsdiff_q") + tuple(f"{b}+{m}" for b in BASES for m in ("ml", "langevin"))
 
 
-def _timed(fn: Callable[[], torch.Tensor], test: TestWindows) -> tuple[dict, torch.Tensor]:
+def _timed(fn: Callable[[], torch.Tensor], test: TestWindows) -> tuple[dict, torch.Tensor | None]:
+    """Metrics and samples of one method; a diverged guided run is reported (metrics None), not hidden."""
     t0 = time.perf_counter()
-    samples = fn()
+    try:
+        samples = fn()
+    except GuidanceDiverged as e:
+        return {"crps": None, "nd": None, "nrmse": None, "seconds": time.perf_counter() - t0,
+                "error": str(e)}, None
     metrics = evaluate_forecast(samples, test.future)
     metrics["seconds"] = time.perf_counter() - t0
     return metrics, samples

@@ -18,9 +18,13 @@ from .data import WindowSpec, lagged, mean_scale
 from .guidance import GUIDANCES, self_guidance
 from .model import NUM_STEPS, TSDiff
 
-__all__ = ["SCENARIOS", "missing_mask", "with_missing", "complete", "forecast", "impute"]
+__all__ = ["GuidanceDiverged", "SCENARIOS", "missing_mask", "with_missing", "complete", "forecast", "impute"]
 
 SCENARIOS = ("none", "random", "blackout_start", "blackout_end")
+
+
+class GuidanceDiverged(ValueError):
+    """Self-guided sampling produced NaN/inf: the guidance scale is too large for this model and grid."""
 
 
 def missing_mask(scenario: str, n: int, context_length: int, k: int | None = None,
@@ -95,8 +99,18 @@ def complete(model: TSDiff, y: torch.Tensor, num_samples: int = 100, guidance: s
         x = sigmas[0].item() * torch.randn((rows, spec.channels, spec.length), generator=generator,
                                            device=device)
         steer = [] if guidance == "none" else [self_guidance(obs, scale, guidance, num_samples)]
-        res = sample(model.denoiser, x, sigmas, solver, guidance=steer, generator=generator,
-                     progress=progress, **solver_options)
+        try:
+            res = sample(model.denoiser, x, sigmas, solver, guidance=steer, generator=generator,
+                         progress=progress, **solver_options)
+        except ValueError as e:
+            if "NaN or inf" not in str(e):
+                raise
+            res = None
+        if res is None or not torch.isfinite(res.x).all():
+            raise GuidanceDiverged(
+                f"{guidance} self-guidance at scale {scale} diverged (NaN/inf) with {num_steps} {solver} steps; "
+                "lower the scale, use more steps, or train the model longer (an under-trained network has a "
+                "large Jacobian, which the sum-of-squares guidance amplifies; the quantile variant is bounded)")
         out.append(res.x[:, 0].reshape(obs.shape[0], num_samples, spec.length).cpu())
     return torch.cat(out) * scale_[:, None, None]
 
