@@ -251,6 +251,7 @@ def cmd_evaluate(args) -> dict:
 
 
 def cmd_demo(args) -> dict:
+    """Train a small model on a bundled real series (default elecdemand, hourly) and run `evaluate`."""
     base = Path(args.out)
     args.data = args.data or "elecdemand"
     args.out = str(base / "model")
@@ -320,6 +321,9 @@ def _parser() -> argparse.ArgumentParser:
     for e in (sub.choices["evaluate"], sub.choices["demo"]):
         e.add_argument("--refine-steps", type=int, default=20)
         e.add_argument("--synthetic", type=int, default=1000, help="synthetic windows for the LPS")
+    # the demo: a few minutes on a CPU (a small model; `train` defaults are the paper-sized backbone)
+    sub.choices["demo"].set_defaults(context=96, hidden=32, blocks=2, d_state=32, steps=600, samples=16,
+                                     test_windows=7, synthetic=500, stride=2)
     return p
 
 
