@@ -218,3 +218,26 @@ def test_field_prior_works_in_physical_units():
     out = prior(torch.zeros(2, 1, 8, 8), 8.0)
     torch.testing.assert_close(out, torch.full((2, 1, 8, 8), 8.0))  # scale * (sigma / scale)
     assert prior.sigma_max == 320.0 and grf.shape == (8, 8)
+
+
+# ------------------------------------------------------------------------------------------- CLI
+
+def test_cli_runs_data_prior_solve_end_to_end(tmp_path, capsys):
+    import json
+
+    from steerdiff.inverse.cli import main
+
+    common = ["--device", "cpu", "--seed", "0"]
+    main(["make-data", "--problem", "linear", "--size", "8", "--noise", "0.1", "--num-train", "32", "--num-test", "1",
+          "--out", str(tmp_path), *common])
+    main(["train-prior", "--data", str(tmp_path), "--out", str(tmp_path / "prior"), "--steps", "3", "--channels", "8",
+          "--batch-size", "8", *common])
+    main(["solve", "--data", str(tmp_path), "--prior", str(tmp_path / "prior"), "--method", "enkg",
+          "--particles", "4", "--steps", "4", "--out", str(tmp_path / "enkg"), *common])
+    metrics = json.loads((tmp_path / "enkg" / "metrics.json").read_text())
+    assert metrics["method"] == "enkg" and metrics["forward_calls"] > 0 and metrics["gradient_evals"] == 0
+    assert (tmp_path / "enkg" / "fields.png").stat().st_size > 1000
+    with pytest.raises(SystemExit, match="make-data"):
+        main(["solve", "--data", str(tmp_path / "missing"), "--method", "eki", "--out", str(tmp_path / "x"), *common])
+    with pytest.raises(SystemExit, match="--prior is required"):
+        main(["solve", "--data", str(tmp_path), "--method", "enkg", "--out", str(tmp_path / "x")])

@@ -89,16 +89,18 @@ def _misfit_sq(forward: ForwardModel, y_rows: torch.Tensor):
 
 
 def solve(method: str, prior, problem, y: torch.Tensor, config: MethodConfig | None = None,
-          generator: torch.Generator | None = None, progress: bool = False) -> Solution:
+          generator: torch.Generator | None = None, progress: bool = False,
+          dtype: torch.dtype = torch.float32) -> Solution:
     """Solve ``problem`` for measurements ``y`` (B, *obs_shape) with ``method`` and the diffusion ``prior``
-    (a denoiser on physical fields, e.g. :class:`~steerdiff.inverse.prior.FieldPrior`; unused by EKI)."""
+    (a denoiser on physical fields, e.g. :class:`~steerdiff.inverse.prior.FieldPrior`; unused by EKI).
+    Particles and measurements are held in ``dtype`` (the prior network's dtype)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
     cfg = config or MethodConfig()
     if cfg.num_particles < 2:
         raise ValueError(f"num_particles must be >= 2 (ensemble methods need a spread), got {cfg.num_particles}")
     forward = problem.forward
-    y = forward.check_measurement(y)
+    y = forward.check_measurement(y).to(dtype)
     b, j = y.shape[0], cfg.num_particles
     device = y.device
     shape = (1, *problem.field_shape)
@@ -110,7 +112,7 @@ def solve(method: str, prior, problem, y: torch.Tensor, config: MethodConfig | N
         x = _eki(forward, problem, y, cfg, b, j, generator, device)
     else:
         sig = _grid(prior, cfg)
-        x = float(sig[0]) * torch.randn((b * j, *shape), generator=generator, device=device)
+        x = float(sig[0]) * torch.randn((b * j, *shape), generator=generator, device=device, dtype=dtype)
         if method == "enkg":
             guide = EnsembleKalmanGuidance(forward, y, j, scale=cfg.scale, num_updates=cfg.num_updates,
                                            ode_factor=cfg.ode_factor,
@@ -150,7 +152,7 @@ def solve(method: str, prior, problem, y: torch.Tensor, config: MethodConfig | N
 
 def _eki(forward, problem, y, cfg, b, j, generator, device):
     """Ensemble Kalman inversion (Iglesias et al. 2013) from a Gaussian-random-field ensemble, no diffusion prior."""
-    x = problem.grf.sample(b * j, generator, device)
+    x = problem.grf.sample(b * j, generator, device, dtype=y.dtype)
     flat = lambda t: t.reshape(b, j, -1)  # noqa: E731
     y_flat = y.reshape(b, -1).to(x.dtype)
     for _ in range(cfg.iterations):

@@ -80,7 +80,7 @@ def train_prior(fields: torch.Tensor, out_dir, config: PriorConfig | None = None
                         padding_mode="circular")
     denoiser = Denoiser(net, "edm")
     tc = TrainConfig(steps=config.steps, batch_size=min(config.batch_size, fields.shape[0]), lr=config.lr,
-                     ema_decay=config.ema_decay, seed=config.seed, checkpoint_every=max(config.steps // 4, 1),
+                     ema_decay=config.ema_decay, seed=config.seed, checkpoint_every=max(config.steps // 4, 250),
                      warmup_steps=min(100, config.steps // 10))
     result = train(denoiser, EDM(), (fields / scale).float().contiguous(), tc, out_dir=out_dir, progress=progress,
                    device=device)
