@@ -156,7 +156,7 @@ class TD3BC(Agent):
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_opt.step()
-        out = {"critic_loss": float(critic_loss)}
+        out = {"critic_loss": float(critic_loss.detach())}
         self.updates += 1
         if self.updates % c.policy_freq == 0:
             pi = torch.tanh(self.actor(s))
@@ -168,7 +168,7 @@ class TD3BC(Agent):
             self.actor_opt.step()
             self._polyak(self.actor_target, self.actor)
             self._polyak(self.critic_target, self.critic)
-            out["actor_loss"] = float(actor_loss)
+            out["actor_loss"] = float(actor_loss.detach())
         return out
 
 
@@ -240,8 +240,8 @@ class IQL(Agent):
         self.actor_opt.step()
         self._polyak(self.critic_target, self.critic)
         self.updates += 1
-        return {"value_loss": float(value_loss), "critic_loss": float(critic_loss),
-                "actor_loss": float(actor_loss)}
+        return {"value_loss": float(value_loss.detach()), "critic_loss": float(critic_loss.detach()),
+                "actor_loss": float(actor_loss.detach())}
 
 
 AGENTS = {"td3bc": TD3BC, "iql": IQL}
