@@ -34,7 +34,7 @@ DATASETS = {
 }
 FULL = dict(hidden=32, blocks=2, d_state=32, steps=800, samples=16, num_steps=100, refine_steps=20,
             synthetic=1000)
-QUICK = dict(hidden=16, blocks=1, d_state=16, steps=60, samples=4, num_steps=10, refine_steps=5, synthetic=64,
+QUICK = dict(hidden=16, blocks=1, d_state=16, steps=150, samples=8, num_steps=25, refine_steps=10, synthetic=64,
              max_test=4)
 
 
@@ -78,7 +78,7 @@ def main() -> None:
     results = {n: run_dataset(n, DATASETS[n], s, args.seed, args.device) for n in names}
     notes = [f"setting: {'quick' if args.quick else 'full'}; {s}",
              "CRPS = GluonTS mean_wQuantileLoss over quantiles 0.1..0.9 on held-out rolling windows; lower is better.",
-             "Refinement: ML / Langevin, 20 steps, quantile regulariser to the base forecast (point forecasters).",
+             f"Refinement: ML / Langevin, {s['refine_steps']} steps, quantile regulariser to the base forecast.",
              *[f"{n}: {r['config']}" for n, r in results.items()]]
     notes.append("'-' marks a guided run that diverged (NaN/inf); the JSON keeps the error message.")
     print_table("Forecast CRPS", ["method", *names], [[m, *[results[n]["forecast"][m]["crps"] for n in names]]

@@ -113,3 +113,11 @@ def test_bundled_real_datasets():
     assert len(emp) == 148 and min(len(s) for s in emp) >= 225 and str(emp[0].freq) == "M"
     with pytest.raises(ValueError, match="unknown dataset 'nope'"):
         load_dataset("nope")
+
+
+def test_gluonts_style_entries_with_period_starts():
+    entries = [{"start": pd.Period("2021-01-01 00:00", freq="h"), "target": np.arange(5.0), "item_id": "x"},
+               {"start": pd.Period("2021-01-02 00:00", freq="h"), "target": np.ones(3)}]
+    series = from_entries(entries)
+    assert [s.item_id for s in series] == ["x", "1"] and str(series[0].freq) == "h"
+    assert series[1].index()[0] == pd.Timestamp("2021-01-02")
