@@ -21,21 +21,25 @@ import time
 
 import torch
 from _common import Stopwatch, environment, print_table, write_json
-
 from steerdiff.core.training import TrainConfig
 from steerdiff.timeseries.data import WindowSpec, load_dataset, split_last, training_windows
-from steerdiff.timeseries.evaluation import METHODS, compare_forecasters, compare_missing, compare_training_data
+from steerdiff.timeseries.evaluation import (
+    METHODS,
+    compare_forecasters,
+    compare_missing,
+    compare_training_data,
+)
 from steerdiff.timeseries.model import TSDiff, TSDiffConfig
 
 # per dataset: window, lags, test windows, series used for testing, guidance scale (the paper's s per dataset)
 DATASETS = {
-    "elecdemand": dict(context=96, prediction=24, lags=(168,), test_windows=7, test_series=None, scale=4.0),
-    "us_employment": dict(context=36, prediction=12, lags=(), test_windows=1, test_series=24, scale=4.0),
+    "elecdemand": {"context": 96, "prediction": 24, "lags": (168,), "test_windows": 7, "test_series": None, "scale": 4.0},
+    "us_employment": {"context": 36, "prediction": 12, "lags": (), "test_windows": 1, "test_series": 24, "scale": 4.0},
 }
-FULL = dict(hidden=32, blocks=2, d_state=32, steps=800, samples=16, num_steps=100, refine_steps=20,
-            synthetic=1000)
-QUICK = dict(hidden=16, blocks=1, d_state=16, steps=150, samples=8, num_steps=25, refine_steps=10, synthetic=64,
-             max_test=4)
+FULL = {"hidden": 32, "blocks": 2, "d_state": 32, "steps": 800, "samples": 16, "num_steps": 100, "refine_steps": 20,
+            "synthetic": 1000}
+QUICK = {"hidden": 16, "blocks": 1, "d_state": 16, "steps": 150, "samples": 8, "num_steps": 25, "refine_steps": 10, "synthetic": 64,
+             "max_test": 4}
 
 
 def run_dataset(name: str, d: dict, s: dict, seed: int, device: str) -> dict:
@@ -55,7 +59,7 @@ def run_dataset(name: str, d: dict, s: dict, seed: int, device: str) -> dict:
         model.fit(windows, TrainConfig(steps=s["steps"], batch_size=64, lr=1e-3, grad_clip=0.5, ema_decay=0.995,
                                        seed=seed, checkpoint_every=0), progress=False, device=device)
     g = torch.Generator(model.device).manual_seed(seed)
-    opts = dict(num_samples=s["samples"], scale=d["scale"], solver="ddpm", num_steps=s["num_steps"])
+    opts = {"num_samples": s["samples"], "scale": d["scale"], "solver": "ddpm", "num_steps": s["num_steps"]}
     forecast, _ = compare_forecasters(model, windows, test, refine_steps=s["refine_steps"], generator=g, **opts)
     missing = compare_missing(model, test, generator=g, **opts)
     lps = compare_training_data(model, windows, test, s["synthetic"], num_steps=s["num_steps"], generator=g)

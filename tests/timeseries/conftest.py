@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from steerdiff.core.analytic import gaussian
 from steerdiff.timeseries.model import TSDiff, TSDiffConfig
 

@@ -2,7 +2,6 @@ import json
 
 import numpy as np
 import pandas as pd
-
 from steerdiff.timeseries.cli import main
 from steerdiff.timeseries.data import synthetic_series
 

@@ -2,10 +2,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from steerdiff.timeseries.data import (
-    Series, WindowSpec, from_csv, from_entries, from_pandas, lagged, load_dataset, mean_scale, parse_freq,
-    split_last, synthetic_series, to_entries, training_windows,
+    Series,
+    WindowSpec,
+    from_csv,
+    from_entries,
+    from_pandas,
+    lagged,
+    load_dataset,
+    mean_scale,
+    parse_freq,
+    split_last,
+    synthetic_series,
+    to_entries,
+    training_windows,
 )
 
 

@@ -1,9 +1,7 @@
 import pytest
 import torch
-
-from steerdiff.timeseries.forecast import complete, forecast, impute, missing_mask, with_missing
-
 from conftest import CONTEXT, PRED
+from steerdiff.timeseries.forecast import complete, forecast, impute, missing_mask, with_missing
 
 
 def test_random_missing_masks_exactly_k_distinct_points_per_row():

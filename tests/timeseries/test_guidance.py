@@ -1,10 +1,10 @@
+from itertools import pairwise
+
 import pytest
 import torch
-
+from conftest import CONTEXT
 from steerdiff.timeseries.forecast import complete
 from steerdiff.timeseries.guidance import ObservationLoss, quantile_levels, self_guidance
-
-from conftest import CONTEXT
 
 
 def _y(n=3, seed=0):
@@ -37,7 +37,7 @@ def test_scale_zero_equals_unconditional_sampling(gaussian_model, kind, solver):
 def test_misfit_to_observations_falls_as_the_scale_grows(gaussian_model, kind, solver):
     y = _y()
     misfits = [_misfit(_run(gaussian_model, y, kind, s, solver), y) for s in (0.0, 0.3, 1.0, 3.0, 10.0)]
-    assert all(a > b for a, b in zip(misfits, misfits[1:])), misfits
+    assert all(a > b for a, b in pairwise(misfits)), misfits
     assert misfits[-1] < 0.6 * misfits[0]
 
 

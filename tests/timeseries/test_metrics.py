@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-
 from steerdiff.timeseries.metrics import QUANTILES, crps, evaluate_forecast, weighted_quantile_loss
 
 

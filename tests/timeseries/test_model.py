@@ -2,16 +2,14 @@ import json
 
 import pytest
 import torch
-
 from steerdiff.core.training import TrainConfig
 from steerdiff.timeseries.baselines import LinearForecaster, seasonal_naive
-from steerdiff.timeseries.data import synthetic_series, training_windows
+from steerdiff.timeseries.data import split_last, synthetic_series, training_windows
 from steerdiff.timeseries.forecast import forecast
 from steerdiff.timeseries.model import SCHEDULE, TSDiff, TSDiffConfig
 from steerdiff.timeseries.synthesis import generate, linear_predictive_score
-from steerdiff.timeseries.data import split_last
 
-TINY = dict(hidden_channels=8, num_blocks=1, d_state=8, emb_dim=16)
+TINY = {"hidden_channels": 8, "num_blocks": 1, "d_state": 8, "emb_dim": 16}
 
 
 def test_schedule_is_tsdiffs_ddpm():
@@ -38,7 +36,7 @@ def test_train_save_load_round_trip(tmp_path):
     assert loaded.config == cfg
     assert json.loads((tmp_path / "run" / "tsdiff.json").read_text())["lags"] == [6]
     history = torch.as_tensor(series[0].target[-cfg.spec.history_length:])[None].float()
-    run = lambda m: forecast(m, history, num_samples=3, num_steps=5,  # noqa: E731
+    run = lambda m: forecast(m, history, num_samples=3, num_steps=5,
                              generator=torch.Generator().manual_seed(0))
     assert torch.equal(run(model), run(loaded))
     model.save(tmp_path / "saved")

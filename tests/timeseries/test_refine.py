@@ -2,10 +2,8 @@ import math
 
 import pytest
 import torch
-
-from steerdiff.timeseries.refine import refine, representative_sigma
-
 from conftest import CONTEXT, PRED, prior_cov
+from steerdiff.timeseries.refine import refine, representative_sigma
 
 
 def _context(n=3, seed=0):
@@ -52,7 +50,7 @@ def test_strong_regulariser_keeps_the_base_and_zero_steps_return_it(gaussian_mod
 def test_langevin_spreads_a_point_forecast_and_is_reproducible(gaussian_model):
     c = _context()
     base = torch.full((3, 1, PRED), 1.0)
-    run = lambda: refine(gaussian_model, c, base, method="langevin", num_samples=10,  # noqa: E731
+    run = lambda: refine(gaussian_model, c, base, method="langevin", num_samples=10,
                          generator=torch.Generator().manual_seed(3))
     a, b = run(), run()
     assert torch.equal(a, b)
@@ -84,13 +82,13 @@ class _NetLike(torch.nn.Module):
 
 
 @pytest.mark.parametrize("kw, match", [
-    (dict(method="hmc"), "unknown refinement 'hmc'"),
-    (dict(regularizer="l1"), "unknown regularizer 'l1'"),
-    (dict(base=torch.ones(3, 1, PRED + 1)), "base forecast must be"),
-    (dict(num_samples=3, base=torch.ones(3, 2, PRED)), "multiple of the 2 base samples"),
+    ({"method": "hmc"}, "unknown refinement 'hmc'"),
+    ({"regularizer": "l1"}, "unknown regularizer 'l1'"),
+    ({"base": torch.ones(3, 1, PRED + 1)}, "base forecast must be"),
+    ({"num_samples": 3, "base": torch.ones(3, 2, PRED)}, "multiple of the 2 base samples"),
 ])
 def test_refine_errors(gaussian_model, kw, match):
-    args = dict(base=torch.ones(3, 1, PRED))
+    args = {"base": torch.ones(3, 1, PRED)}
     args.update(kw)
     base = args.pop("base")
     with pytest.raises(ValueError, match=match):

@@ -14,7 +14,7 @@ import torch
 
 from .data import mean_scale
 
-__all__ = ["seasonal_naive", "LinearForecaster"]
+__all__ = ["LinearForecaster", "seasonal_naive"]
 
 
 def seasonal_naive(history: torch.Tensor, prediction_length: int, season_length: int) -> torch.Tensor:
@@ -38,7 +38,7 @@ class LinearForecaster:
     alpha: float = 1.0
     weight: torch.Tensor | None = None   # (context + 1, prediction), last row the intercept
 
-    def fit(self, windows: torch.Tensor) -> "LinearForecaster":
+    def fit(self, windows: torch.Tensor) -> LinearForecaster:
         """Fit on windows (N, context + prediction) of one channel, already mean-scaled by their context."""
         w = torch.as_tensor(windows, dtype=torch.float64)
         if w.ndim != 2 or w.shape[1] != self.context_length + self.prediction_length:

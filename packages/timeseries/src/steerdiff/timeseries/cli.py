@@ -22,7 +22,7 @@ import torch
 from . import data as D
 from .model import TSDiff, TSDiffConfig
 
-__all__ = ["main", "load_series"]
+__all__ = ["load_series", "main"]
 
 
 def _write_json(path: Path, obj) -> None:
@@ -139,8 +139,8 @@ def _load(args) -> TSDiff:
 
 
 def _sample_options(args) -> dict:
-    return dict(num_samples=args.samples, scale=args.scale, solver=args.solver, num_steps=args.num_steps,
-                batch_size=args.batch_windows)
+    return {"num_samples": args.samples, "scale": args.scale, "solver": args.solver, "num_steps": args.num_steps,
+                "batch_size": args.batch_windows}
 
 
 def cmd_forecast(args) -> dict:
@@ -312,15 +312,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--base", default="seasonal_naive", help="seasonal_naive, linear, or forecasts.npy (N, S, H)")
     r.add_argument("--method", choices=("ml", "langevin"), default="ml")
     r.add_argument("--regularizer", choices=("quantile", "mse"), default="quantile")
-    for s in (r,):
-        s.add_argument("--refine-steps", type=int, default=20)
     y = add("synthesize", cmd_synthesize, "generate windows; with --data also the linear predictive score")
     y.add_argument("--n", type=int, default=1000)
-    for name, fn in (("evaluate", cmd_evaluate),):
-        e = add(name, fn, "compare baselines, TSDiff-MS/Q, refinement, missing values and LPS")
-    for e in (sub.choices["evaluate"], sub.choices["demo"]):
+    add("evaluate", cmd_evaluate, "compare baselines, TSDiff-MS/Q, refinement, missing values and LPS")
+    for e in (r, sub.choices["evaluate"], sub.choices["demo"]):
         e.add_argument("--refine-steps", type=int, default=20)
-        e.add_argument("--synthetic", type=int, default=1000, help="synthetic windows for the LPS")
+        if e is not r:
+            e.add_argument("--synthetic", type=int, default=1000, help="synthetic windows for the LPS")
     # the demo: a few minutes on a CPU (a small model; `train` defaults are the paper-sized backbone)
     sub.choices["demo"].set_defaults(context=96, hidden=32, blocks=2, d_state=32, steps=600, samples=16,
                                      test_windows=7, synthetic=500, stride=2)

@@ -11,16 +11,28 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 
 __all__ = [
-    "Frequency", "parse_freq", "Series", "WindowSpec", "from_entries", "from_pandas", "from_csv",
-    "load_dataset", "DATASETS", "synthetic_series", "lagged", "mean_scale", "training_windows",
-    "split_last", "TestWindows",
+    "DATASETS",
+    "Frequency",
+    "Series",
+    "TestWindows",
+    "WindowSpec",
+    "from_csv",
+    "from_entries",
+    "from_pandas",
+    "lagged",
+    "load_dataset",
+    "mean_scale",
+    "parse_freq",
+    "split_last",
+    "synthetic_series",
+    "training_windows",
 ]
 
 

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -60,8 +60,8 @@ def compare_forecasters(model: TSDiff, train_windows: torch.Tensor, test: TestWi
     t0 = time.perf_counter()
     bases = base_forecasts(model, train_windows, test)
     base_seconds = time.perf_counter() - t0
-    sample_opts = dict(num_samples=num_samples, scale=scale, solver=solver, num_steps=num_steps,
-                       batch_size=batch_size, generator=generator)
+    sample_opts = {"num_samples": num_samples, "scale": scale, "solver": solver, "num_steps": num_steps,
+                       "batch_size": batch_size, "generator": generator}
     runs = {
         "tsdiff_ms": lambda: forecast(model, test.history, guidance="mse", **sample_opts),
         "tsdiff_q": lambda: forecast(model, test.history, guidance="quantile", **sample_opts),
@@ -74,7 +74,7 @@ def compare_forecasters(model: TSDiff, train_windows: torch.Tensor, test: TestWi
     metrics, samples = {}, {}
     for name in methods:
         if name in bases:
-            metrics[name], samples[name] = _timed(lambda: bases[name], test)
+            metrics[name], samples[name] = _timed(lambda b=bases[name]: b, test)
             metrics[name]["seconds"] = base_seconds
         else:
             metrics[name], samples[name] = _timed(runs[name], test)
@@ -89,8 +89,8 @@ def compare_missing(model: TSDiff, test: TestWindows, scenarios=("none", "random
     for scenario in scenarios:
         mask = missing_mask(scenario, test.history.shape[0], spec.context_length, generator=generator)
         history = with_missing(test.history, mask)
-        out[scenario], _ = _timed(lambda: forecast(model, history, guidance=guidance, generator=generator,
-                                                   **options), test)
+        out[scenario], _ = _timed(lambda h=history: forecast(model, h, guidance=guidance, generator=generator,
+                                                             **options), test)
     return out
 
 

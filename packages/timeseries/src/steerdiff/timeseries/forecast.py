@@ -11,14 +11,13 @@ which context points are NaN.
 from __future__ import annotations
 
 import torch
-
 from steerdiff.core.sampling import sample
 
 from .data import WindowSpec, lagged, mean_scale
 from .guidance import GUIDANCES, self_guidance
 from .model import NUM_STEPS, TSDiff
 
-__all__ = ["GuidanceDiverged", "SCENARIOS", "missing_mask", "with_missing", "complete", "forecast", "impute"]
+__all__ = ["SCENARIOS", "GuidanceDiverged", "complete", "forecast", "impute", "missing_mask", "with_missing"]
 
 SCENARIOS = ("none", "random", "blackout_start", "blackout_end")
 

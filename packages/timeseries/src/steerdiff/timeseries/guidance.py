@@ -16,11 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
 from steerdiff.core.guidance import ReconstructionGuidance
 from steerdiff.core.guidance.base import match_batch
 
-__all__ = ["quantile_levels", "ObservationLoss", "self_guidance", "GUIDANCES"]
+__all__ = ["GUIDANCES", "ObservationLoss", "quantile_levels", "self_guidance"]
 
 GUIDANCES = ("none", "mse", "quantile")
 

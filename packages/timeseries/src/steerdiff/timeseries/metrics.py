@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["QUANTILES", "weighted_quantile_loss", "crps", "evaluate_forecast"]
+__all__ = ["QUANTILES", "crps", "evaluate_forecast", "weighted_quantile_loss"]
 
 QUANTILES = tuple(round(0.1 * i, 1) for i in range(1, 10))
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
 from steerdiff.core.checkpoint import load_denoiser, save_checkpoint
 from steerdiff.core.denoiser import Denoiser
 from steerdiff.core.nets import build_network
@@ -26,7 +25,7 @@ from steerdiff.core.training import TrainConfig, TrainResult, train
 
 from .data import WindowSpec, parse_freq
 
-__all__ = ["TSDiffConfig", "TSDiff", "SCHEDULE", "NUM_STEPS"]
+__all__ = ["NUM_STEPS", "SCHEDULE", "TSDiff", "TSDiffConfig"]
 
 SCHEDULE = VPLinear(beta_min=0.01, beta_max=10.0)
 NUM_STEPS = 100
@@ -50,7 +49,7 @@ class TSDiffConfig:
     def __post_init__(self):
         self.lags = tuple(int(lag) for lag in self.lags)
         self.freq = str(parse_freq(self.freq))
-        self.spec  # validates the window
+        WindowSpec(self.context_length, self.prediction_length, self.lags)  # validates the window
 
     @property
     def spec(self) -> WindowSpec:
@@ -123,7 +122,7 @@ class TSDiff:
         return out
 
     @classmethod
-    def load(cls, path, device="cpu") -> "TSDiff":
+    def load(cls, path, device="cpu") -> TSDiff:
         path = Path(path)
         if not (path / META).exists():
             raise FileNotFoundError(f"{path / META} not found: {path} is not a steerdiff-timeseries model "

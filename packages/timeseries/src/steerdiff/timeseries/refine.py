@@ -23,7 +23,7 @@ from .data import lagged, mean_scale
 from .guidance import quantile_levels
 from .model import TSDiff
 
-__all__ = ["METHODS", "REGULARIZERS", "representative_sigma", "refine"]
+__all__ = ["METHODS", "REGULARIZERS", "refine", "representative_sigma"]
 
 METHODS = ("ml", "langevin")
 REGULARIZERS = ("mse", "quantile")

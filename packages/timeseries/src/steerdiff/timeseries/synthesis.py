@@ -8,7 +8,6 @@ windows, so one ridge fit serves both and the comparison "synthetic vs real trai
 from __future__ import annotations
 
 import torch
-
 from steerdiff.core.sampling import sample
 
 from .baselines import LinearForecaster
