@@ -71,13 +71,17 @@ def run_dataset(name: str, d: dict, s: dict, seed: int, device: str) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny models and few samples: under a minute")
-    p.add_argument("--datasets", default=",".join(DATASETS))
+    p.add_argument("--datasets", default=None, help="comma-separated; default: elecdemand,us_employment "
+                   "(--quick) or all three")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", default=None, help="write every number here")
     args = p.parse_args()
     s = QUICK if args.quick else FULL
-    names = args.datasets.split(",")
+    names = (args.datasets or ("elecdemand,us_employment" if args.quick else ",".join(DATASETS))).split(",")
+    unknown = sorted(set(names) - set(DATASETS))
+    if unknown:
+        p.error(f"unknown dataset(s) {unknown}; choose from {sorted(DATASETS)}")
     t0 = time.perf_counter()
     results = {n: run_dataset(n, DATASETS[n], s, args.seed, args.device) for n in names}
     notes = [f"setting: {'quick' if args.quick else 'full'}; {s}",

@@ -25,6 +25,11 @@ def test_cli_end_to_end_on_a_csv(tmp_path):
     assert json.loads((tmp_path / "i" / "impute.json").read_text())["imputed_points_per_window"] == 5
     assert main(["refine", *data, *model, "--samples", "4", "--refine-steps", "2", "--method", "langevin",
                  "--out", str(tmp_path / "r")]) == 0
+    np.save(tmp_path / "base.npy", np.full((4, 3, 6), 10.0))          # any forecaster's samples (N, S, H)
+    assert main(["refine", *data, *model, "--samples", "6", "--refine-steps", "2", "--base",
+                 str(tmp_path / "base.npy"), "--out", str(tmp_path / "r2")]) == 0
+    with np.load(tmp_path / "r2" / "refine.npz") as z:
+        assert z["samples"].shape == (4, 6, 6) and np.all(z["base"] == 10.0)
     assert main(["synthesize", *data, *model, "--n", "8", "--num-steps", "4", "--out", str(tmp_path / "s")]) == 0
     assert set(json.loads((tmp_path / "s" / "synthesize.json").read_text())) >= {"lps_real", "lps_synthetic"}
     assert main(["evaluate", *data, *model, *fast, "--synthetic", "8", "--refine-steps", "2",
