@@ -28,7 +28,9 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--cache", default=str(default_cache()))
     ap.add_argument("--out", default="benchmarks/results/inverse_ns.json")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest on a shared CPU)")
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     setting = QUICK if args.quick else FULL
     t0 = time.perf_counter()
