@@ -77,3 +77,25 @@ def test_bad_guidance_inputs(model, td3bc):
         from steerdiff.core.sampling import sample
         sample(model.denoiser, torch.randn(2, 5, 8), [1.0, 0.0], "ddim",
                guidance=[PolicyGuidance(policy=td3bc, normalizer=model.normalizer)])
+
+
+def test_model_save_load_and_synthesizer(pendulum, td3bc, tmp_path):
+    from dataclasses import replace
+
+    from steerdiff.policy.diffusion import TrajectoryDiffusion
+    from steerdiff.policy.synthesis import Synthesizer
+    from conftest import SMALL_MODEL
+
+    fitted = TrajectoryDiffusion.fit(pendulum, replace(SMALL_MODEL, steps=5), out_dir=tmp_path / "m",
+                                     progress=False, device="cpu")
+    loaded = TrajectoryDiffusion.load(tmp_path / "m", device="cpu")
+    assert loaded.normalizer == fitted.normalizer and loaded.horizon == 8 and loaded.env_id == "Pendulum-v1"
+    a, b = (m.sample(3, 12, sampler=SamplerConfig(steps=4), generator=torch.Generator().manual_seed(0)).x
+            for m in (fitted, loaded))
+    torch.testing.assert_close(a, b)  # same weights; and a length other than the training horizon works
+    synth = Synthesizer(loaded, num=4, sampler=SamplerConfig(steps=4))
+    unguided, guided = synth(None), synth(td3bc)
+    assert unguided.metadata["gradient_evals"] == 0 and guided.metadata["gradient_evals"] > 0
+    assert len(guided) <= 4 * 7 and guided.env_id == "Pendulum-v1"
+    with pytest.raises(FileNotFoundError, match="trajectory.json"):
+        TrajectoryDiffusion.load(tmp_path)
