@@ -48,8 +48,11 @@ def plot_return_curves(curves: dict[str, list[tuple[int, float]]], path, title: 
 
 def plot_state_trajectories(real: np.ndarray, synthetic: dict[str, np.ndarray], path, dims: int = 3,
                             names: list[str] | None = None) -> Path:
-    """``real`` and each synthetic entry: (num_windows, L, obs_dim) states; one panel per state dimension."""
+    """``real`` and each synthetic entry: (num_windows, L, obs_dim) states; one panel per state dimension.
+    Real sequences are cut to the longest synthetic window, so both share the time axis."""
     plt = _figure()
+    if synthetic:
+        real = real[:, :max(w.shape[1] for w in synthetic.values())]
     dims = min(dims, real.shape[-1])
     fig, axes = plt.subplots(1, dims, figsize=(4 * dims, 3.2), squeeze=False)
     colors = ["tab:orange", "tab:green", "tab:red", "tab:purple"]
