@@ -23,7 +23,6 @@ import time
 
 import numpy as np
 import torch
-
 from _common import environment, print_table, write_json
 from steerdiff.policy.agents import make_agent
 from steerdiff.policy.collect import collect

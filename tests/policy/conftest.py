@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from steerdiff.policy.agents import make_agent
 from steerdiff.policy.collect import collect
 from steerdiff.policy.diffusion import ModelConfig, TrajectoryDiffusion

@@ -3,12 +3,11 @@
 import numpy as np
 import pytest
 import torch
-
 from steerdiff.policy.agents import load_agent, make_agent
 from steerdiff.policy.data import OfflineDataset
+from steerdiff.policy.evaluation import dynamics_error
 from steerdiff.policy.training import train_agent
 from steerdiff.policy.world_model import WorldModel, WorldModelConfig
-from steerdiff.policy.evaluation import dynamics_error
 
 
 def _bandit(n=2000, seed=0):

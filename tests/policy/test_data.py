@@ -3,9 +3,16 @@
 import h5py
 import numpy as np
 import pytest
-
 from steerdiff.policy.collect import collect
-from steerdiff.policy.data import KEYS, DatasetError, OfflineDataset, load_d4rl, load_minari, save_d4rl, save_minari
+from steerdiff.policy.data import (
+    KEYS,
+    DatasetError,
+    OfflineDataset,
+    load_d4rl,
+    load_minari,
+    save_d4rl,
+    save_minari,
+)
 
 
 def _toy(n=7, obs_dim=3, act_dim=1, terminals=(), timeouts=()):

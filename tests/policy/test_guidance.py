@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from steerdiff.core.guidance import Inpainting
 from steerdiff.policy.diffusion import SamplerConfig
 from steerdiff.policy.evaluation import dynamics_error, policy_log_likelihood
@@ -82,9 +81,9 @@ def test_bad_guidance_inputs(model, td3bc):
 def test_model_save_load_and_synthesizer(pendulum, td3bc, tmp_path):
     from dataclasses import replace
 
+    from conftest import SMALL_MODEL
     from steerdiff.policy.diffusion import TrajectoryDiffusion
     from steerdiff.policy.synthesis import Synthesizer
-    from conftest import SMALL_MODEL
 
     fitted = TrajectoryDiffusion.fit(pendulum, replace(SMALL_MODEL, steps=5), out_dir=tmp_path / "m",
                                      progress=False, device="cpu")

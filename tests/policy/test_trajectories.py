@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-
 from steerdiff.policy.collect import collect
 from steerdiff.policy.data import DatasetError
 from steerdiff.policy.envs import identifiable, normalized_score

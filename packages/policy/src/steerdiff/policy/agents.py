@@ -29,7 +29,7 @@ from torch import nn
 
 from .nets import EnsembleMLP, mlp
 
-__all__ = ["AgentConfig", "Agent", "TD3BC", "IQL", "AGENTS", "make_agent", "load_agent"]
+__all__ = ["AGENTS", "IQL", "TD3BC", "Agent", "AgentConfig", "load_agent", "make_agent"]
 
 LOG2PI = math.log(2 * math.pi)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["main", "build_parser", "run_demo"]
+__all__ = ["build_parser", "main", "run_demo"]
 
 
 def _write_json(path, data) -> Path:

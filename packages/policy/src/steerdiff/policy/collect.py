@@ -15,14 +15,14 @@ Behaviour policies (``make_behaviour``):
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from .data import OfflineDataset
 from .envs import action_bounds, make_env
 
-__all__ = ["BEHAVIOURS", "ScriptedPolicy", "make_behaviour", "collect"]
+__all__ = ["BEHAVIOURS", "ScriptedPolicy", "collect", "make_behaviour"]
 
 BEHAVIOURS = ("random", "scripted", "replay")
 

@@ -21,8 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DatasetError", "OfflineDataset", "KEYS", "load_d4rl", "save_d4rl", "load_minari", "save_minari",
-           "load_dataset"]
+__all__ = [
+    "KEYS",
+    "DatasetError",
+    "OfflineDataset",
+    "load_d4rl",
+    "load_dataset",
+    "load_minari",
+    "save_d4rl",
+    "save_minari",
+]
 
 KEYS = ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations")
 
@@ -113,7 +121,7 @@ class OfflineDataset:
         b = np.asarray(self.episode_bounds())
         return csum[b[:, 1]] - csum[b[:, 0]]
 
-    def select(self, rows) -> "OfflineDataset":
+    def select(self, rows) -> OfflineDataset:
         """The transitions at ``rows`` (an index array or bool mask)."""
         return OfflineDataset(**{k: getattr(self, k)[rows] for k in KEYS}, env_id=self.env_id,
                               metadata=dict(self.metadata))
@@ -122,7 +130,7 @@ class OfflineDataset:
         return {k: getattr(self, k) for k in KEYS}
 
     @classmethod
-    def concatenate(cls, parts: list["OfflineDataset"]) -> "OfflineDataset":
+    def concatenate(cls, parts: list[OfflineDataset]) -> OfflineDataset:
         if not parts:
             raise DatasetError("nothing to concatenate: pass at least one dataset")
         dims = {(p.obs_dim, p.act_dim) for p in parts}
@@ -132,7 +140,7 @@ class OfflineDataset:
                    env_id=parts[0].env_id, metadata=dict(parts[0].metadata))
 
     @classmethod
-    def from_episodes(cls, episodes: list[dict], env_id: str | None = None) -> "OfflineDataset":
+    def from_episodes(cls, episodes: list[dict], env_id: str | None = None) -> OfflineDataset:
         """From per-episode dicts with ``observations`` (T+1, obs_dim) — the states including the last —,
         ``actions`` (T, act_dim), ``rewards`` (T,), and bools ``terminated`` / ``truncated`` for the end."""
         if not episodes:

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-
 from steerdiff.core.checkpoint import load_denoiser
 from steerdiff.core.denoiser import Denoiser
 from steerdiff.core.nets import build_network
@@ -78,7 +77,7 @@ class TrajectoryDiffusion:
     # ---------------------------------------------------------------------------------------------- train
     @classmethod
     def fit(cls, dataset: OfflineDataset, config: ModelConfig | None = None, out_dir=None,
-            action_bound: float | None = None, device="auto", progress: bool = True) -> "TrajectoryDiffusion":
+            action_bound: float | None = None, device="auto", progress: bool = True) -> TrajectoryDiffusion:
         config = config or ModelConfig()
         if action_bound is None:
             if dataset.env_id is None:
@@ -110,7 +109,7 @@ class TrajectoryDiffusion:
         os.replace(tmp, out / "trajectory.json")
 
     @classmethod
-    def load(cls, path, device="auto") -> "TrajectoryDiffusion":
+    def load(cls, path, device="auto") -> TrajectoryDiffusion:
         path = Path(path)
         meta_path = path / "trajectory.json"
         if not meta_path.exists():

@@ -12,8 +12,17 @@ import math
 
 import numpy as np
 
-__all__ = ["SUPPORTED", "REF_SCORES", "make_env", "env_dims", "action_bounds", "set_state", "observe", "identifiable",
-           "normalized_score"]
+__all__ = [
+    "REF_SCORES",
+    "SUPPORTED",
+    "action_bounds",
+    "env_dims",
+    "identifiable",
+    "make_env",
+    "normalized_score",
+    "observe",
+    "set_state",
+]
 
 SUPPORTED = ("Pendulum-v1", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5")
 

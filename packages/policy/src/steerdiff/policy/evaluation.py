@@ -8,7 +8,7 @@ import torch
 from .data import OfflineDataset
 from .envs import env_dims, identifiable, make_env, normalized_score, observe, set_state
 
-__all__ = ["evaluate_policy", "dynamics_error", "policy_log_likelihood"]
+__all__ = ["dynamics_error", "evaluate_policy", "policy_log_likelihood"]
 
 
 def evaluate_policy(policy, env_id: str, episodes: int = 5, seed: int = 0,

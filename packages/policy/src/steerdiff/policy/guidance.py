@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-
 from steerdiff.core.guidance import Guidance
 
 from .trajectories import Normalizer

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_return_curves", "plot_state_trajectories", "plot_likelihood_vs_error"]
+__all__ = ["plot_likelihood_vs_error", "plot_return_curves", "plot_state_trajectories"]
 
 
 def _figure():

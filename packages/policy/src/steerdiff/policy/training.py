@@ -9,7 +9,7 @@ agent every K updates, as in policy-guided diffusion. ``synth_ratio=0`` is real-
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -20,7 +20,7 @@ import torch
 
 from .data import DatasetError, OfflineDataset
 
-__all__ = ["Normalizer", "episode_rows", "windows", "to_transitions", "ACTION_CLIP"]
+__all__ = ["ACTION_CLIP", "Normalizer", "episode_rows", "to_transitions", "windows"]
 
 ACTION_CLIP = 0.999
 
@@ -66,7 +66,7 @@ class Normalizer:
 
     # maps ---------------------------------------------------------------------------------------------
     @classmethod
-    def fit(cls, dataset: OfflineDataset, action_bound: float, min_std: float = 1e-3) -> "Normalizer":
+    def fit(cls, dataset: OfflineDataset, action_bound: float, min_std: float = 1e-3) -> Normalizer:
         rows = episode_rows(dataset, action_bound)
         cat = np.concatenate(rows)
         std = np.maximum(cat.std(0), min_std)
@@ -113,7 +113,7 @@ class Normalizer:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "Normalizer":
+    def from_json(cls, text: str) -> Normalizer:
         return cls(**json.loads(text))
 
 

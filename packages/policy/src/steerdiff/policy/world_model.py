@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from .data import OfflineDataset
 from .nets import EnsembleMLP
 
-__all__ = ["WorldModelConfig", "WorldModel"]
+__all__ = ["WorldModel", "WorldModelConfig"]
 
 
 @dataclass
@@ -41,7 +41,7 @@ class WorldModel(torch.nn.Module):
 
     @classmethod
     def fit(cls, dataset: OfflineDataset, action_bound: float, config: WorldModelConfig | None = None,
-            progress: bool = False) -> "WorldModel":
+            progress: bool = False) -> WorldModel:
         config = config or WorldModelConfig()
         s = torch.from_numpy(dataset.observations)
         a = torch.from_numpy(dataset.actions) / action_bound
