@@ -77,8 +77,11 @@ class GaussianMixture:
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         comp = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         z = torch.randn(n, self.dim, generator=generator, dtype=self.means.dtype, device=self.means.device)
-        scale = self._evecs[comp] * self._evals[comp].sqrt()[:, None, :]
-        return self.means[comp] + torch.einsum("nij,nj->ni", scale, z)
+        out = torch.empty_like(z)
+        for k in range(self.num_components):  # a loop over components, never over samples: O(n D^2) flops, O(n D) memory
+            rows = comp == k
+            out[rows] = self.means[k] + (z[rows] * self._evals[k].sqrt()) @ self._evecs[k].T
+        return out
 
     def _components(self, x: torch.Tensor, sigma: torch.Tensor):
         """Per component: log w_k N(x; mu_k, S_k + s^2 I) and the conditional mean E[x0 | x, k]."""

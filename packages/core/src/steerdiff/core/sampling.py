@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .denoiser import expand_sigma
+from .denoiser import Denoiser, expand_sigma
 from .solvers import Solver, get_solver
 
 __all__ = ["Costs", "SampleResult", "SamplingContext", "sample", "take"]
@@ -76,7 +76,9 @@ class _CountingDenoiser:
         self.costs = costs
 
     def __call__(self, x: torch.Tensor, sigma, **kwargs) -> torch.Tensor:
-        out = self.denoiser(x, expand_sigma(sigma, x), **kwargs)
+        # a Denoiser takes the float directly (its fast path); other callables get sigma of shape (B,)
+        scalar_ok = isinstance(self.denoiser, Denoiser) and isinstance(sigma, float)
+        out = self.denoiser(x, sigma if scalar_ok else expand_sigma(sigma, x), **kwargs)
         if out.shape != x.shape:
             raise ValueError(f"the denoiser returned shape {tuple(out.shape)} for input {tuple(x.shape)}")
         self.costs.network_evals += x.shape[0]

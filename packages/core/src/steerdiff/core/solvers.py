@@ -70,9 +70,9 @@ class DDIM(Solver):
             return x0, None
         sigma_up = self.eta * sigma_next * math.sqrt(max(0.0, 1.0 - (sigma_next / sigma) ** 2))
         sigma_down = math.sqrt(sigma_next**2 - sigma_up**2)
-        x_next = x0 + (sigma_down / sigma) * (x - x0)
+        x_next = torch.lerp(x0, x, sigma_down / sigma)
         if sigma_up > 0:
-            x_next = x_next + sigma_up * noise()
+            x_next = x_next.add_(noise(), alpha=sigma_up)
         return x_next, None
 
 
@@ -120,8 +120,7 @@ class Euler(Solver):
 
     def step(self, denoise, x, sigma, sigma_next, noise, state=None):
         x, sigma = self._lift(x, sigma, noise)
-        x0 = denoise(x, sigma)
-        return x0 + (sigma_next / sigma) * (x - x0), None
+        return torch.lerp(denoise(x, sigma), x, sigma_next / sigma), None
 
 
 @dataclass(frozen=True)
@@ -135,12 +134,12 @@ class Heun(Euler):
     def step(self, denoise, x, sigma, sigma_next, noise, state=None):
         x, sigma = self._lift(x, sigma, noise)
         x0 = denoise(x, sigma)
-        d = (x - x0) / sigma
-        x_next = x + (sigma_next - sigma) * d
+        x_next = torch.lerp(x0, x, sigma_next / sigma)  # the Euler step
         if sigma_next == 0:
             return x_next, None
-        d_next = (x_next - denoise(x_next, sigma_next)) / sigma_next
-        return x + (sigma_next - sigma) * 0.5 * (d + d_next), None
+        h = sigma_next - sigma  # trapezoid: x + h/2 (d + d'), d = (x - x0)/sigma, d' = (x' - x0')/sigma'
+        x_corr = torch.add(x, x - x0, alpha=h / (2 * sigma))
+        return x_corr.add_(x_next - denoise(x_next, sigma_next), alpha=h / (2 * sigma_next)), None
 
 
 @dataclass(frozen=True)
@@ -158,12 +157,13 @@ class DPMSolverPP2M(Solver):
         if sigma_next == 0:
             return x0, (sigma, x0)
         h = math.log(sigma / sigma_next)
-        d = x0
-        if state is not None:
-            sigma_prev, x0_prev = state
-            r = math.log(sigma_prev / sigma) / h
-            d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
-        return (sigma_next / sigma) * x + (-math.expm1(-h)) * d, (sigma, x0)
+        c = -math.expm1(-h)
+        if state is None:
+            return torch.add(x * (sigma_next / sigma), x0, alpha=c), (sigma, x0)
+        sigma_prev, x0_prev = state
+        r = math.log(sigma_prev / sigma) / h  # D = (1 + 1/2r) x0 - (1/2r) x0_prev
+        x_next = torch.add(x * (sigma_next / sigma), x0, alpha=c * (1 + 1 / (2 * r)))
+        return x_next.add_(x0_prev, alpha=-c / (2 * r)), (sigma, x0)
 
 
 SOLVERS: dict[str, type[Solver]] = {

@@ -30,6 +30,7 @@ __all__ = ["Guidance", "match_batch", "evaluate_reward", "weighted_reward", "gro
 class Guidance:
     interval: tuple[float, float] | None = None
     owns_transition = False
+    shifts_proposal = False  # True for gradient corrections that move x0-hat away from the model's own estimate
 
     def __post_init__(self):
         if self.interval is not None:

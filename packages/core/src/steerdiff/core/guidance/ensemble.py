@@ -48,6 +48,13 @@ class EnsembleKalmanGuidance(Guidance):
     ``ode_steps``: inner Euler steps of phi; None uses the reference rule min(1 + (N - i) // ode_factor,
     max_ode_steps) at step i of N (more steps early, when x is noisy; 1 step = Tweedie's estimate).
     ``num_updates`` correction iterations per guided step. Use ``interval`` for the guidance window.
+    ``noise_std`` (the measurement noise, Gamma = noise_std^2 I) enters the "trace" step as
+    scale / (tr C_yy + m noise_std^2), which stays bounded when the ensemble collapses.
+
+    EnKG is an optimiser-like guidance: it drives every ensemble toward a low-misfit point near the posterior
+    mode and shrinks it, so use the ensemble mean as the estimate, not the spread as an uncertainty. With the
+    "frobenius" step each update moves particles by about ``scale`` times the ensemble spread whatever the
+    residual, so results depend strongly on ``scale``: tune it on held-out problems.
     """
 
     forward: Callable
@@ -60,12 +67,15 @@ class EnsembleKalmanGuidance(Guidance):
     max_ode_steps: int = 20
     step_size: str = "frobenius"
     lr_min_ratio: float = 0.0
+    noise_std: float = 0.0
     sigma_min: float | None = None
 
     def __post_init__(self):
         super().__post_init__()
         if self.num_particles < 2:
             raise ValueError(f"ensemble Kalman guidance needs at least 2 particles per sample, got {self.num_particles}")
+        if self.noise_std < 0:
+            raise ValueError(f"noise_std must be >= 0, got {self.noise_std}")
         if self.step_size not in ("frobenius", "trace"):
             raise ValueError(f"step_size must be 'frobenius' or 'trace', got {self.step_size!r}")
         if self.num_updates < 1 or (self.ode_steps is not None and self.ode_steps < 1):
@@ -108,7 +118,7 @@ class EnsembleKalmanGuidance(Guidance):
         lr_scale = self.scale * ((1 - self.lr_min_ratio) * (n - ctx.step_index) / n + self.lr_min_ratio)
         for _ in range(self.num_updates):
             y_hat = self.forward(self.clean_estimate(ctx, x, sigma))
-            y_hat = torch.as_tensor(y_hat)
+            y_hat = torch.as_tensor(y_hat).to(device=x.device, dtype=x.dtype)
             if y_hat.shape[0] != x.shape[0]:
                 raise ValueError(f"the forward model must return one measurement per particle "
                                  f"({x.shape[0]} rows), got {y_hat.shape[0]}")
@@ -119,12 +129,12 @@ class EnsembleKalmanGuidance(Guidance):
                 raise ValueError(f"the forward model returned NaN or inf for {int(bad.sum())} of {x.shape[0]} "
                                  f"particles at sigma={sigma:.4g}; guard it (penalty or clamp) or reduce the scale")
             y = self._measurements(b, y_hat)
-            y_hat = group(y_hat.reshape(x.shape[0], -1), j).to(x.dtype)
+            y_hat = group(y_hat.reshape(x.shape[0], -1), j)
             g, a = enkg_direction(group(x.reshape(x.shape[0], -1), j), y_hat, y)
             if self.step_size == "frobenius":
                 denom = a.flatten(1).norm(dim=1)
-            else:
-                denom = (y_hat - y_hat.mean(1, keepdim=True)).pow(2).sum((1, 2)) / j
+            else:  # tr(C_yy + Gamma): the noise keeps the step bounded once the ensemble has collapsed
+                denom = (y_hat - y_hat.mean(1, keepdim=True)).pow(2).sum((1, 2)) / j + y.shape[1] * self.noise_std**2
             w = lr_scale / denom.clamp_min(1e-12)
             x = x - (w[:, None, None] * g).reshape(x.shape)
         return x

@@ -135,6 +135,8 @@ class ClassifierGuidance(Guidance):
     ``log_prob(x, sigma) -> (B,)`` is a noise-aware classifier's log-probability of the target class.
     """
 
+    shifts_proposal = True
+
     log_prob: Callable
     scale: float = 1.0
 
@@ -146,7 +148,7 @@ class ClassifierGuidance(Guidance):
                              "classifier log-probability", x.shape[0])
             (grad,) = torch.autograd.grad(lp.sum(), xg)
         ctx.costs.gradient_evals += x.shape[0]
-        return x0 + self.scale * sigma**2 * grad
+        return x0 + (self.scale * sigma**2 * grad).to(x0.dtype)
 
 
 _WEIGHTS = {"score": lambda s: s**2, "sigma": lambda s: s, "none": lambda s: 1.0}
@@ -167,6 +169,8 @@ class ReconstructionGuidance(Guidance):
     ``inner_steps`` gradient steps of size ``lr`` on loss(x0_hat + Delta); x0_hat <- x0_hat + scale * Delta.
     No backpropagation through the network.
     """
+
+    shifts_proposal = True
 
     loss: Callable
     scale: float = 1.0
@@ -206,14 +210,15 @@ class ReconstructionGuidance(Guidance):
                     (grad,) = torch.autograd.grad(value.sum(), d)
                 delta = delta.detach() - self.lr * self._normalized(grad, value)
                 ctx.costs.gradient_evals += n
-            return x0 + self.scale * delta
+            return x0 + (self.scale * delta).to(x0.dtype)
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
             x0 = fn(xg, sigma, **kw)
             value = _needs_grad(self.loss(x0), "loss", n)
             (grad,) = torch.autograd.grad(value.sum(), xg)
         ctx.costs.gradient_evals += n
-        return x0.detach() - self.scale * _WEIGHTS[self.weight](sigma) * self._normalized(grad, value)
+        step = self.scale * _WEIGHTS[self.weight](sigma) * self._normalized(grad, value)
+        return x0.detach() - step.to(x0.dtype)
 
 
 @dataclass

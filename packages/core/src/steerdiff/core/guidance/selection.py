@@ -108,7 +108,10 @@ class FeynmanKacSteering(Guidance):
     groups whose ESS falls below ``ess_threshold`` * K; never after the last step unless ``final_resample``.
 
     At high noise Tweedie's x0-hat is a poor stand-in for x0, so a sharp reward makes the early potentials
-    over-confident: that only adds variance; start steering later with ``interval=(0, sigma_start)``.
+    over-confident: that only adds variance. Start steering later with ``interval=(0, sigma_start)``, or give
+    a noise-aware ``twist(x0_hat, sigma) -> (N,)`` for the intermediate rewards (e.g. a likelihood whose
+    variance is inflated by the uncertainty of x0-hat at sigma, as in twisted SMC); the final weights always
+    use ``reward`` itself, so any twist keeps the target exact.
 
     ``info["weights"]`` (B, K) holds the final normalised weights, ``info["ess"]`` the ESS trace (steps, B)
     before resampling, ``info["resampled"]`` how many times each group was resampled.
@@ -121,6 +124,7 @@ class FeynmanKacSteering(Guidance):
     ess_threshold: float = 0.5
     resampling: str = "systematic"
     final_resample: bool = False
+    twist: Callable | None = None
     owns_transition = True
 
     def __post_init__(self):
@@ -136,9 +140,19 @@ class FeynmanKacSteering(Guidance):
 
     def check(self, ctx, x):
         _require_stochastic(ctx, "FeynmanKacSteering")
+        shifted = [type(g).__name__ for g in ctx.guidance if getattr(g, "shifts_proposal", False)]
+        if shifted:
+            raise ValueError(f"FeynmanKacSteering weights assume the model's own transitions, but {', '.join(shifted)} "
+                             f"shifts them, which would bias the weighted result; steer with the reward alone "
+                             f"(put the likelihood into the reward) or use the gradient guidance without SMC")
         if x.shape[0] % self.num_particles:
             raise ValueError(f"the batch of {x.shape[0]} rows is not a multiple of num_particles="
                              f"{self.num_particles}; sample B * K rows for B samples of K particles")
+
+    def _intermediate(self, ctx, x0, sigma):
+        if self.twist is None:
+            return evaluate_reward(self.reward, x0, ctx)
+        return evaluate_reward(lambda z: self.twist(z, sigma), x0, ctx, what="twist")
 
     def _potential(self, st, r):
         """The potential's value phi_t along each particle's path, given the new intermediate reward."""
@@ -155,13 +169,15 @@ class FeynmanKacSteering(Guidance):
         st, k = self.scratch(ctx), self.num_particles
         if "log_w" not in st:  # first guided step: weight by lambda r_T
             x0 = ctx.denoise(x, sigma)
-            r = evaluate_reward(self.reward, x0, ctx)
+            r = self._intermediate(ctx, x0, sigma)
             st.update(max=r, sum=r, count=1, phi=r, log_w=self.lam * r, ess=[], resampled=None)
             ctx.remember(x, sigma, x0)
         x_next, state = ctx.step(x, state, sigma, sigma_next)
         x0 = _clean_estimate(ctx, x_next, sigma_next)
-        r = evaluate_reward(self.reward, x0, ctx)
-        phi = r if sigma_next == 0 else self._potential(st, r)
+        if sigma_next == 0:
+            phi = evaluate_reward(self.reward, x0, ctx)
+        else:
+            phi = self._potential(st, self._intermediate(ctx, x0, sigma_next))
         st["log_w"] = st["log_w"] + self.lam * (phi - st["phi"])
         st["phi"] = phi
         st["final"] = sigma_next == 0
