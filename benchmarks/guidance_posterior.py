@@ -21,10 +21,13 @@ Methods (stochastic ones on DDPM ancestral steps, EnKG on Euler steps as in the 
   likelihood score); scale chosen on DPS_SCALES;
 * SCG: best of n candidates per step by the reward r(x0_hat) = log-likelihood;
 * SMC/FK: FeynmanKacSteering(r, K), lambda = 1 (exact posterior as K grows), difference potential, systematic
-  resampling below ESS = K/2; once from sigma_max, once steering only for sigma <= SMC_SIGMA_START;
+  resampling below ESS = K/2; once from sigma_max, once steering only for sigma <= SMC_SIGMA_START, once with
+  a noise-aware twist (the likelihood of x0_hat with its variance inflated by Cov[x0 | x_sigma]; exact for the
+  Gaussian priors, a Gaussian approximation for the mixture) for the intermediate weights;
 * EnKG: EnsembleKalmanGuidance, J = K, one update per step, the reference's inner-ODE rule
   min(1 + (N - i) // 4, 20) and gating (no correction in the first and last 5% of the steps); step size
-  "frobenius" (scale / ||A||_F, reference code) and "trace" (scale / tr C_yy, the paper); scales from
+  "frobenius" (scale / ||A||_F, reference code) and "trace" (scale / (tr C_yy + m s_y^2), the paper's
+  Gamma-weighted step); scales from
   ENKG_SCALES (the two step sizes mean different things, so each has its own log-spaced grid).
 
 Reference rows: the floor (the same estimators applied to K exact posterior samples, many repeats: the error
@@ -305,9 +308,13 @@ def run_method(prob: Problem, method: str, k: int, r: int, sig: torch.Tensor, se
         guidance = [FeynmanKacSteering(log_lik, k)]
     elif method == "smc_late":
         guidance = [FeynmanKacSteering(log_lik, k, interval=(0.0, SMC_SIGMA_START))]
+    elif method == "smc_twist":
+        guidance = [FeynmanKacSteering(log_lik, k, twist=noise_aware_twist(prob, fwd))]
     elif method in ("enkg_frobenius", "enkg_trace"):
         solver = "euler"
-        guidance = [EnsembleKalmanGuidance(fwd, y, k, scale=scale, step_size=method.split("_")[1],
+        step = method.split("_")[1]  # the trace step includes the measurement noise, tr(C_yy) + m s_y^2
+        guidance = [EnsembleKalmanGuidance(fwd, y, k, scale=scale, step_size=step,
+                                           noise_std=prob.noise if step == "trace" else 0.0,
                                            interval=enkg_interval(sig_list))]
     else:
         raise ValueError(f"unknown method {method!r}")
@@ -334,6 +341,22 @@ def run_method(prob: Problem, method: str, k: int, r: int, sig: torch.Tensor, se
         res["resamplings"] = float(out.info["resampled"].double().mean())
         res["min_ess_frac"] = float(out.info["ess"].min(0).values.double().mean() / k)
     return res
+
+
+def noise_aware_twist(prob: Problem, fwd: Forward):
+    """log N(y; A x0_hat, s_y^2 I + A V(sigma) A^T) with V(sigma) = (C^-1 + I / sigma^2)^-1, the covariance of x0
+    given x_sigma for a Gaussian prior of covariance C (exact for the Gaussian problems; for the mixture, C is
+    its total covariance, a Gaussian approximation). A user-supplied twist, as FeynmanKacSteering allows."""
+    c_inv = torch.linalg.inv(prob.prior.cov())
+    eye_d, eye_m = torch.eye(prob.d, dtype=F64), torch.eye(prob.m, dtype=F64)
+
+    def twist(x0, sigma):
+        v = torch.linalg.inv(c_inv + eye_d / sigma**2)
+        s = prob.noise**2 * eye_m + prob.A @ v @ prob.A.T
+        resid = fwd(x0) - prob.y
+        return -0.5 * (resid * torch.linalg.solve(s, resid.T).T).sum(1)
+
+    return twist
 
 
 def importance_reference(prob: Problem, k: int, r: int, seed: int) -> dict:
@@ -376,10 +399,11 @@ LABELS = {
     "scg": "SCG best-of-n (ddpm)",
     "smc": "SMC/FK from sigma_max (ddpm)",
     "smc_late": f"SMC/FK from sigma={SMC_SIGMA_START:g} (ddpm)",
+    "smc_twist": "SMC/FK, noise-aware twist (ddpm)",
     "enkg_frobenius": "EnKG frobenius (euler)",
     "enkg_trace": "EnKG trace (euler)",
 }
-GOAL_METHODS = ("smc", "smc_late", "enkg_frobenius", "enkg_trace")
+GOAL_METHODS = ("smc", "smc_late", "smc_twist", "enkg_frobenius", "enkg_trace")
 
 
 def run_problem(spec: dict, cfg: dict, seed: int) -> dict:
@@ -394,7 +418,8 @@ def run_problem(spec: dict, cfg: dict, seed: int) -> dict:
                   "gradient_per_particle": None})
     tuning = {}
     rows = [floor, importance_reference(prob, k, r, seed)]
-    for method in ("prior", "prior_euler", "dps", "scg", "smc", "smc_late", "enkg_frobenius", "enkg_trace"):
+    for method in ("prior", "prior_euler", "dps", "scg", "smc", "smc_late", "smc_twist", "enkg_frobenius",
+                   "enkg_trace"):
         scale = None
         if method == "dps" or method.startswith("enkg"):
             grid = DPS_SCALES if method == "dps" else ENKG_SCALES[method.split("_")[1]]
