@@ -29,3 +29,18 @@ def test_unknown_rule_is_named(tmp_path):
     with pytest.raises(SystemExit, match="unknown rule"):
         main(["evaluate", "--samples", str(tmp_path / "s.npz"), "--data", str(tmp_path), "--rules", "groove",
               "--out", str(tmp_path / "e")])
+
+
+def test_train_resumes_from_its_checkpoint_and_marks_the_run_finished(tmp_path):
+    from steerdiff.music.cli import model_is_trained
+
+    data, model = tmp_path / "data", tmp_path / "model"
+    main(["prepare", "--source", "synthetic", "--num-pieces", "6", "--out", str(data)])
+    args = ["train", "--data", str(data), "--channels", "8", "--batch-size", "4", "--transpose", "0",
+            "--out", str(model)]
+    main(args + ["--steps", "5"])
+    assert model_is_trained(model, 5) and not model_is_trained(model, 10)
+    main(args + ["--steps", "10"])
+    summary = json.loads((model / "train_summary.json").read_text())
+    assert summary["resumed_from"] == 5 and summary["steps"] == 10
+    assert model_is_trained(model, 10) and not model_is_trained(tmp_path / "nothing", 1)

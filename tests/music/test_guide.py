@@ -39,7 +39,7 @@ def test_scg_with_more_candidates_lowers_the_rule_loss(cfg, model, train_windows
 def test_methods_report_equal_budgets(cfg, model, train_windows):
     obj = Objective.from_reference([PitchHistogram(cfg)], train_windows[:4])
     steps = 10
-    costs = {m: generate(model, cfg, 4, 32, steps, m, obj, n=4, guide_sigma=None,
+    costs = {m: generate(model, cfg, 4, 32, steps, m, obj, n=4, guide_fraction=1.0,
                          generator=torch.Generator().manual_seed(0)).costs for m in
              ("unguided", "best_of_n", "smc", "scg", "dps")}
     assert costs["unguided"].nfe == steps
@@ -100,3 +100,15 @@ def test_unet_trains_saves_loads_and_samples_to_midi(cfg, train_windows, tmp_pat
         load_model(tmp_path / "nothing")
     with pytest.raises(ValueError, match="training data"):
         train_model(train_windows[:, :1], cfg, tmp_path / "bad")
+
+
+@pytest.mark.parametrize("fraction, guided", [(0.75, 9), (1.0, 12), (0.01, 1)])
+def test_scg_guides_exactly_the_last_fraction_of_steps(cfg, model, train_windows, fraction, guided):
+    obj = Objective.from_reference([NoteDensity(cfg)], train_windows[:2])
+    res = generate(model, cfg, 2, 32, 12, "scg", obj, n=4, guide_fraction=fraction,
+                   generator=torch.Generator().manual_seed(0))
+    assert res.costs.reward_evals == 2 * 4 * guided
+    # unguided steps cost 1, the first guided step 1 + n, later guided steps n, the last one (sigma -> 0) 0
+    assert res.costs.nfe == 12 - guided + 1 + (guided - 1) * 4
+    with pytest.raises(ValueError, match="guide_fraction"):
+        generate(model, cfg, 2, 32, 12, "scg", obj, guide_fraction=0.0)

@@ -7,6 +7,10 @@
     steerdiff-music evaluate --samples runs/gen/samples.npz --data runs/data --out runs/eval
     steerdiff-music demo     --out runs/demo
 
+``demo`` keeps its prepared chorales and trained model in a cache run (``demo_run_dir()``, under
+``$STEERDIFF_CACHE``): training checkpoints as it goes and resumes where it stopped, and a finished model is
+reused by later demos and by ``benchmarks/music_scg.py``.
+
 Targets come from held-out (validation) windows, one per generated sample, unless given by hand
 (``--chords C,G,Am,F``). Every command writes a JSON summary into ``--out``.
 """
@@ -23,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import bach_chorales, load_midi_folder, load_pieces, save_pieces, split, synthetic_pieces, windows
+from .data import bach_chorales, default_cache_dir, load_midi_folder, load_pieces, save_pieces, split, synthetic_pieces, windows
 from .guide import METHODS, generate
 from .metrics import oa_table
 from .model import ModelConfig, load_model, train_model
@@ -31,7 +35,21 @@ from .plot import plot_rolls
 from .roll import RollConfig, atomic_write_bytes, roll_to_midi, save_midi, save_wav
 from .rules import RULES, ChordProgression, Objective, chord_index, get_rule
 
+DEMO_ROLL = dict(steps_per_beat=2, pitch_low=36, num_pitches=48)
+DEMO_BARS = 4
 WEIGHTS = {"pitch_histogram": 40.0, "note_density": 1.0, "chord_progression": 1.0}  # the paper's multi-rule weights
+
+
+def demo_run_dir(num_pieces: int = 60, seed: int = 0) -> Path:
+    """Where ``demo`` keeps its chorale data (``data/``) and model (``model/``) for these settings."""
+    return default_cache_dir() / f"demo_chorales{num_pieces}_seed{seed}"
+
+
+def model_is_trained(model_dir, steps: int) -> bool:
+    """True when ``model_dir`` holds a finished run of at least ``steps`` training steps."""
+    path = Path(model_dir) / "train_summary.json"
+    return (Path(model_dir) / "music.json").is_file() and path.is_file() and \
+        json.loads(path.read_text()).get("steps", 0) >= steps
 
 
 def _write_json(path: Path, obj) -> None:
@@ -90,9 +108,12 @@ def cmd_train(a) -> dict:
     t0 = time.time()
     res = train_model(data, cfg, a.out, ModelConfig(base_channels=a.channels),
                       TrainConfig(steps=a.steps, batch_size=min(a.batch_size, data.shape[0]), lr=a.lr, seed=a.seed,
-                                  checkpoint_every=max(a.steps // 4, 1), ema_decay=0.99), device=a.device)
-    summary = {"windows": int(data.shape[0]), "steps": res.step, "final_loss": float(np.mean(res.losses[-50:])),
-               "seconds": round(time.time() - t0, 1)}
+                                  checkpoint_every=max(1, min(100, a.steps // 5)), ema_decay=0.99),
+                      device=a.device)
+    if res.resumed_from:
+        print(f"resumed from step {res.resumed_from} (checkpoint in {a.out})")
+    summary = {"windows": int(data.shape[0]), "steps": res.step, "resumed_from": res.resumed_from,
+               "final_loss": float(np.mean(res.losses[-50:])), "seconds": round(time.time() - t0, 1)}
     _write_json(Path(a.out) / "train_summary.json", summary)
     return summary
 
@@ -164,29 +185,45 @@ def cmd_evaluate(a) -> dict:
     return summary
 
 
-def cmd_demo(a) -> dict:
-    """Chorales -> small model (trained, or loaded from --model) -> unguided vs SCG pieces with held-out targets."""
-    out = Path(a.out)
-    data = out / "data"
+def ensure_demo_model(run, num_pieces: int = 60, train_steps: int = 1500, seed: int = 0,
+                      device="auto") -> tuple[Path, Path]:
+    """(model dir, data dir) of the demo run in ``run``: chorales prepared once, the model trained once —
+    resumed from its last checkpoint if an earlier run stopped, reused when finished."""
+    run = Path(run)
+    data, model = run / "data", run / "model"
     if not (data / "train.npz").is_file():
-        cmd_prepare(argparse.Namespace(source="chorales", folder=None, num_pieces=a.num_pieces, steps_per_beat=2,
-                                       pitch_low=36, num_pitches=48, val_fraction=0.15, seed=a.seed, out=data))
-    model = Path(a.model) if a.model else out / "model"
-    if not (model / "music.json").is_file():
-        cmd_train(argparse.Namespace(data=data, bars=4, transpose=3, seed=a.seed, out=model, channels=16,
-                                     steps=a.train_steps, batch_size=32, lr=1e-3, device=a.device))
-    results = {}
+        cmd_prepare(argparse.Namespace(source="chorales", folder=None, num_pieces=num_pieces,
+                                       val_fraction=0.15, seed=seed, out=data, **DEMO_ROLL))
+    if model_is_trained(model, train_steps):
+        print(f"reusing the trained model in {model}")
+    else:
+        print(f"training the demo model in {model} (resumable: rerun the same command to continue)")
+        cmd_train(argparse.Namespace(data=data, bars=DEMO_BARS, transpose=3, seed=seed, out=model, channels=16,
+                                     steps=train_steps, batch_size=32, lr=1e-3, device=device))
+    return model, data
+
+
+def cmd_demo(a) -> dict:
+    """Chorales -> small model (trained, resumed or reused from the cache run) -> unguided vs SCG pieces with
+    held-out targets: MIDI, piano-roll PNG and JSON per method, and a side-by-side summary."""
+    out = Path(a.out)
+    run = Path(a.run) if a.run else demo_run_dir(a.num_pieces, a.seed)
+    model, data = ensure_demo_model(run, a.num_pieces, a.train_steps, a.seed, a.device)
+    results = {"run": str(run)}
+    real, _ = _windows(data, "val", DEMO_BARS)
     for method in ("unguided", "scg"):
         ns = argparse.Namespace(model=model, data=data, bars=None, rules="chord_progression,note_density",
                                 chords=None, method=method, n=a.n, num_samples=a.num_samples, steps=a.steps,
                                 seed=a.seed, device=a.device, out=out / method, wav=a.wav)
         results[method] = cmd_generate(ns)
         x, cfg = _load_tensor(out / method / "samples.npz")
-        real, _ = _windows(data, "val", 4)
         results[method]["oa_mean"] = oa_table(x, real, cfg)["mean"]
     _write_json(out / "demo_summary.json", results)
-    for m, r in results.items():
-        print(f"{m:>9}: rule loss {r['rule_loss']}  OA {r['oa_mean']:.3f}  NFE {r['costs']['nfe']:.0f}")
+    for m in ("unguided", "scg"):
+        r = results[m]
+        losses = "  ".join(f"{k} {v:.3f}" for k, v in r["rule_loss"].items())
+        print(f"{m:>9}: rule loss {losses}  OA {r['oa_mean']:.3f}  NFE/sample {r['costs']['nfe']:.0f}  "
+              f"({r['seconds']:.1f} s)")
     return results
 
 
@@ -200,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--seed", type=int, default=0)
         sp.add_argument("--device", default="auto", help="auto | cpu | cuda")
         sp.add_argument("--out", default=out_default)
+        sp.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
 
     sp = sub.add_parser("prepare", help="MIDI folder or Bach chorales -> train/val piano rolls")
     sp.add_argument("--source", choices=("chorales", "folder", "synthetic"), default="chorales")
@@ -243,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp, "runs/music/eval")
 
     sp = sub.add_parser("demo", help="chorales -> small model -> unguided vs SCG pieces, in minutes on CPU")
-    sp.add_argument("--model", default=None, help="a trained run to reuse (skips training)")
+    sp.add_argument("--run", default=None, help="the data + model run to train/resume/reuse (default: a cache "
+                                                 "folder under $STEERDIFF_CACHE, see demo_run_dir)")
     sp.add_argument("--num-pieces", type=int, default=60)
     sp.add_argument("--train-steps", type=int, default=1500)
     sp.add_argument("--num-samples", type=int, default=4)
@@ -256,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> None:
     a = build_parser().parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     {"prepare": cmd_prepare, "train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate,
      "demo": cmd_demo}[a.command](a)
 

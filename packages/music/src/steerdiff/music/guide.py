@@ -8,10 +8,10 @@ method         what it does (``n`` is the width; every method but DPS costs abou
 unguided       plain DDPM ancestral sampling (n is ignored: 1 x num_steps NFE)
 best_of_n      n independent unguided samples per output, keep the one with the lowest rule loss
 scg            stochastic control guidance (Huang et al. 2024): n candidate next states per step, keep the best
-               by the rule on their x0-hat; only for sigma <= ``guide_sigma`` (the guided window), so the
-               early noisy steps run unguided as in the paper (t < 750 of 1000 is sigma ~ 17)
-smc            Feynman-Kac steering / SMC with n particles and potential lam * reward, resampled on low ESS;
-               the output is the particle with the largest final weight
+               by the rule on their x0-hat; only on the last ``guide_fraction`` of the steps (the guided
+               window), so the early noisy steps run unguided as in the paper (t < 750 of 1000: 0.75)
+smc            Feynman-Kac steering / SMC with n particles and potential lam * reward over the same window,
+               resampled on low ESS; the output is the particle with the largest final weight
 dps            gradient guidance on the rules' differentiable relaxation (ReconstructionGuidance, DPS
                normalisation); rules without one (chords, custom rules) are left out
 =============  =============================================================================================
@@ -34,7 +34,7 @@ from .model import default_sigmas
 from .roll import RollConfig, check_batch
 from .rules import Objective
 
-__all__ = ["METHODS", "generate", "bars_mask"]
+__all__ = ["METHODS", "generate", "guided_interval", "bars_mask"]
 
 METHODS = ("unguided", "best_of_n", "scg", "smc", "dps")
 
@@ -50,14 +50,22 @@ def bars_mask(config: RollConfig, length: int, bars, num_channels: int | None = 
     return mask
 
 
+def guided_interval(sigmas: torch.Tensor, fraction: float) -> tuple[float, float] | None:
+    """The core's ``interval`` that switches a guidance on for the last ``round(fraction * steps)`` steps of the
+    grid ``sigmas`` (steps + 1 levels ending at 0); None when every step is guided."""
+    steps = len(sigmas) - 1
+    guided = max(1, round(fraction * steps))
+    return None if guided >= steps else (0.0, float(sigmas[steps - guided]))
+
+
 def generate(denoiser: Callable, config: RollConfig, num_samples: int, length: int, num_steps: int = 50,
              method: str = "unguided", objective: Objective | None = None, n: int = 8,
-             guide_sigma: float | None = 20.0, lam: float = 10.0, dps_scale: float = 1.0,
+             guide_fraction: float = 0.75, lam: float = 10.0, dps_scale: float = 1.0,
              known: torch.Tensor | None = None, known_mask: torch.Tensor | None = None,
              generator: torch.Generator | None = None, device=None, progress: bool = False) -> SampleResult:
     """Sample ``num_samples`` rolls (B, C, P, length) in model space, steered toward ``objective``.
 
-    ``guide_sigma``: SCG/SMC steer only at noise levels sigma <= guide_sigma (None: at every step).
+    ``guide_fraction``: SCG/SMC steer only the last ``round(guide_fraction * num_steps)`` steps (1: every step).
     ``lam``: SMC's inverse temperature on the reward. ``dps_scale``: DPS step size.
     Returns the core's ``SampleResult``; its costs count every network evaluation, per output sample.
     """
@@ -67,12 +75,14 @@ def generate(denoiser: Callable, config: RollConfig, num_samples: int, length: i
         raise ValueError(f"method {method!r} needs an objective (rules with targets)")
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    if not 0 < guide_fraction <= 1:
+        raise ValueError(f"guide_fraction must lie in (0, 1] (the share of steps that are guided), got {guide_fraction}")
     if objective is not None and objective.num_steps != length:
         raise ValueError(f"the objective was built for {objective.num_steps} steps but length={length}")
     device = torch.device(device) if device is not None else next(
         (p.device for p in getattr(denoiser, "parameters", lambda: iter(()))()), torch.device("cpu"))
     sigmas = default_sigmas(num_steps)
-    interval = None if guide_sigma is None else (0.0, float(guide_sigma))
+    interval = guided_interval(sigmas, guide_fraction)
     rows, guidance = num_samples, []
     if method == "best_of_n":
         rows = num_samples * n
