@@ -33,13 +33,17 @@ from steerdiff.timeseries.model import TSDiff, TSDiffConfig
 
 # per dataset: window, lags, test windows, series used for testing, guidance scale (the paper's s per dataset)
 DATASETS = {
-    "elecdemand": {"context": 96, "prediction": 24, "lags": (168,), "test_windows": 7, "test_series": None, "scale": 4.0},
-    "us_employment": {"context": 36, "prediction": 12, "lags": (), "test_windows": 1, "test_series": 24, "scale": 4.0},
+    "elecdemand": {"context": 96, "prediction": 24, "lags": (168,), "test_windows": 7, "test_series": None,
+                   "scale": 4.0},
+    "us_employment": {"context": 36, "prediction": 12, "lags": (), "test_windows": 1, "test_series": 24,
+                      "scale": 4.0},
+    "taylor": {"context": 96, "prediction": 24, "lags": (168,), "test_windows": 7, "test_series": None,
+               "scale": 4.0},
 }
-FULL = {"hidden": 32, "blocks": 2, "d_state": 32, "steps": 800, "samples": 16, "num_steps": 100, "refine_steps": 20,
-            "synthetic": 1000}
-QUICK = {"hidden": 16, "blocks": 1, "d_state": 16, "steps": 150, "samples": 8, "num_steps": 25, "refine_steps": 10, "synthetic": 64,
-             "max_test": 4}
+FULL = {"hidden": 32, "blocks": 2, "d_state": 32, "steps": 1500, "samples": 32, "num_steps": 100,
+        "refine_steps": 20, "synthetic": 1000}
+QUICK = {"hidden": 16, "blocks": 1, "d_state": 16, "steps": 150, "samples": 8, "num_steps": 25,
+         "refine_steps": 10, "synthetic": 64, "max_test": 4}
 
 
 def run_dataset(name: str, d: dict, s: dict, seed: int, device: str) -> dict:
