@@ -185,14 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="steerdiff", description="Steer diffusion models at sampling time.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def common(sp, out_default):
+    def common(sp, out_default, threads=None):
+        sp.add_argument("--threads", type=int, default=threads,
+                        help="CPU threads for torch (default: torch's own choice; 1 is fastest for small networks)")
         sp.add_argument("--seed", type=int, default=0)
         sp.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
         sp.add_argument("--out", default=out_default)
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
 
     q = sub.add_parser("quickstart", help="train a small prior on 8 Gaussians, save unguided vs guided samples")
-    common(q, "runs/quickstart")
+    common(q, "runs/quickstart", threads=1)
     q.add_argument("--steps", type=int, default=3000)
     q.add_argument("--n", type=int, default=2000, help="samples per panel")
 
@@ -226,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
     handlers = {"quickstart": cmd_quickstart, "train": cmd_train, "sample": cmd_sample, "solvers": cmd_solvers}
     try:
         summary = handlers[args.command](args)
