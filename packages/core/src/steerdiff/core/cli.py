@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import torch
 from .checkpoint import load_denoiser, load_schedule
 from .denoiser import PARAMETRIZATIONS, Denoiser
 from .guidance import ReconstructionGuidance, StochasticControlGuidance
+from .io import atomic_open, save_figure, write_json
 from .nets import NETWORKS, build_network
 from .sampling import sample
 from .schedules import SCHEDULES, SPACINGS, get_schedule, sigma_grid
@@ -26,21 +25,9 @@ from .training import TrainConfig, resolve_device, train
 __all__ = ["main"]
 
 
-def write_json(path: Path, obj) -> None:
-    """Atomically write JSON (temp file in the same directory, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npy")
-    with os.fdopen(fd, "wb") as f:
+    with atomic_open(path, "wb") as f:
         np.save(f, array)
-    os.replace(tmp, path)
 
 
 def load_data(spec: str) -> torch.Tensor:
@@ -165,12 +152,8 @@ def cmd_quickstart(args) -> dict:
         _scatter(ax, run.x, f"{name}\nNFE/sample {run.costs.nfe:.0f}", color)
     axes[2].axvline(y_obs, color="k", lw=0.8, ls="--")
     fig.tight_layout()
-    out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".quickstart.", suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=110)
+    save_figure(fig, out / "quickstart.png")
     plt.close(fig)
-    os.replace(tmp, out / "quickstart.png")
     summary["plot"] = str(out / "quickstart.png")
     write_json(out / "summary.json", summary)
     return summary
