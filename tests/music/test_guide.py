@@ -3,7 +3,7 @@ import torch
 
 from steerdiff.music.guide import bars_mask, generate
 from steerdiff.music.metrics import attributes, oa_table, overlapping_area
-from steerdiff.music.model import EmpiricalDenoiser, build_denoiser, load_model, train_model
+from steerdiff.music.model import EmpiricalDenoiser, load_model, train_model
 from steerdiff.music.roll import roll_to_midi
 from steerdiff.core.training import TrainConfig
 from steerdiff.music.rules import ChordProgression, NoteDensity, Objective, PitchHistogram

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from steerdiff.music.data import bach_chorales, load_midi_folder, load_pieces, save_pieces, split, synthetic_pieces, windows
-from steerdiff.music.roll import (MidiError, MidiInfo, RollConfig, midi_to_roll, note_masks, roll_to_midi, roll_to_notes,
+from steerdiff.music.roll import (MidiError, RollConfig, midi_to_roll, note_masks, roll_to_midi, roll_to_notes,
                                   save_midi, to_model)
 
 NOTES = [(60, 0, 4, 100), (64, 0, 2, 90), (64, 2, 4, 70), (67, 4, 12, 60), (48, 8, 9, 127)]

@@ -33,7 +33,7 @@ from .metrics import oa_table
 from .model import ModelConfig, load_model, train_model
 from .plot import plot_rolls
 from .roll import RollConfig, atomic_write_bytes, roll_to_midi, save_midi, save_wav
-from .rules import RULES, ChordProgression, Objective, chord_index, get_rule
+from .rules import RULES, Objective, chord_index, get_rule
 
 DEMO_ROLL = dict(steps_per_beat=2, pitch_low=36, num_pitches=48)
 DEMO_BARS = 4
