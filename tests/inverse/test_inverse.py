@@ -105,6 +105,9 @@ def test_forward_model_counts_guards_blowups_and_checks_shapes():
     out = penal(torch.cat([ok[:1], bad[1:]]))
     assert torch.isfinite(out).all() and (out[1] == 1e3).all() and penal.blowups == 1
     torch.testing.assert_close(out[0], fwd(ok[:1])[0])
+    x = torch.cat([ok[:1], bad[1:]]).requires_grad_(True)  # a penalised row gets a zero gradient, not NaN
+    penal(x).pow(2).sum().backward()
+    assert torch.isfinite(x.grad).all() and (x.grad[1] == 0).all() and x.grad[0].abs().sum() > 0
     with pytest.raises(ValueError, match=r"batch of shape \(B, 1, 16, 16\).*x\[None\]"):
         fwd(ok[0])
     with pytest.raises(ValueError, match=r"measurement must have shape \(2, 1, 8, 8\)"):
@@ -193,6 +196,8 @@ def test_wrong_measurements_and_settings_get_clear_errors():
         solve("adam", problem.grf, problem, y, cfg)
     with pytest.raises(ValueError, match="num_particles must be >= 2"):
         solve("enkg", problem.grf, problem, y, MethodConfig(num_particles=1))
+    with pytest.raises(ValueError, match="step_size must be 'frobenius' or 'trace'"):
+        solve("eki", problem.grf, problem, y, MethodConfig(num_particles=4, step_size="newton"))
     with pytest.raises(ValueError, match="unknown problem"):
         make_problem("darcy")
     with pytest.raises(ValueError, match="stride 3"):
@@ -241,3 +246,32 @@ def test_cli_runs_data_prior_solve_end_to_end(tmp_path, capsys):
         main(["solve", "--data", str(tmp_path / "missing"), "--method", "eki", "--out", str(tmp_path / "x"), *common])
     with pytest.raises(SystemExit, match="--prior is required"):
         main(["solve", "--data", str(tmp_path), "--method", "enkg", "--out", str(tmp_path / "x")])
+
+
+@pytest.mark.parametrize("step_size", ["frobenius", "trace"])
+def test_eki_reduces_the_misfit_with_either_step_size(step_size):
+    problem, truth, y = _linear(size=8)
+    cfg = MethodConfig(num_particles=16, iterations=50, step_size=step_size, scale=0.5 if step_size == "trace" else 1.0)
+    sol = solve("eki", None, problem, y, cfg, generator=gen(4))
+    prior_misfit = problem.forward.misfit(torch.zeros_like(y), y).item()
+    assert evaluate(sol, problem, truth, y)["misfit"] < 0.8 * prior_misfit
+
+
+def test_navier_stokes_eki_ensemble_has_the_stated_std():
+    problem = NavierStokesProblem(size=16, ensemble_std=3.0)
+    assert problem.ensemble_prior.std() == pytest.approx(3.0)
+    assert problem.ensemble_prior.alpha == 4.0 and problem.ensemble_prior.tau == 3.0
+
+
+def test_benchmark_cache_key_and_method_budgets():
+    import dataclasses
+
+    from steerdiff.inverse.benchmark import FULL, QUICK, method_config
+
+    # the cached prior depends on data and prior config only, never on the solver budget or horizon
+    assert dataclasses.replace(FULL, num_particles=7, horizon=0.5).key() == FULL.key() != QUICK.key()
+    assert dataclasses.replace(FULL, dt=0.01).key() != FULL.key()
+    assert method_config(FULL, "enkg", 0.0, 3.0).scale == 3.0
+    assert method_config(FULL, "dps", 0.0).dps_scale == FULL.defaults["dps"]
+    assert method_config(FULL, "smc", 2.0, 1.0).likelihood_std == 2.0  # never below the measurement noise
+    assert method_config(FULL, "scg", 0.0).num_candidates == FULL.num_candidates

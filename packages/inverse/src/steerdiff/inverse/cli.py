@@ -110,12 +110,12 @@ def cmd_benchmark(args):
     from .benchmark import FULL, QUICK, run
 
     setting = QUICK if args.quick else FULL
-    rows = run(setting, args.cache, seed=args.seed, device=_device(args.device), progress=True)
+    rows, chosen = run(setting, args.cache, seed=args.seed, device=_device(args.device), progress=True)
     for r in rows:
         print(f"noise {r['noise']:<4g} {r['method']:<5} rel L2 {r['rel_l2']:.3f}  misfit {r['misfit']:.3f}  "
               f"fwd {r['forward_evals']} ({r['forward_calls']} seq)  net {r['network_evals']}  "
               f"{r['wall_time']:.1f} s")
-    write_json(Path(args.out) / "benchmark.json", {"rows": rows})
+    write_json(Path(args.out) / "benchmark.json", {"rows": rows, "chosen": chosen})
 
 
 def cmd_demo(args):

@@ -7,7 +7,8 @@
 * runs without autograd unless the model declares ``differentiable=True`` (a black-box simulator is never
   asked for a gradient; asking one for a gradient is a clear error, not a silent zero);
 * guards against blow-ups: a row whose output has NaN or inf either raises :class:`ForwardModelBlowup`
-  (``on_blowup="raise"``) or is replaced by the constant ``penalty`` (``on_blowup="penalty"``), and is
+  (``on_blowup="raise"``) or is replaced by the constant ``penalty`` (``on_blowup="penalty"``, with a zero
+  gradient for a differentiable model: autograd would otherwise carry 0 * NaN = NaN back to the input), and is
   counted in ``blowups`` — a NaN never reaches a posterior silently;
 * counts ``calls`` (batched calls, i.e. sequential rounds) and ``evals`` (rows).
 
@@ -102,6 +103,9 @@ class ForwardModel:
                     "constant penalty, use clean (ODE) estimates, or lower the guidance scale / time step")
             fill = torch.full_like(out, self.penalty)
             out = torch.where(bad.reshape(-1, *([1] * (out.ndim - 1))), fill, out)
+            if x.requires_grad:  # torch.where passes 0 * NaN = NaN back through the simulator: zero those rows
+                mask = bad.reshape(-1, *([1] * (x.ndim - 1)))
+                x.register_hook(lambda grad: torch.where(mask, torch.zeros_like(grad), grad))
         return out
 
     def measure(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

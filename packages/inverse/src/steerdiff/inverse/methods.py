@@ -7,7 +7,7 @@ method     what it does                                                         
            prior's probability-flow ODE (Euler, Karras grid); before each guided step they move
            along the ensemble-preconditioned misfit direction of G(ODE clean estimate)
 ``eki``    ensemble Kalman inversion without the diffusion prior: J particles drawn from the       G only
-           problem's Gaussian random field, ``iterations`` of the same update (core
+           problem's ``ensemble_prior`` Gaussian random field, ``iterations`` of the same update (core
            ``enkg_direction``), Frobenius-normalised step
 ``dps``    diffusion posterior sampling (core ``ReconstructionGuidance``, mode "forward"): the     dG/dx
            gradient of ||G(x0_hat) - y|| through the network and the differentiable simulator
@@ -47,6 +47,8 @@ class MethodConfig:
     num_particles: int = 32          # J per problem instance (every method)
     num_steps: int = 40              # diffusion steps (Karras grid, rho = 7)
     scale: float = 2.0               # EnKG / EKI step scale (reference: 2.0)
+    step_size: str = "frobenius"     # EnKG / EKI: "frobenius" (scale / ||A||_F, reference code) or "trace"
+                                     # (scale / (tr C_yy + m noise^2), the paper's Proposition 1)
     dps_scale: float = 1.0           # DPS step zeta on ||G(x0_hat) - y|| (field units)
     num_updates: int = 1             # EnKG corrections per guided step (reference NS: 2)
     guide_start: float = 0.05        # EnKG: no guidance in the first / last fraction of steps (reference 0.05)
@@ -97,6 +99,8 @@ def solve(method: str, prior, problem, y: torch.Tensor, config: MethodConfig | N
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
     cfg = config or MethodConfig()
+    if cfg.step_size not in ("frobenius", "trace"):
+        raise ValueError(f"step_size must be 'frobenius' or 'trace', got {cfg.step_size!r}")
     if cfg.num_particles < 2:
         raise ValueError(f"num_particles must be >= 2 (ensemble methods need a spread), got {cfg.num_particles}")
     forward = problem.forward
@@ -115,7 +119,8 @@ def solve(method: str, prior, problem, y: torch.Tensor, config: MethodConfig | N
         x = float(sig[0]) * torch.randn((b * j, *shape), generator=generator, device=device, dtype=dtype)
         if method == "enkg":
             guide = EnsembleKalmanGuidance(forward, y, j, scale=cfg.scale, num_updates=cfg.num_updates,
-                                           ode_factor=cfg.ode_factor,
+                                           ode_factor=cfg.ode_factor, step_size=cfg.step_size,
+                                           noise_std=forward.noise_std,
                                            interval=_interval(sig, cfg.guide_start, cfg.guide_end))
             solver, opts = "euler", {}
         elif method == "dps":
@@ -152,11 +157,16 @@ def solve(method: str, prior, problem, y: torch.Tensor, config: MethodConfig | N
 
 def _eki(forward, problem, y, cfg, b, j, generator, device):
     """Ensemble Kalman inversion (Iglesias et al. 2013) from a Gaussian-random-field ensemble, no diffusion prior."""
-    x = problem.grf.sample(b * j, generator, device, dtype=y.dtype)
+    x = problem.ensemble_prior.sample(b * j, generator, device, dtype=y.dtype)
     flat = lambda t: t.reshape(b, j, -1)  # noqa: E731
     y_flat = y.reshape(b, -1).to(x.dtype)
     for _ in range(cfg.iterations):
-        g, a = enkg_direction(flat(x), flat(forward(x)).to(x.dtype), y_flat)
-        w = cfg.scale / a.flatten(1).norm(dim=1).clamp_min(1e-12)
+        y_hat = flat(forward(x)).to(x.dtype)
+        g, a = enkg_direction(flat(x), y_hat, y_flat)
+        if cfg.step_size == "frobenius":
+            denom = a.flatten(1).norm(dim=1)
+        else:  # tr(C_yy + Gamma), as in the core's EnsembleKalmanGuidance
+            denom = (y_hat - y_hat.mean(1, keepdim=True)).pow(2).sum((1, 2)) / j + y_flat.shape[1] * forward.noise_std**2
+        w = cfg.scale / denom.clamp_min(1e-12)
         x = x - (w[:, None, None] * g).reshape(x.shape)
     return x
