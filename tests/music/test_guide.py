@@ -8,7 +8,7 @@ from steerdiff.music.roll import roll_to_midi
 from steerdiff.core.training import TrainConfig
 from steerdiff.music.rules import ChordProgression, NoteDensity, Objective, PitchHistogram
 
-from conftest import hand_roll
+from .conftest import hand_roll
 
 SEEDS = range(4)
 

@@ -4,7 +4,7 @@ import torch
 from steerdiff.music.rules import (CHORD_NAMES, ChordProgression, CustomRule, NoteDensity, Objective, PitchHistogram,
                                    chord_index)
 
-from conftest import hand_roll
+from .conftest import hand_roll
 
 
 def test_pitch_histogram_known_values(cfg):

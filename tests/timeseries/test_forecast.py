@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import CONTEXT, PRED
+from .conftest import CONTEXT, PRED
 from steerdiff.timeseries.forecast import complete, forecast, impute, missing_mask, with_missing
 
 

@@ -2,7 +2,7 @@ from itertools import pairwise
 
 import pytest
 import torch
-from conftest import CONTEXT
+from .conftest import CONTEXT
 from steerdiff.timeseries.forecast import complete
 from steerdiff.timeseries.guidance import ObservationLoss, quantile_levels, self_guidance
 

@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from conftest import CONTEXT, PRED, prior_cov
+from .conftest import CONTEXT, PRED, prior_cov
 from steerdiff.timeseries.refine import refine, representative_sigma
 
 
