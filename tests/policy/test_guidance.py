@@ -81,7 +81,7 @@ def test_bad_guidance_inputs(model, td3bc):
 def test_model_save_load_and_synthesizer(pendulum, td3bc, tmp_path):
     from dataclasses import replace
 
-    from conftest import SMALL_MODEL
+    from .conftest import SMALL_MODEL
     from steerdiff.policy.diffusion import TrajectoryDiffusion
     from steerdiff.policy.synthesis import Synthesizer
 
