@@ -9,8 +9,8 @@ from .forward import ForwardModel, ForwardModelBlowup, FunctionForwardModel
 from .methods import METHODS, MethodConfig, Solution, solve
 from .metrics import evaluate, relative_l2
 from .navier_stokes import NavierStokes2D
-from .problems import PROBLEMS, LinearProblem, NavierStokesProblem, SaturatedProblem, make_problem
 from .prior import FieldPrior, PriorConfig, load_prior, train_prior
+from .problems import PROBLEMS, LinearProblem, NavierStokesProblem, SaturatedProblem, make_problem
 
 __all__ = [
     "GaussianRandomField", "ForwardModel", "ForwardModelBlowup", "FunctionForwardModel", "METHODS", "MethodConfig",

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
+from steerdiff.core.io import atomic_path
 
 from .methods import METHODS, MethodConfig, solve
 from .metrics import evaluate
@@ -36,11 +35,8 @@ def _device(name: str) -> str:
 def _save_tensors(path: Path, tensors: dict) -> None:
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=path.parent)
-    os.close(fd)
-    save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, tmp)
 
 
 def _load_data(folder: Path):

@@ -29,9 +29,13 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import torch
-
-from steerdiff.core.guidance import (EnsembleKalmanGuidance, FeynmanKacSteering, ReconstructionGuidance,
-                                     StochasticControlGuidance, enkg_direction)
+from steerdiff.core.guidance import (
+    EnsembleKalmanGuidance,
+    FeynmanKacSteering,
+    ReconstructionGuidance,
+    StochasticControlGuidance,
+    enkg_direction,
+)
 from steerdiff.core.sampling import sample
 from steerdiff.core.schedules import karras_sigmas
 

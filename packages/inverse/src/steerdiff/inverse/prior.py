@@ -10,32 +10,19 @@ physical field: D_phys(x; sigma) = scale * D(x / scale; sigma / scale). Its nois
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
-
 from steerdiff.core.checkpoint import load_denoiser
 from steerdiff.core.denoiser import Denoiser
+from steerdiff.core.io import write_json
 from steerdiff.core.nets import build_network
 from steerdiff.core.schedules import EDM
 from steerdiff.core.training import TrainConfig, train
+from torch import nn
 
 __all__ = ["PriorConfig", "FieldPrior", "train_prior", "load_prior", "write_json"]
-
-
-def write_json(path, obj) -> None:
-    """Atomic JSON write (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 @dataclass

@@ -27,7 +27,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import bach_chorales, default_cache_dir, load_midi_folder, load_pieces, save_pieces, split, synthetic_pieces, windows
+from .data import (
+    bach_chorales,
+    default_cache_dir,
+    load_midi_folder,
+    load_pieces,
+    save_pieces,
+    split,
+    synthetic_pieces,
+    windows,
+)
 from .guide import METHODS, generate
 from .metrics import oa_table
 from .model import ModelConfig, load_model, train_model

@@ -25,9 +25,12 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-
-from steerdiff.core.guidance import (FeynmanKacSteering, Inpainting, ReconstructionGuidance,
-                                     StochasticControlGuidance)
+from steerdiff.core.guidance import (
+    FeynmanKacSteering,
+    Inpainting,
+    ReconstructionGuidance,
+    StochasticControlGuidance,
+)
 from steerdiff.core.sampling import Costs, SampleResult, sample
 
 from .model import default_sigmas

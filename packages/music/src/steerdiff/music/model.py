@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-
 from steerdiff.core.checkpoint import load_denoiser
 from steerdiff.core.denoiser import Denoiser
 from steerdiff.core.nets import build_network

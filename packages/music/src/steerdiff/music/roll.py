@@ -22,12 +22,12 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from steerdiff.core.io import atomic_open
 
 __all__ = [
     "RollConfig", "MidiError", "MidiInfo", "Notes", "notes_to_roll", "roll_to_notes", "midi_to_roll",
@@ -298,18 +298,9 @@ def roll_to_midi(roll, config: RollConfig, info: MidiInfo | None = None, model_s
 
 def atomic_write_bytes(path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temp file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    with atomic_open(path, "wb") as f:
+        f.write(data)
+    return Path(path)
 
 
 def save_midi(pm, path) -> Path:

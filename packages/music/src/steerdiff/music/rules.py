@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
-
 from steerdiff.core.guidance import match_batch, weighted_reward
 
 from .roll import RollConfig, check_batch, note_masks

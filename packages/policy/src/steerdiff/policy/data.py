@@ -14,12 +14,11 @@ inf, empty data and empty episodes raise a ``DatasetError`` that names the probl
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from steerdiff.core.io import atomic_path
 
 __all__ = [
     "KEYS",
@@ -177,22 +176,13 @@ def save_d4rl(dataset: OfflineDataset, path) -> Path:
     """Write the D4RL HDF5 layout atomically (temp file in the same folder, then rename)."""
     h5py = _h5py()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            for k in KEYS:
-                f.create_dataset(k, data=getattr(dataset, k), compression="gzip", compression_opts=4)
-            if dataset.env_id:
-                f.attrs["env_id"] = dataset.env_id
-            for k, v in dataset.metadata.items():
-                f.attrs[f"meta_{k}"] = v if isinstance(v, (int, float, str)) else str(v)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for k in KEYS:
+            f.create_dataset(k, data=getattr(dataset, k), compression="gzip", compression_opts=4)
+        if dataset.env_id:
+            f.attrs["env_id"] = dataset.env_id
+        for k, v in dataset.metadata.items():
+            f.attrs[f"meta_{k}"] = v if isinstance(v, (int, float, str)) else str(v)
     return path
 
 

@@ -13,11 +13,11 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from steerdiff.core.io import atomic_open, write_json
 
 from . import data as D
 from .model import TSDiff, TSDiffConfig
@@ -25,20 +25,12 @@ from .model import TSDiff, TSDiffConfig
 __all__ = ["load_series", "main"]
 
 
-def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
+_write_json = write_json
 
 
 def _write_npz(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as f:
+        np.savez_compressed(f, **{k: np.asarray(v) for k, v in arrays.items()})
 
 
 def load_series(source: str, freq: str | None = None) -> list[D.Series]:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from steerdiff.core.checkpoint import load_denoiser, save_checkpoint
 from steerdiff.core.denoiser import Denoiser
+from steerdiff.core.io import write_json
 from steerdiff.core.nets import build_network
 from steerdiff.core.schedules import VPLinear, sigma_grid
 from steerdiff.core.training import TrainConfig, TrainResult, train
@@ -62,16 +61,7 @@ class TSDiffConfig:
         return Denoiser(net, "eps")
 
 
-def _write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+_write_json_atomic = write_json
 
 
 class TSDiff:

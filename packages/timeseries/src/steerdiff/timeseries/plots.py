@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+from steerdiff.core.io import save_figure
 
 __all__ = ["fan_chart"]
 
@@ -38,14 +37,7 @@ def fan_chart(path, history: torch.Tensor, samples: torch.Tensor, future: torch.
             ax.set_title(titles[i], fontsize=9)
     axes[0, 0].legend(loc="upper left", fontsize=7, ncol=5)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
+        return save_figure(fig, path, dpi=100)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
-    return path
