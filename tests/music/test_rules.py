@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from steerdiff.music.rules import (CHORD_NAMES, ChordProgression, CustomRule, NoteDensity, Objective, PitchHistogram,
-                                   chord_index)
+                                   chord_index, degree_index, estimate_key)
 
 from .conftest import hand_roll
 
@@ -31,11 +31,37 @@ def test_chord_progression_known_values(cfg):
     chords = [[48, 52, 55], [43, 59, 62], [45, 60, 64], [41, 57, 60], []]  # C, G, Am, F, silence
     notes = [(p, i * bar, (i + 1) * bar) for i, c in enumerate(chords) for p in c]
     x = hand_roll(cfg, notes, 5 * bar)
-    got = ChordProgression(cfg).attribute(x)[0].long().tolist()
+    got = ChordProgression(cfg, mode="absolute").attribute(x)[0].long().tolist()
     assert [CHORD_NAMES[i] for i in got] == ["C", "G", "Am", "F", "N"]
+    assert ChordProgression(cfg).attribute(x)[0].tolist() == [1, 5, 6, 4, 0]  # in C major: I V vi IV, silence
     assert chord_index(["C", "Db", "f#m", "N"][:2] + ["F#m", "N"]) == [0, 1, 18, 24]
     with pytest.raises(ValueError, match="unknown chord"):
         chord_index(["H7"])
+
+
+def _progression(cfg, chords):
+    bar = cfg.steps_per_bar
+    return hand_roll(cfg, [(p, i * bar, (i + 1) * bar) for i, c in enumerate(chords) for p in c], len(chords) * bar)
+
+
+def test_chord_degrees_are_relative_to_the_estimated_key(cfg):
+    in_c = _progression(cfg, [[48, 52, 55], [53, 57, 60], [43, 55, 59, 62], [48, 52, 55]])  # C F G C
+    in_a = _progression(cfg, [[45, 48, 52], [50, 53, 57], [52, 56, 59], [45, 48, 52]])      # Am Dm E Am
+    for shift in (0, 2, 7):  # transposing a piece changes its chords' names but not their degrees
+        d = ChordProgression(cfg).attribute(torch.roll(in_c, shift, dims=2))[0].tolist()
+        assert d == [1, 4, 5, 1], (shift, d)
+    assert ChordProgression(cfg).attribute(in_a)[0].tolist() == [1, 4, 5, 1]
+    c_major, a_minor = torch.zeros(2, 12), 12 + 9
+    c_major[0, [0, 4, 7]], c_major[0, [2, 5, 9, 11]] = 1.0, 0.5
+    c_major[1, [9, 0, 4]], c_major[1, [11, 2, 8]] = 1.0, 0.5
+    assert estimate_key(c_major).tolist() == [0, a_minor]
+    assert degree_index(["I", "V7", "vi", "bVII", "viio", "N", "4"]) == [1, 5, 6, 7, 7, 0, 4]
+    obj = Objective([(ChordProgression(cfg), ["I", "IV", "V", "I"])], 32)
+    assert obj.loss(in_c).item() == 0 and obj.loss(in_a).item() == 0
+    with pytest.raises(ValueError, match="unknown Roman numeral"):
+        degree_index(["H"])
+    with pytest.raises(ValueError, match="mode must be one of"):
+        ChordProgression(cfg, mode="roman")
 
 
 @pytest.mark.parametrize("make", [PitchHistogram, NoteDensity, ChordProgression,
@@ -58,8 +84,10 @@ def test_targets_of_the_wrong_size_and_rolls_of_the_wrong_shape_are_named(cfg):
         Objective([(NoteDensity(cfg), torch.ones(6))], 32)
     with pytest.raises(ValueError, match="not a multiple"):
         NoteDensity(cfg).attribute(-torch.ones(1, 2, 48, 12))
-    with pytest.raises(ValueError, match="integers 0..24"):
+    with pytest.raises(ValueError, match="integers 0..7"):
         Objective([(ChordProgression(cfg), [0.5, 1, 2, 3])], 32)
+    with pytest.raises(ValueError, match="integers 0..24"):
+        Objective([(ChordProgression(cfg, mode="absolute"), [0, 1, 2, 25])], 32)
     with pytest.raises(ValueError, match="48 pitches"):
         PitchHistogram(cfg).attribute(-torch.ones(1, 2, 40, 32))
     obj = Objective([(PitchHistogram(cfg), torch.ones(12) / 12)], 32)
@@ -103,3 +131,16 @@ def test_custom_rule_must_return_one_row_per_roll(cfg):
         bad.attribute(-torch.ones(3, 2, 48, 8))
     with pytest.raises(TypeError, match="callable"):
         CustomRule(cfg, 3)
+
+
+def test_guidance_reward_reads_the_soft_estimate_for_pitch_and_the_notes_for_the_rest(cfg, train_windows):
+    x = train_windows[:3]
+    ph, nd = PitchHistogram(cfg), NoteDensity(cfg)
+    obj = Objective([(ph, torch.full((12,), 1 / 12), 40.0), (nd, torch.ones(8), 1.0)], 32)
+    torch.testing.assert_close(obj.guidance_reward(x), obj.reward(x))  # clean rolls: the same
+    blurred = 0.6 * x - 0.3  # the same notes decoded (threshold 0), but soft values
+    torch.testing.assert_close(obj.reward(blurred), obj.reward(x))
+    soft_ph = ph.loss(ph.attribute(blurred, relaxed=True), torch.full((1, 12), 1 / 12))
+    want = -(40 * soft_ph + nd.loss(nd.attribute(blurred), torch.ones(1, 8)))
+    torch.testing.assert_close(obj.guidance_reward(blurred), want)
+    assert not torch.allclose(obj.guidance_reward(blurred), obj.reward(blurred))

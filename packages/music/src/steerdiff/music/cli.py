@@ -12,7 +12,8 @@
 reused by later demos and by ``benchmarks/music_scg.py``.
 
 Targets come from held-out (validation) windows, one per generated sample, unless given by hand
-(``--chords C,G,Am,F``). Every command writes a JSON summary into ``--out``.
+(``--chords I,V,vi,IV``: key-relative Roman numerals, the paper's rule; ``--chords C,G,Am,F``: absolute
+triads). Every command writes a JSON summary into ``--out``.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from .metrics import oa_table
 from .model import ModelConfig, load_model, train_model
 from .plot import plot_rolls
 from .roll import RollConfig, atomic_write_bytes, roll_to_midi, save_midi, save_wav
-from .rules import RULES, Objective, chord_index, get_rule
+from .rules import RULES, Objective, chord_index, degree_index, get_rule
 
 DEMO_ROLL = dict(steps_per_beat=2, pitch_low=36, num_pitches=48)
 DEMO_BARS = 4
@@ -142,9 +143,15 @@ def _objective(a, cfg: RollConfig, length: int, num: int) -> Objective | None:
     terms = []
     for name in names:
         rule = get_rule(name, cfg)
-        target = rule.attribute(ref)
         if name == "chord_progression" and a.chords:
-            target = torch.tensor(chord_index(a.chords.split(",")), dtype=torch.float32)
+            chords = a.chords.split(",")
+            try:  # Roman numerals or degrees: the paper's key-relative rule; chord names: absolute triads
+                target = torch.tensor(degree_index(chords), dtype=torch.float32)
+            except ValueError:
+                rule = get_rule(name, cfg, mode="absolute")
+                target = torch.tensor(chord_index(chords), dtype=torch.float32)
+        else:
+            target = rule.attribute(ref)
         terms.append((rule, target, WEIGHTS[name] if len(names) > 1 else 1.0))
     return Objective(terms, length)
 
@@ -271,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     def rule_args(sp):
         sp.add_argument("--data", default="runs/music/data", help="prepared data (targets from its val split)")
         sp.add_argument("--rules", default="", help=f"comma-separated, from {sorted(RULES)}")
-        sp.add_argument("--chords", default=None, help="chord target per bar, e.g. C,G,Am,F (else from val pieces)")
+        sp.add_argument("--chords", default=None, help="chord target per bar: Roman numerals I,V,vi,IV (key-relative, as in the paper) "
+                        "or chord names C,G,Am,F (absolute triads); else from val pieces")
 
     sp = sub.add_parser("generate", help="sample pieces, optionally rule-guided; MIDI + PNG (+ WAV)")
     sp.add_argument("--model", default="runs/music/model")

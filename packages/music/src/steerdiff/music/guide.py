@@ -8,8 +8,9 @@ method         what it does (``n`` is the width; every method but DPS costs abou
 unguided       plain DDPM ancestral sampling (n is ignored: 1 x num_steps NFE)
 best_of_n      n independent unguided samples per output, keep the one with the lowest rule loss
 scg            stochastic control guidance (Huang et al. 2024): n candidate next states per step, keep the best
-               by the rule on their x0-hat; only on the last ``guide_fraction`` of the steps (the guided
-               window), so the early noisy steps run unguided as in the paper (t < 750 of 1000: 0.75)
+               by the rule on their x0-hat (``Objective.guidance_reward``); only on the last ``guide_fraction``
+               of the steps (the guided window), so the early noisy steps run unguided as in the paper (t < 750
+               of 1000: 0.75)
 smc            Feynman-Kac steering / SMC with n particles and potential lam * reward over the same window,
                resampled on low ESS; the output is the particle with the largest final weight
 dps            gradient guidance on the rules' differentiable relaxation (ReconstructionGuidance, DPS
@@ -91,9 +92,10 @@ def generate(denoiser: Callable, config: RollConfig, num_samples: int, length: i
         rows = num_samples * n
     elif method == "smc":
         rows = num_samples * n
-        guidance.append(FeynmanKacSteering(objective.reward, num_particles=max(n, 2), lam=lam, interval=interval))
+        guidance.append(FeynmanKacSteering(objective.guidance_reward, num_particles=max(n, 2), lam=lam,
+                                           interval=interval))
     elif method == "scg":
-        guidance.append(StochasticControlGuidance(objective.reward, num_candidates=n, interval=interval))
+        guidance.append(StochasticControlGuidance(objective.guidance_reward, num_candidates=n, interval=interval))
     elif method == "dps":
         guidance.append(ReconstructionGuidance(lambda x0: objective.relaxed_loss(x0, partial=True),
                                                scale=dps_scale, weight="sigma", normalize="unit"))

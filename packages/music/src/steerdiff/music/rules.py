@@ -10,9 +10,10 @@ soft roll (x + 1) / 2, differentiable, for DPS-style gradient guidance.
 * :class:`PitchHistogram` — 12-bin pitch-class histogram of sounding cells (duration-weighted), sums to 1; MSE.
 * :class:`NoteDensity` — per window: vertical density (mean number of sounding pitches per step) and horizontal
   density (number of steps where a note starts); MSE.
-* :class:`ChordProgression` — per window, the best-matching of 24 major/minor triads (cosine of the window's
-  pitch-class profile with each template; 24 = no chord for a silent window); loss = fraction of windows whose
-  chord differs from the target.
+* :class:`ChordProgression` — per window, the chord as in the SCG paper: the scale degree (1..7, 0 = no chord)
+  of its root in the piece's key, both estimated from the roll itself, so a progression matches in any key
+  (``mode="absolute"``: one of 24 major/minor triads instead); loss = fraction of windows whose chord differs
+  from the target.
 * :class:`CustomRule` — any Python function of the decoded roll.
 
 :class:`Objective` binds rules to targets and weights: ``losses(x)`` per rule, ``loss(x)`` the weighted sum,
@@ -30,11 +31,20 @@ from steerdiff.core.guidance import match_batch, weighted_reward
 from .roll import RollConfig, check_batch, note_masks
 
 __all__ = ["Rule", "PitchHistogram", "NoteDensity", "ChordProgression", "CustomRule", "Objective", "CHORD_NAMES",
-           "chord_index", "RULES", "get_rule"]
+           "chord_index", "degree_index", "estimate_key", "RULES", "get_rule"]
 
 PITCH_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
 CHORD_NAMES = PITCH_NAMES + [n + "m" for n in PITCH_NAMES] + ["N"]
 NO_CHORD = 24
+# Aarden-Essen key profiles (C = index 0): the weights of music21's default key finder, stream.analyze('key'),
+# which the SCG anchor runs on every candidate before naming its chords as Roman numerals
+_KEY_MAJOR = (17.7661, 0.145624, 14.9265, 0.160186, 19.8049, 11.3587, 0.291248, 22.062, 0.145624, 8.15494,
+              0.232998, 4.95122)
+_KEY_MINOR = (18.2648, 0.737619, 14.0499, 16.8599, 0.702494, 14.4362, 0.702494, 18.6161, 4.56621, 1.93186,
+              7.37619, 1.75623)
+# semitones from the tonic to a chord root -> scale degree 1..7 (chromatic roots: bII, bIII, #IV, bVI, bVII)
+_DEGREE_OF_INTERVAL = (1, 2, 2, 3, 3, 4, 4, 5, 6, 6, 7, 7)
+_NUMERALS = ("VII", "VI", "V", "IV", "III", "II", "I")  # longest first, for parsing
 
 
 def chord_index(names: Sequence[str | int]) -> list[int]:
@@ -58,11 +68,44 @@ def chord_index(names: Sequence[str | int]) -> list[int]:
     return out
 
 
+def degree_index(numerals: Sequence[str | int]) -> list[int]:
+    """Roman numerals ("I", "V7", "vi", "bVII", "viio"; "N" or "0" for no chord) or degrees -> degrees 0..7."""
+    out = []
+    for n in numerals:
+        s = str(n).strip()
+        if s.isdigit():
+            if not 0 <= int(s) <= 7:
+                raise ValueError(f"scale degree {s} is outside 0..7 (0 = no chord)")
+            out.append(int(s))
+            continue
+        if s.upper() == "N":
+            out.append(0)
+            continue
+        core = s.lstrip("b#").upper()
+        match = next((r for r in _NUMERALS if core.startswith(r)), None)
+        if match is None:
+            raise ValueError(f"unknown Roman numeral {n!r}; use I..VII (any case, optional b/# and suffix such as "
+                             f"V7 or viio), a degree 0..7, or 'N' for no chord")
+        out.append(7 - _NUMERALS.index(match))
+    return out
+
+
+def estimate_key(profile: torch.Tensor) -> torch.Tensor:
+    """Key index per row of a pitch-class profile (..., 12): 0..11 = C..B major, 12..23 = c..b minor, the key
+    whose Aarden-Essen profile has the largest dot product with it (music21's key finder)."""
+    w = torch.tensor([_KEY_MAJOR, _KEY_MINOR], dtype=profile.dtype, device=profile.device)        # (2, 12)
+    shift = (torch.arange(12, device=profile.device)[None] - torch.arange(12, device=profile.device)[:, None]) % 12
+    templates = w[:, shift].reshape(24, 12)  # row 12 m + k: the mode-m profile with its tonic on pitch class k
+    return (profile @ templates.T).argmax(-1)
+
+
 class Rule:
     """Base class: ``attribute(x, relaxed=False) -> (B, D)``, ``loss(attribute, target) -> (B,)``."""
 
     name: str = "rule"
     differentiable: bool = False
+    # guidance reads the soft x0-hat (x + 1) / 2 instead of its decoded notes (as the SCG paper's pitch rule does)
+    soft_guidance: bool = False
 
     def __init__(self, config: RollConfig):
         self.config = config
@@ -117,10 +160,14 @@ def _pitch_class_matrix(config: RollConfig, like: torch.Tensor) -> torch.Tensor:
 
 
 class PitchHistogram(Rule):
-    """12-bin pitch-class histogram (C = bin 0) of sounding cells, normalised to sum 1 (all zeros if silent)."""
+    """12-bin pitch-class histogram (C = bin 0) of sounding cells, normalised to sum 1 (all zeros if silent).
+
+    During guidance it reads the soft x0-hat (``soft_guidance``): the SCG paper's pitch rule sums the continuous
+    (velocity-weighted) decoded x0-hat over time, while its density and chord rules threshold it into notes."""
 
     name = "pitch_histogram"
     differentiable = True
+    soft_guidance = True
 
     def size(self, num_steps):
         return 12
@@ -169,41 +216,56 @@ def _chord_templates(like: torch.Tensor) -> torch.Tensor:
 
 
 class ChordProgression(Rule):
-    """Chord index (see ``CHORD_NAMES``) per window of ``window`` steps (default one bar); not differentiable.
+    """One chord per window of ``window`` steps (default one bar); not differentiable.
 
-    A window's chord is the triad template with the highest cosine similarity to its duration-weighted
-    pitch-class profile (ties go to the lower index: major before minor, C before C#); silent windows get 24.
-    The loss is the fraction of windows whose chord differs from the target.
+    A window's chord is the major/minor triad template with the highest cosine similarity to its
+    duration-weighted pitch-class profile (ties go to the lower index: major before minor, C before C#).
+    ``mode="degree"`` (default, the SCG paper's rule): the chord is the scale degree 1..7 of that triad's root
+    in the key estimated from the whole roll (``estimate_key``), 0 for a silent window — so "I IV V I" in G
+    matches "I IV V I" in C, and the target comes from a reference piece in its own key. ``mode="absolute"``:
+    the triad itself, an index into ``CHORD_NAMES`` (24 = no chord). The loss is the fraction of windows whose
+    chord differs from the target.
     """
 
     name = "chord_progression"
     differentiable = False
+    MODES = ("degree", "absolute")
 
-    def __init__(self, config: RollConfig, window: int | None = None):
+    def __init__(self, config: RollConfig, window: int | None = None, mode: str = "degree"):
         super().__init__(config)
+        if mode not in self.MODES:
+            raise ValueError(f"ChordProgression mode must be one of {list(self.MODES)}, got {mode!r}")
         self.window = window or config.steps_per_bar
+        self.mode = mode
 
     def size(self, num_steps):
         return self._windows(num_steps, self.window)
 
     def check_target(self, target, num_steps):
+        top = 7 if self.mode == "degree" else NO_CHORD
         if isinstance(target, (list, tuple)) and target and isinstance(target[0], str):
-            target = chord_index(target)
+            target = degree_index(target) if self.mode == "degree" else chord_index(target)
         target = super().check_target(target, num_steps)
-        if ((target < 0) | (target > NO_CHORD) | (target != target.round())).any():
-            raise ValueError(f"chord targets must be integers 0..{NO_CHORD} (or names like 'C', 'Am', 'N')")
+        if ((target < 0) | (target > top) | (target != target.round())).any():
+            names = "Roman numerals like 'I', 'V7', 'vi'" if self.mode == "degree" else "names like 'C', 'Am', 'N'"
+            raise ValueError(f"chord targets ({self.mode} mode) must be integers 0..{top} (or {names})")
         return target
 
     def attribute(self, x, relaxed=False):
         _, sounding = self._soft_or_hard(x, relaxed)
         b, p, t = sounding.shape
         n = self._windows(t, self.window)
+        pcm = _pitch_class_matrix(self.config, x)
         per_window = sounding.reshape(b, p, n, self.window).sum(-1).transpose(1, 2)  # (B, n, P)
-        profile = per_window @ _pitch_class_matrix(self.config, x)                   # (B, n, 12)
-        score = profile @ _chord_templates(x).T                                       # (B, n, 24)
-        chord = score.argmax(-1)
+        profile = per_window @ pcm                                                    # (B, n, 12)
+        chord = (profile @ _chord_templates(x).T).argmax(-1)                          # (B, n): 0..23
         silent = profile.sum(-1) == 0
-        return torch.where(silent, torch.full_like(chord, NO_CHORD), chord).to(x.dtype)
+        if self.mode == "absolute":
+            return torch.where(silent, torch.full_like(chord, NO_CHORD), chord).to(x.dtype)
+        tonic = estimate_key(profile.sum(1)) % 12                                     # (B,)
+        steps = torch.tensor(_DEGREE_OF_INTERVAL, device=x.device)
+        degree = steps[(chord % 12 - tonic[:, None]) % 12]
+        return torch.where(silent, torch.zeros_like(degree), degree).to(x.dtype)
 
     def loss(self, attribute, target):
         return (attribute != target).to(attribute.dtype).mean(-1)
@@ -288,6 +350,8 @@ class Objective:
         if len(set(names)) != len(names):
             raise ValueError(f"rule names must be unique within an objective, got {names}")
         self._reward = weighted_reward([(t.weight, self._negative_loss(t)) for t in self.terms])
+        self._guidance_reward = weighted_reward([(t.weight, self._negative_loss(t, t.rule.soft_guidance))
+                                                 for t in self.terms])
 
     @classmethod
     def from_reference(cls, rules: Sequence[Rule] | Sequence[tuple[Rule, float]], reference: torch.Tensor):
@@ -313,8 +377,8 @@ class Objective:
         target = match_batch(term.target.to(x.device, x.dtype), x.shape[0], f"the target of {term.rule.name!r}")
         return term.rule.loss(term.rule.attribute(x, relaxed), target)
 
-    def _negative_loss(self, term):
-        return lambda x: -self._term_loss(term, x, False)
+    def _negative_loss(self, term, relaxed: bool = False):
+        return lambda x: -self._term_loss(term, x, relaxed)
 
     def losses(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each rule's loss on the decoded rolls, (B,) per rule name."""
@@ -324,8 +388,14 @@ class Objective:
         return -self._reward(x)
 
     def reward(self, x: torch.Tensor) -> torch.Tensor:
-        """-loss: the black-box reward for StochasticControlGuidance / FeynmanKacSteering."""
+        """-loss on the decoded rolls: what a finished piece scores (best-of-n picks by it)."""
         return self._reward(x)
+
+    def guidance_reward(self, x0_hat: torch.Tensor) -> torch.Tensor:
+        """The reward StochasticControlGuidance / FeynmanKacSteering give each candidate's x0-hat: -loss, with
+        the rules marked ``soft_guidance`` (pitch histogram) read on the soft estimate, as in the SCG paper;
+        equal to ``reward`` on clean rolls (values -1 / 1)."""
+        return self._guidance_reward(x0_hat)
 
     def relaxed_loss(self, x: torch.Tensor, partial: bool = False) -> torch.Tensor:
         """The weighted loss on the soft roll: differentiable, for ReconstructionGuidance (DPS).
