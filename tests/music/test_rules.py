@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from steerdiff.music.rules import (CHORD_NAMES, ChordProgression, CustomRule, NoteDensity, Objective, PitchHistogram,
-                                   chord_index, degree_index, estimate_key)
+                                   chord_index, chord_root, degree_index, estimate_key)
 
 from .conftest import hand_roll
 
@@ -56,6 +56,10 @@ def test_chord_degrees_are_relative_to_the_estimated_key(cfg):
     c_major[1, [9, 0, 4]], c_major[1, [11, 2, 8]] = 1.0, 0.5
     assert estimate_key(c_major).tolist() == [0, a_minor]
     assert degree_index(["I", "V7", "vi", "bVII", "viio", "N", "4"]) == [1, 5, 6, 7, 7, 0, 4]
+    sets = torch.zeros(6, 12)
+    for row, pcs in enumerate([[7, 11, 2, 5], [11, 2, 5], [4, 7], [0, 4, 7, 9], [9], [2, 6, 9, 0]]):
+        sets[row, pcs] = 1  # G7, B dim, E-G, Am7 (C6), A, D7
+    assert chord_root(sets, torch.tensor([7, 11, 4, 0, 9, 2])).tolist() == [7, 11, 4, 9, 9, 2]
     obj = Objective([(ChordProgression(cfg), ["I", "IV", "V", "I"])], 32)
     assert obj.loss(in_c).item() == 0 and obj.loss(in_a).item() == 0
     with pytest.raises(ValueError, match="unknown Roman numeral"):

@@ -31,7 +31,7 @@ from steerdiff.core.guidance import match_batch, weighted_reward
 from .roll import RollConfig, check_batch, note_masks
 
 __all__ = ["Rule", "PitchHistogram", "NoteDensity", "ChordProgression", "CustomRule", "Objective", "CHORD_NAMES",
-           "chord_index", "degree_index", "estimate_key", "RULES", "get_rule"]
+           "chord_index", "chord_root", "degree_index", "estimate_key", "RULES", "get_rule"]
 
 PITCH_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
 CHORD_NAMES = PITCH_NAMES + [n + "m" for n in PITCH_NAMES] + ["N"]
@@ -91,12 +91,28 @@ def degree_index(numerals: Sequence[str | int]) -> list[int]:
 
 
 def estimate_key(profile: torch.Tensor) -> torch.Tensor:
-    """Key index per row of a pitch-class profile (..., 12): 0..11 = C..B major, 12..23 = c..b minor, the key
-    whose Aarden-Essen profile has the largest dot product with it (music21's key finder)."""
+    """Key index per row of a duration-weighted pitch-class profile (..., 12): 0..11 = C..B major, 12..23 =
+    c..b minor, the key whose Aarden-Essen profile correlates best with it (Pearson; music21's key finder)."""
     w = torch.tensor([_KEY_MAJOR, _KEY_MINOR], dtype=profile.dtype, device=profile.device)        # (2, 12)
     shift = (torch.arange(12, device=profile.device)[None] - torch.arange(12, device=profile.device)[:, None]) % 12
     templates = w[:, shift].reshape(24, 12)  # row 12 m + k: the mode-m profile with its tonic on pitch class k
-    return (profile @ templates.T).argmax(-1)
+    templates = templates - templates.mean(-1, keepdim=True)
+    centred = profile - profile.mean(-1, keepdim=True)
+    return (centred @ (templates / templates.norm(dim=-1, keepdim=True)).T).argmax(-1)
+
+
+# how strongly a pitch class (semitones above a candidate root) marks that root: thirds and fifth first,
+# then sevenths; a chord's root is its pitch class whose others score highest (thirds stacked above it)
+_ROOT_WEIGHT = (0.0, 0.2, 0.2, 1.0, 1.0, 0.1, 0.8, 1.0, 0.5, 0.3, 0.6, 0.6)
+
+
+def chord_root(pcs: torch.Tensor, bass: torch.Tensor) -> torch.Tensor:
+    """Root pitch class (...,) of chords given as pitch-class sets (..., 12) in {0, 1}; ties go to the bass
+    pitch class ``bass`` (...,). A stand-in for music21's ``Chord.root()`` on pitch classes."""
+    i = torch.arange(12, device=pcs.device)
+    w = torch.tensor(_ROOT_WEIGHT, dtype=pcs.dtype, device=pcs.device)[(i[:, None] - i[None]) % 12]  # [q, r]
+    score = pcs @ w + 0.01 * torch.nn.functional.one_hot(bass, 12).to(pcs.dtype)
+    return score.masked_fill(pcs == 0, -1.0).argmax(-1)
 
 
 class Rule:
@@ -218,13 +234,14 @@ def _chord_templates(like: torch.Tensor) -> torch.Tensor:
 class ChordProgression(Rule):
     """One chord per window of ``window`` steps (default one bar); not differentiable.
 
-    A window's chord is the major/minor triad template with the highest cosine similarity to its
-    duration-weighted pitch-class profile (ties go to the lower index: major before minor, C before C#).
-    ``mode="degree"`` (default, the SCG paper's rule): the chord is the scale degree 1..7 of that triad's root
-    in the key estimated from the whole roll (``estimate_key``), 0 for a silent window — so "I IV V I" in G
-    matches "I IV V I" in C, and the target comes from a reference piece in its own key. ``mode="absolute"``:
-    the triad itself, an index into ``CHORD_NAMES`` (24 = no chord). The loss is the fraction of windows whose
-    chord differs from the target.
+    ``mode="degree"`` (default) follows the SCG paper's rule (music21: key analysis, chordify, Roman numerals):
+    the key is estimated from the whole roll (``estimate_key``); the roll is cut into slices wherever a note
+    starts or stops (chordify); in each window the slice with the longest overlap is the window's chord, and
+    the scale degree 1..7 of its root (``chord_root``) in that key is the window's value, 0 if nothing sounds.
+    So "I IV V I" in G matches "I IV V I" in C, and a target taken from a reference piece is in its own key.
+    ``mode="absolute"``: the major/minor triad template with the highest cosine similarity to the window's
+    duration-weighted pitch-class profile (ties go to the lower index), an index into ``CHORD_NAMES`` (24 = no
+    chord), for hand-written targets such as C G Am F. The loss is the fraction of windows that differ.
     """
 
     name = "chord_progression"
@@ -252,20 +269,31 @@ class ChordProgression(Rule):
         return target
 
     def attribute(self, x, relaxed=False):
-        _, sounding = self._soft_or_hard(x, relaxed)
+        starts, sounding = self._soft_or_hard(x, relaxed)
         b, p, t = sounding.shape
-        n = self._windows(t, self.window)
+        n, w = self._windows(t, self.window), self.window
         pcm = _pitch_class_matrix(self.config, x)
-        per_window = sounding.reshape(b, p, n, self.window).sum(-1).transpose(1, 2)  # (B, n, P)
-        profile = per_window @ pcm                                                    # (B, n, 12)
-        chord = (profile @ _chord_templates(x).T).argmax(-1)                          # (B, n): 0..23
-        silent = profile.sum(-1) == 0
         if self.mode == "absolute":
+            profile = sounding.reshape(b, p, n, w).sum(-1).transpose(1, 2) @ pcm        # (B, n, 12)
+            chord = (profile @ _chord_templates(x).T).argmax(-1)                          # (B, n): 0..23
+            silent = profile.sum(-1) == 0
             return torch.where(silent, torch.full_like(chord, NO_CHORD), chord).to(x.dtype)
-        tonic = estimate_key(profile.sum(1)) % 12                                     # (B,)
-        steps = torch.tensor(_DEGREE_OF_INTERVAL, device=x.device)
-        degree = steps[(chord % 12 - tonic[:, None]) % 12]
-        return torch.where(silent, torch.zeros_like(degree), degree).to(x.dtype)
+        tonic = estimate_key(sounding.sum(-1) @ pcm) % 12                                 # (B,)
+        # slices: a new one wherever the set of sounding pitches changes or a note starts
+        change = torch.ones(b, t, dtype=torch.bool, device=x.device)
+        change[:, 1:] = (sounding[..., 1:] != sounding[..., :-1]).any(1) | (starts[..., 1:] > 0).any(1)
+        slice_id = change.long().cumsum(1).reshape(b, n, w)
+        voiced = (sounding.sum(1) > 0).reshape(b, n, w)
+        length = ((slice_id[..., :, None] == slice_id[..., None, :]) & voiced[..., None, :]).sum(-1)
+        length = length.masked_fill(~voiced, -1)                                          # (B, n, w)
+        step = length.argmax(-1) + w * torch.arange(n, device=x.device)                   # the longest slice
+        column = sounding.gather(2, step[:, None, :].expand(b, p, n)) > 0                 # (B, P, n)
+        pcs = (column.transpose(1, 2).to(x.dtype) @ pcm).clamp_max(1)                     # (B, n, 12)
+        rows = torch.arange(p, device=x.device)
+        bass = (torch.where(column, rows[None, :, None], p).amin(1).clamp_max(p - 1) + self.config.pitch_low) % 12
+        root = chord_root(pcs, bass)
+        degree = torch.tensor(_DEGREE_OF_INTERVAL, device=x.device)[(root - tonic[:, None]) % 12]
+        return torch.where(pcs.sum(-1) > 0, degree, torch.zeros_like(degree)).to(x.dtype)
 
     def loss(self, attribute, target):
         return (attribute != target).to(attribute.dtype).mean(-1)
