@@ -2,8 +2,9 @@ import math
 
 import pytest
 import torch
-from .conftest import CONTEXT, PRED, prior_cov
 from steerdiff.timeseries.refine import refine, representative_sigma
+
+from .conftest import CONTEXT, PRED, prior_cov
 
 
 def _context(n=3, seed=0):

@@ -114,7 +114,7 @@ def cmd_train(args) -> dict:
     series = load_series(args.data, args.freq)
     freq = str(series[0].freq)
     cfg = TSDiffConfig(args.context, args.prediction, _lags(args.lags, freq), freq, args.hidden, args.blocks,
-                       args.d_state)
+                       args.d_state, init_skip=args.init_skip)
     train, _ = D.split_last(series, cfg.spec, args.test_windows)
     windows = D.training_windows(train, cfg.spec, args.stride)
     model = TSDiff(cfg)
@@ -291,6 +291,8 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--hidden", type=int, default=64)
         s.add_argument("--blocks", type=int, default=3)
         s.add_argument("--d-state", type=int, default=64)
+        s.add_argument("--init-skip", action=argparse.BooleanOptionalAction, default=True,
+                       help="residual network (eps_hat = x_t + F); keeps self-guidance stable on short training")
         s.add_argument("--steps", type=int, default=2000)
         s.add_argument("--batch-size", type=int, default=64)
         s.add_argument("--lr", type=float, default=1e-3)
