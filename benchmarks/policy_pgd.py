@@ -45,10 +45,22 @@ from steerdiff.policy.training import train_agent
 from steerdiff.policy.world_model import WorldModel, WorldModelConfig
 
 QUICK = dict(data=2000, model_steps=300, wm_steps=200, agent_steps=200, regen=100, seeds=2, episodes=2,
-             ep_steps=200, num=32, sampler_steps=12, hidden=64, coeffs=(0.3, 1.0, 3.0))
+             ep_steps=200, num=32, sampler_steps=12, hidden=64, coeffs=(0.3, 1.0, 3.0), long=32, ref_steps=32,
+             ref_coeffs=(1.0,), models={})
 FULL = dict(data=20000, model_steps=3000, wm_steps=2000, agent_steps=2000, regen=500, seeds=3, episodes=5,
-            ep_steps=500, num=128, sampler_steps=32, hidden=128, coeffs=(0.1, 0.3, 1.0, 3.0))
+            ep_steps=500, num=128, sampler_steps=32, hidden=128, coeffs=(0.1, 0.3, 1.0, 3.0), long=64,
+            ref_steps=256, ref_coeffs=(0.3, 1.0),
+            models={"Hopper-v5": dict(base_channels=64, emb_dim=128, steps=10000)})
+# the trajectory model: windows of 16 rows (the reference trains on 32 with stride 8 and a base-1024 U-Net);
+# cfg["models"][env_id] overrides it per environment (the full Hopper model: 4x wider, 10k updates)
 MODEL = dict(horizon=16, stride=4, base_channels=16, channel_mults=(1, 2), emb_dim=64)
+
+
+def model_settings(env_id: str, cfg: dict) -> tuple[dict, int]:
+    """(architecture, updates) of the trajectory model for ``env_id`` in setting ``cfg``."""
+    over = dict(cfg["models"].get(env_id, {}))
+    steps = over.pop("steps", cfg["model_steps"])
+    return {**MODEL, **over}, steps
 
 
 def default_cache() -> Path:
@@ -59,15 +71,16 @@ def _key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def dataset_and_model(env_id: str, cfg: dict, seed: int, cache: Path | None):
+def dataset_and_model(env_id: str, cfg: dict, seed: int, cache: Path | None, progress: bool = False):
     """The collected dataset and the trained trajectory model, from ``cache`` when present (trained and
     stored there otherwise; an interrupted training run resumes from its last checkpoint)."""
     data_args = dict(env_id=env_id, behaviour="replay", num_steps=cfg["data"], noise=0.1, seed=seed,
                      max_episode_steps=cfg["ep_steps"])
-    model_cfg = ModelConfig(**MODEL, steps=cfg["model_steps"], seed=seed)
+    arch, steps = model_settings(env_id, cfg)
+    model_cfg = ModelConfig(**arch, steps=steps, seed=seed)
     if cache is None:
         real = collect(**data_args)
-        return real, TrajectoryDiffusion.fit(real, model_cfg, progress=False, device="cpu"), False
+        return real, TrajectoryDiffusion.fit(real, model_cfg, progress=progress, device="cpu"), False
     root = cache / f"{env_id}-{_key(data_args)}"
     data_path = root / "data.hdf5"
     if data_path.exists():
@@ -75,10 +88,10 @@ def dataset_and_model(env_id: str, cfg: dict, seed: int, cache: Path | None):
     else:
         real = collect(**data_args)
         save_d4rl(real, data_path)
-    model_dir = root / f"model-{_key(MODEL, cfg['model_steps'], seed)}"
+    model_dir = root / f"model-{_key(arch, steps, seed)}"
     cached = (model_dir / "trajectory.json").exists()
     model = TrajectoryDiffusion.load(model_dir, device="cpu") if cached else \
-        TrajectoryDiffusion.fit(real, model_cfg, out_dir=model_dir, progress=False, device="cpu")
+        TrajectoryDiffusion.fit(real, model_cfg, out_dir=model_dir, progress=progress, device="cpu")
     return real, model, cached
 
 
@@ -88,8 +101,10 @@ def run_env(env_id: str, cfg: dict, seed: int, cache: Path | None) -> tuple[list
     bound = action_bounds(env_id)
     t_model = time.perf_counter() - t0
     t0 = time.perf_counter()
-    wm = WorldModel.fit(real, bound, WorldModelConfig(steps=cfg["wm_steps"], hidden=128, seed=seed))
-    t_wm = time.perf_counter() - t0
+    wms = {kind: WorldModel.fit(real, bound, WorldModelConfig(steps=cfg["wm_steps"], hidden=128, seed=seed,
+                                                              probabilistic=kind == "nll"))
+           for kind in ("nll", "mse")}
+    t_wm = (time.perf_counter() - t0) / len(wms)
     sampler = SamplerConfig(steps=cfg["sampler_steps"])
     rows, agents = [], {}
     for agent_name in ("td3bc", "iql"):
@@ -115,31 +130,53 @@ def run_env(env_id: str, cfg: dict, seed: int, cache: Path | None) -> tuple[list
 
     target = agents[("td3bc", "policy-guided synthetic")]
     dyn_rows = []
-    gen = torch.Generator().manual_seed(seed)
-    for label, coeff in [("diffusion, unguided", 0.0)] + [(f"diffusion, guided λ={c:g}", c) for c in cfg["coeffs"]]:
+
+    def dyn_row(label: str, make, rows: int):
         t0 = time.perf_counter()
-        ds = Synthesizer(model, num=cfg["num"], coeff=coeff, sampler=sampler, seed=seed + 7)(target)
+        ds = make()
         dt = time.perf_counter() - t0
-        err = dynamics_error(ds, env_id, max_transitions=2000, seed=seed)
-        dyn_rows.append([env_id, label, policy_log_likelihood(target, ds), float(np.nanmean(err)),
+        err = dynamics_error(ds, env_id, seed=seed)  # every transition
+        dyn_rows.append([env_id, label, rows, policy_log_likelihood(target, ds), float(np.nanmean(err)),
                          float(np.nanmedian(err)), len(ds), dt])
-    starts = real.observations[np.random.default_rng(seed).choice(len(real), cfg["num"])]
-    t0 = time.perf_counter()
-    ds = wm.rollout(target, starts, horizon=15, generator=gen, env_id=env_id)
-    dt = time.perf_counter() - t0
-    err = dynamics_error(ds, env_id, max_transitions=2000, seed=seed)
-    dyn_rows.append([env_id, "world model (5-ensemble, 15 steps)", policy_log_likelihood(target, ds),
-                     float(np.nanmean(err)), float(np.nanmedian(err)), len(ds), dt])
-    dyn_rows.append([env_id, "real data", policy_log_likelihood(target, real), 0.0, 0.0, len(real), 0.0])
+
+    def diffusion(coeff: float, length: int, smp: SamplerConfig = sampler, **kw):
+        return lambda: Synthesizer(model, num=cfg["num"], length=length, coeff=coeff, sampler=smp,
+                                   seed=seed + 7, **kw)(target)
+
+    def world_model(kind: str, sample: bool, length: int):
+        starts = real.observations[np.random.default_rng(seed).choice(len(real), cfg["num"])]
+        gen = torch.Generator().manual_seed(seed)
+        return lambda: wms[kind].rollout(target, starts, length - 1, gen, env_id, sample=sample)
+
+    wm_kinds = [("MOPO-style: Gaussian ensemble, sampled", "nll", True),
+                ("Gaussian ensemble, member mean", "nll", False),
+                ("MSE ensemble, member mean (old baseline)", "mse", False)]
+    short = model.horizon
+    dyn_row("diffusion, unguided", diffusion(0.0, short), short)
+    for c in cfg["coeffs"]:
+        dyn_row(f"diffusion, guided λ={c:g}", diffusion(c, short), short)
+    ref = SamplerConfig(steps=cfg["ref_steps"], churn=min(80 / cfg["ref_steps"], 2**0.5 - 1))
+    dyn_row(f"diffusion, guided λ=1, Heun {ref.steps} + S_churn 80", diffusion(1.0, short, ref), short)
+    for c in cfg["ref_coeffs"]:
+        dyn_row(f"diffusion, guided λ={c:g}, reference-style",
+                diffusion(c, short, apply="sample", at="noisy"), short)
+    for label, kind, smp in wm_kinds:
+        dyn_row(f"world model, {label}", world_model(kind, smp, short), short)
+    dyn_row("diffusion, guided λ=1", diffusion(1.0, cfg["long"]), cfg["long"])
+    for label, kind, smp in wm_kinds[::2]:
+        dyn_row(f"world model, {label}", world_model(kind, smp, cfg["long"]), cfg["long"])
+    dyn_rows.append([env_id, "real data", "-", policy_log_likelihood(target, real), 0.0, 0.0, len(real), 0.0])
     copy = ((real.next_observations - real.observations).astype(np.float64) ** 2).mean(1)
-    dyn_rows.append([env_id, "scale: real data with s' := s", None, float(copy.mean()), float(np.median(copy)),
-                     len(real), 0.0])
+    dyn_rows.append([env_id, "scale: real data with s' := s", "-", None, float(copy.mean()),
+                     float(np.median(copy)), len(real), 0.0])
     rets = real.episode_returns()
     norm = normalized_score(env_id, rets)
     rows.append([env_id, "-", "behaviour data (its episodes)", float(rets.mean()), float(rets.std()),
                  None if norm is None else float(norm.mean()), None if norm is None else float(norm.std()), 0.0])
-    info = {"env": env_id, "transitions": len(real), "model_steps": cfg["model_steps"], "model_cached": cached,
-            "model_seconds": t_model, "world_model_seconds": t_wm}
+    arch, steps = model_settings(env_id, cfg)
+    info = {"env": env_id, "transitions": len(real), "model_width": arch["base_channels"],
+            "model_steps": steps, "model_cached": cached, "model_seconds": t_model,
+            "world_model_seconds": t_wm}
     return rows, dyn_rows, info
 
 
@@ -164,18 +201,29 @@ def main(argv=None) -> int:
         dyn += d
         infos[env_id] = info
     print_table("Trajectory diffusion models and world models",
-                ["env", "transitions", "diffusion updates", "cached", "data + model s", "world model s"],
-                [[i["env"], i["transitions"], i["model_steps"], i["model_cached"], i["model_seconds"],
-                  i["world_model_seconds"]] for i in infos.values()])
+                ["env", "transitions", "U-Net base", "diffusion updates", "cached", "data + model s",
+                 "world model s"],
+                [[i["env"], i["transitions"], i["model_width"], i["model_steps"], i["model_cached"],
+                  i["model_seconds"], i["world_model_seconds"]] for i in infos.values()])
     print_table("Final return of offline agents (mean ± std over seeds)",
                 ["env", "agent", "training data", "return", "± std", "normalized", "± std", "s / seed"], rows,
                 notes=[f"{cfg['agent_steps']} updates, batch 128 (half synthetic, regenerated every {cfg['regen']}), "
                        f"{cfg['seeds']} seeds, {cfg['episodes']} evaluation episodes of <= {cfg['ep_steps']} steps.",
                        "normalized: D4RL reference returns (none exist for Pendulum)."])
     print_table("Dynamics error vs target-policy likelihood (target: guided TD3+BC, seed 0)",
-                ["env", "data", "log π(a|s)", "dyn MSE mean", "dyn MSE median", "transitions", "gen s"], dyn,
-                notes=["dyn MSE: simulator reset to each generated state, generated action stepped, squared error "
-                       "to the generated next state (mean over observation dims)."])
+                ["env", "data", "rows", "log π(a|s)", "dyn MSE mean", "dyn MSE median", "transitions",
+                 "gen s"], dyn, notes=[
+                    ("dyn MSE: on every generated transition, the simulator is reset to the generated state, "
+                     "steps the generated action, and the squared error to the generated next state is "
+                     "averaged over observation dims."),
+                    (f"rows: window length; a world-model rollout of the same policy has rows - 1 steps from "
+                     f"{cfg['num']} real start states, the diffusion model samples {cfg['num']} windows."),
+                    ("world models: 5 members, each its own bootstrap batches; per step and row a random "
+                     "member. MOPO-style samples that member's Gaussian; 'member mean' takes its mean."),
+                    (f"diffusion: Heun {cfg['sampler_steps']} steps without churn unless named (the "
+                     "reference samples with Heun 256 steps, S_churn 80). Guidance moves x0-hat by λ_k g, "
+                     "g the normalised gradient at x0-hat; reference-style moves the noisy sample by λ_k g, "
+                     "g taken there, once per step (the reference code's default).")])
     total = time.perf_counter() - t_all
     print(f"\nwall time {total:.1f} s ({'quick' if a.quick else 'full'})")
     if a.json:

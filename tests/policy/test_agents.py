@@ -84,3 +84,27 @@ def test_world_model_rollouts(pendulum, td3bc):
     np.testing.assert_array_equal(synth.observations[::5], starts)
     err = dynamics_error(synth)
     assert np.isfinite(err).all() and 0 < err.mean() < 5.0
+
+
+def test_probabilistic_world_model_learns_and_samples_the_noise():
+    """s' = s + 0.5 a + N(0, diag(0.05, 0.2)^2): the Gaussian head recovers both noise levels, sampled steps
+    reproduce the spread, mean steps have none, and a mean-only model refuses to sample."""
+    rng = np.random.default_rng(0)
+    n, noise = 4000, np.array([0.05, 0.2], np.float32)
+    s = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+    a = rng.uniform(-1, 1, (n, 1)).astype(np.float32)
+    s2 = s + 0.5 * a + noise * rng.standard_normal((n, 2)).astype(np.float32)
+    data = OfflineDataset(observations=s, actions=a, rewards=np.zeros(n, np.float32),
+                          terminals=np.zeros(n, bool), timeouts=np.zeros(n, bool), next_observations=s2)
+    wm = WorldModel.fit(data, 1.0, WorldModelConfig(ensemble=2, hidden=32, layers=2, steps=600, lr=3e-3))
+    obs, act = torch.zeros(3000, 2), torch.full((3000, 1), 0.4)
+    gen = torch.Generator().manual_seed(0)
+    sampled, _, _ = wm.step(obs, act, gen)
+    np.testing.assert_allclose(sampled.std(0).numpy(), noise, rtol=0.25)
+    np.testing.assert_allclose(sampled.mean(0).numpy(), [0.2, 0.2], atol=0.03)
+    mean, _, _ = wm.step(obs, act, gen, sample=False)
+    assert mean.std(0).max() < 0.3 * noise.min()  # only the members' disagreement is left
+    mse = WorldModel.fit(data, 1.0, WorldModelConfig(ensemble=2, hidden=32, layers=2, steps=50,
+                                                     probabilistic=False))
+    with pytest.raises(ValueError, match="needs a probabilistic world model"):
+        mse.rollout(None, s[:4], 3, sample=True)

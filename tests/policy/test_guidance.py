@@ -36,18 +36,21 @@ def test_gradient_only_on_action_channels(model, td3bc):
 
 
 def test_guidance_raises_policy_likelihood_with_bounded_dynamics_error(model, td3bc):
-    def run(coeff):
-        res = model.sample(32, guidance=[PolicyGuidance(policy=td3bc, normalizer=model.normalizer, coeff=coeff)],
-                           sampler=SAMPLER, generator=torch.Generator().manual_seed(0))
-        return res
+    def run(coeff, **kw):
+        g = PolicyGuidance(policy=td3bc, normalizer=model.normalizer, coeff=coeff, **kw)
+        return model.sample(32, guidance=[g], sampler=SAMPLER, generator=torch.Generator().manual_seed(0))
 
     plain, guided = run(0.0), run(1.0)
     assert plain.costs.gradient_evals == 0 and guided.costs.gradient_evals == 32 * 2 * 15  # Heun: 2 per step, not the last
+    # the reference's variant moves the noisy sample once per step, with the gradient taken there
+    ref = run(1.0, apply="sample", at="noisy", normalize=True)
+    assert ref.costs.gradient_evals == 32 * 15 and ref.costs.network_evals == plain.costs.network_evals
     from steerdiff.policy.trajectories import to_transitions
-    ds_p, ds_g = (to_transitions(r.x, model.normalizer, "Pendulum-v1") for r in (plain, guided))
-    ll_p, ll_g = policy_log_likelihood(td3bc, ds_p), policy_log_likelihood(td3bc, ds_g)
+    ds_p, ds_g, ds_r = (to_transitions(r.x, model.normalizer, "Pendulum-v1") for r in (plain, guided, ref))
+    ll_p, ll_g, ll_r = (policy_log_likelihood(td3bc, d) for d in (ds_p, ds_g, ds_r))
     err_p, err_g = np.nanmean(dynamics_error(ds_p)), np.nanmean(dynamics_error(ds_g))
     assert ll_g > ll_p + 0.1, (ll_p, ll_g)
+    assert ll_r > ll_p + 0.1, (ll_p, ll_r)
     assert err_g < 1.5 * err_p + 0.05, (err_p, err_g)
 
 
@@ -71,6 +74,8 @@ def test_bad_guidance_inputs(model, td3bc):
         PolicyGuidance(policy=object(), normalizer=model.normalizer)
     with pytest.raises(ValueError, match="at must be"):
         PolicyGuidance(policy=td3bc, normalizer=model.normalizer, at="x0")
+    with pytest.raises(ValueError, match="apply must be"):
+        PolicyGuidance(policy=td3bc, normalizer=model.normalizer, apply="noisy")
     with pytest.raises(ValueError, match="policy guidance needs trajectories"):
         model.denoiser.eval()
         from steerdiff.core.sampling import sample

@@ -10,8 +10,14 @@ gradient of the target policy's action log-likelihood summed over the window,
 Observation, reward and done channels are never touched directly; the model keeps them consistent with the
 guided actions. The gradient is taken at the clean estimate (``at="denoised"``, default) or at the noisy
 sample (``at="noisy"``, the reference code's default); neither backpropagates through the network, so a
-guided step costs one policy forward/backward (counted in ``costs.gradient_evals``). The behaviour-policy
-score is deliberately left out, so samples stay on the data's support.
+guided evaluation costs one policy forward/backward (counted in ``costs.gradient_evals``). The
+behaviour-policy score is deliberately left out, so samples stay on the data's support.
+
+``apply`` says what the step lambda_k g moves: the clean estimate (``"estimate"``, default, above; every
+denoiser call of the solver is corrected, so Heun guides twice per step) or, as the reference code does,
+the noisy sample itself once before each solver step (``"sample"``; with ``at="denoised"`` its x0-hat is
+one extra network call). Moving the sample is much stronger at the same coefficient: the shift is carried
+whole into the next step, while a shift of x0-hat enters an Euler step scaled by 1 - sigma_next / sigma.
 
 Because it is an estimate correction (a ``Guidance`` subclass), it composes with every core solver and
 every other guidance (inpainting of a start state, classifier-free guidance ...).
@@ -62,6 +68,7 @@ class PolicyGuidance(Guidance):
     cosine: float = 0.3
     normalize: bool = False
     at: str = "denoised"
+    apply: str = "estimate"
 
     def __post_init__(self):
         super().__post_init__()
@@ -69,6 +76,9 @@ class PolicyGuidance(Guidance):
             raise TypeError("policy must have a log_prob(obs, action) method (e.g. a TD3BC or IQL agent)")
         if self.at not in ("denoised", "noisy"):
             raise ValueError(f"at must be 'denoised' or 'noisy', got {self.at!r}")
+        if self.apply not in ("estimate", "sample"):
+            raise ValueError(f"apply must be 'estimate' (move x0-hat) or 'sample' (move the noisy sample, as "
+                             f"the reference code does), got {self.apply!r}")
         if not math.isfinite(self.coeff) or self.coeff < 0:
             raise ValueError(f"coeff must be a finite number >= 0, got {self.coeff}")
 
@@ -92,11 +102,24 @@ class PolicyGuidance(Guidance):
             grad = grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).reshape(-1, 1, 1)
         return grad
 
+    def weight(self, ctx) -> float:
+        """lambda_k of the current step; 0 on the last step (the paper guides every step but the last)."""
+        n, k = len(ctx.sigmas) - 1, ctx.step_index
+        return 0.0 if self.coeff == 0 or k >= n - 1 else guidance_schedule(k, n, self.coeff, self.cosine)
+
     def denoise(self, fn, ctx, x, sigma, **kw):
         x0 = fn(x, sigma, **kw)
-        n, k = len(ctx.sigmas) - 1, ctx.step_index
-        if self.coeff == 0 or k >= n - 1:  # the paper guides every step but the last
+        lam = self.weight(ctx) if self.apply == "estimate" else 0.0
+        if lam == 0:
             return x0
         grad = self.action_gradient(x0 if self.at == "denoised" else x)
         ctx.costs.gradient_evals += x.shape[0]
-        return x0 + guidance_schedule(k, n, self.coeff, self.cosine) * grad
+        return x0 + lam * grad
+
+    def before_step(self, ctx, x, sigma, sigma_next):
+        lam = self.weight(ctx) if self.apply == "sample" else 0.0
+        if lam == 0:
+            return x
+        grad = self.action_gradient(ctx.unguided(x, sigma) if self.at == "denoised" else x)
+        ctx.costs.gradient_evals += x.shape[0]
+        return x + lam * grad

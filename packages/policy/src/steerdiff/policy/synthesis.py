@@ -25,6 +25,7 @@ class Synthesizer:
     cosine: float = 0.3
     normalize: bool = True
     at: str = "denoised"
+    apply: str = "estimate"
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     seed: int = 0
     calls: int = 0
@@ -33,7 +34,8 @@ class Synthesizer:
         if policy is None or self.coeff == 0:
             return []
         return [PolicyGuidance(policy=policy, normalizer=self.model.normalizer, coeff=self.coeff,
-                               cosine=self.cosine, normalize=self.normalize, at=self.at)]
+                               cosine=self.cosine, normalize=self.normalize, at=self.at,
+                               apply=self.apply)]
 
     def __call__(self, policy=None) -> OfflineDataset:
         gen = torch.Generator(self.model.device).manual_seed(self.seed * 10_007 + self.calls)
