@@ -8,11 +8,14 @@ diffusion model and an ensemble world model, then
    each batch synthetic, regenerated from the current policy every K updates) and report the final return in
    the simulator (D4RL-normalised where reference scores exist), mean +- std over seeds, with wall time;
 2. for the guided TD3+BC agent as target policy, report the target-policy log-likelihood and the dynamics
-   error (simulator reset to each generated state) of unguided and guided synthetic data across guidance
-   coefficients, next to world-model rollouts of the same policy.
+   error (simulator reset to each generated state, every transition) of unguided and guided synthetic data
+   across guidance coefficients, with the reference sampler (Heun 256, S_churn 80) and the reference's way
+   of guiding (the noisy sample), next to rollouts of the same policy and length in world models: the
+   MOPO/PETS-style Gaussian ensemble (sampled, and its member means) and an MSE-trained ensemble; again
+   at a longer length, where autoregressive errors compound.
 
     python benchmarks/policy_pgd.py --quick          # small: under a minute once its models are cached
-    python benchmarks/policy_pgd.py --json out.json  # full: 20k transitions, 3000-step diffusion models
+    python benchmarks/policy_pgd.py --json out.json  # full: 20k transitions; Hopper: base 64, 10k updates
 
 The datasets (D4RL HDF5) and trajectory diffusion models are cached under --cache (default
 ~/.cache/steerdiff/policy_pgd), keyed by a hash of their config; a killed training run resumes from its
