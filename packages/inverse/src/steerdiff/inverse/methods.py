@@ -8,7 +8,7 @@ method     what it does                                                         
            along the ensemble-preconditioned misfit direction of G(ODE clean estimate)
 ``eki``    ensemble Kalman inversion without the diffusion prior: J particles drawn from the       G only
            problem's ``ensemble_prior`` Gaussian random field, ``iterations`` of the same update (core
-           ``enkg_direction``), Frobenius-normalised step
+           ``enkg_direction``), Frobenius-normalised step, halved whenever it would raise the misfit
 ``dps``    diffusion posterior sampling (core ``ReconstructionGuidance``, mode "forward"): the     dG/dx
            gradient of ||G(x0_hat) - y|| through the network and the differentiable simulator
 ``scg``    stochastic control guidance (core ``StochasticControlGuidance``): best of n DDPM        G only
@@ -160,17 +160,30 @@ def solve(method: str, prior, problem, y: torch.Tensor, config: MethodConfig | N
 
 
 def _eki(forward, problem, y, cfg, b, j, generator, device):
-    """Ensemble Kalman inversion (Iglesias et al. 2013) from a Gaussian-random-field ensemble, no diffusion prior."""
+    """Ensemble Kalman inversion (Iglesias et al. 2013) from a Gaussian-random-field ensemble, no diffusion prior.
+
+    Safeguarded: a step is kept only if it does not raise the instance's ensemble-mean misfit (a blown-up row
+    scores the penalty, so it counts as a rise); otherwise that instance stays put and its step is halved. The
+    forward outputs of a kept step are the next iteration's, so the guard costs no extra forward calls."""
     x = problem.ensemble_prior.sample(b * j, generator, device, dtype=y.dtype)
     flat = lambda t: t.reshape(b, j, -1)  # noqa: E731
     y_flat = y.reshape(b, -1).to(x.dtype)
+    misfit = lambda y_hat: (y_hat - y_flat[:, None]).pow(2).sum(-1).mean(1)  # noqa: E731
+    y_hat = flat(forward(x)).to(x.dtype)
+    current, scale = misfit(y_hat), torch.full((b,), float(cfg.scale), dtype=x.dtype, device=device)
     for _ in range(cfg.iterations):
-        y_hat = flat(forward(x)).to(x.dtype)
         g, a = enkg_direction(flat(x), y_hat, y_flat)
         if cfg.step_size == "frobenius":
             denom = a.flatten(1).norm(dim=1)
         else:  # tr(C_yy + Gamma), as in the core's EnsembleKalmanGuidance
             denom = (y_hat - y_hat.mean(1, keepdim=True)).pow(2).sum((1, 2)) / j + y_flat.shape[1] * forward.noise_std**2
-        w = cfg.scale / denom.clamp_min(1e-12)
-        x = x - (w[:, None, None] * g).reshape(x.shape)
+        w = scale / denom.clamp_min(1e-12)
+        x_new = flat(x) - w[:, None, None] * g
+        y_new = flat(forward(x_new.reshape(x.shape))).to(x.dtype)
+        new = misfit(y_new)
+        keep = torch.isfinite(new) & (new <= current)
+        x = torch.where(keep[:, None, None], x_new, flat(x)).reshape(x.shape)
+        y_hat = torch.where(keep[:, None, None], y_new, y_hat)
+        current = torch.where(keep, new, current)
+        scale = torch.where(keep, scale, 0.5 * scale)
     return x
