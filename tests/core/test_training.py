@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -341,3 +343,17 @@ def test_ddp_two_ranks_stay_identical(tmp_path, monkeypatch):
     ref = load_file(str(single / "rank0.safetensors"))
     for k in ref:
         torch.testing.assert_close(w0[k], ref[k], rtol=1e-4, atol=1e-5)
+
+
+def test_cosine_learning_rate_schedule():
+    from steerdiff.core.training import _lr
+
+    cfg = TrainConfig(steps=110, lr=1e-3, warmup_steps=10, lr_schedule="cosine")
+    lrs = [_lr(cfg, s) for s in range(cfg.steps)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)      # linear warm-up
+    assert lrs[10] == pytest.approx(1e-3) and lrs[60] == pytest.approx(5e-4)    # half-way down the cosine
+    assert lrs[109] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 99 / 100)))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
+    assert _lr(TrainConfig(steps=110, lr=1e-3, warmup_steps=10), 100) == 1e-3  # constant by default
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="linear")

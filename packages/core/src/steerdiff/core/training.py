@@ -59,6 +59,7 @@ class TrainConfig:
     lr: float = 2e-4
     weight_decay: float = 0.0
     warmup_steps: int = 0           # linear warm-up of the learning rate from lr / warmup_steps to lr
+    lr_schedule: str = "constant"   # after warm-up: "constant", or "cosine" (half a cosine from lr to 0 at `steps`)
     grad_clip: float | None = 1.0   # max global gradient norm; None turns clipping off
     ema_decay: float = 0.999
     ema_warmup: bool = True         # decay at update t: min(ema_decay, (1 + t) / (10 + t))
@@ -72,6 +73,7 @@ class TrainConfig:
             (self.steps >= 1, "steps must be >= 1"), (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.lr > 0, "lr must be > 0"), (self.weight_decay >= 0, "weight_decay must be >= 0"),
             (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
+            (self.lr_schedule in ("constant", "cosine"), "lr_schedule must be 'constant' or 'cosine'"),
             (self.grad_clip is None or self.grad_clip > 0, "grad_clip must be > 0 or None"),
             (0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)"),
             (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
@@ -84,8 +86,11 @@ class TrainConfig:
 
 
 # fields that change the maths of a run: a resume that changes them is no longer the same run
-_RUN_FIELDS = ("batch_size", "lr", "weight_decay", "warmup_steps", "grad_clip", "ema_decay", "ema_warmup",
-               "seed", "cfg_dropout")
+_RUN_FIELDS = ("batch_size", "lr", "weight_decay", "warmup_steps", "lr_schedule", "grad_clip", "ema_decay",
+               "ema_warmup", "seed", "cfg_dropout")
+
+
+_CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
 @dataclass
@@ -212,6 +217,9 @@ def _check_inputs(data, cond, config: TrainConfig, dtype: torch.dtype, world: in
 def _lr(config: TrainConfig, step: int) -> float:
     if config.warmup_steps and step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
+    if config.lr_schedule == "cosine":
+        span = max(config.steps - config.warmup_steps, 1)
+        return config.lr * 0.5 * (1 + math.cos(math.pi * min(step - config.warmup_steps, span) / span))
     return config.lr
 
 
@@ -421,7 +429,8 @@ def _check_and_load_weights(ckpt, denoiser: Denoiser, schedule: Schedule, config
                               "another out_dir")
     load_weights(denoiser.net, ckpt.model, ckpt.path / "model.safetensors")
     now = dataclasses.asdict(config)
-    changed = [f for f in _RUN_FIELDS if (cfg.get("training") or {}).get(f) != now[f]]
+    saved = {**_CONFIG_DEFAULTS, **(cfg.get("training") or {})}  # fields added later keep their defaults
+    changed = [f for f in _RUN_FIELDS if saved.get(f) != now[f]]
     if cfg.get("schedule") != _as_json(schedule.to_dict()):
         changed.append("schedule")
     if cfg.get("network") != _as_json(network_spec(denoiser.net)):
