@@ -265,7 +265,10 @@ def test_eki_never_accepts_a_step_that_raises_the_misfit():
     cfg = MethodConfig(num_particles=8, iterations=6, scale=50.0)
     sol = solve("eki", None, problem, y, cfg, generator=gen(9))
     start = problem.ensemble_prior.sample(8, gen(9))  # the same initial ensemble
-    misfit = lambda x: (problem.forward.simulate(x) - y).pow(2).flatten(1).sum(1).mean()  # noqa: E731
+
+    def misfit(x):
+        return (problem.forward.simulate(x) - y).pow(2).flatten(1).sum(1).mean()
+
     assert torch.isfinite(sol.ensemble).all()
     assert misfit(sol.ensemble[0]) <= misfit(start) + 1e-4
     assert sol.costs["forward_calls"] == cfg.iterations + 1  # the guard reuses the forward outputs

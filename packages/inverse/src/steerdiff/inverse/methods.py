@@ -166,9 +166,14 @@ def _eki(forward, problem, y, cfg, b, j, generator, device):
     scores the penalty, so it counts as a rise); otherwise that instance stays put and its step is halved. The
     forward outputs of a kept step are the next iteration's, so the guard costs no extra forward calls."""
     x = problem.ensemble_prior.sample(b * j, generator, device, dtype=y.dtype)
-    flat = lambda t: t.reshape(b, j, -1)  # noqa: E731
     y_flat = y.reshape(b, -1).to(x.dtype)
-    misfit = lambda y_hat: (y_hat - y_flat[:, None]).pow(2).sum(-1).mean(1)  # noqa: E731
+
+    def flat(t):
+        return t.reshape(b, j, -1)
+
+    def misfit(y_hat):  # ensemble mean of ||y_hat_j - y||^2, per instance
+        return (y_hat - y_flat[:, None]).pow(2).sum(-1).mean(1)
+
     y_hat = flat(forward(x)).to(x.dtype)
     current, scale = misfit(y_hat), torch.full((b,), float(cfg.scale), dtype=x.dtype, device=device)
     for _ in range(cfg.iterations):
