@@ -23,7 +23,7 @@ guided window G at the budget, the number of best-of/SMC particles m (with S k /
 scale. The lowest mean validation rule loss wins; the script prints the grid and the choice, then runs the
 chosen setting once on the TEST targets (held-out windows of the demo's held-out chorales).
 
-    python benchmarks/music_scg.py --quick     # < 1 min: 8 samples, S=12, n=4, small grid (cached model, else stand-in)
+    python benchmarks/music_scg.py --quick     # < 1 min: 6 samples, S=10, k=3, small grid (cached model, else stand-in)
     python benchmarks/music_scg.py             # ~25 min on a shared CPU: 12 validation + 32 test samples, S=28, k=6
 """
 
@@ -67,12 +67,12 @@ def scg_configs(steps: int, k: int, widths) -> list[dict]:
 def grids(steps: int, k: int, quick: bool) -> dict[str, list[dict]]:
     """Candidate settings per method, every one within k S network evaluations per sample."""
     parts = [m for m in ((k, 2 * k) if not quick else (k,)) if (k * steps) % m == 0]
-    lams = (2.0, 8.0)
+    lams = (8.0, 32.0, 128.0) if not quick else (2.0, 8.0)
     return {
         "unguided": [{"method": "unguided", "n": 1, "steps": steps}],
         "best_of_n": [{"method": "best_of_n", "n": m, "steps": k * steps // m} for m in parts],
         "dps": [{"method": "dps", "n": 1, "steps": k * steps // 2, "dps_scale": c}
-                for c in ((0.3, 1.0, 3.0) if not quick else (1.0,))],
+                for c in ((1.0, 3.0, 10.0, 30.0) if not quick else (1.0,))],
         "smc": [{"method": "smc", "n": m, "steps": k * steps // m, "guide_fraction": SMC_FRACTION, "lam_units": lu}
                 for m in parts for lu in lams],
         "scg": scg_configs(steps, k, (6, 8, 11, 16) if not quick else (4, 6)),
@@ -148,7 +148,7 @@ def main(argv=None):
     p.add_argument("--json", default="benchmarks/results/music_scg.json")
     a = p.parse_args(argv)
     if a.quick:
-        a.samples, a.val_samples, a.steps, a.k, a.bootstrap = 8, 4, 12, 4, 20
+        a.samples, a.val_samples, a.steps, a.k, a.bootstrap = 6, 3, 10, 3, 10
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
 
