@@ -4,8 +4,8 @@ and is its dynamics error below an autoregressive world model's at comparable po
 For each environment (Pendulum-v1, Hopper-v5): collect a "medium-replay"-like dataset, train the trajectory
 diffusion model and an ensemble world model, then
 
-1. train TD3+BC and IQL on real only / real + unguided synthetic / real + policy-guided synthetic (half of
-   each batch synthetic, regenerated from the current policy every K updates) and report the final return in
+1. train TD3+BC and IQL on real only / real + unguided synthetic / real + policy-guided synthetic (a set share
+   of each batch synthetic, regenerated from the current policy every K updates) and report the final return in
    the simulator (D4RL-normalised where reference scores exist), mean +- std over seeds, with wall time;
 2. for the guided TD3+BC agent as target policy, report the target-policy log-likelihood and the dynamics
    error (simulator reset to each generated state, every transition) of unguided and guided synthetic data
@@ -47,13 +47,20 @@ from steerdiff.policy.synthesis import Synthesizer
 from steerdiff.policy.training import train_agent
 from steerdiff.policy.world_model import WorldModel, WorldModelConfig
 
-QUICK = dict(data=2000, model_steps=300, wm_steps=200, agent_steps=200, regen=100, seeds=2, episodes=2,
-             ep_steps=200, num=32, sampler_steps=12, hidden=64, coeffs=(0.3, 1.0, 3.0), long=32, ref_steps=32,
-             ref_coeffs=(1.0,), models={})
-FULL = dict(data=20000, model_steps=3000, wm_steps=2000, agent_steps=2000, regen=500, seeds=3, episodes=5,
-            ep_steps=500, num=128, sampler_steps=32, hidden=128, coeffs=(0.1, 0.3, 1.0, 3.0), long=64,
-            ref_steps=256, ref_coeffs=(0.3, 1.0),
-            models={"Hopper-v5": dict(base_channels=64, emb_dim=128, steps=10000)})
+# agent training: `agent_steps` updates of batch 128, `synth_ratio` of each batch synthetic (the reference:
+# 240 of 256), a new synthetic set of `synth_num` windows every `regen` updates; cfg["agents"][env_id]
+# overrides these per environment (full Pendulum: the update count where real-only TD3+BC's validation
+# return flattens, benchmarks/policy_curve.py, and the reference's synthetic share)
+QUICK = dict(data=2000, model_steps=300, wm_steps=200, agent_steps=200, regen=100, synth_ratio=0.5, seeds=2,
+             episodes=2, ep_steps=200, num=32, sampler_steps=12, hidden=64, coeffs=(0.3, 1.0, 3.0), long=32,
+             ref_steps=32, ref_coeffs=(1.0,), models={},
+             agents={"Pendulum-v1": dict(synth_ratio=240 / 256)})
+FULL = dict(data=20000, model_steps=3000, wm_steps=2000, agent_steps=2000, regen=500, synth_ratio=0.5, seeds=3,
+            episodes=5, ep_steps=500, num=128, sampler_steps=32, hidden=128, coeffs=(0.1, 0.3, 1.0, 3.0),
+            long=64, ref_steps=256, ref_coeffs=(0.3, 1.0),
+            agents={"Pendulum-v1": dict(agent_steps=7000, regen=1000, synth_ratio=240 / 256)},
+            models={"Pendulum-v1": dict(base_channels=64, emb_dim=128, steps=8000),
+                    "Hopper-v5": dict(base_channels=64, emb_dim=128, steps=10000)})
 # the trajectory model: windows of 16 rows (the reference trains on 32 with stride 8 and a base-1024 U-Net);
 # cfg["models"][env_id] overrides it per environment (the full Hopper model: 4x wider, 10k updates)
 MODEL = dict(horizon=16, stride=4, base_channels=16, channel_mults=(1, 2), emb_dim=64)
@@ -66,6 +73,16 @@ def model_settings(env_id: str, cfg: dict) -> tuple[dict, int]:
     return {**MODEL, **over}, steps
 
 
+def agent_settings(env_id: str, cfg: dict) -> dict:
+    """Agent updates, regeneration interval, synthetic share and windows per synthetic set for ``env_id``."""
+    base = {k: cfg[k] for k in ("agent_steps", "regen", "synth_ratio")} | {"synth_num": cfg["num"]}
+    over = cfg["agents"].get(env_id, {})
+    unknown = set(over) - set(base)
+    if unknown:
+        raise KeyError(f"unknown agent settings {sorted(unknown)} for {env_id}; use {sorted(base)}")
+    return base | over
+
+
 def default_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "steerdiff" / "policy_pgd"
 
@@ -74,23 +91,29 @@ def _key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def dataset_and_model(env_id: str, cfg: dict, seed: int, cache: Path | None, progress: bool = False):
-    """The collected dataset and the trained trajectory model, from ``cache`` when present (trained and
-    stored there otherwise; an interrupted training run resumes from its last checkpoint)."""
+def dataset(env_id: str, cfg: dict, seed: int, cache: Path | None):
+    """The collected "replay" dataset and its cache folder (None without a cache)."""
     data_args = dict(env_id=env_id, behaviour="replay", num_steps=cfg["data"], noise=0.1, seed=seed,
                      max_episode_steps=cfg["ep_steps"])
-    arch, steps = model_settings(env_id, cfg)
-    model_cfg = ModelConfig(**arch, steps=steps, seed=seed)
     if cache is None:
-        real = collect(**data_args)
-        return real, TrajectoryDiffusion.fit(real, model_cfg, progress=progress, device="cpu"), False
+        return collect(**data_args), None
     root = cache / f"{env_id}-{_key(data_args)}"
     data_path = root / "data.hdf5"
     if data_path.exists():
-        real = load_d4rl(data_path, env_id)
-    else:
-        real = collect(**data_args)
-        save_d4rl(real, data_path)
+        return load_d4rl(data_path, env_id), root
+    real = collect(**data_args)
+    save_d4rl(real, data_path)
+    return real, root
+
+
+def dataset_and_model(env_id: str, cfg: dict, seed: int, cache: Path | None, progress: bool = False):
+    """The collected dataset and the trained trajectory model, from ``cache`` when present (trained and
+    stored there otherwise; an interrupted training run resumes from its last checkpoint)."""
+    arch, steps = model_settings(env_id, cfg)
+    model_cfg = ModelConfig(**arch, steps=steps, seed=seed)
+    real, root = dataset(env_id, cfg, seed, cache)
+    if root is None:
+        return real, TrajectoryDiffusion.fit(real, model_cfg, progress=progress, device="cpu"), False
     model_dir = root / f"model-{_key(arch, steps, seed)}"
     cached = (model_dir / "trajectory.json").exists()
     model = TrajectoryDiffusion.load(model_dir, device="cpu") if cached else \
@@ -109,17 +132,19 @@ def run_env(env_id: str, cfg: dict, seed: int, cache: Path | None) -> tuple[list
            for kind in ("nll", "mse")}
     t_wm = (time.perf_counter() - t0) / len(wms)
     sampler = SamplerConfig(steps=cfg["sampler_steps"])
+    ag = agent_settings(env_id, cfg)
+    share = ag["synth_ratio"]
     rows, agents = [], {}
     for agent_name in ("td3bc", "iql"):
-        for source, ratio, coeff in (("real only", 0.0, 0.0), ("unguided synthetic", 0.5, 0.0),
-                                     ("policy-guided synthetic", 0.5, 1.0)):
+        for source, ratio, coeff in (("real only", 0.0, 0.0), ("unguided synthetic", share, 0.0),
+                                     ("policy-guided synthetic", share, 1.0)):
             finals, norms, t0 = [], [], time.perf_counter()
             for s in range(cfg["seeds"]):
                 torch.manual_seed(seed + s)
                 agent = make_agent(agent_name, real.obs_dim, real.act_dim, bound, real.observations.mean(0),
                                    real.observations.std(0), hidden=cfg["hidden"])
-                synth = Synthesizer(model, num=cfg["num"], coeff=coeff, sampler=sampler, seed=seed + s)
-                train_agent(agent, real, cfg["agent_steps"], 128, synth, ratio, cfg["regen"], seed + s)
+                synth = Synthesizer(model, num=ag["synth_num"], coeff=coeff, sampler=sampler, seed=seed + s)
+                train_agent(agent, real, ag["agent_steps"], 128, synth, ratio, ag["regen"], seed + s)
                 ev = evaluate_policy(agent, env_id, cfg["episodes"], seed=10_000 + s,
                                      max_episode_steps=cfg["ep_steps"])
                 finals.append(ev["return_mean"])
@@ -127,7 +152,8 @@ def run_env(env_id: str, cfg: dict, seed: int, cache: Path | None) -> tuple[list
                 if s == 0:
                     agents[(agent_name, source)] = agent
             norm = None if norms[0] is None else (float(np.mean(norms)), float(np.std(norms)))
-            rows.append([env_id, agent_name, source, float(np.mean(finals)), float(np.std(finals)),
+            rows.append([env_id, agent_name, source, ag["agent_steps"], f"{ratio:.2f}",
+                         float(np.mean(finals)), float(np.std(finals)),
                          None if norm is None else norm[0], None if norm is None else norm[1],
                          (time.perf_counter() - t0) / cfg["seeds"]])
 
@@ -174,12 +200,12 @@ def run_env(env_id: str, cfg: dict, seed: int, cache: Path | None) -> tuple[list
                      float(np.median(copy)), len(real), 0.0])
     rets = real.episode_returns()
     norm = normalized_score(env_id, rets)
-    rows.append([env_id, "-", "behaviour data (its episodes)", float(rets.mean()), float(rets.std()),
+    rows.append([env_id, "-", "behaviour data (its episodes)", "-", "-", float(rets.mean()), float(rets.std()),
                  None if norm is None else float(norm.mean()), None if norm is None else float(norm.std()), 0.0])
     arch, steps = model_settings(env_id, cfg)
     info = {"env": env_id, "transitions": len(real), "model_width": arch["base_channels"],
             "model_steps": steps, "model_cached": cached, "model_seconds": t_model,
-            "world_model_seconds": t_wm}
+            "world_model_seconds": t_wm, "agents": ag, "rows": arch["horizon"]}
     return rows, dyn_rows, info
 
 
@@ -209,8 +235,12 @@ def main(argv=None) -> int:
                 [[i["env"], i["transitions"], i["model_width"], i["model_steps"], i["model_cached"],
                   i["model_seconds"], i["world_model_seconds"]] for i in infos.values()])
     print_table("Final return of offline agents (mean ± std over seeds)",
-                ["env", "agent", "training data", "return", "± std", "normalized", "± std", "s / seed"], rows,
-                notes=[f"{cfg['agent_steps']} updates, batch 128 (half synthetic, regenerated every {cfg['regen']}), "
+                ["env", "agent", "training data", "updates", "synth share", "return", "± std", "normalized",
+                 "± std", "s / seed"], rows,
+                notes=["batch 128; synth share: fraction of each batch drawn from the synthetic set, which is "
+                       "made unguided first, then from the current policy every K updates (" +
+                       ", ".join(f"{e}: K = {i['agents']['regen']}, {i['agents']['synth_num']} windows of "
+                                 f"{i['rows']} rows" for e, i in infos.items()) + ").",
                        f"{cfg['seeds']} seeds, {cfg['episodes']} evaluation episodes of <= {cfg['ep_steps']} steps.",
                        "normalized: D4RL reference returns (none exist for Pendulum)."])
     print_table("Dynamics error vs target-policy likelihood (target: guided TD3+BC, seed 0)",
