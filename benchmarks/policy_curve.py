@@ -1,13 +1,18 @@
-"""Return curve of an offline agent trained on real data only: where does it stop improving?
+"""Return curve of an offline agent on validation episodes: where does it stop improving, and which
+agent setting is better?
 
-Picks how many updates the agents of benchmarks/policy_pgd.py need. The agent (TD3+BC or IQL, the same
-size and batch as in policy_pgd.py) trains on the benchmark's cached "replay" dataset and is evaluated in
-the simulator every ``--every`` updates on episodes that are NOT the ones the final evaluation of
-policy_pgd.py uses (seeds 20 000+ here, 10 000+ there), so the update count is chosen on a validation
-set of episodes.
+Picks the agent settings of benchmarks/policy_pgd.py (update count, windows per synthetic set). The agent
+(TD3+BC or IQL, the same size and batch as in policy_pgd.py) trains on the benchmark's cached "replay"
+dataset, on real data only or with the benchmark's synthetic share of each batch drawn from unguided or
+policy-guided synthetic sets (the benchmark's trajectory model, sampler and regeneration interval; the
+set size from ``--synth-num``), and is evaluated in the simulator every ``--every`` updates on episodes
+that are NOT the ones the final evaluation of policy_pgd.py uses (seeds 20 000+ here, 10 000+ there), so
+settings are chosen on a validation set of episodes.
 
     python benchmarks/policy_curve.py --quick
     python benchmarks/policy_curve.py --env Pendulum-v1 --agent td3bc --steps 12000 --every 1000 --seeds 2
+    python benchmarks/policy_curve.py --env Pendulum-v1 --steps 7000 --every 1000 --data real guided \
+        --synth-num 128 1024
 """
 
 from __future__ import annotations
@@ -20,19 +25,51 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import environment, print_table, write_json
-from policy_pgd import FULL, QUICK, dataset, default_cache
+from policy_pgd import FULL, QUICK, agent_settings, dataset, dataset_and_model, default_cache, model_settings
 from steerdiff.policy.agents import make_agent
+from steerdiff.policy.diffusion import SamplerConfig
 from steerdiff.policy.envs import action_bounds
 from steerdiff.policy.evaluation import evaluate_policy
+from steerdiff.policy.synthesis import Synthesizer
 from steerdiff.policy.training import train_agent
+
+COEFF = {"unguided": 0.0, "guided": 1.0}  # the benchmark's guidance coefficients
+
+
+class TimedSynthesizer:
+    """A synthesizer that records the wall seconds of each call (one synthetic set)."""
+
+    def __init__(self, synth: Synthesizer):
+        self.synth, self.seconds = synth, []
+
+    def __call__(self, policy=None):
+        t0 = time.perf_counter()
+        out = self.synth(policy)
+        self.seconds.append(time.perf_counter() - t0)
+        return out
 
 
 def curve(env_id: str, agent_name: str, cfg: dict, steps: int, every: int, seeds: int, episodes: int,
-          seed: int, cache: Path | None) -> tuple[np.ndarray, np.ndarray, float]:
-    """(updates, returns of shape (seeds, evaluations), seconds per seed)."""
-    real, _ = dataset(env_id, cfg, seed, cache)
+          seed: int, cache: Path | None, data: str = "real",
+          synth_num: int | None = None) -> tuple[np.ndarray, np.ndarray, float, list]:
+    """(updates, returns of shape (seeds, evaluations), seconds per seed, seconds per synthetic set).
+
+    ``data``: "real" (real batches only), "unguided" or "guided" (the benchmark's synthetic share of each
+    batch from sets of ``synth_num`` windows, default the benchmark's, regenerated every K updates)."""
+    if data != "real" and data not in COEFF:
+        raise ValueError(f"data must be 'real', 'unguided' or 'guided', got {data!r}")
+    ag = agent_settings(env_id, cfg)
+    if synth_num is not None:
+        if synth_num < 1:
+            raise ValueError(f"synth_num must be >= 1, got {synth_num}")
+        ag["synth_num"] = synth_num
+    if data == "real":
+        real, _ = dataset(env_id, cfg, seed, cache)
+        model = None
+    else:
+        real, model, _ = dataset_and_model(env_id, cfg, seed, cache)
     bound = action_bounds(env_id)
-    returns, t0 = [], time.perf_counter()
+    returns, gen_seconds, t0 = [], [], time.perf_counter()
     for s in range(seeds):
         torch.manual_seed(seed + s)
         agent = make_agent(agent_name, real.obs_dim, real.act_dim, bound, real.observations.mean(0),
@@ -43,10 +80,18 @@ def curve(env_id: str, agent_name: str, cfg: dict, steps: int, every: int, seeds
                                  max_episode_steps=cfg["ep_steps"])
             return {"return": ev["return_mean"]}
 
-        hist = train_agent(agent, real, steps, 128, seed=seed + s, callback=score, eval_every=every)
+        synth, ratio = None, 0.0
+        if model is not None:
+            synth = TimedSynthesizer(Synthesizer(model, num=ag["synth_num"], coeff=COEFF[data],
+                                                 sampler=SamplerConfig(steps=cfg["sampler_steps"]),
+                                                 seed=seed + s))
+            ratio = ag["synth_ratio"]
+        hist = train_agent(agent, real, steps, 128, synth, ratio, ag["regen"], seed=seed + s, callback=score,
+                           eval_every=every)
         returns.append([e["return"] for e in hist["evals"]])
+        gen_seconds += [] if synth is None else synth.seconds
     updates = np.array([e["step"] for e in hist["evals"]])
-    return updates, np.array(returns), (time.perf_counter() - t0) / seeds
+    return updates, np.array(returns), (time.perf_counter() - t0) / seeds, gen_seconds
 
 
 def main(argv=None) -> int:
@@ -56,6 +101,10 @@ def main(argv=None) -> int:
     p.add_argument("--agent", default="td3bc", choices=["td3bc", "iql"])
     p.add_argument("--steps", type=int, default=None, help="updates (default: 400 quick, 12000 full)")
     p.add_argument("--every", type=int, default=None, help="evaluate every this many updates")
+    p.add_argument("--data", nargs="+", default=["real"], choices=["real", "unguided", "guided"],
+                   help="training data, one curve each (synthetic: the benchmark's share and regeneration)")
+    p.add_argument("--synth-num", nargs="+", type=int, default=None,
+                   help="windows per synthetic set, one curve each (default: the benchmark's per-env setting)")
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--episodes", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
@@ -66,25 +115,39 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.seeds < 1 or a.episodes < 1:
         p.error("--seeds and --episodes must be >= 1")
+    if a.synth_num is not None and min(a.synth_num) < 1:
+        p.error("--synth-num values must be >= 1")
     torch.set_num_threads(a.threads)
     cfg = QUICK if a.quick else FULL
     steps = a.steps or (400 if a.quick else 12000)
     every = a.every or max(1, steps // 10)
     if every > steps:
         p.error(f"--every ({every}) exceeds --steps ({steps}); pick --every <= --steps")
+    ag = agent_settings(a.env, cfg)
+    runs = [(d, None if d == "real" else n) for d in a.data for n in (a.synth_num or [ag["synth_num"]])]
+    runs = list(dict.fromkeys(runs))  # real-only once, whatever --synth-num says
     t0 = time.perf_counter()
-    updates, rets, per_seed = curve(a.env, a.agent, cfg, steps, every, a.seeds, a.episodes, a.seed,
-                                    None if a.no_cache else Path(a.cache))
-    rows = [[a.env, a.agent, int(u), float(r.mean()), float(r.std())] for u, r in zip(updates, rets.T)]
-    print_table("Return of a real-only agent against updates (validation episodes)",
-                ["env", "agent", "updates", "return", "± std over seeds"], rows,
+    rows, curves = [], []
+    for data, num in runs:
+        updates, rets, per_seed, gen = curve(a.env, a.agent, cfg, steps, every, a.seeds, a.episodes, a.seed,
+                                             None if a.no_cache else Path(a.cache), data, num)
+        gen_mean = float(np.mean(gen)) if gen else None
+        rows += [[a.env, a.agent, data, "-" if num is None else num, int(u), float(r.mean()), float(r.std()),
+                  gen_mean, per_seed] for u, r in zip(updates, rets.T)]
+        curves.append({"data": data, "synth_num": num, "updates": updates.tolist(), "returns": rets.tolist(),
+                       "seconds_per_seed": per_seed, "generation_seconds": gen})
+    print_table("Return of an offline agent against updates (validation episodes)",
+                ["env", "agent", "data", "windows / set", "updates", "return", "± std over seeds",
+                 "gen s / set", "s / seed"], rows,
                 notes=[(f"{a.seeds} seeds, {a.episodes} episodes of <= {cfg['ep_steps']} steps per evaluation, "
-                        f"batch 128, hidden {cfg['hidden']}; {per_seed:.0f} s per seed.")])
+                        f"batch 128, hidden {cfg['hidden']}; synthetic: {ag['synth_ratio']:.2f} of each batch, "
+                        f"a new set every {ag['regen']} updates (the first unguided), windows of "
+                        f"{model_settings(a.env, cfg)[0]['horizon']} rows, Heun {cfg['sampler_steps']} steps.")])
     total = time.perf_counter() - t0
     print(f"\nwall time {total:.1f} s ({'quick' if a.quick else 'full'})")
     if a.json:
-        write_json(a.json, {"env": a.env, "agent": a.agent, "updates": updates.tolist(),
-                            "returns": rets.tolist(), "seconds": total, "environment": environment()})
+        write_json(a.json, {"env": a.env, "agent": a.agent, "agents": ag, "curves": curves, "seconds": total,
+                            "environment": environment()})
     return 0
 
 
