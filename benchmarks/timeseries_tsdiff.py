@@ -31,7 +31,16 @@ import torch
 from _common import Stopwatch, environment, print_table, write_json
 from steerdiff.core.training import TrainConfig
 from steerdiff.timeseries.baselines import seasonal_naive
-from steerdiff.timeseries.data import WindowSpec, load_dataset, parse_freq, split_last, training_windows
+from steerdiff.timeseries.data import (
+    TestWindows,
+    WindowSpec,
+    lagged,
+    load_dataset,
+    mean_scale,
+    parse_freq,
+    split_last,
+    training_windows,
+)
 from steerdiff.timeseries.evaluation import (
     METHODS,
     compare_forecasters,
@@ -75,21 +84,38 @@ def train_model(name: str, cfg: TSDiffConfig, windows: torch.Tensor, train: Trai
     return model, sw.seconds, result.resumed_from
 
 
+def model_config(name: str, d: dict, s: dict, series, context: int | None = None) -> TSDiffConfig:
+    return TSDiffConfig(context or d["context"], d["prediction"], d["lags"], str(series[0].freq), s["hidden"],
+                        s["blocks"], s["d_state"], init_skip=s["init_skip"])
+
+
+def train_config(steps: int, seed: int) -> TrainConfig:
+    return TrainConfig(steps=steps, batch_size=64, lr=1e-3, grad_clip=0.5, ema_decay=0.995, seed=seed,
+                       checkpoint_every=200)
+
+
+def hold_out(series, spec: WindowSpec, d: dict, s: dict) -> tuple[list, TestWindows]:
+    """The last ``test_windows`` rolling windows of every series, thinned to a spread across the series (the
+    same for every method), and everything before them. Applied to the training part it carves the
+    validation windows: the same number of windows, just before the test windows."""
+    before, held = split_last(series, spec, d["test_windows"])
+    keep = s.get("max_test") or (d["test_series"] and d["test_series"] * d["test_windows"])
+    if keep:
+        idx = torch.linspace(0, len(held.history) - 1, min(keep, len(held.history))).round().long()
+        held.history, held.future = held.history[idx], held.future[idx]
+        held.item_ids = [held.item_ids[i] for i in idx]
+        held.starts = [held.starts[i] for i in idx]
+    return before, held
+
+
 def run_dataset(name: str, d: dict, s: dict, seed: int, device: str, cache: Path | None,
                 train_only: bool = False) -> dict:
     series = load_dataset(name)
-    cfg = TSDiffConfig(d["context"], d["prediction"], d["lags"], str(series[0].freq), s["hidden"], s["blocks"],
-                       s["d_state"], init_skip=s["init_skip"])
+    cfg = model_config(name, d, s, series)
     spec: WindowSpec = cfg.spec
-    train, test = split_last(series, spec, d["test_windows"])
-    keep = s.get("max_test") or (d["test_series"] and d["test_series"] * d["test_windows"])
-    if keep:  # a spread of test windows across the series, the same for every method
-        idx = torch.linspace(0, len(test.history) - 1, min(keep, len(test.history))).round().long()
-        test.history, test.future = test.history[idx], test.future[idx]
-        test.item_ids = [test.item_ids[i] for i in idx]
+    train, test = hold_out(series, spec, d, s)
     windows = training_windows(train, spec)
-    tc = TrainConfig(steps=s.get("steps", d["steps"]), batch_size=64, lr=1e-3, grad_clip=0.5, ema_decay=0.995,
-                     seed=seed, checkpoint_every=200)
+    tc = train_config(s.get("steps", d["steps"]), seed)
     model, seconds, resumed = train_model(name, cfg, windows, tc, cache, device)
     config = {**d, "lags": list(d["lags"]), "steps": tc.steps, "series": len(series),
               "train_windows": len(windows), "test_windows": len(test.history), "train_seconds": seconds,
@@ -111,6 +137,60 @@ def run_dataset(name: str, d: dict, s: dict, seed: int, device: str, cache: Path
             "seasonal_naive_max_lag": lag_naive}
 
 
+VALIDATION_METHODS = ("seasonal_naive", "linear", "tsdiff_q", "seasonal_naive+ml", "linear+ml")
+
+
+def validation_loss(model: TSDiff, held: TestWindows, seed: int, repeats: int = 32) -> float:
+    """Mean denoising loss on the held-out windows (context scaled as in training), over ``repeats`` fixed
+    draws of noise level and noise per window: the TSDiff code's other selection criterion."""
+    spec = model.spec
+    spans = torch.cat([held.history, held.future], 1)
+    x0 = lagged(spans, spec) / mean_scale(spans[:, spec.max_lag:spec.history_length])[:, None, None]
+    x0 = x0.float().repeat(repeats, 1, 1).to(model.device)
+    g = torch.Generator(model.device).manual_seed(seed)
+    sigma = model.schedule.sample_training_sigma(x0.shape[0], generator=g, device=model.device)
+    noise = torch.randn(x0.shape, generator=g, device=model.device)
+    with torch.no_grad():
+        return float(model.denoiser.loss(x0, sigma, noise).mean())
+
+
+def validation_curve(name: str, d: dict, s: dict, steps: list[int], seed: int, device: str, cache: Path | None,
+                     context: int | None = None) -> dict:
+    """Train on everything before the validation windows (never touching the test windows) and measure the
+    validation CRPS after each step count in ``steps``, resuming one run (its cache key leaves out steps)."""
+    series = load_dataset(name)
+    cfg = model_config(name, d, s, series, context)
+    spec = cfg.spec
+    before_test, _ = hold_out(series, spec, d, s)  # the test windows are dropped here, unseen
+    train, val = hold_out(before_test, spec, d, s)
+    windows = training_windows(train, spec)
+    out = None
+    if cache is not None:
+        key = json.dumps(["validation", name, dataclasses.asdict(cfg), dataclasses.asdict(train_config(1, seed)),
+                          list(windows.shape)], sort_keys=True, default=str)
+        out = cache / f"{name}_val_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+    rows = []
+    for n in sorted(steps):
+        model = TSDiff(cfg)
+        with Stopwatch() as sw:
+            result = model.fit(windows, train_config(n, seed), out_dir=out, progress=False, device=device)
+        if result.step != n:
+            raise RuntimeError(f"{out} holds a run at step {result.step} > {n}; ask for steps in increasing "
+                               "order or use another --cache")
+        g = torch.Generator(model.device).manual_seed(seed)
+        metrics, _ = compare_forecasters(model, windows, val, methods=VALIDATION_METHODS, generator=g,
+                                         num_samples=s["samples"], scale=d["scale"], solver="ddpm",
+                                         num_steps=s["num_steps"], refine_steps=s["refine_steps"])
+        row = {"steps": n, "epochs_of_128_batches": n / 128, "train_seconds": sw.seconds,
+               "train_loss_last_100": sum(result.losses[-100:]) / len(result.losses[-100:]),
+               "val_loss": validation_loss(model, val, seed),
+               **{m: metrics[m]["crps"] for m in VALIDATION_METHODS}}
+        rows.append(row)
+        print(name, f"context {spec.context_length}", row, flush=True)
+    return {"context": spec.context_length, "train_windows": len(windows), "validation_windows": len(val.history),
+            "rows": rows}
+
+
 def _load() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -129,6 +209,10 @@ def main() -> None:
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help="trained-model cache ('' turns it off)")
     p.add_argument("--train-only", action="store_true", help="train or resume the cached models, then stop")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--validation-curve", default=None, metavar="STEPS",
+                   help="comma-separated step counts: train on the data before the validation windows (the "
+                   "windows just before the test windows) and print validation CRPS after each; no test windows")
+    p.add_argument("--context", type=int, default=None, help="context length override (--validation-curve only)")
     args = p.parse_args()
     s = QUICK if args.quick else FULL
     names = (args.datasets or ("elecdemand,us_employment" if args.quick else ",".join(DATASETS))).split(",")
@@ -139,6 +223,21 @@ def main() -> None:
     load = _load()
     cache = Path(args.cache) if args.cache else None
     t0 = time.perf_counter()
+    if args.validation_curve:
+        steps = [int(v) for v in args.validation_curve.split(",")]
+        curves = {n: validation_curve(n, DATASETS[n], s, steps, args.seed, args.device, cache, args.context)
+                  for n in names}
+        for n, c in curves.items():
+            print_table(f"Validation curve, {n} (context {c['context']}, {c['validation_windows']} windows)",
+                        ["steps", "train s", "val loss", *VALIDATION_METHODS],
+                        [[r["steps"], r["train_seconds"], r["val_loss"], *[r[m] for m in VALIDATION_METHODS]]
+                         for r in c["rows"]], digits=4)
+        print(f"\ntotal wall time {time.perf_counter() - t0:.1f} s")
+        if args.json:
+            write_json(args.json, {"environment": environment(), "setting": s, "validation": curves})
+        return
+    if args.context:
+        p.error("--context only applies to --validation-curve")
     results = {n: run_dataset(n, DATASETS[n], s, args.seed, args.device, cache, args.train_only) for n in names}
     if args.train_only:
         for n, r in results.items():
