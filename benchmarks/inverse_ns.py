@@ -1,6 +1,6 @@
 """Navier-Stokes initial-vorticity inversion: EnKG against DPS, EKI, SCG and SMC on one problem and budget.
 
-    python benchmarks/inverse_ns.py --quick     # 32x32, 60-step 8-channel prior, 16 particles, 10 steps, 1 field
+    python benchmarks/inverse_ns.py --quick     # 32x32, 40-step (batch 16) 8-channel prior, 8 particles, 8 steps, 1 field
     python benchmarks/inverse_ns.py             # 32x32, 2000-step 16-channel prior, 64 particles, 16 steps,
                                                 # 3 test fields, hyper-parameters tuned on a validation field
     python benchmarks/inverse_ns.py --size 64 --particles 512 --device cuda   # closer to the paper, on a GPU
@@ -19,7 +19,6 @@ import dataclasses
 import time
 
 import torch
-
 from _common import environment, print_table, write_json
 from steerdiff.inverse.benchmark import FULL, QUICK, default_cache, run
 
@@ -55,10 +54,10 @@ def main(argv=None):
                                                                    if args.quick else ""),
                 ["noise", "method", "rel L2", "misfit", "fwd evals", "fwd seq", "net evals", "grad evals",
                  "blowups", "wall s"], table,
-                notes=[f"J={setting.num_particles} particles/samples per test field, {setting.num_steps} Karras steps, "
+                notes=[(f"J={setting.num_particles} particles/samples per test field, {setting.num_steps} Karras steps, "
                        f"EnKG {setting.num_updates} update(s)/step, EKI {setting.eki_factor}x EnKG's sequential calls, "
                        f"SCG {setting.num_candidates} candidates; {setting.num_test} test field(s); "
-                       f"estimate = ensemble mean (SMC: weighted)",
+                       f"estimate = ensemble mean (SMC: weighted)"),
                        "hyper-parameters (" + ("tuned on a validation field at noise "
                                                f"{setting.noise_levels[0]:g}" if setting.tune else "defaults, not tuned")
                        + "): " + ", ".join(f"{m} {v:g}" for m, v in chosen.items())

@@ -22,7 +22,6 @@ import dataclasses
 import time
 
 import torch
-
 from _common import print_table
 from steerdiff.inverse.benchmark import FULL
 from steerdiff.inverse.fields import wavenumbers
@@ -77,8 +76,8 @@ def main(argv=None):
     print_table("Navier-Stokes (Re=200, T=1): what the measurements determine without a prior",
                 ["grid", "observed", "energy >= Nyquist", "interp T=0 rel L2", "lsq misfit", "lsq rel L2",
                  "lsq s"], rows,
-                notes=[f"{args.fields} test fields (seed 10000), dt = {FULL.dt:g} x 32 / grid, noise 0; least squares: "
-                       f"{args.iterations} Adam steps (lr 0.1) from 0 through the differentiable solver"])
+                notes=[(f"{args.fields} test fields (seed 10000), dt = {FULL.dt:g} x 32 / grid, noise 0; least squares: "
+                       f"{args.iterations} Adam steps (lr 0.1) from 0 through the differentiable solver")])
 
 
 if __name__ == "__main__":

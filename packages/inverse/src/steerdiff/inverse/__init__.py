@@ -13,8 +13,24 @@ from .prior import FieldPrior, PriorConfig, load_prior, train_prior
 from .problems import PROBLEMS, LinearProblem, NavierStokesProblem, SaturatedProblem, make_problem
 
 __all__ = [
-    "GaussianRandomField", "ForwardModel", "ForwardModelBlowup", "FunctionForwardModel", "METHODS", "MethodConfig",
-    "Solution", "solve", "evaluate", "relative_l2", "NavierStokes2D", "PROBLEMS", "LinearProblem",
-    "NavierStokesProblem", "SaturatedProblem", "make_problem", "FieldPrior", "PriorConfig", "load_prior",
+    "METHODS",
+    "PROBLEMS",
+    "FieldPrior",
+    "ForwardModel",
+    "ForwardModelBlowup",
+    "FunctionForwardModel",
+    "GaussianRandomField",
+    "LinearProblem",
+    "MethodConfig",
+    "NavierStokes2D",
+    "NavierStokesProblem",
+    "PriorConfig",
+    "SaturatedProblem",
+    "Solution",
+    "evaluate",
+    "load_prior",
+    "make_problem",
+    "relative_l2",
+    "solve",
     "train_prior",
 ]

@@ -25,7 +25,7 @@ from .metrics import evaluate
 from .prior import PriorConfig, load_prior, train_prior
 from .problems import NavierStokesProblem
 
-__all__ = ["Setting", "QUICK", "FULL", "prepare", "run", "tune", "default_cache", "method_config"]
+__all__ = ["FULL", "QUICK", "Setting", "default_cache", "method_config", "prepare", "run", "tune"]
 
 # main hyper-parameter of each method (SCG's is its candidate count, a budget, so it is not tuned)
 TUNED = {"enkg": "scale", "eki": "scale", "dps": "dps_scale", "smc": "likelihood_std"}
@@ -68,8 +68,8 @@ class Setting:
                                    downsample=self.downsample, noise_std=noise, on_blowup="penalty")
 
 
-QUICK = Setting(num_train=128, prior=PriorConfig(base_channels=8, channel_mults=(1, 2), steps=60),
-                num_test=1, num_particles=16, num_steps=10, tune={})
+QUICK = Setting(num_train=64, prior=PriorConfig(base_channels=8, channel_mults=(1, 2), steps=40, batch_size=16),
+                num_test=1, num_particles=8, num_steps=8, tune={})
 FULL = Setting()
 
 

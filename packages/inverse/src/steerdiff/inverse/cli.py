@@ -69,7 +69,7 @@ def cmd_make_data(args):
 
 
 def cmd_train_prior(args):
-    meta, data = _load_data(Path(args.data))
+    _, data = _load_data(Path(args.data))
     cfg = PriorConfig(base_channels=args.channels, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed)
     train_prior(data["train"], args.out, cfg, device=_device(args.device), progress=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["wavenumbers", "GaussianRandomField"]
+__all__ = ["GaussianRandomField", "wavenumbers"]
 
 
 def wavenumbers(h: int, w: int, device=None, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:

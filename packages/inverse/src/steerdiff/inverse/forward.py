@@ -18,11 +18,11 @@ Subclasses implement ``simulate(x)``; :class:`FunctionForwardModel` wraps any ba
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
-__all__ = ["ForwardModel", "FunctionForwardModel", "ForwardModelBlowup", "BLOWUP_POLICIES"]
+__all__ = ["BLOWUP_POLICIES", "ForwardModel", "ForwardModelBlowup", "FunctionForwardModel"]
 
 BLOWUP_POLICIES = ("raise", "penalty")
 

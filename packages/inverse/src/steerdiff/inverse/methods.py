@@ -41,7 +41,7 @@ from steerdiff.core.schedules import karras_sigmas
 
 from .forward import ForwardModel
 
-__all__ = ["MethodConfig", "Solution", "solve", "METHODS"]
+__all__ = ["METHODS", "MethodConfig", "Solution", "solve"]
 
 METHODS = ("enkg", "eki", "dps", "scg", "smc")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["relative_l2", "evaluate"]
+__all__ = ["evaluate", "relative_l2"]
 
 
 def relative_l2(estimate: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:

@@ -56,7 +56,7 @@ class NavierStokes2D:
         return pts[:, None], pts[None, :]
 
     def forcing(self, device=None, dtype=torch.float32) -> torch.Tensor:
-        y, x = self.grid(device, dtype)
+        y, _ = self.grid(device, dtype)
         return (self.forcing_amplitude * torch.cos(self.forcing_wavenumber * y)).expand(self.size, self.size)
 
     def __call__(self, w0: torch.Tensor, horizon: float | None = None) -> torch.Tensor:

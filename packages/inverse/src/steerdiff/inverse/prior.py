@@ -22,7 +22,7 @@ from steerdiff.core.schedules import EDM
 from steerdiff.core.training import TrainConfig, train
 from torch import nn
 
-__all__ = ["PriorConfig", "FieldPrior", "train_prior", "load_prior", "write_json"]
+__all__ = ["FieldPrior", "PriorConfig", "load_prior", "train_prior", "write_json"]
 
 
 @dataclass

@@ -21,8 +21,14 @@ from .fields import GaussianRandomField
 from .forward import ForwardModel
 from .navier_stokes import NavierStokes2D
 
-__all__ = ["InverseProblem", "NavierStokesProblem", "LinearProblem", "SaturatedProblem", "PROBLEMS",
-           "make_problem"]
+__all__ = [
+    "PROBLEMS",
+    "InverseProblem",
+    "LinearProblem",
+    "NavierStokesProblem",
+    "SaturatedProblem",
+    "make_problem",
+]
 
 
 class _Subsampled(ForwardModel):
