@@ -51,7 +51,7 @@ from steerdiff.policy.world_model import WorldModel, WorldModelConfig
 # 240 of 256), a new synthetic set of `synth_num` windows every `regen` updates; cfg["agents"][env_id]
 # overrides these per environment (full Pendulum: the update count where real-only TD3+BC's validation
 # return flattens, benchmarks/policy_curve.py, and the reference's synthetic share)
-QUICK = dict(data=2000, model_steps=300, wm_steps=200, agent_steps=200, regen=100, synth_ratio=0.5, seeds=2,
+QUICK = dict(data=2000, model_steps=150, wm_steps=200, agent_steps=100, regen=50, synth_ratio=0.5, seeds=2,
              episodes=2, ep_steps=200, num=32, sampler_steps=12, hidden=64, coeffs=(0.3, 1.0, 3.0), long=32,
              ref_steps=32, ref_coeffs=(1.0,), models={},
              agents={"Pendulum-v1": dict(synth_ratio=240 / 256)})
