@@ -56,12 +56,8 @@ def curve(env_id: str, agent_name: str, cfg: dict, steps: int, every: int, seeds
 
     ``data``: "real" (real batches only), "unguided" or "guided" (the benchmark's synthetic share of each
     batch from sets of ``synth_num`` windows, default the benchmark's, regenerated every K updates)."""
-    if data != "real" and data not in COEFF:
-        raise ValueError(f"data must be 'real', 'unguided' or 'guided', got {data!r}")
-    ag = agent_settings(env_id, cfg)
+    ag = agent_settings(env_id, cfg)  # --data and --synth-num are checked by the argument parser
     if synth_num is not None:
-        if synth_num < 1:
-            raise ValueError(f"synth_num must be >= 1, got {synth_num}")
         ag["synth_num"] = synth_num
     if data == "real":
         real, _ = dataset(env_id, cfg, seed, cache)
