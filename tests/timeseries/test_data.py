@@ -5,6 +5,7 @@ import torch
 from steerdiff.timeseries.data import (
     Series,
     WindowSpec,
+    context_scaling,
     from_csv,
     from_entries,
     from_pandas,
@@ -71,6 +72,32 @@ def test_scaling_round_trip():
     scale = raw[:, spec.max_lag:spec.max_lag + spec.context_length].abs().mean(1)
     assert torch.allclose(w[:, 0, :spec.context_length].abs().mean(1), torch.ones(len(w)))
     assert torch.allclose(w.double() * scale[:, None, None], lagged(raw, spec), rtol=1e-6)
+
+
+def test_standard_scaling_round_trip_and_unit_context():
+    spec = WindowSpec(6, 3, lags=(2,), scaling="standard")
+    series = synthetic_series(3, 40, "H", seed=1)
+    w = training_windows(series, spec, stride=5).double()
+    raw = torch.cat([torch.as_tensor(s.target).unfold(0, spec.span, 5) for s in series])
+    ctx = raw[:, spec.max_lag:spec.history_length]
+    ctx_w = w[:, 0, :spec.context_length]
+    assert torch.allclose(ctx_w.mean(1), torch.zeros(len(w), dtype=w.dtype), atol=1e-6)
+    assert torch.allclose(ctx_w.std(1, unbiased=False), torch.ones(len(w), dtype=w.dtype), atol=1e-5)
+    loc, scale = ctx.mean(1), ctx.std(1, unbiased=False)
+    assert torch.allclose(w * scale[:, None, None] + loc[:, None, None], lagged(raw, spec).double(), rtol=1e-5)
+
+
+def test_standard_scaling_uses_observed_points_and_floors_a_flat_context():
+    ctx = torch.tensor([[1.0, float("nan"), 3.0], [5.0, 5.0, 5.0], [0.0, 0.0, 0.0]])
+    loc, scale = context_scaling(ctx, "standard")
+    assert torch.allclose(loc, torch.tensor([2.0, 5.0, 0.0]))
+    assert torch.allclose(scale, torch.tensor([1.0, 5e-3, 1e-3]))    # flat: 1e-3 of the level (1 if zero)
+    loc, scale = context_scaling(ctx, "mean")
+    assert torch.equal(loc, torch.zeros(3)) and torch.equal(scale, mean_scale(ctx))
+    with pytest.raises(ValueError, match="unknown scaling 'robust'"):
+        context_scaling(ctx, "robust")
+    with pytest.raises(ValueError, match="unknown scaling 'max'"):
+        WindowSpec(6, 3, scaling="max")
 
 
 def test_mean_scale_uses_only_observed_points_and_rejects_empty_rows():

@@ -50,6 +50,16 @@ def test_guidance_leaves_the_window_scale_invariant(gaussian_model):
     assert torch.allclose(1000 * a, b, rtol=1e-3, atol=1e-2)
 
 
+def test_standardised_model_forecasts_move_with_the_level_and_scale_with_the_units(gaussian_model):
+    # with scaling="standard" the same window shifted by c or in other units gives the same forecast, shifted
+    # or in those units: (y - mean) / std is invariant to both
+    gaussian_model.config.scaling = "standard"
+    y = _y()
+    a = _run(gaussian_model, y, "quantile", 2.0)
+    assert torch.allclose(a + 50.0, _run(gaussian_model, y + 50.0, "quantile", 2.0), atol=1e-3)
+    assert torch.allclose(1000 * a, _run(gaussian_model, 1000 * y, "quantile", 2.0), rtol=1e-3, atol=1e-2)
+
+
 def test_quantile_guidance_orders_samples_by_their_level(gaussian_model):
     y = _y(n=4)
     s = complete(gaussian_model, y, num_samples=9, guidance="quantile", scale=3.0, num_steps=30,

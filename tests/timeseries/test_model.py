@@ -4,7 +4,7 @@ import pytest
 import torch
 from steerdiff.core.training import TrainConfig
 from steerdiff.timeseries.baselines import LinearForecaster, seasonal_naive
-from steerdiff.timeseries.data import split_last, synthetic_series, training_windows
+from steerdiff.timeseries.data import Series, WindowSpec, split_last, synthetic_series, training_windows
 from steerdiff.timeseries.forecast import forecast
 from steerdiff.timeseries.model import SCHEDULE, TSDiff, TSDiffConfig
 from steerdiff.timeseries.synthesis import generate, linear_predictive_score
@@ -24,8 +24,9 @@ def test_schedule_is_tsdiffs_ddpm():
     assert len(grid) == 101 and grid[0] == pytest.approx(SCHEDULE.sigma_max) and grid[-1] == 0
 
 
-def test_train_save_load_round_trip(tmp_path):
-    cfg = TSDiffConfig(12, 4, lags=(6,), freq="H", **TINY)
+@pytest.mark.parametrize("scaling", ["mean", "standard"])
+def test_train_save_load_round_trip(tmp_path, scaling):
+    cfg = TSDiffConfig(12, 4, lags=(6,), freq="H", scaling=scaling, **TINY)
     series = synthetic_series(2, 200, "6h", seed=0)
     windows = training_windows(series, cfg.spec, stride=2)
     model = TSDiff(cfg)
@@ -35,6 +36,7 @@ def test_train_save_load_round_trip(tmp_path):
     loaded = TSDiff.load(tmp_path / "run")
     assert loaded.config == cfg
     assert json.loads((tmp_path / "run" / "tsdiff.json").read_text())["lags"] == [6]
+    assert loaded.spec.scaling == scaling
     history = torch.as_tensor(series[0].target[-cfg.spec.history_length:])[None].float()
     run = lambda m: forecast(m, history, num_samples=3, num_steps=5,
                              generator=torch.Generator().manual_seed(0))
@@ -71,6 +73,20 @@ def test_linear_forecaster_recovers_a_linear_process():
     assert torch.allclose(lin.predict(history)[:, 0].double(), 7.0 * ctx[:5] @ w_true, atol=1e-4)
     with pytest.raises(RuntimeError, match="fit the LinearForecaster"):
         LinearForecaster(6, 2).predict(history)
+    with pytest.raises(ValueError, match="unknown scaling 'max'"):
+        LinearForecaster(6, 2, scaling="max")
+
+
+def test_standardised_linear_forecaster_continues_trends_at_any_level_and_slope():
+    # next values y_t = 2 y_{t-1} - y_{t-2}: linear in the context, so exact in standardised units too
+    spec = WindowSpec(6, 2, scaling="standard")
+    g = torch.Generator().manual_seed(0)
+    level, slope = 100 * torch.rand(50, 1, generator=g), torch.randn(50, 1, generator=g)
+    t = torch.arange(8.0)
+    series = [Series((lv + sl * t).numpy(), "H") for lv, sl in zip(level, slope)]
+    lin = LinearForecaster(6, 2, alpha=1e-9, scaling="standard").fit(training_windows(series, spec)[:, 0])
+    history = 3.0 + 0.5 * t[None, :6]
+    assert torch.allclose(lin.predict(history)[0, 0], 3.0 + 0.5 * t[6:], atol=1e-3)
 
 
 def test_generate_and_linear_predictive_score():

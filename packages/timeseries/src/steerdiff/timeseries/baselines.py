@@ -2,8 +2,8 @@
 
 Both are point forecasters and return (N, 1, prediction_length) "sample paths", so every metric and the
 refiners take them like any probabilistic forecast. The linear model is TSDiff's linear baseline and the
-downstream model of the linear predictive score: ridge regression from the mean-scaled context to the
-mean-scaled future, solved in closed form.
+downstream model of the linear predictive score: ridge regression from the scaled context to the scaled
+future (mean scaling, as in the paper, or the scaling of the windows it is fitted on), solved in closed form.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .data import mean_scale
+from .data import SCALINGS, context_scaling
 
 __all__ = ["LinearForecaster", "seasonal_naive"]
 
@@ -31,15 +31,21 @@ def seasonal_naive(history: torch.Tensor, prediction_length: int, season_length:
 
 @dataclass
 class LinearForecaster:
-    """Ridge regression from the mean-scaled last ``context_length`` points to the next ``prediction_length``."""
+    """Ridge regression from the scaled last ``context_length`` points to the next ``prediction_length``."""
 
     context_length: int
     prediction_length: int
     alpha: float = 1.0
+    scaling: str = "mean"                # how windows are scaled by their context (data.SCALINGS)
     weight: torch.Tensor | None = None   # (context + 1, prediction), last row the intercept
 
+    def __post_init__(self):
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"unknown scaling {self.scaling!r}; choose one of {list(SCALINGS)}")
+
     def fit(self, windows: torch.Tensor) -> LinearForecaster:
-        """Fit on windows (N, context + prediction) of one channel, already mean-scaled by their context."""
+        """Fit on windows (N, context + prediction) of one channel, already scaled by their context as
+        ``scaling`` says (e.g. channel 0 of :func:`data.training_windows` with that scaling)."""
         w = torch.as_tensor(windows, dtype=torch.float64)
         if w.ndim != 2 or w.shape[1] != self.context_length + self.prediction_length:
             raise ValueError(f"windows must be (N, {self.context_length + self.prediction_length}), got "
@@ -60,6 +66,6 @@ class LinearForecaster:
         ctx = torch.as_tensor(history, dtype=torch.float64)[:, -self.context_length:]
         if ctx.shape[1] != self.context_length or not torch.isfinite(ctx).all():
             raise ValueError(f"the linear forecaster needs the last {self.context_length} points observed")
-        scale = mean_scale(ctx)[:, None]
-        x = torch.cat([ctx / scale, torch.ones(ctx.shape[0], 1, dtype=ctx.dtype)], 1)
-        return ((x @ self.weight) * scale)[:, None].float()
+        loc, scale = (v[:, None] for v in context_scaling(ctx, self.scaling))
+        x = torch.cat([(ctx - loc) / scale, torch.ones(ctx.shape[0], 1, dtype=ctx.dtype)], 1)
+        return ((x @ self.weight) * scale + loc)[:, None].float()

@@ -114,7 +114,7 @@ def cmd_train(args) -> dict:
     series = load_series(args.data, args.freq)
     freq = str(series[0].freq)
     cfg = TSDiffConfig(args.context, args.prediction, _lags(args.lags, freq), freq, args.hidden, args.blocks,
-                       args.d_state, init_skip=args.init_skip)
+                       args.d_state, init_skip=args.init_skip, scaling=args.scaling)
     train, _ = D.split_last(series, cfg.spec, args.test_windows)
     windows = D.training_windows(train, cfg.spec, args.stride)
     model = TSDiff(cfg)
@@ -191,7 +191,7 @@ def cmd_refine(args) -> dict:
     model = _load(args)
     train, test = _split(args, model)
     if args.base in ("seasonal_naive", "linear"):
-        base = base_forecasts(model, D.training_windows(train, model.spec), test)[args.base]
+        base = base_forecasts(model, train, test)[args.base]
     else:
         base = torch.as_tensor(np.load(args.base), dtype=torch.float32)
     g = _generator(args)
@@ -213,9 +213,9 @@ def cmd_synthesize(args) -> dict:
     if args.data:
         train, test = _split(args, model)
         real = D.training_windows(train, model.spec)
-        ctx = model.spec.context_length
-        out["lps_synthetic"] = linear_predictive_score(x, test, ctx)
-        out["lps_real"] = linear_predictive_score(real, test, ctx)
+        ctx, scaling = model.spec.context_length, model.spec.scaling
+        out["lps_synthetic"] = linear_predictive_score(x, test, ctx, scaling=scaling)
+        out["lps_real"] = linear_predictive_score(real, test, ctx, scaling=scaling)
     return out
 
 
@@ -223,15 +223,14 @@ def cmd_evaluate(args) -> dict:
     from .evaluation import compare_forecasters, compare_missing, compare_training_data
     model = _load(args)
     train, test = _split(args, model)
-    windows = D.training_windows(train, model.spec)
     g = _generator(args)
     opts = _sample_options(args)
-    metrics, samples = compare_forecasters(model, windows, test, refine_steps=args.refine_steps, generator=g,
+    metrics, samples = compare_forecasters(model, train, test, refine_steps=args.refine_steps, generator=g,
                                            **opts)
     _print_table("forecast CRPS on held-out rolling windows", metrics)
     missing = compare_missing(model, test, generator=g, **opts)
     _print_table("TSDiff-Q with half the context missing", missing)
-    lps = compare_training_data(model, windows, test, args.synthetic, solver=args.solver,
+    lps = compare_training_data(model, train, test, args.synthetic, solver=args.solver,
                                 num_steps=args.num_steps, generator=g)
     print(f"\nLPS (ridge trained on windows, CRPS on test): real {lps['real']['lps']:.4f}, "
           f"synthetic {lps['synthetic']['lps']:.4f}")
@@ -293,6 +292,9 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--d-state", type=int, default=64)
         s.add_argument("--init-skip", action=argparse.BooleanOptionalAction, default=True,
                        help="residual network (eps_hat = x_t + F); keeps self-guidance stable on short training")
+        s.add_argument("--scaling", choices=D.SCALINGS, default="mean",
+                       help="scale windows by the context mean |y| (the paper's) or standardise them by the "
+                       "context mean and std (for series that move little relative to their level)")
         s.add_argument("--steps", type=int, default=2000)
         s.add_argument("--batch-size", type=int, default=64)
         s.add_argument("--lr", type=float, default=1e-3)

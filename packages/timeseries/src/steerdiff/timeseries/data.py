@@ -3,8 +3,10 @@
 A :class:`Series` is one univariate target with its start and frequency (GluonTS ``{"start", "target"}``).
 A :class:`WindowSpec` says how a model sees it: ``context_length + prediction_length`` points, plus lagged
 copies of the target as extra channels (lag ``l`` at position ``t`` holds ``y[t - l]``), so a window needs
-``max(lags)`` points of history before its context. Windows are mean-scaled by the observed context
-(GluonTS ``MeanScaler``): divide by the mean ``|y|`` over the observed context points.
+``max(lags)`` points of history before its context. Windows are scaled by their observed context: by default
+mean-scaled (GluonTS ``MeanScaler``: divide by the mean ``|y|`` over the observed context points, the paper's
+choice), or standardised (``scaling="standard"``: subtract the context mean, divide by its standard deviation),
+which keeps series that move little relative to their level (a slow trend at a high level) at unit spread.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import torch
 
 __all__ = [
     "DATASETS",
+    "SCALINGS",
     "Frequency",
     "Series",
     "TestWindows",
     "WindowSpec",
+    "context_scaling",
     "from_csv",
     "from_entries",
     "from_pandas",
@@ -314,9 +318,12 @@ class WindowSpec:
     context_length: int
     prediction_length: int
     lags: tuple[int, ...] = ()
+    scaling: str = "mean"   # how windows are scaled by their observed context, one of SCALINGS
 
     def __post_init__(self):
         object.__setattr__(self, "lags", tuple(int(lag) for lag in self.lags))
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"unknown scaling {self.scaling!r}; choose one of {list(SCALINGS)}")
         if self.context_length < 1 or self.prediction_length < 1:
             raise ValueError(f"context_length and prediction_length must be >= 1, got {self.context_length}, "
                              f"{self.prediction_length}")
@@ -373,6 +380,30 @@ def mean_scale(context: torch.Tensor, min_scale: float = 1e-10) -> torch.Tensor:
     return torch.where(scale > min_scale, scale, torch.ones_like(scale))
 
 
+SCALINGS = ("mean", "standard")
+
+
+def context_scaling(context: torch.Tensor, scaling: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row ``(loc, scale)`` from the observed (finite) context points, (N, T) -> (N,), (N,); a window is
+    scaled as ``(y - loc) / scale``.
+
+    ``mean``: loc 0, scale the mean |y| (:func:`mean_scale`). ``standard``: loc the mean, scale the standard
+    deviation, at least 1e-3 of the mean |y| so that a flat context does not blow the window up (an all-zero
+    context gets 1e-3, its level being 1 as in :func:`mean_scale`).
+    """
+    if scaling not in SCALINGS:
+        raise ValueError(f"unknown scaling {scaling!r}; choose one of {list(SCALINGS)}")
+    level = mean_scale(context)
+    if scaling == "mean":
+        return torch.zeros_like(level), level
+    observed = torch.isfinite(context)
+    count = observed.sum(-1)
+    loc = torch.where(observed, context, torch.zeros_like(context)).sum(-1) / count
+    dev = torch.where(observed, context - loc[:, None], torch.zeros_like(context))
+    std = (dev.pow(2).sum(-1) / count).sqrt()
+    return loc, torch.maximum(std, 1e-3 * level)
+
+
 def _check_lengths(series: Sequence[Series], need: int, spec: WindowSpec, what: str) -> None:
     short = [s for s in series if len(s) < need]
     if short:
@@ -384,7 +415,8 @@ def _check_lengths(series: Sequence[Series], need: int, spec: WindowSpec, what: 
 
 
 def training_windows(series: Sequence[Series], spec: WindowSpec, stride: int = 1) -> torch.Tensor:
-    """Every window (stride ``stride``) of every series, lagged and mean-scaled: (N, channels, L) float32."""
+    """Every window (stride ``stride``) of every series, lagged and scaled by its context as ``spec.scaling``
+    says: (N, channels, L) float32."""
     if not series:
         raise ValueError("no series given")
     if stride < 1:
@@ -395,8 +427,8 @@ def training_windows(series: Sequence[Series], spec: WindowSpec, stride: int = 1
         y = torch.as_tensor(s.target)
         rows.append(y.unfold(0, spec.span, stride))
     spans = torch.cat(rows)                                          # (N, span)
-    ctx = spans[:, spec.max_lag:spec.max_lag + spec.context_length]
-    return (lagged(spans, spec) / mean_scale(ctx)[:, None, None]).float()
+    loc, scale = context_scaling(spans[:, spec.max_lag:spec.history_length], spec.scaling)
+    return ((lagged(spans, spec) - loc[:, None, None]) / scale[:, None, None]).float()
 
 
 @dataclass

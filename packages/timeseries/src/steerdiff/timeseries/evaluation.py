@@ -8,13 +8,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
 from .baselines import LinearForecaster, seasonal_naive
-from .data import TestWindows, parse_freq
+from .data import Series, TestWindows, parse_freq, training_windows
 from .forecast import GuidanceDiverged, forecast, missing_mask, with_missing
 from .metrics import evaluate_forecast
 from .model import TSDiff
@@ -40,25 +41,28 @@ def _timed(fn: Callable[[], torch.Tensor], test: TestWindows) -> tuple[dict, tor
     return metrics, samples
 
 
-def base_forecasts(model: TSDiff, train_windows: torch.Tensor, test: TestWindows) -> dict[str, torch.Tensor]:
-    """Point forecasts (N, 1, pred) of the two base forecasters, the linear one fitted on ``train_windows``."""
+def base_forecasts(model: TSDiff, train: Sequence[Series], test: TestWindows) -> dict[str, torch.Tensor]:
+    """Point forecasts (N, 1, pred) of the two base forecasters, the linear one (the paper's: mean scaling,
+    whatever the model's scaling) fitted on every window of the ``train`` series."""
     spec = model.spec
     season = parse_freq(model.config.freq).season_length
-    lin = LinearForecaster(spec.context_length, spec.prediction_length).fit(train_windows[:, 0])
+    windows = training_windows(train, dataclasses.replace(spec, scaling="mean"))
+    lin = LinearForecaster(spec.context_length, spec.prediction_length).fit(windows[:, 0])
     return {"seasonal_naive": seasonal_naive(test.history, spec.prediction_length, season),
             "linear": lin.predict(test.history)}
 
 
-def compare_forecasters(model: TSDiff, train_windows: torch.Tensor, test: TestWindows, *,
+def compare_forecasters(model: TSDiff, train: Sequence[Series], test: TestWindows, *,
                         methods=METHODS, num_samples: int = 100, scale: float = 4.0, solver: str = "ddpm",
                         num_steps: int = 100, refine_steps: int = 20, batch_size: int | None = None,
                         generator: torch.Generator | None = None) -> tuple[dict, dict]:
-    """Metrics and sample paths of every method in ``methods`` (see :data:`METHODS`)."""
+    """Metrics and sample paths of every method in ``methods`` (see :data:`METHODS`); the linear base is fitted
+    on the ``train`` series."""
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
     t0 = time.perf_counter()
-    bases = base_forecasts(model, train_windows, test)
+    bases = base_forecasts(model, train, test)
     base_seconds = time.perf_counter() - t0
     sample_opts = {"num_samples": num_samples, "scale": scale, "solver": solver, "num_steps": num_steps,
                        "batch_size": batch_size, "generator": generator}
@@ -94,14 +98,18 @@ def compare_missing(model: TSDiff, test: TestWindows, scenarios=("none", "random
     return out
 
 
-def compare_training_data(model: TSDiff, real_windows: torch.Tensor, test: TestWindows, num_synthetic: int,
+def compare_training_data(model: TSDiff, train: Sequence[Series], test: TestWindows, num_synthetic: int,
                           *, solver: str = "ddpm", num_steps: int = 100,
                           generator: torch.Generator | None = None) -> dict:
-    """LPS (test CRPS of ridge trained on the windows) for real training windows and for synthetic ones."""
+    """LPS (test CRPS of ridge trained on the windows, in the model's scaling) for the real windows of the
+    ``train`` series and for ``num_synthetic`` synthetic ones."""
+    real_windows = training_windows(train, model.spec)
     t0 = time.perf_counter()
     synthetic = generate(model, num_synthetic, solver=solver, num_steps=num_steps, generator=generator)
     seconds = time.perf_counter() - t0
-    ctx = model.spec.context_length
-    return {"real": {"lps": linear_predictive_score(real_windows, test, ctx), "windows": real_windows.shape[0]},
-            "synthetic": {"lps": linear_predictive_score(synthetic, test, ctx), "windows": num_synthetic,
+    ctx, scaling = model.spec.context_length, model.spec.scaling
+    return {"real": {"lps": linear_predictive_score(real_windows, test, ctx, scaling=scaling),
+                     "windows": real_windows.shape[0]},
+            "synthetic": {"lps": linear_predictive_score(synthetic, test, ctx, scaling=scaling),
+                          "windows": num_synthetic,
                           "seconds": seconds}}

@@ -1,4 +1,4 @@
-"""TSDiff's model: one unconditional DDPM over mean-scaled windows, with an S4D backbone, trained by the core.
+"""TSDiff's model: one unconditional DDPM over windows scaled by their context (mean scaling by default), with an S4D backbone, trained by the core.
 
 TSDiff (Kollovieh et al. 2023) uses 100 discrete steps with betas linear from 1e-4 to 0.1; in the core's
 continuous, sigma-space convention that is ``VPLinear(beta_min=0.01, beta_max=10)`` (a discrete schedule of
@@ -51,15 +51,16 @@ class TSDiffConfig:
     d_state: int = 64
     emb_dim: int = 128
     init_skip: bool = True   # the network adds its input to its output; see the module docstring
+    scaling: str = "mean"    # how windows are scaled by their context (data.SCALINGS)
 
     def __post_init__(self):
         self.lags = tuple(int(lag) for lag in self.lags)
         self.freq = str(parse_freq(self.freq))
-        WindowSpec(self.context_length, self.prediction_length, self.lags)  # validates the window
+        WindowSpec(self.context_length, self.prediction_length, self.lags, self.scaling)  # validates the window
 
     @property
     def spec(self) -> WindowSpec:
-        return WindowSpec(self.context_length, self.prediction_length, self.lags)
+        return WindowSpec(self.context_length, self.prediction_length, self.lags, self.scaling)
 
     def build_denoiser(self) -> Denoiser:
         net = build_network("s4d", in_channels=self.spec.channels, hidden_channels=self.hidden_channels,
@@ -72,7 +73,7 @@ _write_json_atomic = write_json
 
 
 class TSDiff:
-    """A TSDiff model: config + denoiser (x0-hat in mean-scaled units). Train with :meth:`fit`."""
+    """A TSDiff model: config + denoiser (x0-hat in scaled units). Train with :meth:`fit`."""
 
     schedule = SCHEDULE
 
@@ -98,7 +99,8 @@ class TSDiff:
 
     def fit(self, windows: torch.Tensor, config: TrainConfig | None = None, out_dir=None, *,
             progress: bool = True, device=None) -> TrainResult:
-        """Train on mean-scaled windows (N, channels, L); the model then holds the EMA weights."""
+        """Train on scaled windows (N, channels, L) from :func:`data.training_windows` with this model's spec;
+        the model then holds the EMA weights."""
         spec = self.spec
         if windows.ndim != 3 or windows.shape[1:] != (spec.channels, spec.length):
             raise ValueError(f"windows must have shape (N, {spec.channels}, {spec.length}) for this config "

@@ -1,6 +1,6 @@
 """Refine: improve any base forecaster's sample paths with the model's implicit density.
 
-The energy of a forecast f (mean-scaled, the context held at its observed values) is
+The energy of a forecast f (scaled as the model's windows, the context held at its observed values) is
 
     E(f) = || eps - eps_hat(w(f) + sigma_tau eps, sigma_tau) ||^2  +  weight * R(f, f_base)
 
@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from .data import lagged, mean_scale
+from .data import context_scaling, lagged
 from .guidance import quantile_levels
 from .model import TSDiff
 
@@ -77,9 +77,9 @@ def refine(model: TSDiff, history: torch.Tensor, base: torch.Tensor, method: str
         raise ValueError(f"num_samples={s} must be a multiple of the {s_base} base samples")
     device = model.device
     sigma = representative_sigma(model) if sigma is None else float(sigma)
-    scale = mean_scale(history[:, spec.max_lag:])[:, None]
-    hist = (history / scale).to(device).repeat_interleave(s, 0)                       # (N*S, T)
-    f_base = (base / scale[:, None]).sort(dim=1).values.repeat_interleave(s // s_base, 1)
+    loc, scale = (v[:, None] for v in context_scaling(history[:, spec.max_lag:], spec.scaling))
+    hist = ((history - loc) / scale).to(device).repeat_interleave(s, 0)               # (N*S, T)
+    f_base = ((base - loc[:, None]) / scale[:, None]).sort(dim=1).values.repeat_interleave(s // s_base, 1)
     f_base = f_base.reshape(n * s, -1).to(device)
     k = quantile_levels(s).to(device).repeat(n)[:, None]
     f = f_base.clone()
@@ -101,4 +101,4 @@ def refine(model: TSDiff, history: torch.Tensor, base: torch.Tensor, method: str
         f = f - lr * energy_grad(f)
         if method == "langevin":
             f = f + math.sqrt(2 * lr) * noise_scale * torch.randn(f.shape, generator=generator, device=device)
-    return (f.reshape(n, s, -1).cpu() * scale[:, None]).float()
+    return (f.reshape(n, s, -1).cpu() * scale[:, None] + loc[:, None]).float()
