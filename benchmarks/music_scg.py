@@ -19,8 +19,8 @@ Budgets (network evaluations, NFE, per output sample): every guided method gets 
 
 Hyper-parameters are chosen per (objective, method) on VALIDATION targets taken from chorales the model never saw
 and that are not among the test chorales (the next chorales of music21's corpus after the demo's 60): SCG's n and
-guided window G at the budget, the number of best-of/SMC particles m (with S k / m steps), SMC's lambda, DPS's
-scale. The lowest mean validation rule loss wins; the script prints the grid and the choice, then runs the
+guided window G at the budget (or fewer candidates, n = 2..4, on more steps guided all the way), the number of
+best-of/SMC particles m (with S k / m steps), SMC's lambda, DPS's scale. The lowest mean validation rule loss wins; the script prints the grid and the choice, then runs the
 chosen setting once on the TEST targets (held-out windows of the demo's held-out chorales).
 
     python benchmarks/music_scg.py --quick     # < 1 min: 6 samples, S=10, k=3, small grid (cached model, else stand-in)
@@ -54,19 +54,24 @@ DEMO_PIECES = 60    # the demo's chorales (train + test); validation chorales co
 SMC_FRACTION = 0.75  # SMC steers the last 3/4 of its steps (the paper's SCG window, t < 750 of 1000)
 
 
-def scg_configs(steps: int, k: int, widths) -> list[dict]:
-    """SCG settings at the budget k S: for each n, the longest guided window G (<= S) with
-    S + (G - 1)(n - 1) <= k S."""
+def scg_configs(steps: int, k: int, widths, narrow=()) -> list[dict]:
+    """SCG settings at the budget B = k S: for each n in ``widths``, S steps and the longest guided window G
+    (<= S) with S + (G - 1)(n - 1) <= B; for each n in ``narrow``, more steps guided all the way,
+    S' = (B + n - 1) // n (n candidates on S' steps: S' + (S' - 1)(n - 1) <= B)."""
     out = []
     for n in widths:
         g = min(steps, 1 + (k - 1) * steps // (n - 1))
         out.append({"method": "scg", "n": n, "steps": steps, "guide_fraction": g / steps, "G": g})
+    for n in narrow:
+        s = (k * steps + n - 1) // n
+        out.append({"method": "scg", "n": n, "steps": s, "guide_fraction": 1.0, "G": s})
     return out
 
 
 def grids(steps: int, k: int, quick: bool) -> dict[str, list[dict]]:
-    """Candidate settings per method, every one within k S network evaluations per sample."""
-    parts = [m for m in ((k, 2 * k) if not quick else (k,)) if (k * steps) % m == 0]
+    """Candidate settings per method, every one within k S network evaluations per sample. Width is traded for
+    steps in every derivative-free method: few candidates / particles on many steps, or many on few."""
+    parts = [m for m in ((2, 3, 4, k, 2 * k) if not quick else (k,)) if (k * steps) % m == 0]
     lams = (8.0, 32.0, 128.0) if not quick else (2.0, 8.0)
     return {
         "unguided": [{"method": "unguided", "n": 1, "steps": steps}],
@@ -75,7 +80,7 @@ def grids(steps: int, k: int, quick: bool) -> dict[str, list[dict]]:
                 for c in ((1.0, 3.0, 10.0, 30.0) if not quick else (1.0,))],
         "smc": [{"method": "smc", "n": m, "steps": k * steps // m, "guide_fraction": SMC_FRACTION, "lam_units": lu}
                 for m in parts for lu in lams],
-        "scg": scg_configs(steps, k, (6, 8, 11, 16) if not quick else (4, 6)),
+        "scg": scg_configs(steps, k, (6, 8, 11, 16), (2, 3, 4)) if not quick else scg_configs(steps, k, (4, 6)),
     }
 
 

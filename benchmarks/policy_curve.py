@@ -13,6 +13,8 @@ settings are chosen on a validation set of episodes.
     python benchmarks/policy_curve.py --env Pendulum-v1 --agent td3bc --steps 12000 --every 1000 --seeds 2
     python benchmarks/policy_curve.py --env Pendulum-v1 --steps 7000 --every 1000 --data real guided \
         --synth-num 128 1024
+    python benchmarks/policy_curve.py --env Pendulum-v1 --steps 7000 --every 1000 --data guided \
+        --synth-ratio 0.25 0.5
 """
 
 from __future__ import annotations
@@ -50,15 +52,17 @@ class TimedSynthesizer:
 
 
 def curve(env_id: str, agent_name: str, cfg: dict, steps: int, every: int, seeds: int, episodes: int,
-          seed: int, cache: Path | None, data: str = "real",
-          synth_num: int | None = None) -> tuple[np.ndarray, np.ndarray, float, list]:
+          seed: int, cache: Path | None, data: str = "real", synth_num: int | None = None,
+          synth_ratio: float | None = None) -> tuple[np.ndarray, np.ndarray, float, list]:
     """(updates, returns of shape (seeds, evaluations), seconds per seed, seconds per synthetic set).
 
-    ``data``: "real" (real batches only), "unguided" or "guided" (the benchmark's synthetic share of each
-    batch from sets of ``synth_num`` windows, default the benchmark's, regenerated every K updates)."""
-    ag = agent_settings(env_id, cfg)  # --data and --synth-num are checked by the argument parser
+    ``data``: "real" (real batches only), "unguided" or "guided" (a ``synth_ratio`` share of each batch from
+    sets of ``synth_num`` windows, defaults the benchmark's, regenerated every K updates)."""
+    ag = agent_settings(env_id, cfg)  # --data, --synth-num and --synth-ratio are checked by the argument parser
     if synth_num is not None:
         ag["synth_num"] = synth_num
+    if synth_ratio is not None:
+        ag["synth_ratio"] = synth_ratio
     if data == "real":
         real, _ = dataset(env_id, cfg, seed, cache)
         model = None
@@ -101,6 +105,8 @@ def main(argv=None) -> int:
                    help="training data, one curve each (synthetic: the benchmark's share and regeneration)")
     p.add_argument("--synth-num", nargs="+", type=int, default=None,
                    help="windows per synthetic set, one curve each (default: the benchmark's per-env setting)")
+    p.add_argument("--synth-ratio", nargs="+", type=float, default=None,
+                   help="synthetic share of each batch, one curve each (default: the benchmark's per-env setting)")
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--episodes", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
@@ -113,6 +119,8 @@ def main(argv=None) -> int:
         p.error("--seeds and --episodes must be >= 1")
     if a.synth_num is not None and min(a.synth_num) < 1:
         p.error("--synth-num values must be >= 1")
+    if a.synth_ratio is not None and not all(0 < r <= 1 for r in a.synth_ratio):
+        p.error("--synth-ratio values must lie in (0, 1]")
     torch.set_num_threads(a.threads)
     cfg = QUICK if a.quick else FULL
     steps = a.steps or (400 if a.quick else 12000)
@@ -120,24 +128,25 @@ def main(argv=None) -> int:
     if every > steps:
         p.error(f"--every ({every}) exceeds --steps ({steps}); pick --every <= --steps")
     ag = agent_settings(a.env, cfg)
-    runs = [(d, None if d == "real" else n) for d in a.data for n in (a.synth_num or [ag["synth_num"]])]
-    runs = list(dict.fromkeys(runs))  # real-only once, whatever --synth-num says
+    runs = [(d, None, None) if d == "real" else (d, n, r) for d in a.data
+            for n in (a.synth_num or [ag["synth_num"]]) for r in (a.synth_ratio or [ag["synth_ratio"]])]
+    runs = list(dict.fromkeys(runs))  # real-only once, whatever --synth-num and --synth-ratio say
     t0 = time.perf_counter()
     rows, curves = [], []
-    for data, num in runs:
+    for data, num, ratio in runs:
         updates, rets, per_seed, gen = curve(a.env, a.agent, cfg, steps, every, a.seeds, a.episodes, a.seed,
-                                             None if a.no_cache else Path(a.cache), data, num)
+                                             None if a.no_cache else Path(a.cache), data, num, ratio)
         gen_mean = float(np.mean(gen)) if gen else None
-        rows += [[a.env, a.agent, data, "-" if num is None else num, int(u), float(r.mean()), float(r.std()),
-                  gen_mean, per_seed] for u, r in zip(updates, rets.T)]
-        curves.append({"data": data, "synth_num": num, "updates": updates.tolist(), "returns": rets.tolist(),
-                       "seconds_per_seed": per_seed, "generation_seconds": gen})
+        rows += [[a.env, a.agent, data, "-" if num is None else num, "-" if ratio is None else ratio, int(u),
+                  float(r.mean()), float(r.std()), gen_mean, per_seed] for u, r in zip(updates, rets.T)]
+        curves.append({"data": data, "synth_num": num, "synth_ratio": ratio, "updates": updates.tolist(),
+                       "returns": rets.tolist(), "seconds_per_seed": per_seed, "generation_seconds": gen})
     print_table("Return of an offline agent against updates (validation episodes)",
-                ["env", "agent", "data", "windows / set", "updates", "return", "± std over seeds",
-                 "gen s / set", "s / seed"], rows,
+                ["env", "agent", "data", "windows / set", "synthetic share", "updates", "return",
+                 "± std over seeds", "gen s / set", "s / seed"], rows,
                 notes=[(f"{a.seeds} seeds, {a.episodes} episodes of <= {cfg['ep_steps']} steps per evaluation, "
-                        f"batch 128, hidden {cfg['hidden']}; synthetic: {ag['synth_ratio']:.2f} of each batch, "
-                        f"a new set every {ag['regen']} updates (the first unguided), windows of "
+                        f"batch 128, hidden {cfg['hidden']}; synthetic: a share of each batch (default "
+                        f"{ag['synth_ratio']:.2f}), a new set every {ag['regen']} updates (the first unguided), windows of "
                         f"{model_settings(a.env, cfg)[0]['horizon']} rows, Heun {cfg['sampler_steps']} steps.")])
     total = time.perf_counter() - t0
     print(f"\nwall time {total:.1f} s ({'quick' if a.quick else 'full'})")
