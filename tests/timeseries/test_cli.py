@@ -16,7 +16,9 @@ def test_cli_end_to_end_on_a_csv(tmp_path):
     assert main(["data", *data, "--out", str(tmp_path / "d")]) == 0
     assert json.loads((tmp_path / "d" / "data.json").read_text())["num_series"] == 2
     assert main(["train", *data, "--context", "24", "--prediction", "6", "--lags", "none", "--hidden", "8",
-                 "--blocks", "1", "--d-state", "8", "--steps", "10", "--out", str(tmp_path / "m")]) == 0
+                 "--blocks", "1", "--d-state", "8", "--steps", "10", "--scaling", "standard",
+                 "--out", str(tmp_path / "m")]) == 0
+    assert json.loads((tmp_path / "m" / "tsdiff.json").read_text())["scaling"] == "standard"
     assert main(["forecast", *data, *model, *fast, "--scenario", "blackout_end", "--out", str(tmp_path / "f")]) == 0
     with np.load(tmp_path / "f" / "forecast.npz") as z:
         assert z["samples"].shape == (4, 4, 6) and np.isnan(z["history"][:, -12:]).all()
