@@ -69,7 +69,7 @@ DATASETS = {
 # the paper's epochs) and the guidance scale s (of `scales`; the paper uses s in 1..8 per dataset) with the lowest
 # validation CRPS of TSDiff-Q.
 FULL = {"hidden": 64, "blocks": 3, "d_state": 64, "init_skip": True, "scalings": ("mean", "standard"),
-        "checkpoints": (2000, 4000), "scales": (1.0, 2.0, 4.0, 8.0, 16.0, 32.0), "samples": 16, "num_steps": 100,
+        "checkpoints": (2000, 4000), "scales": (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0), "samples": 16, "num_steps": 100,
         "refine_steps": 20, "synthetic": 500}
 QUICK = {"hidden": 16, "blocks": 1, "d_state": 16, "init_skip": True, "scalings": ("mean", "standard"),
          "checkpoints": (75, 150), "scales": (4.0, 8.0), "samples": 8, "num_steps": 25, "refine_steps": 10,
