@@ -311,6 +311,9 @@ def synthetic_series(n_series: int = 4, length: int = 24 * 40, freq: str = "H", 
 
 # --------------------------------------------------------------------------------------------- windows
 
+SCALINGS = ("mean", "standard")   # how a window is scaled by its observed context: see context_scaling
+
+
 @dataclass(frozen=True)
 class WindowSpec:
     """A model window: ``context_length + prediction_length`` points and lagged copies as channels."""
@@ -378,9 +381,6 @@ def mean_scale(context: torch.Tensor, min_scale: float = 1e-10) -> torch.Tensor:
                          "finite value in the context of every window")
     scale = torch.where(observed, context.abs(), torch.zeros_like(context)).sum(-1) / count
     return torch.where(scale > min_scale, scale, torch.ones_like(scale))
-
-
-SCALINGS = ("mean", "standard")
 
 
 def context_scaling(context: torch.Tensor, scaling: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
