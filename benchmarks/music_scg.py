@@ -20,7 +20,8 @@ Budgets (network evaluations, NFE, per output sample): every guided method gets 
 Hyper-parameters are chosen per (objective, method) on VALIDATION targets taken from chorales the model never saw
 and that are not among the test chorales (the next chorales of music21's corpus after the demo's 60): SCG's n and
 guided window G at the budget (or fewer candidates, n = 2..4, on more steps guided all the way), the number of
-best-of/SMC particles m (with S k / m steps), SMC's lambda, DPS's scale. The lowest mean validation rule loss wins; the script prints the grid and the choice, then runs the
+best-of/SMC particles m (with S k / m steps), SMC's lambda, DPS's scale. The lowest mean validation rule loss
+wins; the script prints the grid and the choice, then runs the
 chosen setting once on the TEST targets (held-out windows of the demo's held-out chorales).
 
     python benchmarks/music_scg.py --quick     # < 1 min: 6 samples, S=10, k=3, small grid (cached model, else stand-in)

@@ -146,7 +146,8 @@ def main(argv=None) -> int:
                  "± std over seeds", "gen s / set", "s / seed"], rows,
                 notes=[(f"{a.seeds} seeds, {a.episodes} episodes of <= {cfg['ep_steps']} steps per evaluation, "
                         f"batch 128, hidden {cfg['hidden']}; synthetic: a share of each batch (default "
-                        f"{ag['synth_ratio']:.2f}), a new set every {ag['regen']} updates (the first unguided), windows of "
+                        f"{ag['synth_ratio']:.2f}), a new set every {ag['regen']} updates (the first unguided), "
+                        "windows of "
                         f"{model_settings(a.env, cfg)[0]['horizon']} rows, Heun {cfg['sampler_steps']} steps.")])
     total = time.perf_counter() - t0
     print(f"\nwall time {total:.1f} s ({'quick' if a.quick else 'full'})")

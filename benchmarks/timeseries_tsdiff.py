@@ -38,10 +38,10 @@ from steerdiff.timeseries.baselines import seasonal_naive
 from steerdiff.timeseries.data import (
     TestWindows,
     WindowSpec,
-    context_scaling,
     lagged,
     load_dataset,
     parse_freq,
+    scale_by_context,
     split_last,
     training_windows,
 )
@@ -69,8 +69,8 @@ DATASETS = {
 # the paper's epochs) and the guidance scale s (of `scales`; the paper uses s in 1..8 per dataset) with the lowest
 # validation CRPS of TSDiff-Q.
 FULL = {"hidden": 64, "blocks": 3, "d_state": 64, "init_skip": True, "scalings": ("mean", "standard"),
-        "checkpoints": (2000, 4000), "scales": (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0), "samples": 16, "num_steps": 100,
-        "refine_steps": 20, "synthetic": 500}
+        "checkpoints": (2000, 4000), "scales": (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0), "samples": 16,
+        "num_steps": 100, "refine_steps": 20, "synthetic": 500}
 QUICK = {"hidden": 16, "blocks": 1, "d_state": 16, "init_skip": True, "scalings": ("mean", "standard"),
          "checkpoints": (75, 150), "scales": (4.0, 8.0), "samples": 8, "num_steps": 25, "refine_steps": 10,
          "synthetic": 64, "max_test": 4}
@@ -107,7 +107,8 @@ def run_dataset(name: str, d: dict, s: dict, seed: int, device: str, cache: Path
     series = load_dataset(name)
     runs = {sc: validation_run(name, d, s, s["checkpoints"], seed, device, cache, scaling=sc)
             for sc in s["scalings"]}
-    scaling, steps, scale = select({sc: curve for sc, (curve, _) in runs.items()})
+    curves = {sc: curve for sc, (curve, _) in runs.items()}
+    scaling, steps, scale = select(curves)
     model = runs[scaling][1][steps]
     model = model if isinstance(model, TSDiff) else TSDiff.load(model, device=device)
     spec: WindowSpec = model.spec
@@ -115,9 +116,8 @@ def run_dataset(name: str, d: dict, s: dict, seed: int, device: str, cache: Path
     config = {**d, "lags": list(d["lags"]), "series": len(series), "selected_scaling": scaling,
               "selected_steps": steps, "selected_scale": scale,
               "model_train_windows": runs[scaling][0]["train_windows"],
-              "train_seconds": sum(r["train_seconds"] for curve, _ in runs.values() for r in curve["rows"]),
+              "train_seconds": sum(r["train_seconds"] for curve in curves.values() for r in curve["rows"]),
               "train_windows": len(training_windows(train, spec)), "test_windows": len(test.history)}
-    curves = {sc: curve for sc, (curve, _) in runs.items()}
     if train_only:
         return {"config": config, "validation": curves}
     g = torch.Generator(model.device).manual_seed(seed)
@@ -143,9 +143,7 @@ def validation_loss(model: TSDiff, held: TestWindows, seed: int, repeats: int = 
     draws of noise level and noise per window: the TSDiff code's other selection criterion."""
     spec = model.spec
     spans = torch.cat([held.history, held.future], 1)
-    loc, scale = context_scaling(spans[:, spec.max_lag:spec.history_length], spec.scaling)
-    x0 = (lagged(spans, spec) - loc[:, None, None]) / scale[:, None, None]
-    x0 = x0.float().repeat(repeats, 1, 1).to(model.device)
+    x0 = lagged(scale_by_context(spans, spec)[0], spec).float().repeat(repeats, 1, 1).to(model.device)
     g = torch.Generator(model.device).manual_seed(seed)
     sigma = model.schedule.sample_training_sigma(x0.shape[0], generator=g, device=model.device)
     noise = torch.randn(x0.shape, generator=g, device=model.device)

@@ -34,6 +34,7 @@ __all__ = [
     "load_dataset",
     "mean_scale",
     "parse_freq",
+    "scale_by_context",
     "split_last",
     "synthetic_series",
     "training_windows",
@@ -404,6 +405,13 @@ def context_scaling(context: torch.Tensor, scaling: str = "mean") -> tuple[torch
     return loc, torch.maximum(std, 1e-3 * level)
 
 
+def scale_by_context(y: torch.Tensor, spec: WindowSpec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows ``y`` (N, >= history_length; lag history, context, then anything) scaled by their observed context
+    as ``spec.scaling`` says: ``((y - loc) / scale, loc, scale)``, loc and scale of shape (N, 1)."""
+    loc, scale = (v[:, None] for v in context_scaling(y[:, spec.max_lag:spec.history_length], spec.scaling))
+    return (y - loc) / scale, loc, scale
+
+
 def _check_lengths(series: Sequence[Series], need: int, spec: WindowSpec, what: str) -> None:
     short = [s for s in series if len(s) < need]
     if short:
@@ -427,8 +435,7 @@ def training_windows(series: Sequence[Series], spec: WindowSpec, stride: int = 1
         y = torch.as_tensor(s.target)
         rows.append(y.unfold(0, spec.span, stride))
     spans = torch.cat(rows)                                          # (N, span)
-    loc, scale = context_scaling(spans[:, spec.max_lag:spec.history_length], spec.scaling)
-    return ((lagged(spans, spec) - loc[:, None, None]) / scale[:, None, None]).float()
+    return lagged(scale_by_context(spans, spec)[0], spec).float()
 
 
 @dataclass

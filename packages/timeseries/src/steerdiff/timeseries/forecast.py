@@ -1,8 +1,8 @@
 """Predict: forecasting and imputation with one unconditional model, by self-guided sampling.
 
 Everything is one operation, :func:`complete`: given windows with NaN where values are unknown (the future,
-missing context points), scale them by their observed context (as the model was trained), sample the whole window with
-self-guidance towards the observed entries (every channel, lags included), and scale back. Forecasting is
+missing context points), scale them by their observed context (as the model was trained), sample the whole
+window with self-guidance towards the observed entries (every channel, lags included), and scale back. Forecasting is
 ``complete`` on history + NaN future; imputation is ``complete`` on a window with NaN gaps. The missing-value
 scenarios of the paper (random missing, blackout at the start or at the end of the context) only change
 which context points are NaN.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from steerdiff.core.sampling import sample
 
-from .data import WindowSpec, context_scaling, lagged
+from .data import WindowSpec, lagged, scale_by_context
 from .guidance import GUIDANCES, self_guidance
 from .model import NUM_STEPS, TSDiff
 
@@ -85,8 +85,8 @@ def complete(model: TSDiff, y: torch.Tensor, num_samples: int = 100, guidance: s
         raise ValueError(f"unknown guidance {guidance!r}; choose one of {list(GUIDANCES)}")
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    loc, scale_ = context_scaling(y[:, spec.max_lag:spec.history_length], spec.scaling)   # (N,), (N,)
-    windows = lagged((y - loc[:, None]) / scale_[:, None], spec)    # (N, C, L), NaN = unknown
+    scaled, loc, scale_ = scale_by_context(y, spec)                 # loc, scale_: (N, 1)
+    windows = lagged(scaled, spec)                                   # (N, C, L), NaN = unknown
     device = model.device
     sigmas = model.sigmas(num_steps)
     chunk = batch_size or y.shape[0]
@@ -110,7 +110,7 @@ def complete(model: TSDiff, y: torch.Tensor, num_samples: int = 100, guidance: s
                 "lower the scale, use more steps, or train the model longer (an under-trained network has a "
                 "large Jacobian, which the sum-of-squares guidance amplifies; the quantile variant is bounded)")
         out.append(res.x[:, 0].reshape(obs.shape[0], num_samples, spec.length).cpu())
-    return torch.cat(out) * scale_[:, None, None] + loc[:, None, None]
+    return torch.cat(out) * scale_[..., None] + loc[..., None]
 
 
 def forecast(model: TSDiff, history: torch.Tensor, **options) -> torch.Tensor:

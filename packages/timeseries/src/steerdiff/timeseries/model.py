@@ -1,4 +1,5 @@
-"""TSDiff's model: one unconditional DDPM over windows scaled by their context (mean scaling by default), with an S4D backbone, trained by the core.
+"""TSDiff's model: one unconditional DDPM over windows scaled by their context (mean scaling by default), with
+an S4D backbone, trained by the core.
 
 TSDiff (Kollovieh et al. 2023) uses 100 discrete steps with betas linear from 1e-4 to 0.1; in the core's
 continuous, sigma-space convention that is ``VPLinear(beta_min=0.01, beta_max=10)`` (a discrete schedule of

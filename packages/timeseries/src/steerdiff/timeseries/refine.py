@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from .data import context_scaling, lagged
+from .data import lagged, scale_by_context
 from .guidance import quantile_levels
 from .model import TSDiff
 
@@ -77,8 +77,8 @@ def refine(model: TSDiff, history: torch.Tensor, base: torch.Tensor, method: str
         raise ValueError(f"num_samples={s} must be a multiple of the {s_base} base samples")
     device = model.device
     sigma = representative_sigma(model) if sigma is None else float(sigma)
-    loc, scale = (v[:, None] for v in context_scaling(history[:, spec.max_lag:], spec.scaling))
-    hist = ((history - loc) / scale).to(device).repeat_interleave(s, 0)               # (N*S, T)
+    hist, loc, scale = scale_by_context(history, spec)                                 # loc, scale: (N, 1)
+    hist = hist.to(device).repeat_interleave(s, 0)                                     # (N*S, T)
     f_base = ((base - loc[:, None]) / scale[:, None]).sort(dim=1).values.repeat_interleave(s // s_base, 1)
     f_base = f_base.reshape(n * s, -1).to(device)
     k = quantile_levels(s).to(device).repeat(n)[:, None]
