@@ -20,6 +20,7 @@ settings are chosen on a validation set of episodes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -27,8 +28,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import environment, print_table, write_json
-from policy_pgd import FULL, QUICK, agent_settings, dataset, dataset_and_model, default_cache, model_settings
-from steerdiff.policy.agents import make_agent
+from policy_pgd import (
+    FULL,
+    QUICK,
+    agent_hparams,
+    agent_settings,
+    dataset,
+    dataset_and_model,
+    default_cache,
+    model_settings,
+)
+from steerdiff.policy.agents import AgentConfig, make_agent
 from steerdiff.policy.diffusion import SamplerConfig
 from steerdiff.policy.envs import action_bounds
 from steerdiff.policy.evaluation import evaluate_policy
@@ -53,11 +63,13 @@ class TimedSynthesizer:
 
 def curve(env_id: str, agent_name: str, cfg: dict, steps: int, every: int, seeds: int, episodes: int,
           seed: int, cache: Path | None, data: str = "real", synth_num: int | None = None,
-          synth_ratio: float | None = None) -> tuple[np.ndarray, np.ndarray, float, list]:
+          synth_ratio: float | None = None, hparams: dict | None = None
+          ) -> tuple[np.ndarray, np.ndarray, float, list]:
     """(updates, returns of shape (seeds, evaluations), seconds per seed, seconds per synthetic set).
 
     ``data``: "real" (real batches only), "unguided" or "guided" (a ``synth_ratio`` share of each batch from
-    sets of ``synth_num`` windows, defaults the benchmark's, regenerated every K updates)."""
+    sets of ``synth_num`` windows, defaults the benchmark's, regenerated every K updates). ``hparams``: agent
+    hyper-parameters over the benchmark's."""
     ag = agent_settings(env_id, cfg)  # --data, --synth-num and --synth-ratio are checked by the argument parser
     if synth_num is not None:
         ag["synth_num"] = synth_num
@@ -73,7 +85,7 @@ def curve(env_id: str, agent_name: str, cfg: dict, steps: int, every: int, seeds
     for s in range(seeds):
         torch.manual_seed(seed + s)
         agent = make_agent(agent_name, real.obs_dim, real.act_dim, bound, real.observations.mean(0),
-                           real.observations.std(0), hidden=cfg["hidden"])
+                           real.observations.std(0), **agent_hparams(env_id, agent_name, cfg), **(hparams or {}))
 
         def score(step, policy, s=s):
             ev = evaluate_policy(policy, env_id, episodes, seed=20_000 + 100 * s,
@@ -94,6 +106,23 @@ def curve(env_id: str, agent_name: str, cfg: dict, steps: int, every: int, seeds
     return updates, np.array(returns), (time.perf_counter() - t0) / seeds, gen_seconds
 
 
+def parse_hparams(p: argparse.ArgumentParser, pairs: list[str]) -> dict:
+    """``KEY=VALUE`` pairs as AgentConfig overrides, each value cast to the field's type."""
+    fields = {f.name: f.type for f in dataclasses.fields(AgentConfig)}
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in fields or key in ("obs_dim", "act_dim", "action_bound"):
+            p.error(f"--set {pair!r}: expected KEY=VALUE with KEY one of "
+                    f"{sorted(set(fields) - {'obs_dim', 'act_dim', 'action_bound'})}")
+        cast = {"int": int, "float": float}[fields[key]]
+        try:
+            out[key] = cast(value)
+        except ValueError:
+            p.error(f"--set {pair!r}: {key} takes a number ({fields[key]})")
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
@@ -107,6 +136,9 @@ def main(argv=None) -> int:
                    help="windows per synthetic set, one curve each (default: the benchmark's per-env setting)")
     p.add_argument("--synth-ratio", nargs="+", type=float, default=None,
                    help="synthetic share of each batch, one curve each (default: the benchmark's per-env setting)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="agent hyper-parameters over the benchmark's (steerdiff.policy.agents.AgentConfig), "
+                   "e.g. --set beta=1 expectile=0.9")
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--episodes", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
@@ -121,6 +153,7 @@ def main(argv=None) -> int:
         p.error("--synth-num values must be >= 1")
     if a.synth_ratio is not None and not all(0 < r <= 1 for r in a.synth_ratio):
         p.error("--synth-ratio values must lie in (0, 1]")
+    hparams = parse_hparams(p, a.set)
     torch.set_num_threads(a.threads)
     cfg = QUICK if a.quick else FULL
     steps = a.steps or (400 if a.quick else 12000)
@@ -135,7 +168,7 @@ def main(argv=None) -> int:
     rows, curves = [], []
     for data, num, ratio in runs:
         updates, rets, per_seed, gen = curve(a.env, a.agent, cfg, steps, every, a.seeds, a.episodes, a.seed,
-                                             None if a.no_cache else Path(a.cache), data, num, ratio)
+                                             None if a.no_cache else Path(a.cache), data, num, ratio, hparams)
         gen_mean = float(np.mean(gen)) if gen else None
         rows += [[a.env, a.agent, data, "-" if num is None else num, "-" if ratio is None else ratio, int(u),
                   float(r.mean()), float(r.std()), gen_mean, per_seed] for u, r in zip(updates, rets.T)]
@@ -148,11 +181,13 @@ def main(argv=None) -> int:
                         f"batch 128, hidden {cfg['hidden']}; synthetic: a share of each batch (default "
                         f"{ag['synth_ratio']:.2f}), a new set every {ag['regen']} updates (the first unguided), "
                         "windows of "
-                        f"{model_settings(a.env, cfg)[0]['horizon']} rows, Heun {cfg['sampler_steps']} steps.")])
+                        f"{model_settings(a.env, cfg)[0]['horizon']} rows, Heun {cfg['sampler_steps']} steps."),
+                       f"agent hyper-parameters over AgentConfig's defaults: {agent_hparams(a.env, a.agent, cfg) | hparams}"])
     total = time.perf_counter() - t0
     print(f"\nwall time {total:.1f} s ({'quick' if a.quick else 'full'})")
     if a.json:
-        write_json(a.json, {"env": a.env, "agent": a.agent, "agents": ag, "curves": curves, "seconds": total,
+        write_json(a.json, {"env": a.env, "agent": a.agent, "agents": ag,
+                            "hparams": agent_hparams(a.env, a.agent, cfg) | hparams, "curves": curves, "seconds": total,
                             "environment": environment()})
     return 0
 

@@ -51,14 +51,15 @@ from steerdiff.policy.world_model import WorldModel, WorldModelConfig
 # 240 of 256; half here, chosen on Pendulum's validation episodes with benchmarks/policy_curve.py, where 240/256
 # let guided TD3+BC collapse late), a new synthetic set of `synth_num` windows every `regen` updates;
 # cfg["agents"][env_id] overrides these per environment (full Pendulum: the update count where real-only
-# TD3+BC's validation return flattens, also from benchmarks/policy_curve.py)
+# TD3+BC's validation return flattens, also from benchmarks/policy_curve.py); cfg["agent_config"][env_id][agent]
+# overrides the agent's own hyper-parameters (steerdiff.policy.agents.AgentConfig) for every kind of data
 QUICK = dict(data=2000, model_steps=150, wm_steps=200, agent_steps=100, regen=50, synth_ratio=0.5, seeds=2,
              episodes=2, ep_steps=200, num=32, sampler_steps=12, hidden=64, coeffs=(0.3, 1.0, 3.0), long=32,
-             ref_steps=32, ref_coeffs=(1.0,), models={}, agents={})
+             ref_steps=32, ref_coeffs=(1.0,), models={}, agents={}, agent_config={})
 FULL = dict(data=20000, model_steps=3000, wm_steps=2000, agent_steps=2000, regen=500, synth_ratio=0.5, seeds=3,
             episodes=5, ep_steps=500, num=128, sampler_steps=32, hidden=128, coeffs=(0.1, 0.3, 1.0, 3.0),
             long=64, ref_steps=256, ref_coeffs=(0.3, 1.0),
-            agents={"Pendulum-v1": dict(agent_steps=7000, regen=1000)},
+            agents={"Pendulum-v1": dict(agent_steps=7000, regen=1000)}, agent_config={},
             models={"Pendulum-v1": dict(base_channels=64, emb_dim=128, steps=8000),
                     "Hopper-v5": dict(base_channels=64, emb_dim=128, steps=10000)})
 # the trajectory model: windows of 16 rows (the reference trains on 32 with stride 8 and a base-1024 U-Net);
@@ -81,6 +82,12 @@ def agent_settings(env_id: str, cfg: dict) -> dict:
     if unknown:
         raise KeyError(f"unknown agent settings {sorted(unknown)} for {env_id}; use {sorted(base)}")
     return base | over
+
+
+def agent_hparams(env_id: str, agent_name: str, cfg: dict) -> dict:
+    """AgentConfig overrides of ``agent_name`` on ``env_id``: the setting's width and its per-environment
+    hyper-parameters."""
+    return {"hidden": cfg["hidden"], **cfg["agent_config"].get(env_id, {}).get(agent_name, {})}
 
 
 def default_cache() -> Path:
@@ -142,7 +149,7 @@ def run_env(env_id: str, cfg: dict, seed: int, cache: Path | None) -> tuple[list
             for s in range(cfg["seeds"]):
                 torch.manual_seed(seed + s)
                 agent = make_agent(agent_name, real.obs_dim, real.act_dim, bound, real.observations.mean(0),
-                                   real.observations.std(0), hidden=cfg["hidden"])
+                                   real.observations.std(0), **agent_hparams(env_id, agent_name, cfg))
                 synth = Synthesizer(model, num=ag["synth_num"], coeff=coeff, sampler=sampler, seed=seed + s)
                 train_agent(agent, real, ag["agent_steps"], 128, synth, ratio, ag["regen"], seed + s)
                 ev = evaluate_policy(agent, env_id, cfg["episodes"], seed=10_000 + s,
