@@ -26,6 +26,7 @@ chosen setting once on the TEST targets (held-out windows of the demo's held-out
 
     python benchmarks/music_scg.py --quick     # < 1 min: 6 samples, S=10, k=3, small grid (cached model, else stand-in)
     python benchmarks/music_scg.py             # ~25 min on a shared CPU: 12 validation + 32 test samples, S=28, k=6
+    python benchmarks/music_scg.py --objectives chord_progression --k 16   # one rule at a larger budget
 """
 
 from __future__ import annotations
