@@ -70,7 +70,7 @@ def curve(env_id: str, agent_name: str, cfg: dict, steps: int, every: int, seeds
     ``data``: "real" (real batches only), "unguided" or "guided" (a ``synth_ratio`` share of each batch from
     sets of ``synth_num`` windows, defaults the benchmark's, regenerated every K updates). ``hparams``: agent
     hyper-parameters over the benchmark's."""
-    ag = agent_settings(env_id, cfg)  # --data, --synth-num and --synth-ratio are checked by the argument parser
+    ag = agent_settings(env_id, cfg, agent_name)  # --data, --synth-num and --synth-ratio are checked by the argument parser
     if synth_num is not None:
         ag["synth_num"] = synth_num
     if synth_ratio is not None:
@@ -160,7 +160,7 @@ def main(argv=None) -> int:
     every = a.every or max(1, steps // 10)
     if every > steps:
         p.error(f"--every ({every}) exceeds --steps ({steps}); pick --every <= --steps")
-    ag = agent_settings(a.env, cfg)
+    ag = agent_settings(a.env, cfg, a.agent)
     runs = [(d, None, None) if d == "real" else (d, n, r) for d in a.data
             for n in (a.synth_num or [ag["synth_num"]]) for r in (a.synth_ratio or [ag["synth_ratio"]])]
     runs = list(dict.fromkeys(runs))  # real-only once, whatever --synth-num and --synth-ratio say

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import environment, print_table, write_json
-from steerdiff.policy.agents import make_agent
+from steerdiff.policy.agents import AGENTS, make_agent
 from steerdiff.policy.collect import collect
 from steerdiff.policy.data import load_d4rl, save_d4rl
 from steerdiff.policy.diffusion import ModelConfig, SamplerConfig, TrajectoryDiffusion
@@ -51,15 +51,17 @@ from steerdiff.policy.world_model import WorldModel, WorldModelConfig
 # 240 of 256; half here, chosen on Pendulum's validation episodes with benchmarks/policy_curve.py, where 240/256
 # let guided TD3+BC collapse late), a new synthetic set of `synth_num` windows every `regen` updates;
 # cfg["agents"][env_id] overrides these per environment (full Pendulum: the update count where real-only
-# TD3+BC's validation return flattens, also from benchmarks/policy_curve.py); cfg["agent_config"][env_id][agent]
-# overrides the agent's own hyper-parameters (steerdiff.policy.agents.AgentConfig) for every kind of data
+# TD3+BC's validation return flattens, also from benchmarks/policy_curve.py); cfg["agents"][env_id][agent]
+# overrides them, and the agent's own hyper-parameters (steerdiff.policy.agents.AgentConfig), for one agent
+# (full Pendulum IQL: beta 0.1, of {0.1, 0.3, 1, 3}, on validation episodes; with Pendulum's raw rewards, up to -16
+# per step, the advantage spread reaches ~7 and beta = 3, tuned for D4RL-normalised rewards, degrades after 2000)
 QUICK = dict(data=2000, model_steps=150, wm_steps=200, agent_steps=100, regen=50, synth_ratio=0.5, seeds=2,
              episodes=2, ep_steps=200, num=32, sampler_steps=12, hidden=64, coeffs=(0.3, 1.0, 3.0), long=32,
-             ref_steps=32, ref_coeffs=(1.0,), models={}, agents={}, agent_config={})
+             ref_steps=32, ref_coeffs=(1.0,), models={}, agents={})
 FULL = dict(data=20000, model_steps=3000, wm_steps=2000, agent_steps=2000, regen=500, synth_ratio=0.5, seeds=3,
             episodes=5, ep_steps=500, num=128, sampler_steps=32, hidden=128, coeffs=(0.1, 0.3, 1.0, 3.0),
             long=64, ref_steps=256, ref_coeffs=(0.3, 1.0),
-            agents={"Pendulum-v1": dict(agent_steps=7000, regen=1000)}, agent_config={},
+            agents={"Pendulum-v1": dict(agent_steps=7000, regen=1000, iql={"beta": 0.1})},
             models={"Pendulum-v1": dict(base_channels=64, emb_dim=128, steps=8000),
                     "Hopper-v5": dict(base_channels=64, emb_dim=128, steps=10000)})
 # the trajectory model: windows of 16 rows (the reference trains on 32 with stride 8 and a base-1024 U-Net);
@@ -74,20 +76,24 @@ def model_settings(env_id: str, cfg: dict) -> tuple[dict, int]:
     return {**MODEL, **over}, steps
 
 
-def agent_settings(env_id: str, cfg: dict) -> dict:
-    """Agent updates, regeneration interval, synthetic share and windows per synthetic set for ``env_id``."""
+def agent_settings(env_id: str, cfg: dict, agent_name: str | None = None) -> dict:
+    """Agent updates, regeneration interval, synthetic share and windows per synthetic set for ``env_id``, and
+    for ``agent_name`` if given (its own entry in cfg["agents"][env_id] goes over the environment's)."""
     base = {k: cfg[k] for k in ("agent_steps", "regen", "synth_ratio")} | {"synth_num": cfg["num"]}
-    over = cfg["agents"].get(env_id, {})
+    env = cfg["agents"].get(env_id, {})
+    over = {k: v for k, v in env.items() if k not in AGENTS}
     unknown = set(over) - set(base)
     if unknown:
         raise KeyError(f"unknown agent settings {sorted(unknown)} for {env_id}; use {sorted(base)}")
-    return base | over
+    own = env.get(agent_name, {}) if agent_name else {}
+    return base | over | {k: v for k, v in own.items() if k in base}
 
 
 def agent_hparams(env_id: str, agent_name: str, cfg: dict) -> dict:
-    """AgentConfig overrides of ``agent_name`` on ``env_id``: the setting's width and its per-environment
-    hyper-parameters."""
-    return {"hidden": cfg["hidden"], **cfg["agent_config"].get(env_id, {}).get(agent_name, {})}
+    """AgentConfig overrides of ``agent_name`` on ``env_id``: the setting's width and the agent's own entry in
+    cfg["agents"][env_id] (less the training settings of :func:`agent_settings`)."""
+    own = cfg["agents"].get(env_id, {}).get(agent_name, {})
+    return {"hidden": cfg["hidden"]} | {k: v for k, v in own.items() if k not in agent_settings(env_id, cfg)}
 
 
 def default_cache() -> Path:
@@ -139,10 +145,10 @@ def run_env(env_id: str, cfg: dict, seed: int, cache: Path | None) -> tuple[list
            for kind in ("nll", "mse")}
     t_wm = (time.perf_counter() - t0) / len(wms)
     sampler = SamplerConfig(steps=cfg["sampler_steps"])
-    ag = agent_settings(env_id, cfg)
-    share = ag["synth_ratio"]
     rows, agents = [], {}
     for agent_name in ("td3bc", "iql"):
+        ag = agent_settings(env_id, cfg, agent_name)
+        share = ag["synth_ratio"]
         for source, ratio, coeff in (("real only", 0.0, 0.0), ("unguided synthetic", share, 0.0),
                                      ("policy-guided synthetic", share, 1.0)):
             finals, norms, t0 = [], [], time.perf_counter()
