@@ -23,3 +23,20 @@ def test_collect_and_evaluate_real_data(tmp_path, capsys):
 def test_cli_errors_are_clear(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "missing.hdf5"), "--out", str(tmp_path / "m")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_train_agent_takes_the_agents_own_settings(tmp_path, capsys):
+    data = tmp_path / "d.hdf5"
+    assert main(["collect", "--env", "Pendulum-v1", "--steps", "200", "--out", str(data), "--seed", "1"]) == 0
+    run = ["train-agent", "--data", str(data), "--steps", "20", "--batch-size", "32", "--hidden", "16",
+           "--eval-every", "20", "--eval-episodes", "1"]
+    assert main([*run, "--agent", "iql", "--beta", "0.1", "--expectile", "0.9", "--out", str(tmp_path / "a")]) == 0
+    config = json.loads((tmp_path / "a" / "agent.json").read_text())["config"]
+    assert (config["beta"], config["expectile"], config["alpha"]) == (0.1, 0.9, 2.5)
+    capsys.readouterr()
+    # a flag of the other agent, and a value out of range, are refused before any training
+    assert main([*run, "--agent", "td3bc", "--beta", "1", "--out", str(tmp_path / "b")]) == 2
+    assert "--beta is not a td3bc setting; td3bc takes --alpha" in capsys.readouterr().err
+    assert main([*run, "--agent", "iql", "--expectile", "1.5", "--out", str(tmp_path / "c")]) == 2
+    assert "expectile must lie in (0, 1), got 1.5" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()

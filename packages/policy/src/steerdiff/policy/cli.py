@@ -103,6 +103,9 @@ def cmd_synthesize(a) -> dict:
     return summary
 
 
+AGENT_OPTIONS = {"td3bc": ("alpha",), "iql": ("expectile", "beta")}  # train-agent's per-agent flags
+
+
 def cmd_train_agent(a) -> dict:
     from .agents import make_agent
     from .data import load_dataset
@@ -116,8 +119,13 @@ def cmd_train_agent(a) -> dict:
     real = load_dataset(a.data)
     env_id = a.env or real.env_id
     torch.manual_seed(a.seed)
+    options = {k: getattr(a, k) for k in AGENT_OPTIONS["td3bc"] + AGENT_OPTIONS["iql"] if getattr(a, k) is not None}
+    foreign = [k for k in options if k not in AGENT_OPTIONS[a.agent]]
+    if foreign:
+        raise ValueError(f"--{foreign[0]} is not a {a.agent} setting; {a.agent} takes "
+                         f"{', '.join('--' + k for k in AGENT_OPTIONS[a.agent])}")
     agent = make_agent(a.agent, real.obs_dim, real.act_dim, action_bounds(env_id), real.observations.mean(0),
-                       real.observations.std(0), device=dev, hidden=a.hidden)
+                       real.observations.std(0), device=dev, hidden=a.hidden, **options)
     synth = None
     if a.model:
         synth = _synthesizer(TrajectoryDiffusion.load(a.model, device=dev), a, a.coeff)
@@ -295,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=10000)
     s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--hidden", type=int, default=256)
+    s.add_argument("--alpha", type=float, default=None, help="TD3+BC: weight of the Q term (default 2.5)")
+    s.add_argument("--expectile", type=float, default=None, help="IQL: expectile of the value (default 0.7)")
+    s.add_argument("--beta", type=float, default=None,
+                   help="IQL: inverse temperature of the advantage weights (default 3, for D4RL-normalised rewards; "
+                   "with raw rewards choose it on validation episodes, e.g. 0.1 on Pendulum)")
     s.add_argument("--model", default=None, help="trajectory model for synthetic data")
     s.add_argument("--synth-ratio", type=float, default=0.0, help="synthetic fraction of each batch")
     s.add_argument("--regenerate-every", type=int, default=2000)
