@@ -70,7 +70,7 @@ def curve(env_id: str, agent_name: str, cfg: dict, steps: int, every: int, seeds
     ``data``: "real" (real batches only), "unguided" or "guided" (a ``synth_ratio`` share of each batch from
     sets of ``synth_num`` windows, defaults the benchmark's, regenerated every K updates). ``hparams``: agent
     hyper-parameters over the benchmark's."""
-    ag = agent_settings(env_id, cfg, agent_name)  # --data, --synth-num and --synth-ratio are checked by the argument parser
+    ag = agent_settings(env_id, cfg, agent_name)  # --synth-num and --synth-ratio are checked by the parser
     if synth_num is not None:
         ag["synth_num"] = synth_num
     if synth_ratio is not None:
@@ -85,7 +85,7 @@ def curve(env_id: str, agent_name: str, cfg: dict, steps: int, every: int, seeds
     for s in range(seeds):
         torch.manual_seed(seed + s)
         agent = make_agent(agent_name, real.obs_dim, real.act_dim, bound, real.observations.mean(0),
-                           real.observations.std(0), **agent_hparams(env_id, agent_name, cfg), **(hparams or {}))
+                           real.observations.std(0), **agent_hparams(env_id, agent_name, cfg) | (hparams or {}))
 
         def score(step, policy, s=s):
             ev = evaluate_policy(policy, env_id, episodes, seed=20_000 + 100 * s,
@@ -166,6 +166,7 @@ def main(argv=None) -> int:
     runs = list(dict.fromkeys(runs))  # real-only once, whatever --synth-num and --synth-ratio say
     t0 = time.perf_counter()
     rows, curves = [], []
+    chosen = agent_hparams(a.env, a.agent, cfg) | hparams
     for data, num, ratio in runs:
         updates, rets, per_seed, gen = curve(a.env, a.agent, cfg, steps, every, a.seeds, a.episodes, a.seed,
                                              None if a.no_cache else Path(a.cache), data, num, ratio, hparams)
@@ -182,13 +183,12 @@ def main(argv=None) -> int:
                         f"{ag['synth_ratio']:.2f}), a new set every {ag['regen']} updates (the first unguided), "
                         "windows of "
                         f"{model_settings(a.env, cfg)[0]['horizon']} rows, Heun {cfg['sampler_steps']} steps."),
-                       f"agent hyper-parameters over AgentConfig's defaults: {agent_hparams(a.env, a.agent, cfg) | hparams}"])
+                       f"agent hyper-parameters over AgentConfig's defaults: {chosen}"])
     total = time.perf_counter() - t0
     print(f"\nwall time {total:.1f} s ({'quick' if a.quick else 'full'})")
     if a.json:
-        write_json(a.json, {"env": a.env, "agent": a.agent, "agents": ag,
-                            "hparams": agent_hparams(a.env, a.agent, cfg) | hparams, "curves": curves, "seconds": total,
-                            "environment": environment()})
+        write_json(a.json, {"env": a.env, "agent": a.agent, "agents": ag, "hparams": chosen, "curves": curves,
+                            "seconds": total, "environment": environment()})
     return 0
 
 

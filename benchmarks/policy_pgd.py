@@ -79,24 +79,27 @@ def model_settings(env_id: str, cfg: dict) -> tuple[dict, int]:
     return {**MODEL, **over}, steps
 
 
+TRAINING = ("agent_steps", "regen", "synth_ratio", "synth_num")  # the training loop's agent settings
+
+
 def agent_settings(env_id: str, cfg: dict, agent_name: str | None = None) -> dict:
     """Agent updates, regeneration interval, synthetic share and windows per synthetic set for ``env_id``, and
     for ``agent_name`` if given (its own entry in cfg["agents"][env_id] goes over the environment's)."""
-    base = {k: cfg[k] for k in ("agent_steps", "regen", "synth_ratio")} | {"synth_num": cfg["num"]}
+    base = {k: cfg[k] for k in TRAINING[:3]} | {"synth_num": cfg["num"]}
     env = cfg["agents"].get(env_id, {})
     over = {k: v for k, v in env.items() if k not in AGENTS}
-    unknown = set(over) - set(base)
+    unknown = set(over) - set(TRAINING)
     if unknown:
-        raise KeyError(f"unknown agent settings {sorted(unknown)} for {env_id}; use {sorted(base)}")
+        raise KeyError(f"unknown agent settings {sorted(unknown)} for {env_id}; use {sorted(TRAINING)}")
     own = env.get(agent_name, {}) if agent_name else {}
-    return base | over | {k: v for k, v in own.items() if k in base}
+    return base | over | {k: v for k, v in own.items() if k in TRAINING}
 
 
 def agent_hparams(env_id: str, agent_name: str, cfg: dict) -> dict:
     """AgentConfig overrides of ``agent_name`` on ``env_id``: the setting's width and the agent's own entry in
-    cfg["agents"][env_id] (less the training settings of :func:`agent_settings`)."""
+    cfg["agents"][env_id], less the training settings (:data:`TRAINING`)."""
     own = cfg["agents"].get(env_id, {}).get(agent_name, {})
-    return {"hidden": cfg["hidden"]} | {k: v for k, v in own.items() if k not in agent_settings(env_id, cfg)}
+    return {"hidden": cfg["hidden"]} | {k: v for k, v in own.items() if k not in TRAINING}
 
 
 def default_cache() -> Path:
