@@ -115,15 +115,15 @@ def cmd_train_agent(a) -> dict:
     from .plots import plot_return_curves
     from .training import train_agent
 
-    dev = _device(a.device)
-    real = load_dataset(a.data)
-    env_id = a.env or real.env_id
-    torch.manual_seed(a.seed)
     options = {k: getattr(a, k) for k in AGENT_OPTIONS["td3bc"] + AGENT_OPTIONS["iql"] if getattr(a, k) is not None}
     foreign = [k for k in options if k not in AGENT_OPTIONS[a.agent]]
     if foreign:
         raise ValueError(f"--{foreign[0]} is not a {a.agent} setting; {a.agent} takes "
                          f"{', '.join('--' + k for k in AGENT_OPTIONS[a.agent])}")
+    dev = _device(a.device)
+    real = load_dataset(a.data)
+    env_id = a.env or real.env_id
+    torch.manual_seed(a.seed)
     agent = make_agent(a.agent, real.obs_dim, real.act_dim, action_bounds(env_id), real.observations.mean(0),
                        real.observations.std(0), device=dev, hidden=a.hidden, **options)
     synth = None
