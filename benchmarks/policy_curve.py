@@ -85,7 +85,8 @@ def curve(env_id: str, agent_name: str, cfg: dict, steps: int, every: int, seeds
     for s in range(seeds):
         torch.manual_seed(seed + s)
         agent = make_agent(agent_name, real.obs_dim, real.act_dim, bound, real.observations.mean(0),
-                           real.observations.std(0), **agent_hparams(env_id, agent_name, cfg) | (hparams or {}))
+                           real.observations.std(0),
+                           **agent_hparams(env_id, agent_name, cfg) | (hparams or {}))
 
         def score(step, policy, s=s):
             ev = evaluate_policy(policy, env_id, episodes, seed=20_000 + 100 * s,
@@ -180,9 +181,9 @@ def main(argv=None) -> int:
                  "± std over seeds", "gen s / set", "s / seed"], rows,
                 notes=[(f"{a.seeds} seeds, {a.episodes} episodes of <= {cfg['ep_steps']} steps per evaluation, "
                         f"batch 128, hidden {cfg['hidden']}; synthetic: a share of each batch (default "
-                        f"{ag['synth_ratio']:.2f}), a new set every {ag['regen']} updates (the first unguided), "
-                        "windows of "
-                        f"{model_settings(a.env, cfg)[0]['horizon']} rows, Heun {cfg['sampler_steps']} steps."),
+                        f"{ag['synth_ratio']:.2f}), a new set every {ag['regen']} updates (the first "
+                        f"unguided), windows of {model_settings(a.env, cfg)[0]['horizon']} rows, Heun "
+                        f"{cfg['sampler_steps']} steps."),
                        f"agent hyper-parameters over AgentConfig's defaults: {chosen}"])
     total = time.perf_counter() - t0
     print(f"\nwall time {total:.1f} s ({'quick' if a.quick else 'full'})")

@@ -48,15 +48,15 @@ from steerdiff.policy.training import train_agent
 from steerdiff.policy.world_model import WorldModel, WorldModelConfig
 
 # agent training: `agent_steps` updates of batch 128, `synth_ratio` of each batch synthetic (the reference:
-# 240 of 256; half here, chosen on Pendulum's validation episodes with benchmarks/policy_curve.py, where 240/256
-# let guided TD3+BC collapse late), a new synthetic set of `synth_num` windows every `regen` updates;
+# 240 of 256; half here, chosen on Pendulum's validation episodes with benchmarks/policy_curve.py, where
+# 240/256 let guided TD3+BC collapse late), a new synthetic set of `synth_num` windows every `regen` updates;
 # cfg["agents"][env_id] overrides these per environment (full Pendulum: the update count where real-only
 # TD3+BC's validation return flattens, also from benchmarks/policy_curve.py); cfg["agents"][env_id][agent]
 # overrides them, and the agent's own hyper-parameters (steerdiff.policy.agents.AgentConfig), for one agent
-# (IQL's beta of {0.1, 0.3, 1, 3} on validation episodes: Pendulum 0.1, Hopper 0.3, the best mean return over
-# the last half of the curve; with raw rewards (Pendulum's reach -16 per step) the advantage spread grows to ~7
-# and beta = 3, tuned for D4RL-normalised rewards, degrades after 1000-2000 updates on both; full Hopper: 5000
-# updates, where real-only TD3+BC's validation return flattens)
+# (IQL's beta of {0.1, 0.3, 1, 3} on validation episodes: Pendulum 0.1, Hopper 0.3, the best mean return
+# over the last half of the curve; with raw rewards (Pendulum's reach -16 per step) the advantage spread
+# grows to ~7 and beta = 3, tuned for D4RL-normalised rewards, degrades after 1000-2000 updates on both; full
+# Hopper: 5000 updates, where real-only TD3+BC's validation return flattens)
 QUICK = dict(data=2000, model_steps=150, wm_steps=200, agent_steps=100, regen=50, synth_ratio=0.5, seeds=2,
              episodes=2, ep_steps=200, num=32, sampler_steps=12, hidden=64, coeffs=(0.3, 1.0, 3.0), long=32,
              ref_steps=32, ref_coeffs=(1.0,), models={}, agents={})

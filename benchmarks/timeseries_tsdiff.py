@@ -68,15 +68,16 @@ DATASETS = {
 # the window scaling (of `scalings`), the checkpoint (of `checkpoints`, in steps of batch 64; 128 steps = one of
 # the paper's epochs) and the guidance scale s (of `scales`; the paper uses s in 1..8 per dataset) with the lowest
 # validation CRPS of TSDiff-Q.
-# `datasets` overrides the setting per dataset. Standard scaling won validation at every checkpoint on every dataset
-# and the curves were still falling at 4000 steps, a thirtieth of the paper's 1000 epochs, so the standardised runs
-# train on (resumed: the learning rate is constant): us_employment to 32000 steps (0.03 s a step), elecdemand to
-# 8000 (0.27 s a step); taylor stays at 4000 (budget).
+# `datasets` overrides the setting per dataset. Standard scaling won validation at every checkpoint on every
+# dataset and the curves were still falling at 4000 steps, a thirtieth of the paper's 1000 epochs, so the
+# standardised runs train on (resumed: the learning rate is constant): us_employment to 32000 steps (0.03 s a
+# step), elecdemand to 8000 (0.27 s a step); taylor stays at 4000 (budget).
 FULL = {"hidden": 64, "blocks": 3, "d_state": 64, "init_skip": True, "scalings": ("mean", "standard"),
         "checkpoints": (2000, 4000), "scales": (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0), "samples": 16,
         "num_steps": 100, "refine_steps": 20, "synthetic": 500,
-        "datasets": {"us_employment": {"scalings": ("standard",), "checkpoints": (2000, 4000, 8000, 16000, 32000)},
-                     "elecdemand": {"scalings": ("standard",), "checkpoints": (2000, 4000, 8000)}}}
+        "datasets": {
+            "us_employment": {"scalings": ("standard",), "checkpoints": (2000, 4000, 8000, 16000, 32000)},
+            "elecdemand": {"scalings": ("standard",), "checkpoints": (2000, 4000, 8000)}}}
 QUICK = {"hidden": 16, "blocks": 1, "d_state": 16, "init_skip": True, "scalings": ("mean", "standard"),
          "checkpoints": (75, 150), "scales": (4.0, 8.0), "samples": 8, "num_steps": 25, "refine_steps": 10,
          "synthetic": 64, "max_test": 4, "datasets": {}}
@@ -188,6 +189,7 @@ def validation_run(name: str, d: dict, s: dict, steps, seed: int, device: str, c
         if row and snapshot.exists():
             model = None  # loaded below only if a score is missing
         else:
+            torch.manual_seed(seed)  # the network's initial weights; training draws from its own generators
             model, row = TSDiff(cfg), None
             with Stopwatch() as sw:
                 result = model.fit(windows, train_config(n, seed), out_dir=out, progress=False, device=device)
@@ -243,7 +245,8 @@ def print_curve(name: str, curve: dict, methods=()) -> None:
 
 
 def setting(base: dict, name: str, scaling: str | None = None) -> dict:
-    """The setting for dataset ``name``: ``base`` with its per-dataset overrides, and only ``scaling`` if given."""
+    """The setting for dataset ``name``: ``base`` with its per-dataset overrides, and only ``scaling`` if
+    given."""
     out = {**base, **base["datasets"].get(name, {})}
     return {**out, "scalings": (scaling,)} if scaling else out
 
@@ -309,7 +312,8 @@ def main() -> None:
         return
     notes = [f"setting: {'quick' if args.quick else 'full'}; {base}",
              "CRPS = GluonTS mean_wQuantileLoss over quantiles 0.1..0.9 on held-out rolling windows; lower is better.",
-             f"Refinement: ML / Langevin, {base['refine_steps']} steps, quantile regulariser to the base forecast.",
+             (f"Refinement: ML / Langevin, {base['refine_steps']} steps, quantile regulariser to the base "
+              "forecast."),
              f"machine load average (1, 5, 15 min) at the start: {load}",
              *[f"{n}: {r['config']}" for n, r in results.items()]]
     notes.append("'-' marks a guided run that diverged (NaN/inf); the JSON keeps the error message.")

@@ -30,7 +30,8 @@ def test_train_agent_takes_the_agents_own_settings(tmp_path, capsys):
     assert main(["collect", "--env", "Pendulum-v1", "--steps", "200", "--out", str(data), "--seed", "1"]) == 0
     run = ["train-agent", "--data", str(data), "--steps", "20", "--batch-size", "32", "--hidden", "16",
            "--eval-every", "20", "--eval-episodes", "1"]
-    assert main([*run, "--agent", "iql", "--beta", "0.1", "--expectile", "0.9", "--out", str(tmp_path / "a")]) == 0
+    iql = ["--agent", "iql", "--beta", "0.1", "--expectile", "0.9"]
+    assert main([*run, *iql, "--out", str(tmp_path / "a")]) == 0
     config = json.loads((tmp_path / "a" / "agent.json").read_text())["config"]
     assert (config["beta"], config["expectile"], config["alpha"]) == (0.1, 0.9, 2.5)
     capsys.readouterr()

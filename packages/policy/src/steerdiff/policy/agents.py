@@ -50,10 +50,10 @@ class AgentConfig:
     noise_clip: float = 0.5
     policy_freq: int = 2
     explore_std: float = 0.1   # TD3+BC's sample_action: deterministic action + this Gaussian noise
-    # IQL. beta = 3 is the IQL paper's for D4RL locomotion, whose rewards are normalised; the advantage spread
-    # grows with the reward scale, so with raw rewards choose beta on validation episodes (benchmarks/
-    # policy_curve.py --set beta=...): on Pendulum (rewards to -16 per step) beta = 3 degrades after 2000 updates
-    # while 0.1 stays at TD3+BC's return.
+    # IQL. beta = 3 is the IQL paper's for D4RL locomotion, whose rewards are normalised; the advantage
+    # spread grows with the reward scale, so with raw rewards choose beta on validation episodes
+    # (benchmarks/policy_curve.py --set beta=...): on Pendulum (rewards to -16 per step) beta = 3 degrades
+    # after 2000 updates while 0.1 stays at TD3+BC's return.
     expectile: float = 0.7
     beta: float = 3.0
     adv_clip: float = 100.0

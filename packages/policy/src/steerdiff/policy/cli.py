@@ -115,7 +115,8 @@ def cmd_train_agent(a) -> dict:
     from .plots import plot_return_curves
     from .training import train_agent
 
-    options = {k: getattr(a, k) for k in AGENT_OPTIONS["td3bc"] + AGENT_OPTIONS["iql"] if getattr(a, k) is not None}
+    flags = [k for keys in AGENT_OPTIONS.values() for k in keys]
+    options = {k: getattr(a, k) for k in flags if getattr(a, k) is not None}
     foreign = [k for k in options if k not in AGENT_OPTIONS[a.agent]]
     if foreign:
         raise ValueError(f"--{foreign[0]} is not a {a.agent} setting; {a.agent} takes "
@@ -306,8 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--alpha", type=float, default=None, help="TD3+BC: weight of the Q term (default 2.5)")
     s.add_argument("--expectile", type=float, default=None, help="IQL: expectile of the value (default 0.7)")
     s.add_argument("--beta", type=float, default=None,
-                   help="IQL: inverse temperature of the advantage weights (default 3, for D4RL-normalised rewards; "
-                   "with raw rewards choose it on validation episodes, e.g. 0.1 on Pendulum)")
+                   help="IQL: inverse temperature of the advantage weights (default 3, for D4RL-normalised "
+                   "rewards; with raw rewards choose it on validation episodes, e.g. 0.1 on Pendulum)")
     s.add_argument("--model", default=None, help="trajectory model for synthetic data")
     s.add_argument("--synth-ratio", type=float, default=0.0, help="synthetic fraction of each batch")
     s.add_argument("--regenerate-every", type=int, default=2000)

@@ -2,10 +2,10 @@
 
 Everything is one operation, :func:`complete`: given windows with NaN where values are unknown (the future,
 missing context points), scale them by their observed context (as the model was trained), sample the whole
-window with self-guidance towards the observed entries (every channel, lags included), and scale back. Forecasting is
-``complete`` on history + NaN future; imputation is ``complete`` on a window with NaN gaps. The missing-value
-scenarios of the paper (random missing, blackout at the start or at the end of the context) only change
-which context points are NaN.
+window with self-guidance towards the observed entries (every channel, lags included), and scale back.
+Forecasting is ``complete`` on history + NaN future; imputation is ``complete`` on a window with NaN gaps.
+The missing-value scenarios of the paper (random missing, blackout at the start or at the end of the
+context) only change which context points are NaN.
 """
 
 from __future__ import annotations
