@@ -2,8 +2,8 @@
 agent setting is better?
 
 Picks the agent settings of benchmarks/policy_pgd.py (update count, windows per synthetic set). The agent
-(TD3+BC or IQL, the same size and batch as in policy_pgd.py) trains on the benchmark's cached "replay"
-dataset, on real data only or with the benchmark's synthetic share of each batch drawn from unguided or
+(TD3+BC or IQL, the same size and batch as in policy_pgd.py) trains on the benchmark's cached dataset of a
+task (``--env``: ENV for the "replay" dataset, or ENV/BEHAVIOUR), on real data only or with the benchmark's synthetic share of each batch drawn from unguided or
 policy-guided synthetic sets (the benchmark's trajectory model, sampler and regeneration interval; the
 set size from ``--synth-num``), and is evaluated in the simulator every ``--every`` updates on episodes
 that are NOT the ones the final evaluation of policy_pgd.py uses (seeds 20 000+ here, 10 000+ there), so
@@ -37,6 +37,7 @@ from policy_pgd import (
     dataset_and_model,
     default_cache,
     model_settings,
+    split_task,
 )
 from steerdiff.policy.agents import AgentConfig, make_agent
 from steerdiff.policy.diffusion import SamplerConfig
@@ -61,7 +62,7 @@ class TimedSynthesizer:
         return out
 
 
-def curve(env_id: str, agent_name: str, cfg: dict, steps: int, every: int, seeds: int, episodes: int,
+def curve(task: str, agent_name: str, cfg: dict, steps: int, every: int, seeds: int, episodes: int,
           seed: int, cache: Path | None, data: str = "real", synth_num: int | None = None,
           synth_ratio: float | None = None, hparams: dict | None = None
           ) -> tuple[np.ndarray, np.ndarray, float, list]:
@@ -70,23 +71,24 @@ def curve(env_id: str, agent_name: str, cfg: dict, steps: int, every: int, seeds
     ``data``: "real" (real batches only), "unguided" or "guided" (a ``synth_ratio`` share of each batch from
     sets of ``synth_num`` windows, defaults the benchmark's, regenerated every K updates). ``hparams``: agent
     hyper-parameters over the benchmark's."""
-    ag = agent_settings(env_id, cfg, agent_name)  # --synth-num and --synth-ratio are checked by the parser
+    env_id, _ = split_task(task)
+    ag = agent_settings(task, cfg, agent_name)  # --synth-num and --synth-ratio are checked by the parser
     if synth_num is not None:
         ag["synth_num"] = synth_num
     if synth_ratio is not None:
         ag["synth_ratio"] = synth_ratio
     if data == "real":
-        real, _ = dataset(env_id, cfg, seed, cache)
+        real, _ = dataset(task, cfg, seed, cache)
         model = None
     else:
-        real, model, _ = dataset_and_model(env_id, cfg, seed, cache)
+        real, model, _ = dataset_and_model(task, cfg, seed, cache)
     bound = action_bounds(env_id)
     returns, gen_seconds, t0 = [], [], time.perf_counter()
     for s in range(seeds):
         torch.manual_seed(seed + s)
         agent = make_agent(agent_name, real.obs_dim, real.act_dim, bound, real.observations.mean(0),
                            real.observations.std(0),
-                           **agent_hparams(env_id, agent_name, cfg) | (hparams or {}))
+                           **agent_hparams(task, agent_name, cfg) | (hparams or {}))
 
         def score(step, policy, s=s):
             ev = evaluate_policy(policy, env_id, episodes, seed=20_000 + 100 * s,
@@ -127,7 +129,8 @@ def parse_hparams(p: argparse.ArgumentParser, pairs: list[str]) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--env", default="Pendulum-v1")
+    p.add_argument("--env", default="Pendulum-v1", metavar="TASK",
+                   help="ENV (its replay dataset) or ENV/BEHAVIOUR, as in policy_pgd.py (default %(default)s)")
     p.add_argument("--agent", default="td3bc", choices=["td3bc", "iql"])
     p.add_argument("--steps", type=int, default=None, help="updates (default: 400 quick, 12000 full)")
     p.add_argument("--every", type=int, default=None, help="evaluate every this many updates")
@@ -154,6 +157,10 @@ def main(argv=None) -> int:
         p.error("--synth-num values must be >= 1")
     if a.synth_ratio is not None and not all(0 < r <= 1 for r in a.synth_ratio):
         p.error("--synth-ratio values must lie in (0, 1]")
+    try:
+        split_task(a.env)
+    except ValueError as e:
+        p.error(str(e))
     hparams = parse_hparams(p, a.set)
     torch.set_num_threads(a.threads)
     cfg = QUICK if a.quick else FULL

@@ -1,8 +1,9 @@
 """Policy-guided diffusion on locally collected datasets: does guided synthetic data help offline agents,
 and is its dynamics error below an autoregressive world model's at comparable policy likelihood?
 
-For each environment (Pendulum-v1, Hopper-v5): collect a "medium-replay"-like dataset, train the trajectory
-diffusion model and an ensemble world model, then
+For each task (Pendulum-v1 and Hopper-v5 with a "medium-replay"-like dataset, Pendulum-v1/random with uniformly
+random actions: a task is ENV or ENV/BEHAVIOUR, BEHAVIOUR one of steerdiff.policy.collect's, default replay):
+collect the dataset, train the trajectory diffusion model and an ensemble world model, then
 
 1. train TD3+BC and IQL on real only / real + unguided synthetic / real + policy-guided synthetic (a set share
    of each batch synthetic, regenerated from the current policy every K updates) and report the final return in
@@ -38,7 +39,7 @@ import numpy as np
 import torch
 from _common import environment, print_table, write_json
 from steerdiff.policy.agents import AGENTS, make_agent
-from steerdiff.policy.collect import collect
+from steerdiff.policy.collect import BEHAVIOURS, collect
 from steerdiff.policy.data import load_d4rl, save_d4rl
 from steerdiff.policy.diffusion import ModelConfig, SamplerConfig, TrajectoryDiffusion
 from steerdiff.policy.envs import action_bounds, normalized_score
@@ -50,13 +51,13 @@ from steerdiff.policy.world_model import WorldModel, WorldModelConfig
 # agent training: `agent_steps` updates of batch 128, `synth_ratio` of each batch synthetic (the reference:
 # 240 of 256; half here, chosen on Pendulum's validation episodes with benchmarks/policy_curve.py, where
 # 240/256 let guided TD3+BC collapse late), a new synthetic set of `synth_num` windows every `regen` updates;
-# cfg["agents"][env_id] overrides these per environment (full Pendulum: the update count where real-only
-# TD3+BC's validation return flattens, also from benchmarks/policy_curve.py); cfg["agents"][env_id][agent]
+# cfg["agents"][task] overrides these per task (full Pendulum: the update count where real-only
+# TD3+BC's validation return flattens, also from benchmarks/policy_curve.py); cfg["agents"][task][agent]
 # overrides them, and the agent's own hyper-parameters (steerdiff.policy.agents.AgentConfig), for one agent
 # (IQL's beta of {0.1, 0.3, 1, 3} on validation episodes: Pendulum 0.1, Hopper 0.3, the best mean return
 # over the last half of the curve; with raw rewards (Pendulum's reach -16 per step) the advantage spread
 # grows to ~7 and beta = 3, tuned for D4RL-normalised rewards, degrades after 1000-2000 updates on both; full
-# Hopper: 5000 updates, where real-only TD3+BC's validation return flattens)
+# Hopper: 5000 updates, where real-only TD3+BC's validation return flattens). Keys are tasks (below).
 QUICK = dict(data=2000, model_steps=150, wm_steps=200, agent_steps=100, regen=50, synth_ratio=0.5, seeds=2,
              episodes=2, ep_steps=200, num=32, sampler_steps=12, hidden=64, coeffs=(0.3, 1.0, 3.0), long=32,
              ref_steps=32, ref_coeffs=(1.0,), models={}, agents={})
@@ -64,17 +65,33 @@ FULL = dict(data=20000, model_steps=3000, wm_steps=2000, agent_steps=2000, regen
             episodes=5, ep_steps=500, num=128, sampler_steps=32, hidden=128, coeffs=(0.1, 0.3, 1.0, 3.0),
             long=64, ref_steps=256, ref_coeffs=(0.3, 1.0),
             agents={"Pendulum-v1": dict(agent_steps=7000, regen=1000, iql={"beta": 0.1}),
+                    "Pendulum-v1/random": {"agent_steps": 7000, "regen": 1000, "iql": {"beta": 0.1}},
                     "Hopper-v5": dict(agent_steps=5000, iql={"beta": 0.3})},
             models={"Pendulum-v1": dict(base_channels=64, emb_dim=128, steps=8000),
+                    "Pendulum-v1/random": {"base_channels": 64, "emb_dim": 128, "steps": 8000},
                     "Hopper-v5": dict(base_channels=64, emb_dim=128, steps=10000)})
+# Pendulum-v1/random: the replay dataset leaves no headroom (real-only agents reach the swing-up optimum, about
+# -150); on 20k random transitions real-only TD3+BC returns -1094 and IQL -1002 (2 seeds, a pilot before any
+# synthetic run). It takes Pendulum-v1's settings unchanged, tuned on the replay data.
 # the trajectory model: windows of 16 rows (the reference trains on 32 with stride 8 and a base-1024 U-Net);
-# cfg["models"][env_id] overrides it per environment (the full Hopper model: 4x wider, 10k updates)
+# cfg["models"][task] overrides it per task (the full Hopper model: 4x wider, 10k updates)
 MODEL = dict(horizon=16, stride=4, base_channels=16, channel_mults=(1, 2), emb_dim=64)
 
 
-def model_settings(env_id: str, cfg: dict) -> tuple[dict, int]:
-    """(architecture, updates) of the trajectory model for ``env_id`` in setting ``cfg``."""
-    over = dict(cfg["models"].get(env_id, {}))
+def split_task(task: str) -> tuple[str, str]:
+    """A task, "ENV" or "ENV/BEHAVIOUR", as (environment id, behaviour that collects its dataset); the
+    behaviour defaults to "replay", the medium-replay-like mixture."""
+    env_id, _, behaviour = task.partition("/")
+    behaviour = behaviour or "replay"
+    if behaviour not in BEHAVIOURS:
+        raise ValueError(f"task {task!r}: unknown behaviour {behaviour!r}; write ENV or ENV/BEHAVIOUR with "
+                         f"BEHAVIOUR one of {list(BEHAVIOURS)}")
+    return env_id, behaviour
+
+
+def model_settings(task: str, cfg: dict) -> tuple[dict, int]:
+    """(architecture, updates) of the trajectory model for ``task`` in setting ``cfg``."""
+    over = dict(cfg["models"].get(task, {}))
     steps = over.pop("steps", cfg["model_steps"])
     return {**MODEL, **over}, steps
 
@@ -82,23 +99,23 @@ def model_settings(env_id: str, cfg: dict) -> tuple[dict, int]:
 TRAINING = ("agent_steps", "regen", "synth_ratio", "synth_num")  # the training loop's agent settings
 
 
-def agent_settings(env_id: str, cfg: dict, agent_name: str | None = None) -> dict:
-    """Agent updates, regeneration interval, synthetic share and windows per synthetic set for ``env_id``, and
-    for ``agent_name`` if given (its own entry in cfg["agents"][env_id] goes over the environment's)."""
+def agent_settings(task: str, cfg: dict, agent_name: str | None = None) -> dict:
+    """Agent updates, regeneration interval, synthetic share and windows per synthetic set for ``task``, and
+    for ``agent_name`` if given (its own entry in cfg["agents"][task] goes over the task's)."""
     base = {k: cfg[k] for k in TRAINING[:3]} | {"synth_num": cfg["num"]}
-    env = cfg["agents"].get(env_id, {})
+    env = cfg["agents"].get(task, {})
     over = {k: v for k, v in env.items() if k not in AGENTS}
     unknown = set(over) - set(TRAINING)
     if unknown:
-        raise KeyError(f"unknown agent settings {sorted(unknown)} for {env_id}; use {sorted(TRAINING)}")
+        raise KeyError(f"unknown agent settings {sorted(unknown)} for {task}; use {sorted(TRAINING)}")
     own = env.get(agent_name, {}) if agent_name else {}
     return base | over | {k: v for k, v in own.items() if k in TRAINING}
 
 
-def agent_hparams(env_id: str, agent_name: str, cfg: dict) -> dict:
-    """AgentConfig overrides of ``agent_name`` on ``env_id``: the setting's width and the agent's own entry in
-    cfg["agents"][env_id], less the training settings (:data:`TRAINING`)."""
-    own = cfg["agents"].get(env_id, {}).get(agent_name, {})
+def agent_hparams(task: str, agent_name: str, cfg: dict) -> dict:
+    """AgentConfig overrides of ``agent_name`` on ``task``: the setting's width and the agent's own entry in
+    cfg["agents"][task], less the training settings (:data:`TRAINING`)."""
+    own = cfg["agents"].get(task, {}).get(agent_name, {})
     return {"hidden": cfg["hidden"]} | {k: v for k, v in own.items() if k not in TRAINING}
 
 
@@ -110,9 +127,10 @@ def _key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def dataset(env_id: str, cfg: dict, seed: int, cache: Path | None):
-    """The collected "replay" dataset and its cache folder (None without a cache)."""
-    data_args = dict(env_id=env_id, behaviour="replay", num_steps=cfg["data"], noise=0.1, seed=seed,
+def dataset(task: str, cfg: dict, seed: int, cache: Path | None):
+    """The dataset collected for ``task`` and its cache folder (None without a cache)."""
+    env_id, behaviour = split_task(task)
+    data_args = dict(env_id=env_id, behaviour=behaviour, num_steps=cfg["data"], noise=0.1, seed=seed,
                      max_episode_steps=cfg["ep_steps"])
     if cache is None:
         return collect(**data_args), None
@@ -125,12 +143,12 @@ def dataset(env_id: str, cfg: dict, seed: int, cache: Path | None):
     return real, root
 
 
-def dataset_and_model(env_id: str, cfg: dict, seed: int, cache: Path | None, progress: bool = False):
+def dataset_and_model(task: str, cfg: dict, seed: int, cache: Path | None, progress: bool = False):
     """The collected dataset and the trained trajectory model, from ``cache`` when present (trained and
     stored there otherwise; an interrupted training run resumes from its last checkpoint)."""
-    arch, steps = model_settings(env_id, cfg)
+    arch, steps = model_settings(task, cfg)
     model_cfg = ModelConfig(**arch, steps=steps, seed=seed)
-    real, root = dataset(env_id, cfg, seed, cache)
+    real, root = dataset(task, cfg, seed, cache)
     if root is None:
         return real, TrajectoryDiffusion.fit(real, model_cfg, progress=progress, device="cpu"), False
     model_dir = root / f"model-{_key(arch, steps, seed)}"
@@ -140,9 +158,10 @@ def dataset_and_model(env_id: str, cfg: dict, seed: int, cache: Path | None, pro
     return real, model, cached
 
 
-def run_env(env_id: str, cfg: dict, seed: int, cache: Path | None) -> tuple[list, list, dict]:
+def run_task(task: str, cfg: dict, seed: int, cache: Path | None) -> tuple[list, list, dict]:
+    env_id, _ = split_task(task)
     t0 = time.perf_counter()
-    real, model, cached = dataset_and_model(env_id, cfg, seed, cache)
+    real, model, cached = dataset_and_model(task, cfg, seed, cache)
     bound = action_bounds(env_id)
     t_model = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -153,7 +172,7 @@ def run_env(env_id: str, cfg: dict, seed: int, cache: Path | None) -> tuple[list
     sampler = SamplerConfig(steps=cfg["sampler_steps"])
     rows, agents = [], {}
     for agent_name in ("td3bc", "iql"):
-        ag = agent_settings(env_id, cfg, agent_name)
+        ag = agent_settings(task, cfg, agent_name)
         share = ag["synth_ratio"]
         for source, ratio, coeff in (("real only", 0.0, 0.0), ("unguided synthetic", share, 0.0),
                                      ("policy-guided synthetic", share, 1.0)):
@@ -161,7 +180,7 @@ def run_env(env_id: str, cfg: dict, seed: int, cache: Path | None) -> tuple[list
             for s in range(cfg["seeds"]):
                 torch.manual_seed(seed + s)
                 agent = make_agent(agent_name, real.obs_dim, real.act_dim, bound, real.observations.mean(0),
-                                   real.observations.std(0), **agent_hparams(env_id, agent_name, cfg))
+                                   real.observations.std(0), **agent_hparams(task, agent_name, cfg))
                 synth = Synthesizer(model, num=ag["synth_num"], coeff=coeff, sampler=sampler, seed=seed + s)
                 train_agent(agent, real, ag["agent_steps"], 128, synth, ratio, ag["regen"], seed + s)
                 ev = evaluate_policy(agent, env_id, cfg["episodes"], seed=10_000 + s,
@@ -171,7 +190,7 @@ def run_env(env_id: str, cfg: dict, seed: int, cache: Path | None) -> tuple[list
                 if s == 0:
                     agents[(agent_name, source)] = agent
             norm = None if norms[0] is None else (float(np.mean(norms)), float(np.std(norms)))
-            rows.append([env_id, agent_name, source, ag["agent_steps"], f"{ratio:.2f}",
+            rows.append([task, agent_name, source, ag["agent_steps"], f"{ratio:.2f}",
                          float(np.mean(finals)), float(np.std(finals)),
                          None if norm is None else norm[0], None if norm is None else norm[1],
                          (time.perf_counter() - t0) / cfg["seeds"]])
@@ -184,7 +203,7 @@ def run_env(env_id: str, cfg: dict, seed: int, cache: Path | None) -> tuple[list
         ds = make()
         dt = time.perf_counter() - t0
         err = dynamics_error(ds, env_id, seed=seed)  # every transition
-        dyn_rows.append([env_id, label, rows, policy_log_likelihood(target, ds), float(np.nanmean(err)),
+        dyn_rows.append([task, label, rows, policy_log_likelihood(target, ds), float(np.nanmean(err)),
                          float(np.nanmedian(err)), len(ds), dt])
 
     def diffusion(coeff: float, length: int, smp: SamplerConfig = sampler, **kw):
@@ -213,16 +232,16 @@ def run_env(env_id: str, cfg: dict, seed: int, cache: Path | None) -> tuple[list
     dyn_row("diffusion, guided λ=1", diffusion(1.0, cfg["long"]), cfg["long"])
     for label, kind, smp in wm_kinds[::2]:
         dyn_row(f"world model, {label}", world_model(kind, smp, cfg["long"]), cfg["long"])
-    dyn_rows.append([env_id, "real data", "-", policy_log_likelihood(target, real), 0.0, 0.0, len(real), 0.0])
+    dyn_rows.append([task, "real data", "-", policy_log_likelihood(target, real), 0.0, 0.0, len(real), 0.0])
     copy = ((real.next_observations - real.observations).astype(np.float64) ** 2).mean(1)
-    dyn_rows.append([env_id, "scale: real data with s' := s", "-", None, float(copy.mean()),
+    dyn_rows.append([task, "scale: real data with s' := s", "-", None, float(copy.mean()),
                      float(np.median(copy)), len(real), 0.0])
     rets = real.episode_returns()
     norm = normalized_score(env_id, rets)
-    rows.append([env_id, "-", "behaviour data (its episodes)", "-", "-", float(rets.mean()), float(rets.std()),
+    rows.append([task, "-", "behaviour data (its episodes)", "-", "-", float(rets.mean()), float(rets.std()),
                  None if norm is None else float(norm.mean()), None if norm is None else float(norm.std()), 0.0])
-    arch, steps = model_settings(env_id, cfg)
-    info = {"env": env_id, "transitions": len(real), "model_width": arch["base_channels"],
+    arch, steps = model_settings(task, cfg)
+    info = {"env": task, "transitions": len(real), "model_width": arch["base_channels"],
             "model_steps": steps, "model_cached": cached, "model_seconds": t_model,
             "world_model_seconds": t_wm, "agents": ag, "rows": arch["horizon"]}
     return rows, dyn_rows, info
@@ -232,7 +251,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--envs", nargs="+", default=["Pendulum-v1", "Hopper-v5"])
+    p.add_argument("--envs", nargs="+", default=["Pendulum-v1", "Pendulum-v1/random", "Hopper-v5"],
+                   metavar="TASK", help="tasks: ENV (the replay dataset) or ENV/BEHAVIOUR, BEHAVIOUR one of "
+                   f"{list(BEHAVIOURS)} (default %(default)s)")
     p.add_argument("--json", default=None)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cache", default=str(default_cache()),
@@ -243,18 +264,23 @@ def main(argv=None) -> int:
     cfg = QUICK if a.quick else FULL
     t_all = time.perf_counter()
     rows, dyn, infos = [], [], {}
-    for env_id in a.envs:
-        r, d, info = run_env(env_id, cfg, a.seed, None if a.no_cache else Path(a.cache))
+    for task in a.envs:
+        try:
+            split_task(task)
+        except ValueError as e:
+            p.error(str(e))
+    for task in a.envs:
+        r, d, info = run_task(task, cfg, a.seed, None if a.no_cache else Path(a.cache))
         rows += r
         dyn += d
-        infos[env_id] = info
+        infos[task] = info
     print_table("Trajectory diffusion models and world models",
-                ["env", "transitions", "U-Net base", "diffusion updates", "cached", "data + model s",
+                ["task", "transitions", "U-Net base", "diffusion updates", "cached", "data + model s",
                  "world model s"],
                 [[i["env"], i["transitions"], i["model_width"], i["model_steps"], i["model_cached"],
                   i["model_seconds"], i["world_model_seconds"]] for i in infos.values()])
     print_table("Final return of offline agents (mean ± std over seeds)",
-                ["env", "agent", "training data", "updates", "synth share", "return", "± std", "normalized",
+                ["task", "agent", "training data", "updates", "synth share", "return", "± std", "normalized",
                  "± std", "s / seed"], rows,
                 notes=["batch 128; synth share: fraction of each batch drawn from the synthetic set, which is "
                        "made unguided first, then from the current policy every K updates (" +
@@ -263,7 +289,7 @@ def main(argv=None) -> int:
                        f"{cfg['seeds']} seeds, {cfg['episodes']} evaluation episodes of <= {cfg['ep_steps']} steps.",
                        "normalized: D4RL reference returns (none exist for Pendulum)."])
     print_table("Dynamics error vs target-policy likelihood (target: guided TD3+BC, seed 0)",
-                ["env", "data", "rows", "log π(a|s)", "dyn MSE mean", "dyn MSE median", "transitions",
+                ["task", "data", "rows", "log π(a|s)", "dyn MSE mean", "dyn MSE median", "transitions",
                  "gen s"], dyn, notes=[
                     ("dyn MSE: on every generated transition, the simulator is reset to the generated state, "
                      "steps the generated action, and the squared error to the generated next state is "
