@@ -83,8 +83,8 @@ FULL = {"hidden": 64, "blocks": 3, "d_state": 64, "init_skip": True, "scalings":
             "us_employment": {"scalings": ("standard",), "checkpoints": (2000, 4000, 8000, 16000, 32000)},
             "elecdemand": {"scalings": ("standard",), "checkpoints": (2000, 4000, 8000)}}}
 QUICK = {"hidden": 16, "blocks": 1, "d_state": 16, "init_skip": True, "scalings": ("mean", "standard"),
-         "checkpoints": (75, 150), "scales": (4.0, 8.0), "samples": 8, "test_samples": 8, "num_steps": 25, "refine_steps": 10,
-         "synthetic": 64, "max_test": 4, "datasets": {}}
+         "checkpoints": (75, 150), "scales": (4.0, 8.0), "samples": 8, "test_samples": 8, "num_steps": 25,
+         "refine_steps": 10, "synthetic": 64, "max_test": 4, "datasets": {}}
 DEFAULT_CACHE = Path(__file__).resolve().parent / "results" / "timeseries_models"
 
 
@@ -296,7 +296,8 @@ def main() -> None:
     p.add_argument("--json", default=None, help="write every number here")
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help="trained-model cache ('' turns it off)")
     p.add_argument("--train-only", action="store_true",
-                   help="train, or resume, the cached models and select them on validation, then stop")
+                   help="train, or resume, the cached models, select on validation and refit the selection, "
+                   "then stop")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--validation-curve", default=None, metavar="STEPS",
                    help="comma-separated step counts: train on the data before the validation windows (the "
