@@ -3,8 +3,8 @@ agent setting is better?
 
 Picks the agent settings of benchmarks/policy_pgd.py (update count, windows per synthetic set). The agent
 (TD3+BC or IQL, the same size and batch as in policy_pgd.py) trains on the benchmark's cached dataset of a
-task (``--env``: ENV for the "replay" dataset, or ENV/BEHAVIOUR), on real data only or with the benchmark's synthetic share of each batch drawn from unguided or
-policy-guided synthetic sets (the benchmark's trajectory model, sampler and regeneration interval; the
+task (``--env``: ENV for its "replay" dataset, or ENV/BEHAVIOUR), on real data only or with the
+benchmark's synthetic share of each batch drawn from unguided or policy-guided synthetic sets (the benchmark's trajectory model, sampler and regeneration interval; the
 set size from ``--synth-num``), and is evaluated in the simulator every ``--every`` updates on episodes
 that are NOT the ones the final evaluation of policy_pgd.py uses (seeds 20 000+ here, 10 000+ there), so
 settings are chosen on a validation set of episodes.
@@ -130,7 +130,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--env", default="Pendulum-v1", metavar="TASK",
-                   help="ENV (its replay dataset) or ENV/BEHAVIOUR, as in policy_pgd.py (default %(default)s)")
+                   help="ENV (its replay dataset) or ENV/BEHAVIOUR, as in policy_pgd.py "
+                   "(default %(default)s)")
     p.add_argument("--agent", default="td3bc", choices=["td3bc", "iql"])
     p.add_argument("--steps", type=int, default=None, help="updates (default: 400 quick, 12000 full)")
     p.add_argument("--every", type=int, default=None, help="evaluate every this many updates")

@@ -1,9 +1,9 @@
 """Policy-guided diffusion on locally collected datasets: does guided synthetic data help offline agents,
 and is its dynamics error below an autoregressive world model's at comparable policy likelihood?
 
-For each task (Pendulum-v1 and Hopper-v5 with a "medium-replay"-like dataset, Pendulum-v1/random with uniformly
-random actions: a task is ENV or ENV/BEHAVIOUR, BEHAVIOUR one of steerdiff.policy.collect's, default replay):
-collect the dataset, train the trajectory diffusion model and an ensemble world model, then
+For each task (Pendulum-v1 and Hopper-v5 with a "medium-replay"-like dataset, Pendulum-v1/random with
+uniformly random actions; a task is ENV or ENV/BEHAVIOUR, BEHAVIOUR one of steerdiff.policy.collect's,
+default replay): collect the dataset, train the trajectory diffusion model and an ensemble world model, then
 
 1. train TD3+BC and IQL on real only / real + unguided synthetic / real + policy-guided synthetic (a set share
    of each batch synthetic, regenerated from the current policy every K updates) and report the final return in
@@ -70,9 +70,9 @@ FULL = dict(data=20000, model_steps=3000, wm_steps=2000, agent_steps=2000, regen
             models={"Pendulum-v1": dict(base_channels=64, emb_dim=128, steps=8000),
                     "Pendulum-v1/random": {"base_channels": 64, "emb_dim": 128, "steps": 8000},
                     "Hopper-v5": dict(base_channels=64, emb_dim=128, steps=10000)})
-# Pendulum-v1/random: the replay dataset leaves no headroom (real-only agents reach the swing-up optimum, about
-# -150); on 20k random transitions real-only TD3+BC returns -1094 and IQL -1002 (2 seeds, a pilot before any
-# synthetic run). It takes Pendulum-v1's settings unchanged, tuned on the replay data.
+# Pendulum-v1/random: the replay dataset leaves no headroom (real-only agents reach the swing-up optimum,
+# about -150); on 20k random transitions real-only TD3+BC returns -1094 and IQL -1002 (2 seeds, a pilot run
+# before any synthetic one). It takes Pendulum-v1's settings unchanged, tuned on the replay data.
 # the trajectory model: windows of 16 rows (the reference trains on 32 with stride 8 and a base-1024 U-Net);
 # cfg["models"][task] overrides it per task (the full Hopper model: 4x wider, 10k updates)
 MODEL = dict(horizon=16, stride=4, base_channels=16, channel_mults=(1, 2), emb_dim=64)
