@@ -4,9 +4,9 @@ agent setting is better?
 Picks the agent settings of benchmarks/policy_pgd.py (update count, windows per synthetic set). The agent
 (TD3+BC or IQL, the same size and batch as in policy_pgd.py) trains on the benchmark's cached dataset of a
 task (``--env``: ENV for its "replay" dataset, or ENV/BEHAVIOUR), on real data only or with the
-benchmark's synthetic share of each batch drawn from unguided or policy-guided synthetic sets (the benchmark's trajectory model, sampler and regeneration interval; the
-set size from ``--synth-num``), and is evaluated in the simulator every ``--every`` updates on episodes
-that are NOT the ones the final evaluation of policy_pgd.py uses (seeds 20 000+ here, 10 000+ there), so
+benchmark's synthetic share of each batch drawn from unguided or policy-guided synthetic sets (the
+benchmark's trajectory model, sampler and regeneration interval; the set size from ``--synth-num``), and is
+evaluated in the simulator every ``--every`` updates on episodes that are NOT the ones the final evaluation of policy_pgd.py uses (seeds 20 000+ here, 10 000+ there), so
 settings are chosen on a validation set of episodes.
 
     python benchmarks/policy_curve.py --quick
