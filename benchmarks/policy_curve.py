@@ -6,8 +6,9 @@ Picks the agent settings of benchmarks/policy_pgd.py (update count, windows per 
 task (``--env``: ENV for its "replay" dataset, or ENV/BEHAVIOUR), on real data only or with the
 benchmark's synthetic share of each batch drawn from unguided or policy-guided synthetic sets (the
 benchmark's trajectory model, sampler and regeneration interval; the set size from ``--synth-num``), and is
-evaluated in the simulator every ``--every`` updates on episodes that are NOT the ones the final evaluation of policy_pgd.py uses (seeds 20 000+ here, 10 000+ there), so
-settings are chosen on a validation set of episodes.
+evaluated in the simulator every ``--every`` updates on episodes that are NOT the ones the final
+evaluation of policy_pgd.py uses (seeds 20 000+ here, 10 000+ there), so settings are chosen on a
+validation set of episodes.
 
     python benchmarks/policy_curve.py --quick
     python benchmarks/policy_curve.py --env Pendulum-v1 --agent td3bc --steps 12000 --every 1000 --seeds 2
