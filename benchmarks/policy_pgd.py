@@ -158,7 +158,12 @@ def dataset_and_model(task: str, cfg: dict, seed: int, cache: Path | None, progr
     return real, model, cached
 
 
-def run_task(task: str, cfg: dict, seed: int, cache: Path | None) -> tuple[list, list, dict]:
+def run_task(task: str, cfg: dict, seed: int, cache: Path | None, agent_names=("td3bc", "iql"),
+             agent_seeds: range | None = None) -> tuple[list, list, dict]:
+    """Return rows, dynamics rows and info of ``task``. Agents train with seeds ``seed + s`` for s in
+    ``agent_seeds`` (default range(cfg["seeds"])) and are evaluated on episodes 10 000 + s; the dataset and
+    models keep ``seed``, so more agent seeds extend a run. The first TD3+BC guided agent is the target."""
+    agent_seeds = agent_seeds or range(cfg["seeds"])
     env_id, _ = split_task(task)
     t0 = time.perf_counter()
     real, model, cached = dataset_and_model(task, cfg, seed, cache)
@@ -170,14 +175,14 @@ def run_task(task: str, cfg: dict, seed: int, cache: Path | None) -> tuple[list,
            for kind in ("nll", "mse")}
     t_wm = (time.perf_counter() - t0) / len(wms)
     sampler = SamplerConfig(steps=cfg["sampler_steps"])
-    rows, agents = [], {}
-    for agent_name in ("td3bc", "iql"):
+    rows, agents, per_seed = [], {}, {}
+    for agent_name in agent_names:
         ag = agent_settings(task, cfg, agent_name)
         share = ag["synth_ratio"]
         for source, ratio, coeff in (("real only", 0.0, 0.0), ("unguided synthetic", share, 0.0),
                                      ("policy-guided synthetic", share, 1.0)):
             finals, norms, t0 = [], [], time.perf_counter()
-            for s in range(cfg["seeds"]):
+            for s in agent_seeds:
                 torch.manual_seed(seed + s)
                 agent = make_agent(agent_name, real.obs_dim, real.act_dim, bound, real.observations.mean(0),
                                    real.observations.std(0), **agent_hparams(task, agent_name, cfg))
@@ -187,13 +192,14 @@ def run_task(task: str, cfg: dict, seed: int, cache: Path | None) -> tuple[list,
                                      max_episode_steps=cfg["ep_steps"])
                 finals.append(ev["return_mean"])
                 norms.append(ev["normalized_mean"])
-                if s == 0:
+                if s == agent_seeds[0]:
                     agents[(agent_name, source)] = agent
+            per_seed[f"{agent_name}, {source}"] = dict(zip(map(int, agent_seeds), finals))
             norm = None if norms[0] is None else (float(np.mean(norms)), float(np.std(norms)))
             rows.append([task, agent_name, source, ag["agent_steps"], f"{ratio:.2f}",
                          float(np.mean(finals)), float(np.std(finals)),
                          None if norm is None else norm[0], None if norm is None else norm[1],
-                         (time.perf_counter() - t0) / cfg["seeds"]])
+                         (time.perf_counter() - t0) / len(agent_seeds)])
 
     target = agents[("td3bc", "policy-guided synthetic")]
     dyn_rows = []
@@ -243,7 +249,7 @@ def run_task(task: str, cfg: dict, seed: int, cache: Path | None) -> tuple[list,
     arch, steps = model_settings(task, cfg)
     info = {"env": task, "transitions": len(real), "model_width": arch["base_channels"],
             "model_steps": steps, "model_cached": cached, "model_seconds": t_model,
-            "world_model_seconds": t_wm, "agents": ag, "rows": arch["horizon"]}
+            "world_model_seconds": t_wm, "agents": ag, "rows": arch["horizon"], "returns_per_seed": per_seed}
     return rows, dyn_rows, info
 
 
@@ -259,9 +265,19 @@ def main(argv=None) -> int:
     p.add_argument("--cache", default=str(default_cache()),
                    help="folder for datasets and trained models (default %(default)s)")
     p.add_argument("--no-cache", action="store_true", help="collect and train from scratch, store nothing")
+    p.add_argument("--agents", nargs="+", default=["td3bc", "iql"], choices=["td3bc", "iql"],
+                   help="offline agents to train (td3bc is needed: its guided agent is the target policy)")
+    p.add_argument("--agent-seeds", nargs=2, type=int, default=None, metavar=("START", "STOP"),
+                   help="agent seeds range(START, STOP) (default: the setting's 0..seeds-1); the data and "
+                   "models stay those of --seed, so a run with new seeds extends an earlier one")
     a = p.parse_args(argv)
-    torch.set_num_threads(a.threads)
+    if "td3bc" not in a.agents:
+        p.error("--agents must include td3bc: its guided agent is the target policy of the dynamics table")
     cfg = QUICK if a.quick else FULL
+    seeds = range(*a.agent_seeds) if a.agent_seeds else range(cfg["seeds"])
+    if len(seeds) < 1:
+        p.error(f"--agent-seeds {a.agent_seeds[0]} {a.agent_seeds[1]} is empty; STOP must exceed START")
+    torch.set_num_threads(a.threads)
     t_all = time.perf_counter()
     rows, dyn, infos = [], [], {}
     for task in a.envs:
@@ -270,7 +286,7 @@ def main(argv=None) -> int:
         except ValueError as e:
             p.error(str(e))
     for task in a.envs:
-        r, d, info = run_task(task, cfg, a.seed, None if a.no_cache else Path(a.cache))
+        r, d, info = run_task(task, cfg, a.seed, None if a.no_cache else Path(a.cache), a.agents, seeds)
         rows += r
         dyn += d
         infos[task] = info
@@ -286,7 +302,8 @@ def main(argv=None) -> int:
                        "made unguided first, then from the current policy every K updates (" +
                        ", ".join(f"{e}: K = {i['agents']['regen']}, {i['agents']['synth_num']} windows of "
                                  f"{i['rows']} rows" for e, i in infos.items()) + ").",
-                       f"{cfg['seeds']} seeds, {cfg['episodes']} evaluation episodes of <= {cfg['ep_steps']} steps.",
+                       f"agent seeds {seeds.start}..{seeds.stop - 1}, {cfg['episodes']} evaluation episodes of "
+                       f"<= {cfg['ep_steps']} steps.",
                        "normalized: D4RL reference returns (none exist for Pendulum)."])
     print_table("Dynamics error vs target-policy likelihood (target: guided TD3+BC, seed 0)",
                 ["task", "data", "rows", "log π(a|s)", "dyn MSE mean", "dyn MSE median", "transitions",
