@@ -258,9 +258,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--envs", nargs="+", default=["Pendulum-v1", "Pendulum-v1/random", "Hopper-v5"],
-                   metavar="TASK", help="tasks: ENV (the replay dataset) or ENV/BEHAVIOUR, BEHAVIOUR one of "
-                   f"{list(BEHAVIOURS)} (default %(default)s)")
+    p.add_argument("--envs", nargs="+", default=None, metavar="TASK",
+                   help="tasks: ENV (the replay dataset) or ENV/BEHAVIOUR, BEHAVIOUR one of "
+                   f"{list(BEHAVIOURS)} (default: Pendulum-v1, Pendulum-v1/random, Hopper-v5; --quick leaves "
+                   "out Pendulum-v1 to stay under a minute)")
     p.add_argument("--json", default=None)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cache", default=str(default_cache()),
@@ -273,6 +274,9 @@ def main(argv=None) -> int:
                    help="agent seeds range(START, STOP) (default: the setting's 0..seeds-1); the data and "
                    "models stay those of --seed, so a run with new seeds extends an earlier one")
     a = p.parse_args(argv)
+    if a.envs is None:
+        a.envs = ["Pendulum-v1/random", "Hopper-v5"] if a.quick else ["Pendulum-v1", "Pendulum-v1/random",
+                                                                      "Hopper-v5"]
     cfg = QUICK if a.quick else FULL
     seeds = range(*a.agent_seeds) if a.agent_seeds else range(cfg["seeds"])
     if len(seeds) < 1:
