@@ -162,8 +162,8 @@ def run_task(task: str, cfg: dict, seed: int, cache: Path | None, agent_names=("
              agent_seeds: range | None = None) -> tuple[list, list, dict]:
     """Return rows, dynamics rows and info of ``task``. Agents train with seeds ``seed + s`` for s in
     ``agent_seeds`` (default range(cfg["seeds"])) and are evaluated on episodes 10 000 + s; the dataset and
-    models keep ``seed``, so more agent seeds extend a run. The target policy of the dynamics table is the guided agent of the first
-    of ``agent_names`` (TD3+BC by default) at the first seed."""
+    models keep ``seed``, so more agent seeds extend a run. The target policy of the dynamics table is the
+    guided agent of the first of ``agent_names`` (TD3+BC by default) at the first seed."""
     agent_seeds = agent_seeds or range(cfg["seeds"])
     env_id, _ = split_task(task)
     t0 = time.perf_counter()
@@ -268,12 +268,13 @@ def main(argv=None) -> int:
                    help="folder for datasets and trained models (default %(default)s)")
     p.add_argument("--no-cache", action="store_true", help="collect and train from scratch, store nothing")
     p.add_argument("--agents", nargs="+", default=["td3bc", "iql"], choices=["td3bc", "iql"],
-                   help="offline agents to train; the first one's guided agent is the dynamics table's target "
-                   "policy (default %(default)s)")
+                   help="offline agents to train; the first one's guided agent is the dynamics table's "
+                   "target policy (default %(default)s)")
     p.add_argument("--agent-seeds", nargs=2, type=int, default=None, metavar=("START", "STOP"),
                    help="agent seeds range(START, STOP) (default: the setting's 0..seeds-1); the data and "
                    "models stay those of --seed, so a run with new seeds extends an earlier one")
     a = p.parse_args(argv)
+    a.agents = list(dict.fromkeys(a.agents))  # each agent once, in the order given
     if a.envs is None:
         a.envs = ["Pendulum-v1/random", "Hopper-v5"] if a.quick else ["Pendulum-v1", "Pendulum-v1/random",
                                                                       "Hopper-v5"]
@@ -306,8 +307,8 @@ def main(argv=None) -> int:
                        "made unguided first, then from the current policy every K updates (" +
                        ", ".join(f"{e}: K = {i['agents']['regen']}, {i['agents']['synth_num']} windows of "
                                  f"{i['rows']} rows" for e, i in infos.items()) + ").",
-                       (f"agent seeds {seeds.start}..{seeds.stop - 1}, {cfg['episodes']} evaluation episodes of "
-                        f"<= {cfg['ep_steps']} steps."),
+                       (f"agent seeds {seeds.start}..{seeds.stop - 1}, {cfg['episodes']} evaluation episodes "
+                        f"of <= {cfg['ep_steps']} steps."),
                        "normalized: D4RL reference returns (none exist for Pendulum)."])
     print_table(f"Dynamics error vs target-policy likelihood (target: guided {a.agents[0]}, seed {seeds[0]})",
                 ["task", "data", "rows", "log π(a|s)", "dyn MSE mean", "dyn MSE median", "transitions",
