@@ -39,6 +39,7 @@ from policy_pgd import (
     default_cache,
     model_settings,
     split_task,
+    task_arg,
 )
 from steerdiff.policy.agents import AgentConfig, make_agent
 from steerdiff.policy.diffusion import SamplerConfig
@@ -130,7 +131,7 @@ def parse_hparams(p: argparse.ArgumentParser, pairs: list[str]) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--env", default="Pendulum-v1", metavar="TASK",
+    p.add_argument("--env", default="Pendulum-v1", metavar="TASK", type=task_arg,
                    help="ENV (its replay dataset) or ENV/BEHAVIOUR, as in policy_pgd.py "
                    "(default %(default)s)")
     p.add_argument("--agent", default="td3bc", choices=["td3bc", "iql"])
@@ -159,10 +160,6 @@ def main(argv=None) -> int:
         p.error("--synth-num values must be >= 1")
     if a.synth_ratio is not None and not all(0 < r <= 1 for r in a.synth_ratio):
         p.error("--synth-ratio values must lie in (0, 1]")
-    try:
-        split_task(a.env)
-    except ValueError as e:
-        p.error(str(e))
     hparams = parse_hparams(p, a.set)
     torch.set_num_threads(a.threads)
     cfg = QUICK if a.quick else FULL

@@ -89,6 +89,15 @@ def split_task(task: str) -> tuple[str, str]:
     return env_id, behaviour
 
 
+def task_arg(text: str) -> str:
+    """argparse type of a task: ``text`` if :func:`split_task` accepts it, else a usage error naming why."""
+    try:
+        split_task(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def model_settings(task: str, cfg: dict) -> tuple[dict, int]:
     """(architecture, updates) of the trajectory model for ``task`` in setting ``cfg``."""
     over = dict(cfg["models"].get(task, {}))
@@ -258,7 +267,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--envs", nargs="+", default=None, metavar="TASK",
+    p.add_argument("--envs", nargs="+", default=None, metavar="TASK", type=task_arg,
                    help="tasks: ENV (the replay dataset) or ENV/BEHAVIOUR, BEHAVIOUR one of "
                    f"{list(BEHAVIOURS)} (default: Pendulum-v1, Pendulum-v1/random, Hopper-v5; --quick leaves "
                    "out Pendulum-v1 to stay under a minute)")
@@ -285,11 +294,6 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     t_all = time.perf_counter()
     rows, dyn, infos = [], [], {}
-    for task in a.envs:
-        try:
-            split_task(task)
-        except ValueError as e:
-            p.error(str(e))
     for task in a.envs:
         r, d, info = run_task(task, cfg, a.seed, None if a.no_cache else Path(a.cache), a.agents, seeds)
         rows += r

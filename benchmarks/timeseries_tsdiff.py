@@ -99,6 +99,24 @@ def train_config(steps: int, seed: int) -> TrainConfig:
                        checkpoint_every=200)
 
 
+def run_dir(cache: Path | None, prefix: str, key: list) -> Path | None:
+    """The cache folder of one training run: ``prefix`` and a hash of ``key`` (None without a cache)."""
+    if cache is None:
+        return None
+    text = json.dumps(key, sort_keys=True, default=str)
+    return cache / f"{prefix}_{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+
+
+def train_run(cfg: TSDiffConfig, windows: torch.Tensor, steps: int, seed: int, out: Path | None, device: str):
+    """A TSDiff model with seeded initial weights trained (or resumed from ``out``) to ``steps``: (model, fit
+    result, seconds of this call)."""
+    torch.manual_seed(seed)  # the network's initial weights; training draws from its own generators
+    model = TSDiff(cfg)
+    with Stopwatch() as sw:
+        result = model.fit(windows, train_config(steps, seed), out_dir=out, progress=False, device=device)
+    return model, result, sw.seconds
+
+
 def hold_out(series, spec: WindowSpec, d: dict, s: dict) -> tuple[list, TestWindows]:
     """The last ``test_windows`` rolling windows of every series, thinned to a spread across the series (the
     same for every method), and everything before them. Applied to the training part it carves the
@@ -116,9 +134,8 @@ def hold_out(series, spec: WindowSpec, d: dict, s: dict) -> tuple[list, TestWind
 def run_dataset(name: str, d: dict, s: dict, seed: int, device: str, cache: Path | None,
                 train_only: bool = False) -> dict:
     series = load_dataset(name)
-    runs = {sc: validation_run(name, d, s, s["checkpoints"], seed, device, cache, scaling=sc)
-            for sc in s["scalings"]}
-    curves = {sc: curve for sc, (curve, _) in runs.items()}
+    curves = {sc: validation_run(name, d, s, s["checkpoints"], seed, device, cache, scaling=sc)
+              for sc in s["scalings"]}
     scaling, steps, scale = select(curves)
     cfg = model_config(name, d, s, series, scaling=scaling)
     train, test = hold_out(series, cfg.spec, d, s)  # all before the test windows: every method's training data
@@ -126,7 +143,7 @@ def run_dataset(name: str, d: dict, s: dict, seed: int, device: str, cache: Path
     spec: WindowSpec = model.spec
     config = {**d, "lags": list(d["lags"]), "series": len(series), "selected_scaling": scaling,
               "selected_steps": steps, "selected_scale": scale,
-              "validation_train_windows": runs[scaling][0]["train_windows"],
+              "validation_train_windows": curves[scaling]["train_windows"],
               "train_seconds": sum(r["train_seconds"] for curve in curves.values() for r in curve["rows"]),
               "refit_seconds": refit_seconds, "train_windows": len(training_windows(train, spec)),
               "test_windows": len(test.history), "test_samples": s["test_samples"]}
@@ -153,21 +170,15 @@ def refit(name: str, cfg: TSDiffConfig, train: list, steps: int, seed: int, devi
     as the validation runs are; resumed from, or loaded from, the cache. Returns the model and the training
     seconds of this call (None when loaded)."""
     windows = training_windows(train, cfg.spec)
-    out = None
-    if cache is not None:
-        key = json.dumps(["refit", name, dataclasses.asdict(cfg), dataclasses.asdict(train_config(steps, seed)),
-                          list(windows.shape)], sort_keys=True, default=str)
-        out = cache / f"{name}_refit_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
-        if (out / "model").exists():
-            return TSDiff.load(out / "model", device=device), None
-    torch.manual_seed(seed)  # the network's initial weights, as in validation_run
-    model = TSDiff(cfg)
-    with Stopwatch() as sw:
-        model.fit(windows, train_config(steps, seed), out_dir=out, progress=False, device=device)
+    out = run_dir(cache, f"{name}_refit", ["refit", name, dataclasses.asdict(cfg),
+                                           dataclasses.asdict(train_config(steps, seed)), list(windows.shape)])
+    if out is not None and (out / "model").exists():
+        return TSDiff.load(out / "model", device=device), None
+    model, _, seconds = train_run(cfg, windows, steps, seed, out, device)
     if out is not None:
         model.save(out / "model")
-    print(name, f"refit on {len(windows)} windows, {steps} steps: {sw.seconds:.0f} s", flush=True)
-    return model, sw.seconds
+    print(name, f"refit on {len(windows)} windows, {steps} steps: {seconds:.0f} s", flush=True)
+    return model, seconds
 
 
 VALIDATION_METHODS = ("seasonal_naive", "linear", "seasonal_naive+ml", "linear+ml")
@@ -188,11 +199,11 @@ def validation_loss(model: TSDiff, held: TestWindows, seed: int, repeats: int = 
 
 def validation_run(name: str, d: dict, s: dict, steps, seed: int, device: str, cache: Path | None,
                    context: int | None = None, methods=("seasonal_naive", "linear"),
-                   scaling: str = "mean") -> tuple[dict, dict]:
+                   scaling: str = "mean") -> dict:
     """Train one run on everything before the validation windows (never touching the test windows) and score
     it on them after each step count in ``steps``: TSDiff-Q's CRPS at every scale in ``s["scales"]`` plus
-    ``methods`` (at the first scale) and the denoising loss. Returns the curve and, per step count, the model
-    (or its snapshot directory in the cache, where a second run finds curve and snapshots and only loads)."""
+    ``methods`` (at the first scale) and the denoising loss. Returns the curve. With a cache, the run keeps a
+    snapshot per step count and the scores, so a second call only scores what is missing."""
     series = load_dataset(name)
     cfg = model_config(name, d, s, series, context, scaling)
     spec = cfg.spec
@@ -201,15 +212,14 @@ def validation_run(name: str, d: dict, s: dict, steps, seed: int, device: str, c
     windows = training_windows(train, spec)
     scales = [float(v) for v in s["scales"]]
     steps = sorted(int(n) for n in steps)
-    out, done = None, {}
-    if cache is not None:  # one resumable run per request: the key leaves out the step counts but their max
-        key = json.dumps(["validation", name, dataclasses.asdict(cfg), dataclasses.asdict(train_config(1, seed)),
-                          list(windows.shape), steps[-1], s["samples"], s["num_steps"]], sort_keys=True,
-                         default=str)
-        out = cache / f"{name}_val_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
-        if (out / "validation.json").exists():
-            done = {r["steps"]: r for r in json.loads((out / "validation.json").read_text())["rows"]}
-    rows, models = [], {}
+    # one resumable run per request: the key leaves out the step counts but their max
+    out = run_dir(cache, f"{name}_val", ["validation", name, dataclasses.asdict(cfg),
+                                         dataclasses.asdict(train_config(1, seed)), list(windows.shape), steps[-1],
+                                         s["samples"], s["num_steps"]])
+    done = {}
+    if out is not None and (out / "validation.json").exists():
+        done = {r["steps"]: r for r in json.loads((out / "validation.json").read_text())["rows"]}
+    rows = []
     opts = {"num_samples": s["samples"], "solver": "ddpm", "num_steps": s["num_steps"]}
     for n in steps:
         row = done.get(n)
@@ -217,16 +227,13 @@ def validation_run(name: str, d: dict, s: dict, steps, seed: int, device: str, c
         if row and snapshot.exists():
             model = None  # loaded below only if a score is missing
         else:
-            torch.manual_seed(seed)  # the network's initial weights; training draws from its own generators
-            model, row = TSDiff(cfg), None
-            with Stopwatch() as sw:
-                result = model.fit(windows, train_config(n, seed), out_dir=out, progress=False, device=device)
+            model, result, seconds = train_run(cfg, windows, n, seed, out, device)
             if result.step != n:
                 raise RuntimeError(f"{out} holds a run at step {result.step} > {n}; delete it or use another "
                                    "--cache")
             if snapshot is not None:
                 model.save(snapshot)
-            row = {"steps": n, "epochs_of_128_batches": n / 128, "train_seconds": sw.seconds,
+            row = {"steps": n, "epochs_of_128_batches": n / 128, "train_seconds": seconds,
                    "train_loss_last_100": sum(result.losses[-100:]) / len(result.losses[-100:]),
                    "val_loss": validation_loss(model, val, seed), "tsdiff_q": {}}
         missing_scales = [v for v in scales if str(v) not in row["tsdiff_q"]]
@@ -244,13 +251,12 @@ def validation_run(name: str, d: dict, s: dict, steps, seed: int, device: str, c
                 row["tsdiff_q"][str(v)] = crps(paths, val.future)
             print(name, f"{scaling} scaling, context {spec.context_length}", row, flush=True)
         rows.append(row)
-        models[n] = model or snapshot
         if out is not None:
             write_json(out / "validation.json", {"rows": sorted({**done, **{r["steps"]: r for r in rows}}.values(),
                                                                 key=lambda r: r["steps"])})
     curve = {"scaling": scaling, "context": spec.context_length, "train_windows": len(windows),
              "validation_windows": len(val.history), "scales": scales, "rows": rows}
-    return curve, models
+    return curve
 
 
 def select(curves: dict) -> tuple[str, int, float]:
@@ -319,7 +325,7 @@ def main() -> None:
     if args.validation_curve:
         steps = [int(v) for v in args.validation_curve.split(",")]
         curves = {n: {sc: validation_run(n, DATASETS[n], s, steps, args.seed, args.device, cache, args.context,
-                                         VALIDATION_METHODS, sc)[0] for sc in s["scalings"]}
+                                         VALIDATION_METHODS, sc) for sc in s["scalings"]}
                   for n, s in settings.items()}
         for n, by_scaling in curves.items():
             for c in by_scaling.values():
