@@ -3,9 +3,10 @@
 For each dataset and each window scaling (the paper's mean scaling, and standardisation) one unconditional TSDiff
 model is trained on everything before the validation windows (the windows just before the held-out rolling test
 windows); the scaling, checkpoint and guidance scale with the lowest validation CRPS of TSDiff-Q are kept, as the
-TSDiff code selects checkpoints. The selected configuration is then trained afresh (same seed, same step count) on
-everything before the test windows, the data the baselines fit on, and scored with ``test_samples`` sample paths
-per window (the paper's 100). Then, side by side on the test windows:
+TSDiff code selects checkpoints, and TSDiff-MS gets the scale with its own lowest validation CRPS at that
+checkpoint. The selected configuration is then trained afresh (same step count; the seed of the validation run
+or ``--refit-seed``) on everything before the test windows, the data the baselines fit on, and scored with
+``test_samples`` sample paths per window (the paper's 100). Then, side by side on the test windows:
 
 * forecast CRPS (GluonTS mean_wQuantileLoss), ND, NRMSE and wall time of seasonal naive, linear (ridge),
   TSDiff-MS, TSDiff-Q, and both base forecasters refined by ML and by Langevin with the model's density;
@@ -48,6 +49,7 @@ from steerdiff.timeseries.data import (
     training_windows,
 )
 from steerdiff.timeseries.evaluation import (
+    GUIDED,
     METHODS,
     compare_forecasters,
     compare_missing,
@@ -132,17 +134,24 @@ def hold_out(series, spec: WindowSpec, d: dict, s: dict) -> tuple[list, TestWind
 
 
 def run_dataset(name: str, d: dict, s: dict, seed: int, device: str, cache: Path | None,
-                train_only: bool = False) -> dict:
+                train_only: bool = False, refit_seed: int | None = None) -> dict:
+    """Validate (seed ``seed``), refit the selection (seed ``refit_seed``, default ``seed``) and score it on the
+    test windows, sampling with ``seed``'s noise."""
+    refit_seed = seed if refit_seed is None else refit_seed
     series = load_dataset(name)
     curves = {sc: validation_run(name, d, s, s["checkpoints"], seed, device, cache, scaling=sc)
               for sc in s["scalings"]}
     scaling, steps, scale = select(curves)
+    # TSDiff-MS samples the same model with its own scale: its lowest validation CRPS at the selected checkpoint
+    ms_row = next(r for r in curves[scaling]["rows"] if r["steps"] == steps)
+    ms_scale = min(curves[scaling]["scales"], key=lambda v: (ms_row["tsdiff_ms"][str(v)], v))
     cfg = model_config(name, d, s, series, scaling=scaling)
     train, test = hold_out(series, cfg.spec, d, s)  # all before the test windows: every method's training data
-    model, refit_seconds = refit(name, cfg, train, steps, seed, device, cache)
+    model, refit_seconds = refit(name, cfg, train, steps, refit_seed, device, cache)
     spec: WindowSpec = model.spec
     config = {**d, "lags": list(d["lags"]), "series": len(series), "selected_scaling": scaling,
-              "selected_steps": steps, "selected_scale": scale,
+              "selected_steps": steps, "selected_scale": scale, "selected_scale_ms": ms_scale,
+              "refit_seed": refit_seed,
               "validation_train_windows": curves[scaling]["train_windows"],
               "train_seconds": sum(r["train_seconds"] for curve in curves.values() for r in curve["rows"]),
               "refit_seconds": refit_seconds, "train_windows": len(training_windows(train, spec)),
@@ -151,7 +160,8 @@ def run_dataset(name: str, d: dict, s: dict, seed: int, device: str, cache: Path
         return {"config": config, "validation": curves}
     g = torch.Generator(model.device).manual_seed(seed)
     opts = {"num_samples": s["test_samples"], "scale": scale, "solver": "ddpm", "num_steps": s["num_steps"]}
-    forecast, _ = compare_forecasters(model, train, test, refine_steps=s["refine_steps"], generator=g, **opts)
+    forecast, _ = compare_forecasters(model, train, test, refine_steps=s["refine_steps"], generator=g,
+                                      **opts | {"scale": {"tsdiff_q": scale, "tsdiff_ms": ms_scale}})
     missing = {"none": forecast["tsdiff_q"],  # the same run as TSDiff-Q above
                **compare_missing(model, test, ("random", "blackout_start", "blackout_end"), generator=g, **opts)}
     lps = compare_training_data(model, train, test, s["synthetic"], num_steps=s["num_steps"], generator=g)
@@ -201,9 +211,9 @@ def validation_run(name: str, d: dict, s: dict, steps, seed: int, device: str, c
                    context: int | None = None, methods=("seasonal_naive", "linear"),
                    scaling: str = "mean") -> dict:
     """Train one run on everything before the validation windows (never touching the test windows) and score
-    it on them after each step count in ``steps``: TSDiff-Q's CRPS at every scale in ``s["scales"]`` plus
-    ``methods`` (at the first scale) and the denoising loss. Returns the curve. With a cache, the run keeps a
-    snapshot per step count and the scores, so a second call only scores what is missing."""
+    it on them after each step count in ``steps``: the CRPS of TSDiff-Q and TSDiff-MS at every scale in
+    ``s["scales"]`` plus ``methods`` (at the first scale) and the denoising loss. Returns the curve. With a cache, the run keeps a snapshot per step count and the scores, so a second call only
+    scores what is missing."""
     series = load_dataset(name)
     cfg = model_config(name, d, s, series, context, scaling)
     spec = cfg.spec
@@ -236,7 +246,7 @@ def validation_run(name: str, d: dict, s: dict, steps, seed: int, device: str, c
             row = {"steps": n, "epochs_of_128_batches": n / 128, "train_seconds": seconds,
                    "train_loss_last_100": sum(result.losses[-100:]) / len(result.losses[-100:]),
                    "val_loss": validation_loss(model, val, seed), "tsdiff_q": {}}
-        missing_scales = [v for v in scales if str(v) not in row["tsdiff_q"]]
+        missing_scales = [(m, v) for m in GUIDED for v in scales if str(v) not in row.get(m, {})]
         missing_methods = [m for m in methods if m not in row]
         if missing_scales or missing_methods:
             model = model or TSDiff.load(snapshot, device=device)
@@ -245,10 +255,10 @@ def validation_run(name: str, d: dict, s: dict, steps, seed: int, device: str, c
                                                  generator=torch.Generator(model.device).manual_seed(seed),
                                                  refine_steps=s["refine_steps"], **opts)
                 row.update({m: metrics[m]["crps"] for m in missing_methods})
-            for v in missing_scales:  # every scale sees the same noise
-                paths = forecast(model, val.history, guidance="quantile", scale=v,
+            for m, v in missing_scales:  # every scale sees the same noise
+                paths = forecast(model, val.history, guidance=GUIDED[m], scale=v,
                                  generator=torch.Generator(model.device).manual_seed(seed), **opts)
-                row["tsdiff_q"][str(v)] = crps(paths, val.future)
+                row.setdefault(m, {})[str(v)] = crps(paths, val.future)
             print(name, f"{scaling} scaling, context {spec.context_length}", row, flush=True)
         rows.append(row)
         if out is not None:
@@ -297,7 +307,10 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="tiny models and few samples: under a minute")
     p.add_argument("--datasets", default=None, help="comma-separated; default: elecdemand,us_employment "
                    "(--quick) or all three")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the validation runs and of sampling")
+    p.add_argument("--refit-seed", type=int, default=None,
+                   help="seed of the refit's training run (default --seed): a second one measures the spread "
+                   "between training runs at a fixed selection")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", default=None, help="write every number here")
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help="trained-model cache ('' turns it off)")
@@ -317,6 +330,8 @@ def main() -> None:
     unknown = sorted(set(names) - set(DATASETS))
     if unknown:
         p.error(f"unknown dataset(s) {unknown}; choose from {sorted(DATASETS)}")
+    if args.refit_seed is not None and args.validation_curve:
+        p.error("--refit-seed does not apply to --validation-curve (it has no refit)")
     settings = {n: setting(base, n, args.scaling) for n in names}
     torch.set_num_threads(args.threads)
     load = _load()
@@ -336,13 +351,14 @@ def main() -> None:
         return
     if args.context:
         p.error("--context only applies to --validation-curve")
-    results = {n: run_dataset(n, DATASETS[n], s, args.seed, args.device, cache, args.train_only)
+    results = {n: run_dataset(n, DATASETS[n], s, args.seed, args.device, cache, args.train_only, args.refit_seed)
                for n, s in settings.items()}
     for n, r in results.items():
         for c in r["validation"].values():
             print_curve(n, c, ("seasonal_naive", "linear"))
         c = r["config"]
-        print(f"selected: {c['selected_scaling']} scaling, {c['selected_steps']} steps, s = {c['selected_scale']:g}")
+        print(f"selected: {c['selected_scaling']} scaling, {c['selected_steps']} steps, s = {c['selected_scale']:g} "
+              f"(TSDiff-MS: {c['selected_scale_ms']:g})")
     if args.train_only:
         return
     notes = [f"setting: {'quick' if args.quick else 'full'}; {base}",

@@ -1,5 +1,7 @@
 import pytest
 import torch
+from steerdiff.timeseries.data import split_last, synthetic_series
+from steerdiff.timeseries.evaluation import compare_forecasters
 from steerdiff.timeseries.forecast import complete, forecast, impute, missing_mask, with_missing
 
 from .conftest import CONTEXT, PRED
@@ -69,3 +71,18 @@ def test_impute_keeps_observed_values_and_fills_gaps_plausibly(gaussian_model):
     gap_err = (out[:, :, 5:9].median(1).values - truth[:, 5:9]).abs().mean()
     uncond = complete(gaussian_model, y, num_samples=32, guidance="none", num_steps=100, generator=g)
     assert gap_err < 0.75 * (uncond[:, :, 5:9].median(1).values - truth[:, 5:9]).abs().mean()
+
+
+def test_compare_forecasters_takes_one_guidance_scale_per_method(gaussian_model):
+    train, test = split_last(synthetic_series(2, 200, "H", seed=0), gaussian_model.spec, 2)
+    test.history, test.future = test.history / 10, test.future / 10   # near the prior's level
+
+    def ms_crps(scale):
+        metrics, _ = compare_forecasters(gaussian_model, train, test, methods=("tsdiff_ms",), num_samples=4,
+                                         num_steps=10, scale=scale, generator=torch.Generator().manual_seed(0))
+        return metrics["tsdiff_ms"]["crps"]
+
+    assert ms_crps({"tsdiff_ms": 2.0, "tsdiff_q": 50.0}) == ms_crps(2.0)   # MS reads its own scale only
+    assert ms_crps({"tsdiff_ms": 0.0, "tsdiff_q": 2.0}) != ms_crps(2.0)
+    with pytest.raises(ValueError, match=r"one value per guided method \['tsdiff_ms', 'tsdiff_q'\]"):
+        ms_crps({"tsdiff_q": 2.0})

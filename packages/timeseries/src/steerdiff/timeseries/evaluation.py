@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
@@ -22,10 +22,22 @@ from .model import TSDiff
 from .refine import refine
 from .synthesis import generate, linear_predictive_score
 
-__all__ = ["BASES", "METHODS", "compare_forecasters", "compare_missing", "compare_training_data"]
+__all__ = ["BASES", "GUIDED", "METHODS", "compare_forecasters", "compare_missing", "compare_training_data"]
 
 BASES = ("seasonal_naive", "linear")
-METHODS = BASES + ("tsdiff_ms", "tsdiff_q") + tuple(f"{b}+{m}" for b in BASES for m in ("ml", "langevin"))
+GUIDED = {"tsdiff_ms": "mse", "tsdiff_q": "quantile"}  # self-guided methods and their observation likelihood
+METHODS = BASES + tuple(GUIDED) + tuple(f"{b}+{m}" for b in BASES for m in ("ml", "langevin"))
+
+
+def guidance_scales(scale: float | Mapping[str, float]) -> dict[str, float]:
+    """One guidance scale per self-guided method: ``scale`` for both, or a mapping with one value per key of
+    :data:`GUIDED`."""
+    if not isinstance(scale, Mapping):
+        return dict.fromkeys(GUIDED, float(scale))
+    if set(scale) != set(GUIDED):
+        raise ValueError(f"scale: a mapping needs exactly one value per guided method {list(GUIDED)}, got "
+                         f"{sorted(scale)}; or pass one number for both")
+    return {m: float(scale[m]) for m in GUIDED}
 
 
 def _timed(fn: Callable[[], torch.Tensor], test: TestWindows) -> tuple[dict, torch.Tensor | None]:
@@ -53,23 +65,25 @@ def base_forecasts(model: TSDiff, train: Sequence[Series], test: TestWindows) ->
 
 
 def compare_forecasters(model: TSDiff, train: Sequence[Series], test: TestWindows, *,
-                        methods=METHODS, num_samples: int = 100, scale: float = 4.0, solver: str = "ddpm",
-                        num_steps: int = 100, refine_steps: int = 20, batch_size: int | None = None,
-                        generator: torch.Generator | None = None) -> tuple[dict, dict]:
+                        methods=METHODS, num_samples: int = 100, scale: float | Mapping[str, float] = 4.0,
+                        solver: str = "ddpm", num_steps: int = 100, refine_steps: int = 20,
+                        batch_size: int | None = None, generator: torch.Generator | None = None
+                        ) -> tuple[dict, dict]:
     """Metrics and sample paths of every method in ``methods`` (see :data:`METHODS`); the linear base is fitted
-    on the ``train`` series."""
+    on the ``train`` series. ``scale``: the guidance scale of TSDiff-MS and TSDiff-Q, or one per method (see
+    :func:`guidance_scales`; MS's squared error has an unbounded gradient, Q's pinball loss does not, so the
+    two may want different scales)."""
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+    scales = guidance_scales(scale)
     t0 = time.perf_counter()
-    bases = base_forecasts(model, train, test)
+    bases = base_forecasts(model, train, test) if set(methods) - set(GUIDED) else {}  # all but GUIDED use them
     base_seconds = time.perf_counter() - t0
-    sample_opts = {"num_samples": num_samples, "scale": scale, "solver": solver, "num_steps": num_steps,
-                       "batch_size": batch_size, "generator": generator}
-    runs = {
-        "tsdiff_ms": lambda: forecast(model, test.history, guidance="mse", **sample_opts),
-        "tsdiff_q": lambda: forecast(model, test.history, guidance="quantile", **sample_opts),
-    }
+    sample_opts = {"num_samples": num_samples, "solver": solver, "num_steps": num_steps,
+                   "batch_size": batch_size, "generator": generator}
+    runs = {m: (lambda m=m: forecast(model, test.history, guidance=GUIDED[m], scale=scales[m], **sample_opts))
+            for m in GUIDED}
     for b in BASES:
         for m in ("ml", "langevin"):
             runs[f"{b}+{m}"] = (lambda b=b, m=m: refine(model, test.history, bases[b], method=m,
