@@ -65,7 +65,7 @@ FULL = dict(data=20000, model_steps=3000, wm_steps=2000, agent_steps=2000, regen
             episodes=5, ep_steps=500, num=128, sampler_steps=32, hidden=128, coeffs=(0.1, 0.3, 1.0, 3.0),
             long=64, ref_steps=256, ref_coeffs=(0.3, 1.0),
             agents={"Pendulum-v1": dict(agent_steps=7000, regen=1000, iql={"beta": 0.1}),
-                    "Pendulum-v1/random": {"agent_steps": 7000, "regen": 1000, "iql": {"beta": 0.1},
+                    "Pendulum-v1/random": {"agent_steps": 7000, "regen": 1000, "iql": {"beta": 0.3},
                                            "td3bc": {"alpha": 160.0}},
                     "Hopper-v5": dict(agent_steps=5000, iql={"beta": 0.3})},
             models={"Pendulum-v1": dict(base_channels=64, emb_dim=128, steps=8000),
@@ -73,9 +73,10 @@ FULL = dict(data=20000, model_steps=3000, wm_steps=2000, agent_steps=2000, regen
                     "Hopper-v5": dict(base_channels=64, emb_dim=128, steps=10000)})
 # Pendulum-v1/random: the replay dataset leaves no headroom (real-only agents reach the swing-up optimum,
 # about -150); on 20k random transitions real-only TD3+BC returns -1094 and IQL -1002 (2 seeds, a pilot run
-# before any synthetic one). It takes Pendulum-v1's settings, tuned on the replay data, but TD3+BC's alpha: of
-# {2.5, 10, 40, 160}, 160 has the best real-only validation return over updates 4000-7000 (benchmarks/policy_curve.py,
-# 3 seeds; -1124, -978, -597, -395), a weaker pull toward the random actions (the rule was fixed before the sweep).
+# before any synthetic one). It takes Pendulum-v1's settings, tuned on the replay data, but the agents' own:
+# TD3+BC's alpha of {2.5, 10, 40, 160} and IQL's beta of {0.1, 0.3, 1, 3} with the best real-only validation
+# return over updates 4000-7000 (benchmarks/policy_curve.py, 3 seeds; a rule fixed before the sweep): alpha 160
+# (-1124, -978, -597, -395), a weak pull toward the random actions, and beta 0.3 (-1045, -981, -1019, -1124).
 # the trajectory model: windows of 16 rows (the reference trains on 32 with stride 8 and a base-1024 U-Net);
 # cfg["models"][task] overrides it per task (the full Hopper model: 4x wider, 10k updates)
 MODEL = dict(horizon=16, stride=4, base_channels=16, channel_mults=(1, 2), emb_dim=64)
