@@ -214,8 +214,9 @@ def validation_run(name: str, d: dict, s: dict, steps, seed: int, device: str, c
                    scaling: str = "mean") -> dict:
     """Train one run on everything before the validation windows (never touching the test windows) and score
     it on them after each step count in ``steps``: the CRPS of TSDiff-Q and TSDiff-MS at every scale in
-    ``s["scales"]`` plus ``methods`` (at the first scale) and the denoising loss. Returns the curve. With a cache, the run keeps a snapshot per step count and the scores, so a second call only
-    scores what is missing."""
+    ``s["scales"]`` plus ``methods`` (at the first scale) and the denoising loss. Returns the curve. With a
+    cache, the run keeps a snapshot per step count and the scores, so a second call only scores what is
+    missing."""
     series = load_dataset(name)
     cfg = model_config(name, d, s, series, context, scaling)
     spec = cfg.spec
@@ -353,14 +354,14 @@ def main() -> None:
         return
     if args.context:
         p.error("--context only applies to --validation-curve")
-    results = {n: run_dataset(n, DATASETS[n], s, args.seed, args.device, cache, args.train_only, args.refit_seed)
-               for n, s in settings.items()}
+    results = {n: run_dataset(n, DATASETS[n], s, args.seed, args.device, cache, args.train_only,
+                              args.refit_seed) for n, s in settings.items()}
     for n, r in results.items():
         for c in r["validation"].values():
             print_curve(n, c, ("seasonal_naive", "linear"))
         c = r["config"]
-        print(f"selected: {c['selected_scaling']} scaling, {c['selected_steps']} steps, s = {c['selected_scale']:g} "
-              f"(TSDiff-MS: {c['selected_scale_ms']:g})")
+        print(f"selected: {c['selected_scaling']} scaling, {c['selected_steps']} steps, "
+              f"s = {c['selected_scale']:g} (TSDiff-MS: {c['selected_scale_ms']:g})")
     if args.train_only:
         return
     notes = [f"setting: {'quick' if args.quick else 'full'}; {base}",

@@ -79,7 +79,8 @@ def test_compare_forecasters_takes_one_guidance_scale_per_method(gaussian_model)
 
     def ms_crps(scale):
         metrics, _ = compare_forecasters(gaussian_model, train, test, methods=("tsdiff_ms",), num_samples=4,
-                                         num_steps=10, scale=scale, generator=torch.Generator().manual_seed(0))
+                                         num_steps=10, scale=scale,
+                                         generator=torch.Generator().manual_seed(0))
         return metrics["tsdiff_ms"]["crps"]
 
     assert ms_crps({"tsdiff_ms": 2.0, "tsdiff_q": 50.0}) == ms_crps(2.0)   # MS reads its own scale only

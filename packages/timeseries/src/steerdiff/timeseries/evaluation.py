@@ -78,7 +78,7 @@ def compare_forecasters(model: TSDiff, train: Sequence[Series], test: TestWindow
         raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
     scales = guidance_scales(scale)
     t0 = time.perf_counter()
-    bases = base_forecasts(model, train, test) if set(methods) - set(GUIDED) else {}  # all but GUIDED use them
+    bases = base_forecasts(model, train, test) if set(methods) - set(GUIDED) else {}  # all others use them
     base_seconds = time.perf_counter() - t0
     sample_opts = {"num_samples": num_samples, "solver": solver, "num_steps": num_steps,
                    "batch_size": batch_size, "generator": generator}
