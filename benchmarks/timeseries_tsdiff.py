@@ -352,6 +352,8 @@ def main() -> None:
     methods = tuple(args.methods.split(","))
     if sorted(set(methods) - set(METHODS)):
         p.error(f"unknown method(s) {sorted(set(methods) - set(METHODS))}; choose from {','.join(METHODS)}")
+    if args.validation_curve and (args.test_series is not None or methods != METHODS):
+        p.error("--test-series and --methods choose test scoring; --validation-curve scores no test windows")
     if args.test_series is not None and args.quick:
         p.error("--test-series does not apply to --quick (it scores a fixed handful of test windows)")
     if args.test_series is not None and args.test_series < 0:
