@@ -349,10 +349,11 @@ def main() -> None:
         p.error(f"unknown dataset(s) {unknown}; choose from {sorted(DATASETS)}")
     if args.refit_seed is not None and args.validation_curve:
         p.error("--refit-seed does not apply to --validation-curve (it has no refit)")
-    methods = tuple(args.methods.split(","))
-    if sorted(set(methods) - set(METHODS)):
-        p.error(f"unknown method(s) {sorted(set(methods) - set(METHODS))}; choose from {','.join(METHODS)}")
-    if args.validation_curve and (args.test_series is not None or methods != METHODS):
+    methods = tuple(dict.fromkeys(args.methods.split(",")))  # in the given order, each once
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        p.error(f"unknown method(s) {unknown}; choose from {','.join(METHODS)}")
+    if args.validation_curve and (args.test_series is not None or set(methods) != set(METHODS)):
         p.error("--test-series and --methods choose test scoring; --validation-curve scores no test windows")
     if args.test_series is not None and args.quick:
         p.error("--test-series does not apply to --quick (it scores a fixed handful of test windows)")
