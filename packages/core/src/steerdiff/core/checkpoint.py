@@ -17,8 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .denoiser import Denoiser
+from .io import atomic_directory, recover_directory
 from .schedules import Schedule, get_schedule
 
 __all__ = [
@@ -84,21 +83,6 @@ def network_spec(net: nn.Module) -> dict | None:
 
 # ---------------------------------------------------------------------------------------------- writing
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    if os.name != "posix":  # directories cannot be opened for fsync on Windows
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_json(path: Path, obj: Any) -> None:
     with open(path, "w") as f:
         json.dump(obj, f, indent=1)
@@ -110,7 +94,8 @@ def _write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[
     # clone: safetensors refuses tensors that share memory (tied weights) and wants contiguous CPU data
     tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
     save_file(tensors, str(path), metadata={"format": "pt", **(metadata or {})})
-    _fsync_file(path)
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
 
 
 def _encode(obj: Any, tensors: dict[str, torch.Tensor], key: str) -> Any:
@@ -140,24 +125,6 @@ def _decode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
-def _siblings(path: Path, kind: str) -> list[Path]:
-    return sorted(path.parent.glob(f".{path.name}.{kind}-*"), key=lambda p: p.stat().st_mtime)
-
-
-def _recover(path: Path) -> None:
-    """Finish or undo a save that was cut between its two renames, and drop leftovers of failed saves."""
-    if not path.parent.is_dir():
-        return
-    old = _siblings(path, "old")
-    if old and not path.exists():
-        try:
-            os.rename(old.pop(), path)  # the previous complete checkpoint
-        except FileNotFoundError:  # another process recovered it first
-            pass
-    for p in old:
-        shutil.rmtree(p, ignore_errors=True)
-
-
 def save_checkpoint(path, denoiser: Denoiser, *, schedule: Schedule | dict | None = None,
                     ema: nn.Module | None = None, optimizer: torch.optim.Optimizer | dict | None = None,
                     train_config: Any = None, trainer_state: dict | None = None, step: int = 0) -> Path:
@@ -167,11 +134,6 @@ def save_checkpoint(path, denoiser: Denoiser, *, schedule: Schedule | dict | Non
     optimizer or its ``state_dict()``; ``train_config`` a dataclass or dict; ``trainer_state`` any
     JSON-ready dict (the trainer keeps step, losses and RNG states there).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _recover(path)
-    for stale in _siblings(path, "tmp"):  # left by a save that was killed
-        shutil.rmtree(stale, ignore_errors=True)
     net = _unwrap(denoiser.net)
     if isinstance(schedule, Schedule):
         schedule = schedule.to_dict()
@@ -183,9 +145,7 @@ def save_checkpoint(path, denoiser: Denoiser, *, schedule: Schedule | dict | Non
         "denoiser": {"parametrization": denoiser.parametrization, "sigma_data": denoiser.sigma_data},
         "schedule": schedule, "training": train_config, "torch_version": torch.__version__,
     }
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with atomic_directory(path) as tmp:
         _write_tensors(tmp / MODEL, net.state_dict(), {"step": str(step)})
         if ema is not None:
             ema_net = _unwrap(ema.net if isinstance(ema, Denoiser) else ema)
@@ -198,19 +158,6 @@ def save_checkpoint(path, denoiser: Denoiser, *, schedule: Schedule | dict | Non
         if trainer_state is not None:
             _write_json(tmp / TRAINER_STATE, trainer_state)
         _write_json(tmp / CONFIG, config)  # last: a directory with config.json is complete
-        _fsync_dir(tmp)
-        if path.exists():
-            old = path.parent / f".{path.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            os.rename(path, old)
-            os.rename(tmp, path)
-            _fsync_dir(path.parent)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, path)
-            _fsync_dir(path.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
@@ -219,14 +166,14 @@ def save_checkpoint(path, denoiser: Denoiser, *, schedule: Schedule | dict | Non
 def checkpoint_exists(path) -> bool:
     """Whether ``path`` holds a checkpoint (after recovering one whose save was cut between renames)."""
     path = Path(path)
-    _recover(path)
+    recover_directory(path)
     return path.is_dir()
 
 
 def _resolve(path) -> Path:
     path = Path(path)
-    _recover(path)
-    _recover(path / "checkpoint")  # path may be a training run's out_dir
+    recover_directory(path)
+    recover_directory(path / "checkpoint")  # path may be a training run's out_dir
     if not path.exists():
         raise CheckpointError(f"checkpoint directory {path} does not exist; pass the directory written by "
                               f"save_checkpoint or train(out_dir=...) (it holds {CONFIG} and {MODEL})")

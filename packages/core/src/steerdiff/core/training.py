@@ -43,9 +43,10 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .denoiser import Denoiser
+from .runtime import resolve_device
 from .schedules import Schedule, get_schedule
 
-__all__ = ["TrainConfig", "TrainResult", "resolve_device", "train"]
+__all__ = ["TrainConfig", "TrainResult", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -103,19 +104,6 @@ class TrainResult:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-
-def resolve_device(device, module: nn.Module | None = None) -> torch.device:
-    """None: where ``module`` lives; "auto": CUDA when present; a bare "cuda" means this rank's GPU."""
-    if device is None:
-        p = next(module.parameters(), None) if module is not None else None
-        device = p.device if p is not None else "cpu"
-    elif device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))
-    return device
-
 
 def _seed(seed: int, stream: int) -> int:
     return (seed * 1_000_003 + stream) % 2**63

@@ -1,0 +1,199 @@
+"""The command-line convention every steerdiff command follows.
+
+One parser factory, one set of common flags with the same names and meanings in every command, argument
+types that check values as they are read, and one runner that turns a user error into one line on stderr and
+exit code 2, writes ``summary.json`` into ``--out`` and prints the summary (``--json``: the whole of it, as
+JSON, never cut). Domain command lines build on these; library functions never call a command line.
+
+Common flags: ``--num-samples``, ``--steps`` (sampler steps), ``--train-steps``, ``--solver`` (checked against
+the core's solvers), ``--device``, ``--threads``, ``--seed``, ``--out``, ``--json``, ``--quiet``, ``--version``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .io import write_json
+from .runtime import configure
+from .solvers import SOLVERS
+
+__all__ = [
+    "UsageError",
+    "add_runtime_flags",
+    "add_sampling_flags",
+    "existing_dir",
+    "existing_file",
+    "make_parser",
+    "nonnegative_int",
+    "positive_float",
+    "positive_int",
+    "nonnegative_float",
+    "probability",
+    "run_command",
+]
+
+
+class UsageError(ValueError):
+    """A user's input cannot be used; the message names the problem and the fix."""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows every option's default (except flags that are off and options without one)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def package_version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def make_parser(prog: str, description: str, distribution: str) -> argparse.ArgumentParser:
+    """A top-level parser with ``--version`` (the installed version of ``distribution``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=_HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version(distribution)}",
+                        help="print the version and exit")
+    return parser
+
+
+def subcommands(parser: argparse.ArgumentParser) -> Callable[..., argparse.ArgumentParser]:
+    """``add(name, help)`` creates a subcommand parser with the same help formatting."""
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=description or help, formatter_class=_HelpFormatter)
+
+    return add
+
+
+# ------------------------------------------------------------------------------------------ value types
+
+def _number(kind: type, test: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if isinstance(value, float) and not math.isfinite(value) or not test(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _number(int, lambda v: v > 0, "a positive integer")
+nonnegative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _number(float, lambda v: v > 0, "a positive number")
+nonnegative_float = _number(float, lambda v: v >= 0, "a number >= 0")
+probability = _number(float, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+
+
+def existing_file(text: str) -> Path:
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"file {path} does not exist")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder; give a file")
+    return path
+
+
+def existing_dir(text: str) -> Path:
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"folder {path} does not exist")
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a file; give a folder")
+    return path
+
+
+# ------------------------------------------------------------------------------------------ common flags
+
+def add_runtime_flags(parser: argparse.ArgumentParser, out: str | None, *, seed: int | None = 0,
+                      threads: int | None = None) -> None:
+    """``--out``, ``--seed``, ``--device``, ``--threads``, ``--json``, ``--quiet``."""
+    if out is not None:
+        parser.add_argument("--out", type=Path, default=Path(out),
+                            help="output folder (summary.json and the run's files go there)")
+    if seed is not None:
+        parser.add_argument("--seed", type=int, default=seed, help="random seed; the same seed gives the same "
+                                                                    "result")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=nonnegative_int, default=threads if threads is not None else 0,
+                        help="CPU threads for torch; 0 keeps torch's own choice (1 is often fastest for small "
+                             "networks)")
+    parser.add_argument("--json", action="store_true", help="print the whole summary as JSON on stdout")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_sampling_flags(parser: argparse.ArgumentParser, *, num_samples: int | None = None, steps: int | None = 32,
+                       solver: str | None = "heun", samples_help: str = "samples to draw") -> None:
+    """``--num-samples``, ``--steps`` (sampler steps), ``--solver`` (one of the core's solvers)."""
+    if num_samples is not None:
+        parser.add_argument("--num-samples", type=positive_int, default=num_samples, help=samples_help)
+    if steps is not None:
+        parser.add_argument("--steps", type=positive_int, default=steps, help="sampler steps (noise levels)")
+    if solver is not None:
+        parser.add_argument("--solver", choices=sorted(SOLVERS), default=solver, help="sampler")
+
+
+# ---------------------------------------------------------------------------------------------- runner
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def print_summary(summary: Mapping[str, Any], as_json: bool, file=None) -> None:
+    """``--json``: the whole summary; otherwise one ``key: value`` line each (long values shortened)."""
+    file = file or sys.stdout
+    if as_json:
+        print(json.dumps(summary, indent=2, default=str), file=file)
+        return
+    for key, value in summary.items():
+        print(f"{key}: {_short(value)}", file=file)
+
+
+def run_command(parser: argparse.ArgumentParser, handlers: Mapping[str, Callable[[argparse.Namespace], dict]],
+                argv: list[str] | None = None) -> int:
+    """Parse ``argv``, set up the runtime, run the subcommand's handler and report.
+
+    The handler returns a JSON-ready summary; it is written to ``<out>/summary.json`` when the command has an
+    ``--out`` folder and printed. A ``ValueError`` (``UsageError``, a dataset or bundle error) or an
+    ``OSError`` becomes one line on stderr and exit code 2; ``STEERDIFF_DEBUG=1`` shows the traceback instead.
+    """
+    args = parser.parse_args(argv)
+    try:
+        args.device = configure(getattr(args, "device", "auto"), getattr(args, "threads", None),
+                                getattr(args, "seed", None))
+        summary = handlers[args.command](args)
+        out = getattr(args, "out", None)
+        if summary is not None and out is not None:
+            summary = {**summary, "summary": str(Path(out) / "summary.json")}
+            write_json(Path(out) / "summary.json", summary)
+    except (ValueError, OSError) as err:
+        if os.environ.get("STEERDIFF_DEBUG"):
+            raise
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"{parser.prog} {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{parser.prog} {args.command}: interrupted; files already written are complete", file=sys.stderr)
+        return 130
+    if summary is not None:
+        print_summary(summary, getattr(args, "json", False))
+    return 0
