@@ -45,9 +45,7 @@ import time
 import torch
 from torch import nn
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from _common import Stopwatch, environment, print_table, write_json
+from steerdiff.core.benchmarking import Stopwatch, environment, print_table, write_json
 from steerdiff.core.analytic import GaussianMixture
 from steerdiff.core.denoiser import Denoiser
 from steerdiff.core.sampling import sample

@@ -61,9 +61,7 @@ from dataclasses import dataclass
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from _common import Stopwatch, environment, print_table, write_json
+from steerdiff.core.benchmarking import Stopwatch, environment, print_table, write_json
 from steerdiff.core.analytic import GaussianMixture, gaussian
 from steerdiff.core.guidance import (
     EnsembleKalmanGuidance,

@@ -19,7 +19,7 @@ import dataclasses
 import time
 
 import torch
-from _common import environment, print_table, write_json
+from steerdiff.core.benchmarking import environment, print_table, write_json
 from steerdiff.inverse.benchmark import FULL, QUICK, default_cache, run
 
 

@@ -22,7 +22,7 @@ import dataclasses
 import time
 
 import torch
-from _common import print_table
+from steerdiff.core.benchmarking import print_table
 from steerdiff.inverse.benchmark import FULL
 from steerdiff.inverse.fields import wavenumbers
 from steerdiff.inverse.metrics import relative_l2

@@ -39,8 +39,7 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import Stopwatch, environment, print_table, write_json  # noqa: E402
+from steerdiff.core.benchmarking import Stopwatch, environment, print_table, write_json
 
 from steerdiff.music.cli import DEMO_BARS, DEMO_ROLL, demo_run_dir, ensure_demo_model, model_is_trained  # noqa: E402
 from steerdiff.music.data import bach_chorales, load_pieces, split, windows  # noqa: E402

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import environment, print_table, write_json
+from steerdiff.core.benchmarking import environment, print_table, write_json
 from policy_pgd import (
     FULL,
     QUICK,

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import environment, print_table, write_json
+from steerdiff.core.benchmarking import environment, print_table, write_json
 from steerdiff.policy.agents import AGENTS, make_agent
 from steerdiff.policy.collect import BEHAVIOURS, collect
 from steerdiff.policy.data import load_d4rl, save_d4rl

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import Stopwatch, environment, print_table, write_json
+from steerdiff.core.benchmarking import Stopwatch, environment, print_table, write_json
 from steerdiff.core.training import TrainConfig
 from steerdiff.timeseries.baselines import seasonal_naive
 from steerdiff.timeseries.data import (

@@ -1,7 +1,7 @@
-"""Small helpers shared by the benchmark scripts: tables, timing, environment, JSON.
+"""Helpers for benchmarks: Markdown tables, timing, machine facts, strict JSON results.
 
-Benchmarks are run as scripts (``python benchmarks/<name>.py``), so this module is imported as ``_common``
-from the script's own folder. It depends on the standard library and torch only.
+Every package's ``benchmark`` module and the scripts in ``benchmarks/`` report through these, so tables and
+result files look the same everywhere.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from .io import atomic_open
 
 __all__ = ["Stopwatch", "environment", "fmt", "format_table", "median_time", "print_table", "write_json"]
 
@@ -105,25 +106,11 @@ def environment(**extra) -> dict[str, Any]:
     return env
 
 
-def write_json(path: str, data: Any) -> None:
-    """Write ``data`` as indented JSON atomically (temp file in the same folder, then rename).
-
-    NaN and infinities become null (strict JSON has no spelling for them); tensors become lists.
-    """
-    data = _finite(data)
-    path = os.path.abspath(path)
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, default=_json_default, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def write_json(path, data: Any) -> None:
+    """Write ``data`` as indented strict JSON atomically: NaN and infinities become null, tensors lists."""
+    with atomic_open(path, "w") as f:
+        json.dump(_finite(data), f, indent=2, default=_json_default, allow_nan=False)
+        f.write("\n")
 
 
 def _finite(obj):
@@ -137,13 +124,10 @@ def _finite(obj):
 
 
 def _json_default(obj):
-    try:
-        import torch
+    import torch
 
-        if isinstance(obj, torch.Tensor):
-            return obj.tolist()
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
     if hasattr(obj, "item"):
         return obj.item()
     raise TypeError(f"cannot write {type(obj).__name__} to JSON")
