@@ -144,7 +144,7 @@ def read_bundle_config(path, domain: str | None = None) -> dict:
         hint = (f" It holds {', '.join(others)}: a model folder of steerdiff 0.1, which this version does not "
                 "read; train the model again" if others else " Give the folder a train command wrote")
         raise BundleError(f"{path} is not a steerdiff model bundle (no config.json).{hint}.")
-    meta = _read_json(path / CONFIG)
+    meta = _read_json(path / CONFIG, BundleError)
     if meta.get("format") != BUNDLE_FORMAT:
         kind = meta.get("format", "unknown")
         raise BundleError(f"{path / CONFIG} is a {kind!r} folder, not a model bundle; give the model folder "
@@ -183,7 +183,7 @@ def load_pretrained(path, domain: str | None = None, *, device: str | torch.devi
         except (TypeError, ValueError) as err:
             raise BundleError(f"{path / CONFIG}: cannot rebuild the schedule {meta['schedule']!r} ({err})") from None
     if meta.get("denoiser"):
-        weights, _ = _read_tensors(path / MODEL)
+        weights, _ = _read_tensors(path / MODEL, error=BundleError)
         if net is None:
             spec = meta.get("network")
             if not spec:
@@ -203,7 +203,7 @@ def load_pretrained(path, domain: str | None = None, *, device: str | torch.devi
             raise BundleError(f"{path / CONFIG}: bad denoiser entry {d!r} ({err})") from None
         bundle.denoiser = denoiser.to(device).eval().requires_grad_(False)
     for name in meta.get("state", []):
-        tensors, info = _read_tensors(path / f"{name}.safetensors", device)
+        tensors, info = _read_tensors(path / f"{name}.safetensors", device, BundleError)
         try:
             bundle.state[name] = _decode(json.loads(info["index"]), tensors)
         except (KeyError, TypeError, ValueError) as err:

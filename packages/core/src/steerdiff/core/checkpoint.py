@@ -185,31 +185,32 @@ def _resolve(path) -> Path:
     return path
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path, error: type[CheckpointError] = CheckpointError) -> dict:
     if not path.exists():
-        raise CheckpointError(f"{path} is missing: the checkpoint in {path.parent} is incomplete; "
-                              "point to a complete checkpoint or train again")
+        raise error(f"{path} is missing: {path.parent} is incomplete; point to a complete "
+                    "folder or train again")
     try:
         with open(path) as f:
             obj = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is not valid JSON ({e}); the checkpoint is corrupt, "
+        raise error(f"{path} is not valid JSON ({e}); the folder is corrupt, "
                               "restore it from a copy or train again") from None
     if not isinstance(obj, dict):
-        raise CheckpointError(f"{path} should hold a JSON object, got {type(obj).__name__}; it is corrupt")
+        raise error(f"{path} should hold a JSON object, got {type(obj).__name__}; it is corrupt")
     return obj
 
 
-def _read_tensors(path: Path, device="cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def _read_tensors(path: Path, device="cpu", error: type[CheckpointError] = CheckpointError
+                  ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     if not path.exists():
-        raise CheckpointError(f"{path} is missing: the checkpoint in {path.parent} is incomplete; "
-                              "point to a complete checkpoint or train again")
+        raise error(f"{path} is missing: {path.parent} is incomplete; point to a complete "
+                    "folder or train again")
     try:
         with safe_open(str(path), "pt") as f:
             metadata = f.metadata() or {}
         return load_file(str(path), device=str(device)), metadata
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is corrupt or truncated ({e}); restore it from a copy or train "
+        raise error(f"{path} is corrupt or truncated ({e}); restore it from a copy or train "
                               "again") from None
 
 

@@ -3,31 +3,36 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .checkpoint import load_denoiser, load_schedule
+from .bundle import load_pretrained, save_pretrained
+from .command import (
+    UsageError,
+    add_runtime_flags,
+    add_sampling_flags,
+    make_parser,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    probability,
+    run_command,
+    subcommands,
+)
 from .denoiser import PARAMETRIZATIONS, Denoiser
 from .guidance import ReconstructionGuidance, StochasticControlGuidance
-from .io import atomic_open, save_figure, write_json
+from .io import save_figure, save_npy
 from .nets import NETWORKS, build_network
 from .sampling import sample
 from .schedules import SCHEDULES, SPACINGS, get_schedule, sigma_grid
 from .solvers import SOLVERS
 from .toy import TOY_DATASETS, ring_mixture, toy_dataset
-from .training import TrainConfig, resolve_device, train
+from .training import TrainConfig, train
 
-__all__ = ["main"]
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_open(path, "wb") as f:
-        np.save(f, array)
+__all__ = ["build_parser", "load_data", "main"]
 
 
 def load_data(spec: str) -> torch.Tensor:
@@ -37,13 +42,13 @@ def load_data(spec: str) -> torch.Tensor:
         return toy_dataset(parts[1], int(parts[2]) if len(parts) > 2 else 20000)
     path = Path(spec)
     if not path.exists():
-        raise SystemExit(f"error: data file {path} does not exist (give a .npy file or toy:{'|'.join(TOY_DATASETS)})")
+        raise UsageError(f"data file {path} does not exist (give a .npy file or toy:{'|'.join(TOY_DATASETS)})")
     if path.suffix != ".npy":
-        raise SystemExit(f"error: {path} is not a .npy file; save your array with numpy.save")
+        raise UsageError(f"{path} is not a .npy file; save your array with numpy.save")
     try:
         array = np.load(path, allow_pickle=False)
     except ValueError as err:
-        raise SystemExit(f"error: cannot read {path} as a numeric .npy array: {err}") from None
+        raise UsageError(f"cannot read {path} as a numeric .npy array ({err}); save a numeric array with numpy.save") from None
     return torch.from_numpy(np.asarray(array, dtype=np.float32))
 
 
@@ -53,7 +58,7 @@ def _default_network(data: torch.Tensor, name: str | None) -> tuple[str, dict]:
     if data.ndim in (3, 4):
         default = "unet1d" if data.ndim == 3 else "unet2d"
         return name or default, {"in_channels": data.shape[1]}
-    raise SystemExit(f"error: data of shape {tuple(data.shape)}: expected (N, D), (N, C, L) or (N, C, H, W)")
+    raise UsageError(f"data of shape {tuple(data.shape)}: expected (N, D), (N, C, L) or (N, C, H, W)")
 
 
 def cmd_train(args) -> dict:
@@ -62,32 +67,37 @@ def cmd_train(args) -> dict:
     net = build_network(net_name, **net_cfg)
     denoiser = Denoiser(net, args.parametrization, sigma_data=args.sigma_data)
     schedule = get_schedule(args.schedule)
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
+    config = TrainConfig(steps=args.train_steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
                          ema_decay=args.ema_decay, seed=args.seed, checkpoint_every=args.checkpoint_every)
-    result = train(denoiser, schedule, data, config, out_dir=args.out, device=args.device, progress=not args.quiet)
-    summary = {"steps": result.step, "final_loss": float(np.mean(result.losses[-100:])), "out": str(args.out),
-               "network": net_name, "parametrization": args.parametrization, "schedule": schedule.to_dict(),
-               "sample_shape": list(data.shape[1:])}
-    write_json(Path(args.out) / "train_summary.json", summary)
-    return summary
+    out = Path(args.out)
+    result = train(denoiser, schedule, data, config, out_dir=out, device=args.device, progress=not args.quiet)
+    save_pretrained(out / "model", domain="core", denoiser=result.ema, schedule=schedule,
+                    config={"sample_shape": list(data.shape[1:]), "data": args.data})
+    return {"train_steps": result.step, "final_loss": float(np.mean(result.losses[-100:])),
+            "model": str(out / "model"), "network": net_name, "parametrization": args.parametrization,
+            "schedule": schedule.to_dict(), "sample_shape": list(data.shape[1:])}
+
+
+def _model_dir(path: Path) -> Path:
+    """A bundle folder, or a ``steerdiff train`` run folder that holds one in ``model/``."""
+    return path / "model" if not (path / "config.json").exists() and (path / "model").is_dir() else path
 
 
 def cmd_sample(args) -> dict:
-    device = resolve_device(args.device)
-    denoiser = load_denoiser(args.checkpoint, ema=not args.no_ema, device=device).eval()
-    schedule = load_schedule(args.checkpoint)
-    run_summary = Path(args.checkpoint) / "train_summary.json"
-    recorded = json.loads(run_summary.read_text()).get("sample_shape") if run_summary.exists() else None
+    bundle = load_pretrained(_model_dir(Path(args.model)), device=args.device)
+    if bundle.denoiser is None or bundle.schedule is None:
+        raise UsageError(f"{bundle.path} holds no denoiser and schedule to sample; give a model folder that "
+                         "steerdiff train wrote")
+    recorded = bundle.config.get("sample_shape")
     shape = tuple(args.shape or recorded or ())
     if not shape:
-        raise SystemExit("error: no train_summary.json beside the checkpoint records the sample shape; "
-                         "pass --shape, e.g. --shape 2")
-    sigmas = sigma_grid(schedule, args.steps, args.spacing)
-    gen = torch.Generator(device=device).manual_seed(args.seed)
-    x = sigmas[0].item() * torch.randn((args.n, *shape), generator=gen, device=device)
-    out = sample(denoiser, x, sigmas, args.solver, generator=gen, progress=not args.quiet)
-    _save_npy(Path(args.out), out.x.cpu().numpy())
-    return {"samples": str(args.out), "shape": list(out.x.shape), **out.costs.as_dict()}
+        raise UsageError(f"{bundle.path} records no sample shape; pass --shape, e.g. --shape 2")
+    sigmas = sigma_grid(bundle.schedule, args.steps, args.spacing)
+    gen = torch.Generator(device=args.device).manual_seed(args.seed)
+    x = sigmas[0].item() * torch.randn((args.num_samples, *shape), generator=gen, device=args.device)
+    out = sample(bundle.denoiser, x, sigmas, args.solver, generator=gen, progress=not args.quiet)
+    path = save_npy(Path(args.out) / "samples.npy", out.x.cpu().numpy())
+    return {"samples": str(path), "shape": list(out.x.shape), **out.costs.as_dict()}
 
 
 def _scatter(ax, pts, title, color):
@@ -102,18 +112,18 @@ def _scatter(ax, pts, title, color):
 def cmd_quickstart(args) -> dict:
     """Train a small prior on 8 Gaussians on a ring, then sample it unguided and guided; plot and summarise."""
     out = Path(args.out)
-    device = resolve_device(args.device)
+    device = args.device
     t0 = time.perf_counter()
     data = toy_dataset("ring8", 20000, seed=args.seed)
     denoiser = Denoiser(build_network("mlp", dim=2, hidden=128, depth=3), "edm")
-    config = TrainConfig(steps=args.steps, batch_size=256, lr=2e-3, warmup_steps=100, ema_decay=0.995,
+    config = TrainConfig(steps=args.train_steps, batch_size=256, lr=2e-3, warmup_steps=100, ema_decay=0.995,
                          seed=args.seed, checkpoint_every=0)
     result = train(denoiser, "edm", data, config, out_dir=out / "prior", device=device, progress=not args.quiet)
     prior = result.ema.eval()
     train_time = time.perf_counter() - t0
 
     sigmas = sigma_grid(get_schedule("edm"), 32)
-    n = args.n
+    n = args.num_samples
 
     def draw(solver, guidance=(), seed=0):
         gen = torch.Generator(device=device).manual_seed(args.seed + seed)
@@ -155,7 +165,6 @@ def cmd_quickstart(args) -> dict:
     save_figure(fig, out / "quickstart.png")
     plt.close(fig)
     summary["plot"] = str(out / "quickstart.png")
-    write_json(out / "summary.json", summary)
     return summary
 
 
@@ -165,63 +174,48 @@ def cmd_solvers(args) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="steerdiff", description="Steer diffusion models at sampling time.")
-    sub = p.add_subparsers(dest="command", required=True)
+    parser = make_parser("steerdiff", "Steer diffusion models at sampling time: train a prior, sample it, guide it.",
+                         "steerdiff-core")
+    add = subcommands(parser)
 
-    def common(sp, out_default, threads=None):
-        sp.add_argument("--threads", type=int, default=threads,
-                        help="CPU threads for torch (default: torch's own choice; 1 is fastest for small networks)")
-        sp.add_argument("--seed", type=int, default=0)
-        sp.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
-        sp.add_argument("--out", default=out_default)
-        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+    q = add("quickstart", "train a small prior on 8 Gaussians, then plot unguided against guided samples")
+    add_runtime_flags(q, "runs/quickstart", threads=1)
+    q.add_argument("--train-steps", type=positive_int, default=3000, help="training steps")
+    add_sampling_flags(q, num_samples=2000, steps=None, solver=None, samples_help="samples per panel")
 
-    q = sub.add_parser("quickstart", help="train a small prior on 8 Gaussians, save unguided vs guided samples")
-    common(q, "runs/quickstart", threads=1)
-    q.add_argument("--steps", type=int, default=3000)
-    q.add_argument("--n", type=int, default=2000, help="samples per panel")
+    t = add("train", "train a prior on a .npy array or a toy dataset; writes a model bundle to OUT/model")
+    add_runtime_flags(t, "runs/train")
+    t.add_argument("--data", required=True, help=f"file.npy of shape (N, ...) or toy:{'|'.join(TOY_DATASETS)}[:N]")
+    t.add_argument("--net", choices=sorted(NETWORKS),
+                   help="network (default: mlp for (N, D), unet1d / unet2d for sequences / fields)")
+    t.add_argument("--parametrization", choices=PARAMETRIZATIONS, default="edm", help="denoiser parametrization")
+    t.add_argument("--sigma-data", type=positive_float, default=None,
+                   help="data standard deviation for EDM preconditioning (default: measured on the data)")
+    t.add_argument("--schedule", choices=sorted(SCHEDULES), default="edm", help="noise schedule")
+    t.add_argument("--train-steps", type=positive_int, default=5000, help="training steps")
+    t.add_argument("--batch-size", type=positive_int, default=256, help="batch size")
+    t.add_argument("--lr", type=positive_float, default=1e-3, help="AdamW learning rate")
+    t.add_argument("--warmup", type=nonnegative_int, default=100, help="learning-rate warm-up steps")
+    t.add_argument("--ema-decay", type=probability, default=0.999, help="EMA decay of the sampling weights")
+    t.add_argument("--checkpoint-every", type=nonnegative_int, default=1000,
+                   help="steps between resumable checkpoints (0: only at the end)")
 
-    t = sub.add_parser("train", help="train a prior on a .npy array or a toy dataset")
-    common(t, "runs/train")
-    t.add_argument("--data", required=True, help="file.npy of shape (N, ...) or toy:ring8|moons|spiral[:N]")
-    t.add_argument("--net", choices=sorted(NETWORKS), help="default: mlp for (N, D), unet1d/unet2d for sequences/fields")
-    t.add_argument("--parametrization", choices=PARAMETRIZATIONS, default="edm")
-    t.add_argument("--sigma-data", type=float, default=None)
-    t.add_argument("--schedule", choices=sorted(SCHEDULES), default="edm")
-    t.add_argument("--steps", type=int, default=5000)
-    t.add_argument("--batch-size", type=int, default=256)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--warmup", type=int, default=100)
-    t.add_argument("--ema-decay", type=float, default=0.999)
-    t.add_argument("--checkpoint-every", type=int, default=1000)
+    s = add("sample", "sample a trained model into OUT/samples.npy")
+    add_runtime_flags(s, "runs/sample")
+    s.add_argument("--model", required=True, help="model folder (or a steerdiff train --out folder)")
+    add_sampling_flags(s, num_samples=1000, steps=32, solver="heun")
+    s.add_argument("--spacing", choices=SPACINGS, default="karras", help="step grid")
+    s.add_argument("--shape", type=positive_int, nargs="+",
+                   help="shape of one sample, e.g. 2 or 4 64 (default: the shape the model was trained on)")
 
-    s = sub.add_parser("sample", help="sample a trained prior into a .npy file")
-    common(s, "runs/samples.npy")
-    s.add_argument("--checkpoint", required=True)
-    s.add_argument("--n", type=int, default=1000)
-    s.add_argument("--steps", type=int, default=32)
-    s.add_argument("--solver", choices=sorted(SOLVERS), default="heun")
-    s.add_argument("--spacing", choices=SPACINGS, default="karras")
-    s.add_argument("--shape", type=int, nargs="+", help="shape of one sample, e.g. 2 or 4 64")
-    s.add_argument("--no-ema", action="store_true")
-
-    sub.add_parser("solvers", help="list solvers, schedules, spacings, parametrizations and networks")
-    return p
+    add("solvers", "list solvers, schedules, spacings, parametrizations and networks")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)
     handlers = {"quickstart": cmd_quickstart, "train": cmd_train, "sample": cmd_sample, "solvers": cmd_solvers}
-    try:
-        summary = handlers[args.command](args)
-    except ValueError as err:  # bad input: one clear line, no traceback
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, indent=2))
-    return 0
+    return run_command(build_parser(), handlers, argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
