@@ -84,7 +84,7 @@ def _model_dir(path: Path) -> Path:
 
 
 def cmd_sample(args) -> dict:
-    bundle = load_pretrained(_model_dir(Path(args.model)), device=args.device)
+    bundle = load_pretrained(_model_dir(Path(args.model)), "core", device=args.device)
     if bundle.denoiser is None or bundle.schedule is None:
         raise UsageError(f"{bundle.path} holds no denoiser and schedule to sample; give a model folder that "
                          "steerdiff train wrote")

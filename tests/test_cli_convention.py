@@ -1,0 +1,82 @@
+"""One command-line convention across the five commands.
+
+For every command: each option of each subcommand has a help line that shows its default, ``--version``
+prints the installed version, and each user error (tests/<package>/cli_cases.py) exits with code 2 and one
+line on stderr, without a traceback.
+"""
+
+import argparse
+import importlib
+import importlib.metadata
+
+import pytest
+
+PACKAGES = ["core", "policy", "timeseries", "music", "inverse"]
+COMMON = {"--num-samples", "--steps", "--train-steps", "--solver", "--device", "--threads", "--seed", "--out",
+          "--json"}
+
+
+def _cli(package):
+    return importlib.import_module(f"steerdiff.{package}.cli")
+
+
+def _subparsers(parser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield name, sub
+                yield from ((f"{name} {n}", s) for n, s in _subparsers(sub))
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_option_has_help_and_shows_its_default(package):
+    parser = _cli(package).build_parser()
+    subs = list(_subparsers(parser))
+    assert subs, "a command has subcommands"
+    seen = set()
+    for name, sub in subs:
+        sub.format_help()  # a stray % in a help string would fail here
+        formatter = sub._get_formatter()
+        for action in sub._actions:
+            if not action.option_strings or action.help == argparse.SUPPRESS or "-h" in action.option_strings:
+                continue
+            seen.update(action.option_strings)
+            assert action.help, f"{package} {name} {action.option_strings[0]} has no help line"
+            if action.default not in (None, False, argparse.SUPPRESS):
+                assert "%(default)" in formatter._get_help_string(action), \
+                    f"{package} {name} {action.option_strings[0]} does not show its default"
+    assert {"--device", "--out", "--json"} <= seen, f"{package} lacks the common runtime flags"
+    renamed = {"--n", "--samples", "--num", "--sampler-steps", "--num-steps"} & seen
+    assert not renamed, f"{package} uses {sorted(renamed)} instead of the common names {sorted(COMMON)}"
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_version(package, capsys):
+    with pytest.raises(SystemExit) as done:
+        _cli(package).main(["--version"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out.strip()
+    dist = "steerdiff-core" if package == "core" else f"steerdiff-{package}"
+    version = importlib.metadata.version(dist)
+    assert out.endswith(version) and version
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_user_errors_exit_2_with_one_line(package, tmp_path, capsys):
+    cases = importlib.import_module(f"tests.{package}.cli_cases").user_errors(tmp_path)
+    assert len(cases) >= 5
+    capsys.readouterr()
+    for argv, fragment in cases:
+        try:
+            code = _cli(package).main(argv)
+        except SystemExit as done:  # argparse's own usage errors
+            code = done.code
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip()]
+        where = f"{package} {' '.join(argv)}"
+        assert code == 2, f"{where}: exit code {code}, stderr {err!r}"
+        assert "Traceback" not in err, f"{where}: traceback\n{err}"
+        # argparse prints its usage line before the error; ours print the error alone
+        message = [line for line in lines if not line.startswith("usage:") and not line.startswith(" ")]
+        assert len(message) == 1, f"{where}: expected one error line, got {lines}"
+        assert fragment.lower() in message[0].lower(), f"{where}: {fragment!r} not in {message[0]!r}"
