@@ -9,22 +9,25 @@ and expose what policy-guided diffusion needs from a target policy:
 * ``act(obs)`` (deterministic, numpy in / numpy out) for evaluation in the simulator;
 * ``sample_action(obs, generator)`` for on-policy rollouts (world-model baseline).
 
-Agents are saved as ``agent.json`` + ``agent.safetensors`` (no pickle).
+An agent is saved as a steerdiff model bundle (domain ``"policy"``, kind ``"agent"``), written atomically in
+one folder: ``config.json`` holds the algorithm, its hyper-parameters, the environment id, the observation
+and action dimensions, the observation normaliser and the update step; ``networks.safetensors`` the
+networks and target networks; ``optimizers.safetensors`` the optimizers' state, so training resumes from the
+saved step (``steerdiff-policy train-agent --resume``). Nothing is pickled.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import math
-import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from steerdiff.core.bundle import BundleError, load_pretrained, save_pretrained
+from steerdiff.core.runtime import resolve_device
 from torch import nn
 
 from .nets import EnsembleMLP, mlp
@@ -71,9 +74,10 @@ class AgentConfig:
 class Agent(nn.Module):
     name = ""
 
-    def __init__(self, config: AgentConfig, obs_mean=None, obs_std=None):
+    def __init__(self, config: AgentConfig, obs_mean=None, obs_std=None, env_id: str | None = None):
         super().__init__()
         self.config = c = config
+        self.env_id = env_id
         self.register_buffer("obs_mean", torch.zeros(c.obs_dim) if obs_mean is None
                              else torch.as_tensor(obs_mean, dtype=torch.float32).clone())
         self.register_buffer("obs_std", torch.ones(c.obs_dim) if obs_std is None
@@ -113,17 +117,28 @@ class Agent(nn.Module):
         return {k: v.to(dev) for k, v in batch.items()}
 
     # -------------------------------------------------------------------------------------- persistence
-    def save(self, out_dir) -> Path:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / f".agent.safetensors.tmp-{os.getpid()}"
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(tmp))
-        os.replace(tmp, out / "agent.safetensors")
-        tmpj = out / f".agent.json.tmp-{os.getpid()}"
-        tmpj.write_text(json.dumps({"agent": self.name, "updates": self.updates, "config": asdict(self.config)},
-                                   indent=2))
-        os.replace(tmpj, out / "agent.json")
-        return out
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The agent's optimizers by attribute name (``actor_opt``, ``critic_opt``, ...)."""
+        return {k: v for k, v in vars(self).items() if isinstance(v, torch.optim.Optimizer)}
+
+    def bundle_config(self) -> dict:
+        """The ``domain`` section of the agent's bundle."""
+        hyper = {k: v for k, v in asdict(self.config).items() if k not in ("obs_dim", "act_dim", "action_bound")}
+        return {"kind": "agent", "algorithm": self.name, "env_id": self.env_id, "obs_dim": self.config.obs_dim,
+                "act_dim": self.config.act_dim, "action_bound": self.config.action_bound,
+                "hyperparameters": hyper,
+                "normalizer": {"obs_mean": self.obs_mean.tolist(), "obs_std": self.obs_std.tolist()},
+                "updates": int(self.updates)}
+
+    def save_pretrained(self, path) -> Path:
+        """Write the agent (networks, target networks, optimizers, update step) as a bundle, atomically."""
+        return save_pretrained(path, domain="policy", config=self.bundle_config(),
+                               state={"networks": self, "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()}})
+
+    @classmethod
+    def from_pretrained(cls, path, device="auto") -> Agent:
+        """Load an agent bundle (any algorithm; see :func:`load_agent`)."""
+        return load_agent(path, device)
 
 
 class TD3BC(Agent):
@@ -131,8 +146,8 @@ class TD3BC(Agent):
 
     name = "td3bc"
 
-    def __init__(self, config: AgentConfig, obs_mean=None, obs_std=None):
-        super().__init__(config, obs_mean, obs_std)
+    def __init__(self, config: AgentConfig, obs_mean=None, obs_std=None, env_id: str | None = None):
+        super().__init__(config, obs_mean, obs_std, env_id)
         c = config
         self.actor = mlp(c.obs_dim, c.act_dim, c.hidden, c.layers)
         self.critic = EnsembleMLP(2, c.obs_dim + c.act_dim, 1, c.hidden, c.layers)
@@ -189,8 +204,8 @@ class IQL(Agent):
 
     name = "iql"
 
-    def __init__(self, config: AgentConfig, obs_mean=None, obs_std=None):
-        super().__init__(config, obs_mean, obs_std)
+    def __init__(self, config: AgentConfig, obs_mean=None, obs_std=None, env_id: str | None = None):
+        super().__init__(config, obs_mean, obs_std, env_id)
         c = config
         self.actor = mlp(c.obs_dim, c.act_dim, c.hidden, c.layers)
         self.log_std = nn.Parameter(torch.zeros(c.act_dim))
@@ -260,21 +275,43 @@ AGENTS = {"td3bc": TD3BC, "iql": IQL}
 
 
 def make_agent(name: str, obs_dim: int, act_dim: int, action_bound: float = 1.0, obs_mean=None, obs_std=None,
-               device="cpu", **overrides) -> Agent:
+               device="cpu", env_id: str | None = None, **overrides) -> Agent:
+    """A new agent: ``name`` one of :data:`AGENTS`; ``overrides``: :class:`AgentConfig` fields."""
     if name not in AGENTS:
         raise ValueError(f"unknown agent {name!r}; choose one of {sorted(AGENTS)}")
     config = AgentConfig(obs_dim=obs_dim, act_dim=act_dim, action_bound=action_bound, **overrides)
-    return AGENTS[name](config, obs_mean, obs_std).to(device)
+    return AGENTS[name](config, obs_mean, obs_std, env_id).to(resolve_device(device))
 
 
-def load_agent(path, device="cpu") -> Agent:
-    path = Path(path)
-    meta_path = path / "agent.json"
-    if not meta_path.exists():
-        raise FileNotFoundError(f"{meta_path} is missing; pass the directory written by "
-                                "steerdiff-policy train-agent (it holds agent.json and agent.safetensors)")
-    meta = json.loads(meta_path.read_text())
-    agent = AGENTS[meta["agent"]](AgentConfig(**meta["config"]))
-    agent.load_state_dict(load_file(str(path / "agent.safetensors")))
-    agent.updates = int(meta.get("updates", 0))
-    return agent.to(device)
+def load_agent(path, device="auto") -> Agent:
+    """Load an agent bundle written by :meth:`Agent.save_pretrained` (or ``steerdiff-policy train-agent``),
+    with its optimizers and update step, ready to act, guide or train on."""
+    bundle = load_pretrained(path, domain="policy", device=device)
+    cfg = bundle.config
+    if cfg.get("kind") != "agent":
+        raise BundleError(f"{path} holds a policy {cfg.get('kind', 'unknown')!r} bundle, not an agent; give the "
+                          "folder that steerdiff-policy train-agent wrote")
+    algorithm = cfg.get("algorithm")
+    if algorithm not in AGENTS:
+        raise BundleError(f"{path} holds an agent of unknown algorithm {algorithm!r}; this version reads "
+                          f"{sorted(AGENTS)}")
+    known = {f.name for f in fields(AgentConfig)}
+    try:
+        hyper = {k: v for k, v in cfg["hyperparameters"].items() if k in known}
+        config = AgentConfig(obs_dim=int(cfg["obs_dim"]), act_dim=int(cfg["act_dim"]),
+                             action_bound=float(cfg["action_bound"]), **hyper)
+        agent = AGENTS[algorithm](config, env_id=cfg.get("env_id"))
+        agent.load_state_dict(bundle.state["networks"])
+        optimizers = agent.optimizers()
+        saved = bundle.state.get("optimizers", {})
+        if set(saved) != set(optimizers):
+            raise ValueError(f"optimizers {sorted(saved)} saved, {sorted(optimizers)} expected")
+        agent = agent.to(bundle.state["networks"]["obs_mean"].device)
+        for name, opt in optimizers.items():
+            opt.load_state_dict(saved[name])
+        agent.updates = int(cfg.get("updates", 0))
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        message = " ".join(str(err).split())[:300]
+        raise BundleError(f"{path} is not a usable {algorithm} agent ({message}); the bundle is corrupt or of "
+                          "another version, train the agent again") from None
+    return agent.eval()

@@ -1,30 +1,33 @@
 """The trajectory diffusion model: a temporal U-Net over (B, C, L) windows, EDM, trained with the core.
 
-A model directory holds the core checkpoint (``checkpoint/``: config.json + safetensors) and
-``trajectory.json`` (normaliser, environment id, training window length). The U-Net is convolutional, so a
-model trained on windows of length L samples any length (the paper trains on 32 and samples 129).
+A trained model is saved as a steerdiff model bundle (domain ``"policy"``, kind ``"trajectory"``):
+``config.json`` holds the environment id, the observation and action dimensions, the normaliser and the
+training window length beside the network and the schedule; ``model.safetensors`` holds the EMA weights.
+The U-Net is convolutional, so a model trained on windows of length L samples any length (the paper trains
+on 32 and samples 129).
 """
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from steerdiff.core.checkpoint import load_denoiser
+from steerdiff.core.bundle import BundleError, load_pretrained, save_pretrained
 from steerdiff.core.denoiser import Denoiser
 from steerdiff.core.nets import build_network
+from steerdiff.core.runtime import resolve_device
 from steerdiff.core.sampling import SampleResult, sample
 from steerdiff.core.schedules import EDM, sigma_grid
-from steerdiff.core.training import TrainConfig, resolve_device, train
+from steerdiff.core.training import TrainConfig, train
 
 from .data import OfflineDataset
 from .envs import action_bounds
 from .trajectories import Normalizer, to_transitions, windows
 
-__all__ = ["ModelConfig", "SamplerConfig", "TrajectoryDiffusion"]
+__all__ = ["DOMAIN", "ModelConfig", "SamplerConfig", "TrajectoryDiffusion"]
+
+DOMAIN = "policy"  # the domain name of this package's model bundles
 
 
 @dataclass
@@ -69,6 +72,8 @@ class TrajectoryDiffusion:
     def __init__(self, denoiser: Denoiser, normalizer: Normalizer, env_id: str | None, horizon: int):
         self.denoiser, self.normalizer, self.env_id, self.horizon = denoiser, normalizer, env_id, horizon
         self.schedule = EDM()
+        self.config: ModelConfig | None = None  # the training settings, when known
+        self.losses: list[float] = []
 
     @property
     def device(self) -> torch.device:
@@ -76,8 +81,10 @@ class TrajectoryDiffusion:
 
     # ---------------------------------------------------------------------------------------------- train
     @classmethod
-    def fit(cls, dataset: OfflineDataset, config: ModelConfig | None = None, out_dir=None,
+    def fit(cls, dataset: OfflineDataset, config: ModelConfig | None = None, checkpoint_dir=None,
             action_bound: float | None = None, device="auto", progress: bool = True) -> TrajectoryDiffusion:
+        """Train a model on ``dataset``'s episodes. With ``checkpoint_dir`` the core trainer keeps a training
+        checkpoint in ``checkpoint_dir/checkpoint`` and a run that was cut resumes from it."""
         config = config or ModelConfig()
         if action_bound is None:
             if dataset.env_id is None:
@@ -91,33 +98,50 @@ class TrajectoryDiffusion:
         denoiser = Denoiser(net, "edm", sigma_data=1.0)
         tc = TrainConfig(steps=config.steps, batch_size=min(config.batch_size, len(data)), lr=config.lr,
                          warmup_steps=config.warmup_steps, ema_decay=config.ema_decay, seed=config.seed,
-                         checkpoint_every=0 if out_dir is None else max(500, config.steps // 4),
+                         checkpoint_every=0 if checkpoint_dir is None else max(500, config.steps // 4),
                          log_every=max(1, min(100, config.steps)))
-        result = train(denoiser, EDM(), data, tc, out_dir=out_dir, progress=progress,
+        result = train(denoiser, EDM(), data, tc, out_dir=checkpoint_dir, progress=progress,
                        device=resolve_device(device))
         model = cls(result.ema.eval().requires_grad_(False), normalizer, dataset.env_id, config.horizon)
         model.losses = result.losses
-        if out_dir is not None:
-            model._write_meta(Path(out_dir), config)
+        model.config = config
         return model
 
-    def _write_meta(self, out: Path, config: ModelConfig) -> None:
-        meta = {"env_id": self.env_id, "horizon": self.horizon, "normalizer": json.loads(self.normalizer.to_json()),
-                "model_config": asdict(config)}
-        tmp = out / f".trajectory.json.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp, out / "trajectory.json")
+    # ------------------------------------------------------------------------------------------- bundle
+    def bundle_config(self) -> dict:
+        """The ``domain`` section of the model's bundle."""
+        n = self.normalizer
+        return {"kind": "trajectory", "env_id": self.env_id, "obs_dim": n.obs_dim, "act_dim": n.act_dim,
+                "action_bound": n.action_bound, "horizon": self.horizon, "normalizer": asdict(n),
+                "training": None if self.config is None else asdict(self.config)}
+
+    def save_pretrained(self, path) -> Path:
+        """Write the model as a bundle (domain ``"policy"``) to the folder ``path``, atomically."""
+        return save_pretrained(path, domain=DOMAIN, config=self.bundle_config(), denoiser=self.denoiser,
+                               schedule=self.schedule)
 
     @classmethod
-    def load(cls, path, device="auto") -> TrajectoryDiffusion:
-        path = Path(path)
-        meta_path = path / "trajectory.json"
-        if not meta_path.exists():
-            raise FileNotFoundError(f"{meta_path} is missing; pass the directory written by "
-                                    "steerdiff-policy train (it holds trajectory.json and checkpoint/)")
-        meta = json.loads(meta_path.read_text())
-        denoiser = load_denoiser(path, device=resolve_device(device))
-        return cls(denoiser, Normalizer(**meta["normalizer"]), meta["env_id"], int(meta["horizon"]))
+    def from_pretrained(cls, path, device="auto") -> TrajectoryDiffusion:
+        """Load a trajectory model bundle written by :meth:`save_pretrained` (or ``steerdiff-policy train``)."""
+        bundle = load_pretrained(path, domain=DOMAIN, device=device)
+        cfg = bundle.config
+        if cfg.get("kind") != "trajectory":
+            raise BundleError(f"{path} holds a policy {cfg.get('kind', 'unknown')!r} bundle, not a trajectory "
+                              "model; give the folder that steerdiff-policy train wrote")
+        if bundle.denoiser is None:
+            raise BundleError(f"{path} holds no denoiser weights; the bundle is corrupt, train the model again")
+        try:
+            normalizer = Normalizer(**cfg["normalizer"])
+            horizon = int(cfg["horizon"])
+            training = cfg.get("training")
+            if training:
+                training = ModelConfig(**{**training, "channel_mults": tuple(training["channel_mults"])})
+        except (KeyError, TypeError, ValueError) as err:
+            raise BundleError(f"{path}/config.json has a corrupt policy section ({err}); train the model "
+                              "again") from None
+        model = cls(bundle.denoiser, normalizer, cfg.get("env_id"), horizon)
+        model.config = training
+        return model
 
     # --------------------------------------------------------------------------------------------- sample
     def sample(self, num: int, length: int | None = None, guidance=(), sampler: SamplerConfig | None = None,

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+from steerdiff.core.io import save_figure
 
-__all__ = ["plot_likelihood_vs_error", "plot_return_curves", "plot_state_trajectories"]
+__all__ = ["episode_windows", "plot_likelihood_vs_error", "plot_return_curves", "plot_state_trajectories"]
+
+
+def episode_windows(dataset, max_windows: int = 8) -> np.ndarray:
+    """The first rows of up to ``max_windows`` episodes as (n, L, obs_dim) state sequences (L: the shortest
+    episode shown), for :func:`plot_state_trajectories`."""
+    bounds = dataset.episode_bounds()[:max_windows]
+    length = min(b - a for a, b in bounds)
+    return np.stack([dataset.observations[a:a + length] for a, _ in bounds])
 
 
 def _figure():
@@ -20,12 +28,8 @@ def _figure():
 
 
 def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
+    fig.tight_layout()
+    return Path(save_figure(fig, path))
 
 
 def plot_return_curves(curves: dict[str, list[tuple[int, float]]], path, title: str = "evaluation return") -> Path:

@@ -4,7 +4,9 @@
 round(batch_size * synth_ratio) synthetic transitions and the rest real ones (the paper: 240 of 256). The
 synthetic set is made by ``synthesizer(policy)`` — unguided first (``policy=None``), then from the current
 agent every K updates, as in policy-guided diffusion. ``synth_ratio=0`` is real-only training;
-``synth_ratio=1`` drops real data entirely.
+``synth_ratio=1`` drops real data entirely. ``resume=True`` continues an agent from its update step (an agent
+loaded from a bundle with :func:`steerdiff.policy.load_agent`); ``save(step, agent)`` runs every
+``save_every`` updates and at the end (e.g. ``lambda step, agent: agent.save_pretrained(path)``).
 """
 
 from __future__ import annotations
@@ -40,9 +42,14 @@ class TransitionBuffer:
 def train_agent(agent, real: OfflineDataset | None, steps: int, batch_size: int = 256,
                 synthesizer: Callable | None = None, synth_ratio: float = 0.0, regenerate_every: int = 10_000,
                 seed: int = 0, progress: bool = False, callback: Callable | None = None,
-                eval_every: int = 0) -> dict:
-    """Train ``agent`` for ``steps`` updates. ``callback(step, agent)`` runs every ``eval_every`` updates
-    and its return values are collected in the history (e.g. evaluation returns)."""
+                eval_every: int = 0, resume: bool = False, save: Callable | None = None,
+                save_every: int = 0) -> dict:
+    """Train ``agent`` up to ``steps`` updates. ``callback(step, agent)`` runs every ``eval_every`` updates
+    and its return values are collected in the history (e.g. evaluation returns).
+
+    ``resume``: start at ``agent.updates`` (the step a saved agent reached) instead of 0; batches are then
+    drawn from a generator seeded by (seed, step), and the first synthetic set comes from the agent itself.
+    ``save(step, agent)`` runs every ``save_every`` updates and after the last one."""
     if not 0.0 <= synth_ratio <= 1.0:
         raise ValueError(f"synth_ratio must lie in [0, 1], got {synth_ratio}")
     if synth_ratio > 0 and synthesizer is None:
@@ -56,16 +63,20 @@ def train_agent(agent, real: OfflineDataset | None, steps: int, batch_size: int 
         real.check_env(agent.config.obs_dim, agent.config.act_dim)
     n_synth = int(round(batch_size * synth_ratio))
     n_real = batch_size - n_synth
-    gen = torch.Generator().manual_seed(seed)
+    start = int(agent.updates) if resume else 0
+    if start > steps:
+        raise ValueError(f"the agent has already made {start} updates, more than the {steps} asked for; ask for "
+                         f"more steps to continue it")
+    gen = torch.Generator().manual_seed(seed if start == 0 else seed * 1_000_003 + start)
     real_buf = TransitionBuffer(real, device) if n_real else None
     synth_buf = None
-    history = {"losses": [], "evals": [], "regenerations": 0}
-    it = range(steps)
+    history = {"losses": [], "evals": [], "regenerations": 0, "start": start}
+    it = range(start, steps)
     if progress:
         from tqdm.auto import tqdm
-        it = tqdm(it, desc=f"train {agent.name}")
+        it = tqdm(it, desc=f"train {agent.name}", initial=start, total=steps)
     for step in it:
-        if n_synth and step % regenerate_every == 0:
+        if n_synth and (step % regenerate_every == 0 or synth_buf is None):
             synth_buf = TransitionBuffer(synthesizer(agent if step > 0 else None), device)
             history["regenerations"] += 1
         parts = [b.sample(n, gen) for b, n in ((real_buf, n_real), (synth_buf, n_synth)) if n]
@@ -77,5 +88,10 @@ def train_agent(agent, real: OfflineDataset | None, steps: int, batch_size: int 
         if callback is not None and eval_every and ((step + 1) % eval_every == 0 or step == steps - 1):
             agent.eval()
             history["evals"].append({"step": step + 1, **callback(step + 1, agent)})
+        if save is not None and save_every and (step + 1) % save_every == 0 and step != steps - 1:
+            agent.eval()
+            save(step + 1, agent)
     agent.eval()
+    if save is not None:
+        save(steps, agent)
     return history
