@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from steerdiff.core.analytic import gaussian
+from steerdiff.core.bundle import BundleError
 from steerdiff.inverse.fields import GaussianRandomField
 from steerdiff.inverse.forward import ForwardModelBlowup, FunctionForwardModel
 from steerdiff.inverse.methods import MethodConfig, solve
@@ -80,10 +81,12 @@ def test_prior_trains_saves_and_loads(tmp_path):
     prior = train_prior(fields, tmp_path, PriorConfig(base_channels=8, channel_mults=(1, 2), steps=20,
                                                       batch_size=16), progress=False)
     assert abs(prior.scale - float(fields.std()) / 0.5) < 1e-6
-    loaded = load_prior(tmp_path)
+    loaded = load_prior(tmp_path)  # the run folder; its bundle is tmp_path / "model"
     x = torch.randn(3, 1, 16, 16, generator=gen()) * 5
     torch.testing.assert_close(loaded(x, 2.0), prior(x, 2.0))
-    with pytest.raises(FileNotFoundError, match="train-prior"):
+    torch.testing.assert_close(load_prior(tmp_path / "model")(x, 2.0), prior(x, 2.0))
+    assert loaded.field_shape == (1, 16, 16) and loaded.info["training"]["train_steps"] == 20
+    with pytest.raises(BundleError, match="does not exist"):
         load_prior(tmp_path / "nothing")
     with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
         train_prior(fields[:, 0], tmp_path / "bad", progress=False)
@@ -232,20 +235,25 @@ def test_cli_runs_data_prior_solve_end_to_end(tmp_path, capsys):
 
     from steerdiff.inverse.cli import main
 
-    common = ["--device", "cpu", "--seed", "0"]
-    main(["make-data", "--problem", "linear", "--size", "8", "--noise", "0.1", "--num-train", "32", "--num-test", "1",
-          "--out", str(tmp_path), *common])
-    main(["train-prior", "--data", str(tmp_path), "--out", str(tmp_path / "prior"), "--steps", "3", "--channels", "8",
-          "--batch-size", "8", *common])
-    main(["solve", "--data", str(tmp_path), "--prior", str(tmp_path / "prior"), "--method", "enkg",
-          "--particles", "4", "--steps", "4", "--out", str(tmp_path / "enkg"), *common])
+    common = ["--device", "cpu", "--seed", "0", "--quiet"]
+    assert main(["make-data", "--problem", "linear", "--size", "8", "--noise", "0.1", "--num-train", "32",
+                 "--num-test", "1", "--out", str(tmp_path), *common]) == 0
+    assert main(["train-prior", "--data", str(tmp_path), "--out", str(tmp_path / "prior"), "--train-steps", "3",
+                 "--channels", "8", "--batch-size", "8", *common]) == 0
+    assert (tmp_path / "prior" / "model" / "config.json").exists()
+    assert main(["solve", "--data", str(tmp_path), "--prior", str(tmp_path / "prior"), "--method", "enkg",
+                 "--num-samples", "4", "--steps", "4", "--out", str(tmp_path / "enkg"), *common]) == 0
     metrics = json.loads((tmp_path / "enkg" / "metrics.json").read_text())
     assert metrics["method"] == "enkg" and metrics["forward_calls"] > 0 and metrics["gradient_evals"] == 0
     assert (tmp_path / "enkg" / "fields.png").stat().st_size > 1000
-    with pytest.raises(SystemExit, match="make-data"):
-        main(["solve", "--data", str(tmp_path / "missing"), "--method", "eki", "--out", str(tmp_path / "x"), *common])
-    with pytest.raises(SystemExit, match="--prior is required"):
-        main(["solve", "--data", str(tmp_path), "--method", "enkg", "--out", str(tmp_path / "x")])
+    summary = json.loads((tmp_path / "enkg" / "summary.json").read_text())
+    assert summary["rel_l2"] == metrics["rel_l2"]
+    capsys.readouterr()
+    assert main(["solve", "--data", str(tmp_path / "missing"), "--method", "eki", "--out", str(tmp_path / "x"),
+                 *common]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["solve", "--data", str(tmp_path), "--method", "enkg", "--out", str(tmp_path / "x")]) == 2
+    assert "--prior is required" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("step_size", ["frobenius", "trace"])

@@ -1,25 +1,53 @@
 """steerdiff-inverse: derivative-free inverse problems with diffusion priors and black-box simulators.
 
-Forward models (:mod:`.forward`), problems (:mod:`.problems`: Navier-Stokes, linear, saturated), the field
-prior (:mod:`.prior`), solvers on one budget (:mod:`.methods`: EnKG, EKI, DPS, SCG, SMC) and metrics.
+Start with :class:`InversePipeline` (a trained field prior plus the problem it is for: ``from_pretrained``,
+``solve``, ``save_pretrained``). The pieces: forward models (:class:`ForwardModel`,
+:class:`FunctionForwardModel`), problems (:class:`NavierStokesProblem`, :class:`LinearProblem`,
+:class:`SaturatedProblem`, :class:`CustomProblem`), data sets (:func:`make_dataset`, :func:`load_dataset`), the
+field prior (:func:`train_prior`, :func:`load_prior`), solvers on one budget (:func:`solve` with EnKG, EKI, DPS,
+SCG, SMC) and metrics (:func:`evaluate`, :func:`relative_l2`). Benchmark protocols live in
+``steerdiff.inverse.benchmark``.
 """
 
+from importlib import metadata as _metadata
+
+from .data import Dataset, DatasetError, load_dataset, make_dataset, save_dataset
 from .fields import GaussianRandomField
 from .forward import ForwardModel, ForwardModelBlowup, FunctionForwardModel
 from .methods import METHODS, MethodConfig, Solution, solve
 from .metrics import evaluate, relative_l2
 from .navier_stokes import NavierStokes2D
+from .pipeline import InversePipeline
+from .plots import plot_solution
 from .prior import FieldPrior, PriorConfig, load_prior, train_prior
-from .problems import PROBLEMS, LinearProblem, NavierStokesProblem, SaturatedProblem, make_problem
+from .problems import (
+    PROBLEMS,
+    CustomProblem,
+    InverseProblem,
+    LinearProblem,
+    NavierStokesProblem,
+    SaturatedProblem,
+    make_problem,
+)
+
+try:
+    __version__ = _metadata.version("steerdiff-inverse")
+except _metadata.PackageNotFoundError:  # a source tree that was not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "METHODS",
     "PROBLEMS",
+    "CustomProblem",
+    "Dataset",
+    "DatasetError",
     "FieldPrior",
     "ForwardModel",
     "ForwardModelBlowup",
     "FunctionForwardModel",
     "GaussianRandomField",
+    "InversePipeline",
+    "InverseProblem",
     "LinearProblem",
     "MethodConfig",
     "NavierStokes2D",
@@ -27,10 +55,15 @@ __all__ = [
     "PriorConfig",
     "SaturatedProblem",
     "Solution",
+    "__version__",
     "evaluate",
+    "load_dataset",
     "load_prior",
+    "make_dataset",
     "make_problem",
+    "plot_solution",
     "relative_l2",
+    "save_dataset",
     "solve",
     "train_prior",
 ]

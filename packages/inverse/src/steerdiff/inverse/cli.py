@@ -1,202 +1,235 @@
-"""``steerdiff-inverse``: make-data -> train-prior -> solve (with metrics and plots) -> benchmark; demo.
+"""``steerdiff-inverse``: make-data -> train-prior -> solve (with metrics and plots); benchmark; demo.
 
     steerdiff-inverse make-data   --out runs/ns --size 32 --num-train 512 --num-test 4 --noise 1.0
-    steerdiff-inverse train-prior --data runs/ns --out runs/ns/prior --steps 1000
+    steerdiff-inverse train-prior --data runs/ns --out runs/ns/prior --train-steps 1000
     steerdiff-inverse solve       --data runs/ns --prior runs/ns/prior --method enkg --out runs/ns/enkg
     steerdiff-inverse benchmark   --quick
     steerdiff-inverse demo        --out runs/demo
+
+Every command writes summary.json into its --out folder and prints the summary (--json: all of it as JSON).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-import torch
-from steerdiff.core.io import atomic_path
+from steerdiff.core.command import (
+    UsageError,
+    add_runtime_flags,
+    add_sampling_flags,
+    existing_dir,
+    make_parser,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+    run_command,
+    subcommands,
+)
+from steerdiff.core.io import write_json
 
-from .methods import METHODS, MethodConfig, solve
-from .metrics import evaluate
-from .prior import PriorConfig, load_prior, train_prior, write_json
+from .data import Dataset, load_dataset, make_dataset, save_dataset, save_tensors
+from .forward import BLOWUP_POLICIES
+from .methods import METHODS, Solution
+from .pipeline import InversePipeline
+from .prior import PriorConfig
 from .problems import PROBLEMS, make_problem
 
-DATA = "data.safetensors"
+__all__ = ["build_parser", "main"]
+
+PROG = "steerdiff-inverse"
 
 
-def _device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
+# ------------------------------------------------------------------------------------------- handlers
 
-
-def _save_tensors(path: Path, tensors: dict) -> None:
-    from safetensors.torch import save_file
-
-    with atomic_path(path) as tmp:
-        save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, tmp)
-
-
-def _load_data(folder: Path):
-    from safetensors.torch import load_file
-
-    if not (folder / DATA).exists() or not (folder / "problem.json").exists():
-        raise SystemExit(f"error: {folder} holds no data set ({DATA} + problem.json); create one with "
-                         "`steerdiff-inverse make-data --out DIR`")
-    meta = json.loads((folder / "problem.json").read_text())
-    return meta, load_file(folder / DATA)
-
-
-def cmd_make_data(args):
+def cmd_make_data(args) -> dict:
     options = {"size": args.size, "noise_std": args.noise}
+    if args.downsample is not None:
+        options["downsample" if args.problem == "navier_stokes" else "stride"] = args.downsample
     if args.problem == "navier_stokes":
-        options.update(dt=args.dt, reynolds=args.reynolds, horizon=args.horizon, downsample=args.downsample)
+        options.update(dt=args.dt, reynolds=args.reynolds, horizon=args.horizon)
     problem = make_problem(args.problem, **options)
-    g = torch.Generator().manual_seed(args.seed)
+    dataset = make_dataset(problem, args.num_train, args.num_test, seed=args.seed, progress=not args.quiet)
+    save_dataset(args.out, dataset)
+    return {**dataset.meta, "data": str(args.out)}
+
+
+def _prior_config(args) -> PriorConfig:
+    return PriorConfig(base_channels=args.channels, steps=args.train_steps, batch_size=args.batch_size, lr=args.lr,
+                       seed=args.seed)
+
+
+def cmd_train_prior(args) -> dict:
+    dataset = load_dataset(args.data)  # checked before any training
     t0 = time.perf_counter()
-    train = problem.sample_fields(args.num_train, g, progress=True)
-    test = problem.sample_fields(args.num_test, g)
-    y = problem.forward.measure(test, g)
-    out = Path(args.out)
-    _save_tensors(out / DATA, {"train": train, "test": test, "y": y})
-    summary = {"problem": args.problem, "options": problem.config(), "seed": args.seed,
-               "num_train": args.num_train, "num_test": args.num_test, "field_std": float(train.std()),
-               "field_max": float(train.abs().max()), "seconds": time.perf_counter() - t0}
-    write_json(out / "problem.json", summary)
-    print(json.dumps(summary, indent=2))
+    pipe = InversePipeline.train(dataset.train, dataset.problem, _prior_config(args), out_dir=args.out,
+                                 device=args.device, progress=not args.quiet)
+    training = pipe.prior.info["training"]
+    return {"model": str(Path(args.out) / "model"), "train_steps": training["train_steps"],
+            "final_loss": training["final_loss"], "scale": pipe.prior.scale,
+            "field_shape": list(pipe.prior.field_shape), "problem": dataset.problem.name,
+            "seconds": time.perf_counter() - t0}
 
 
-def cmd_train_prior(args):
-    _, data = _load_data(Path(args.data))
-    cfg = PriorConfig(base_channels=args.channels, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                      seed=args.seed)
-    train_prior(data["train"], args.out, cfg, device=_device(args.device), progress=True)
-    print(Path(args.out, "prior.json").read_text())
-
-
-def _problem_from(meta, **override):
-    return make_problem(meta["problem"], **{**meta["options"], **override})
-
-
-def cmd_solve(args):
-    meta, data = _load_data(Path(args.data))
-    device = _device(args.device)
-    problem = _problem_from(meta, on_blowup=args.on_blowup)
-    prior = load_prior(args.prior, device=device) if args.method != "eki" else None
-    truth, y = data["test"][:args.num].to(device), data["y"][:args.num].to(device)
-    cfg = MethodConfig(num_particles=args.particles, num_steps=args.steps, scale=args.scale,
-                       num_updates=args.updates, iterations=args.iterations,
-                       likelihood_std=max(problem.forward.noise_std, 1.0))
-    sol = solve(args.method, prior, problem, y, cfg, generator=torch.Generator(device).manual_seed(args.seed),
-                progress=True)
-    metrics = evaluate(sol, problem, truth, y)
-    out = Path(args.out)
-    _save_tensors(out / "solution.safetensors", {"estimate": sol.estimate, "ensemble": sol.ensemble})
+def _solve_and_write(pipe: InversePipeline, dataset: Dataset, out: Path, method: str, num_fields: int,
+                     solve_options: dict, seed: int, progress: bool) -> dict:
+    if num_fields > dataset.test.shape[0]:
+        raise UsageError(f"--num-fields {num_fields} is more than the {dataset.test.shape[0]} test field(s) of the "
+                         "data set; lower it or make a data set with more --num-test")
+    truth = dataset.test[:num_fields].to(pipe.device)
+    y = dataset.y[:num_fields].to(pipe.device)
+    sol: Solution = pipe.solve(y, method=method, seed=seed, progress=progress, **solve_options)
+    metrics = pipe.evaluate(sol, truth, y)
+    save_tensors(out / "solution.safetensors", {"estimate": sol.estimate, "ensemble": sol.ensemble})
     from .plots import plot_solution
+
     plot_solution(out / "fields.png", truth, y, sol.estimate, sol.ensemble,
-                  title=f"{args.method}: relative L2 {metrics['rel_l2']:.3f}")
-    write_json(out / "metrics.json", {"method": args.method, **metrics, "config": sol.info["config"]})
-    print(json.dumps({k: v for k, v in metrics.items() if k != "rel_l2_per_sample"}, indent=2))
-    print(f"wrote {out / 'metrics.json'} and {out / 'fields.png'}")
+                  title=f"{method}: relative L2 {metrics['rel_l2']:.3f}")
+    write_json(out / "metrics.json", {"method": method, **metrics, "config": sol.info["config"]})
+    return {"method": method, **{k: v for k, v in metrics.items() if k != "rel_l2_per_sample"},
+            "metrics": str(out / "metrics.json"), "plot": str(out / "fields.png"),
+            "solution": str(out / "solution.safetensors")}
 
 
-def cmd_benchmark(args):
-    from .benchmark import FULL, QUICK, run
+def cmd_solve(args) -> dict:
+    if args.method != "eki" and args.prior is None:
+        raise UsageError(f"--prior is required by {args.method}; give a folder written by train-prior "
+                         "(or use --method eki, which needs no prior)")
+    dataset = load_dataset(args.data)
+    problem = make_problem(dataset.meta["problem"], **{**dataset.meta["options"], "on_blowup": args.on_blowup})
+    if args.method == "eki":
+        pipe = InversePipeline(None, problem, args.device)
+    else:
+        pipe = InversePipeline.from_pretrained(args.prior, device=args.device, problem=problem)
+    options = {"particles": args.num_samples, "steps": args.steps, "scale": args.scale, "num_updates": args.updates,
+               "iterations": args.iterations, "num_candidates": args.candidates,
+               "likelihood_std": max(problem.forward.noise_std, 1.0)}
+    return _solve_and_write(pipe, dataset, Path(args.out), args.method, args.num_fields, options, args.seed,
+                            not args.quiet)
+
+
+def cmd_benchmark(args) -> dict:
+    from .benchmark import FULL, QUICK, default_cache, rows_table, run
 
     setting = QUICK if args.quick else FULL
-    rows, chosen = run(setting, args.cache, seed=args.seed, device=_device(args.device), progress=True)
-    for r in rows:
-        print(f"noise {r['noise']:<4g} {r['method']:<5} rel L2 {r['rel_l2']:.3f}  misfit {r['misfit']:.3f}  "
-              f"fwd {r['forward_evals']} ({r['forward_calls']} seq)  net {r['network_evals']}  "
-              f"{r['wall_time']:.1f} s")
-    write_json(Path(args.out) / "benchmark.json", {"rows": rows, "chosen": chosen})
+    cache = args.cache if args.cache is not None else default_cache()
+    rows, chosen = run(setting, cache, seed=args.seed, device=args.device, progress=not args.quiet)
+    if not args.quiet:
+        print(rows_table(setting, rows, chosen, quick=args.quick), file=sys.stderr)
+    path = write_json(Path(args.out) / "benchmark.json", {"rows": rows, "chosen": chosen})
+    return {"benchmark": str(path), "chosen": chosen,
+            "rel_l2": {f"{r['method']} noise {r['noise']:g}": r["rel_l2"] for r in rows}}
 
 
-def cmd_demo(args):
-    """Small Navier-Stokes inversion end to end: data, prior, EnKG and EKI, plots and a JSON summary."""
+def cmd_demo(args) -> dict:
+    """Small Navier-Stokes inversion end to end: data, prior, EnKG and EKI, plots and a summary."""
     out = Path(args.out)
-    common = ["--seed", str(args.seed), "--device", args.device]
-    main(["make-data", "--out", str(out), "--size", "32", "--num-train", str(args.num_train),
-          "--num-test", "1", "--noise", "1.0", *common])
-    main(["train-prior", "--data", str(out), "--out", str(out / "prior"), "--steps", str(args.steps),
-          "--channels", "8", *common])
+    progress = not args.quiet
+    problem = make_problem("navier_stokes", size=32, noise_std=1.0)
+    dataset = make_dataset(problem, args.num_train, 1, seed=args.seed, progress=progress)
+    save_dataset(out, dataset)
+    config = PriorConfig(base_channels=8, steps=args.train_steps, batch_size=32, lr=1e-3, seed=args.seed)
+    pipe = InversePipeline.train(dataset.train, dataset.problem, config, out_dir=out / "prior", device=args.device,
+                                 progress=progress)
+    pipe.problem = make_problem("navier_stokes", **{**dataset.meta["options"], "on_blowup": "penalty"})
+    options = {"particles": 32, "steps": 20, "iterations": 60, "likelihood_std": 1.0}
+    rel = {}
     for method in ("enkg", "eki"):
-        main(["solve", "--data", str(out), "--prior", str(out / "prior"), "--method", method, "--particles", "32",
-              "--steps", "20", "--iterations", "60", "--out", str(out / method), *common])
-    summary = {m: json.loads((out / m / "metrics.json").read_text())["rel_l2"] for m in ("enkg", "eki")}
-    write_json(out / "summary.json", {"rel_l2": summary})
-    print(f"demo done: relative L2 {summary}; plots in {out}/enkg/fields.png and {out}/eki/fields.png")
-    print(f"(a {args.steps}-step toy prior on {args.num_train} fields shows the pipeline, not EnKG's accuracy: errors "
-          f"near or above 1 are expected here; benchmarks/inverse_ns.py trains a real prior and compares all methods)")
+        result = _solve_and_write(pipe, dataset, out / method, method, 1, options, args.seed, progress)
+        rel[method] = result["rel_l2"]
+    return {"rel_l2": rel, "model": str(out / "prior" / "model"),
+            "plots": [str(out / m / "fields.png") for m in ("enkg", "eki")],
+            "note": f"a {args.train_steps}-step prior on {args.num_train} fields shows the pipeline, not EnKG's "
+                    "accuracy (errors near 1 are expected); benchmarks/inverse_ns.py trains a full prior and "
+                    "compares every method"}
+
+
+HANDLERS = {"make-data": cmd_make_data, "train-prior": cmd_train_prior, "solve": cmd_solve,
+            "benchmark": cmd_benchmark, "demo": cmd_demo}
+
+
+# ------------------------------------------------------------------------------------------- parser
+
+def _one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Usage errors as one line on stderr (the problem and where to find the options), exit code 2."""
+
+    def error(message: str):
+        print(f"{parser.prog}: error: {message}; see `{parser.prog} --help` for the options", file=sys.stderr)
+        raise SystemExit(2)
+
+    parser.error = error  # type: ignore[method-assign]
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="steerdiff-inverse", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="command", required=True)
+    parser = _one_line_errors(make_parser(PROG, __doc__, distribution="steerdiff-inverse"))
+    new = subcommands(parser)
 
-    def add(name, fn, help_):
-        p = sub.add_parser(name, help=help_)
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-        p.set_defaults(fn=fn)
-        return p
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return _one_line_errors(new(name, help))
 
-    p = add("make-data", cmd_make_data, "simulate training fields and test measurements")
-    p.add_argument("--out", required=True)
-    p.add_argument("--problem", default="navier_stokes", choices=sorted(PROBLEMS))
-    p.add_argument("--size", type=int, default=32)
-    p.add_argument("--dt", type=float, default=1e-2)
-    p.add_argument("--reynolds", type=float, default=200.0)
-    p.add_argument("--horizon", type=float, default=1.0)
-    p.add_argument("--downsample", type=int, default=2)
-    p.add_argument("--noise", type=float, default=0.0)
-    p.add_argument("--num-train", type=int, default=512)
-    p.add_argument("--num-test", type=int, default=4)
+    p = add("make-data", "simulate training fields, test fields and their measurements into a data set folder")
+    add_runtime_flags(p, out="runs/inverse/data")
+    p.add_argument("--problem", default="navier_stokes", choices=sorted(PROBLEMS), help="the inverse problem")
+    p.add_argument("--size", type=positive_int, default=32, help="grid points per side of a field")
+    p.add_argument("--dt", type=positive_float, default=1e-2, help="navier_stokes: solver time step")
+    p.add_argument("--reynolds", type=positive_float, default=200.0, help="navier_stokes: Reynolds number")
+    p.add_argument("--horizon", type=nonnegative_float, default=1.0,
+                   help="navier_stokes: simulated time between the unknown and the observed field")
+    p.add_argument("--downsample", type=positive_int, default=None,
+                   help="observe every N-th grid point (default: the problem's own, 2 for navier_stokes and "
+                        "saturated, 4 for linear)")
+    p.add_argument("--noise", type=nonnegative_float, default=0.0, help="measurement noise standard deviation")
+    p.add_argument("--num-train", type=positive_int, default=512, help="training fields for the prior")
+    p.add_argument("--num-test", type=positive_int, default=4, help="test fields and their measurements")
 
-    p = add("train-prior", cmd_train_prior, "train the diffusion prior on the training fields")
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--channels", type=int, default=16)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p = add("train-prior", "train the diffusion prior on a data set's training fields; writes OUT/model")
+    add_runtime_flags(p, out="runs/inverse/prior")
+    p.add_argument("--data", type=existing_dir, required=True, help="data set folder written by make-data")
+    p.add_argument("--train-steps", type=positive_int, default=1000, help="training steps")
+    p.add_argument("--channels", type=positive_int, default=16, help="base channels of the U-Net")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="training batch size")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate")
 
-    p = add("solve", cmd_solve, "solve the test measurements, write metrics.json and fields.png")
-    p.add_argument("--data", required=True)
-    p.add_argument("--prior", help="prior directory (not needed by eki)")
-    p.add_argument("--method", default="enkg", choices=METHODS)
-    p.add_argument("--out", required=True)
-    p.add_argument("--num", type=int, default=1, help="how many test fields")
-    p.add_argument("--particles", type=int, default=32)
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--scale", type=float, default=2.0)
-    p.add_argument("--updates", type=int, default=1)
-    p.add_argument("--iterations", type=int, default=100)
-    p.add_argument("--on-blowup", default="penalty", choices=["raise", "penalty"])
+    p = add("solve", "solve a data set's test measurements; writes metrics.json, fields.png, solution.safetensors")
+    add_runtime_flags(p, out="runs/inverse/solve")
+    add_sampling_flags(p, num_samples=32, steps=30, solver=None,
+                       samples_help="particles (ensemble members) per test field")
+    p.add_argument("--data", type=existing_dir, required=True, help="data set folder written by make-data")
+    p.add_argument("--prior", type=existing_dir, default=None,
+                   help="prior folder written by train-prior (every method but eki needs one)")
+    p.add_argument("--method", default="enkg", choices=METHODS, help="solver")
+    p.add_argument("--num-fields", type=positive_int, default=1, help="how many of the test fields to solve")
+    p.add_argument("--scale", type=positive_float, default=2.0, help="enkg / eki: step scale")
+    p.add_argument("--updates", type=positive_int, default=1, help="enkg: corrections per guided step")
+    p.add_argument("--iterations", type=positive_int, default=100, help="eki: iterations")
+    p.add_argument("--candidates", type=positive_int, default=8, help="scg: candidates per step")
+    p.add_argument("--on-blowup", default="penalty", choices=BLOWUP_POLICIES,
+                   help="what a simulator blow-up (NaN or inf) does: raise an error, or score a constant penalty")
 
-    p = add("benchmark", cmd_benchmark, "compare EnKG, DPS, EKI, SCG and SMC (see benchmarks/inverse_ns.py)")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--cache", default=None)
-    p.add_argument("--out", default="runs/benchmark")
+    p = add("benchmark", "compare EnKG, DPS, EKI, SCG and SMC on Navier-Stokes (as benchmarks/inverse_ns.py)")
+    add_runtime_flags(p, out="runs/inverse/benchmark", threads=1)
+    p.add_argument("--quick", action="store_true", help="small setting, default hyper-parameters, no tuning")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="folder for the simulated fields and the trained prior (default: "
+                        "$STEERDIFF_CACHE/inverse_ns, $STEERDIFF_CACHE defaulting to ~/.cache/steerdiff)")
 
-    p = add("demo", cmd_demo, "a small Navier-Stokes inversion end to end")
-    p.add_argument("--out", default="runs/demo")
-    p.add_argument("--num-train", type=int, default=256)
-    p.add_argument("--steps", type=int, default=300)
-    return ap
+    p = add("demo", "a small Navier-Stokes inversion end to end: data, prior, EnKG and EKI, plots")
+    add_runtime_flags(p, out="runs/inverse/demo")
+    p.add_argument("--num-train", type=positive_int, default=256, help="training fields for the prior")
+    p.add_argument("--train-steps", type=positive_int, default=300, help="prior training steps")
+    return parser
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    if args.command == "solve" and args.method != "eki" and not args.prior:
-        raise SystemExit("error: --prior is required for every method but eki")
-    if args.command == "benchmark" and args.cache is None:
-        from .benchmark import default_cache
-        args.cache = str(default_cache())
-    args.fn(args)
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run_command(build_parser(), HANDLERS, argv)
+    except SystemExit as exit_:  # a usage error (one line already printed), --help or --version
+        if exit_.code in (0, None):
+            raise
+        return int(exit_.code) if isinstance(exit_.code, int) else 2
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from steerdiff.core.schedules import karras_sigmas
 
 from .forward import ForwardModel
 
-__all__ = ["METHODS", "MethodConfig", "Solution", "solve"]
+__all__ = ["METHODS", "MethodConfig", "Solution", "sigma_steps", "solve"]
 
 METHODS = ("enkg", "eki", "dps", "scg", "smc")
 
@@ -73,7 +73,8 @@ class Solution:
     info: dict = field(default_factory=dict)
 
 
-def _grid(prior, cfg: MethodConfig) -> torch.Tensor:
+def sigma_steps(prior, cfg: MethodConfig) -> torch.Tensor:
+    """The Karras noise levels of ``cfg.num_steps`` steps over the prior's range, then 0."""
     hi = cfg.sigma_max or getattr(prior, "sigma_max", 80.0)
     lo = cfg.sigma_min or getattr(prior, "sigma_min", 0.002)
     return torch.cat([karras_sigmas(hi, lo, cfg.num_steps), torch.zeros(1, dtype=torch.float64)])
@@ -119,7 +120,7 @@ def solve(method: str, prior, problem, y: torch.Tensor, config: MethodConfig | N
     if method == "eki":
         x = _eki(forward, problem, y, cfg, b, j, generator, device)
     else:
-        sig = _grid(prior, cfg)
+        sig = sigma_steps(prior, cfg)
         x = float(sig[0]) * torch.randn((b * j, *shape), generator=generator, device=device, dtype=dtype)
         if method == "enkg":
             guide = EnsembleKalmanGuidance(forward, y, j, scale=cfg.scale, num_updates=cfg.num_updates,

@@ -23,6 +23,7 @@ from .navier_stokes import NavierStokes2D
 
 __all__ = [
     "PROBLEMS",
+    "CustomProblem",
     "InverseProblem",
     "LinearProblem",
     "NavierStokesProblem",
@@ -159,6 +160,25 @@ class SaturatedProblem(InverseProblem):
 
         self.forward = _Subsampled("saturated_blur", transform, size, stride, noise_std=noise_std,
                                    differentiable=True, on_blowup=on_blowup, penalty=penalty)
+
+
+class CustomProblem(InverseProblem):
+    """Any forward model on (B, 1, H, W) fields as a problem; ``ensemble_prior`` is the Gaussian random field
+    EKI starts from (default: ``GaussianRandomField(H)``)."""
+
+    name = "custom"
+
+    def __init__(self, forward: ForwardModel, ensemble_prior: GaussianRandomField | None = None):
+        shape = tuple(forward.input_shape)
+        if len(shape) != 3 or shape[0] != 1 or shape[1] != shape[2]:
+            raise ValueError(f"{forward.name}: the unknown must be a square field of shape (1, H, H), got input "
+                             f"shape {shape}")
+        self.forward = forward
+        self.grf = ensemble_prior or GaussianRandomField(shape[1])
+        if self.grf.shape != shape[1:]:
+            raise ValueError(f"the ensemble prior's grid {self.grf.shape} differs from the field's {shape[1:]}")
+        self._config = {"forward": forward.name, "input_shape": list(shape),
+                        "output_shape": list(forward.output_shape), "noise_std": forward.noise_std}
 
 
 PROBLEMS = {p.name: p for p in (NavierStokesProblem, LinearProblem, SaturatedProblem)}
