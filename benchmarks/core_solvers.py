@@ -45,8 +45,8 @@ import time
 import torch
 from torch import nn
 
-from steerdiff.core.benchmarking import Stopwatch, environment, print_table, write_json
 from steerdiff.core.analytic import GaussianMixture
+from steerdiff.core.benchmarking import Stopwatch, environment, print_table, write_json
 from steerdiff.core.denoiser import Denoiser
 from steerdiff.core.sampling import sample
 from steerdiff.core.schedules import EDM, VPLinear, sigma_grid
@@ -73,18 +73,37 @@ INSTALL_HINT = "pip install diffusers  (a benchmark-only dependency)"
 # n: samples per run (per dimension), compared with an exact reference of ref_factor * n samples along
 # `projections` random directions (per dimension); floor_repeats exact samples give the noise floor.
 CONFIGS = {
-    "quick": {"n": {2: 4096, 64: 512}, "ref_factor": 8, "projections": {2: 128, 64: 256},
-              "floor_repeats": 5, "ode_ref_steps": 200,
-              "overhead_steps": (10, 50), "batch": 64, "dim": 64, "warmup": 3, "repeats": 15},
-    "full": {"n": {2: 16384, 64: 4096}, "ref_factor": 8, "projections": {2: 128, 64: 512},
-             "floor_repeats": 5, "ode_ref_steps": 400,
-             "overhead_steps": (10, 50), "batch": 64, "dim": 64, "warmup": 10, "repeats": 60},
+    "quick": {
+        "n": {2: 4096, 64: 512},
+        "ref_factor": 8,
+        "projections": {2: 128, 64: 256},
+        "floor_repeats": 5,
+        "ode_ref_steps": 200,
+        "overhead_steps": (10, 50),
+        "batch": 64,
+        "dim": 64,
+        "warmup": 3,
+        "repeats": 15,
+    },
+    "full": {
+        "n": {2: 16384, 64: 4096},
+        "ref_factor": 8,
+        "projections": {2: 128, 64: 512},
+        "floor_repeats": 5,
+        "ode_ref_steps": 400,
+        "overhead_steps": (10, 50),
+        "batch": 64,
+        "dim": 64,
+        "warmup": 10,
+        "repeats": 60,
+    },
 }
 
 
 # --------------------------------------------------------------------------------------------------------
 # Problems and metrics
 # --------------------------------------------------------------------------------------------------------
+
 
 def make_mixture(dim: int, seed: int) -> GaussianMixture:
     """K anisotropic Gaussians (random rotations, standard deviations 0.1..0.5), unequal weights."""
@@ -102,14 +121,16 @@ def make_mixture(dim: int, seed: int) -> GaussianMixture:
 class Reference:
     """Metrics against the exact mixture: sliced W2 to a large exact sample, mean and covariance errors."""
 
-    def __init__(self, gm: GaussianMixture, n: int, factor: int, projections: int,
-                 generator: torch.Generator):
+    def __init__(
+        self, gm: GaussianMixture, n: int, factor: int, projections: int, generator: torch.Generator
+    ):
         self.n, self.factor = n, factor
         proj = torch.randn(gm.dim, projections, generator=generator, dtype=torch.float64)
         self.proj = proj / proj.norm(dim=0, keepdim=True)
         # GaussianMixture.sample holds a D x D matrix per sample: draw the reference in chunks
-        proj_ref = torch.cat([gm.sample(min(4096, n * factor - i), generator) @ self.proj
-                              for i in range(0, n * factor, 4096)])
+        proj_ref = torch.cat(
+            [gm.sample(min(4096, n * factor - i), generator) @ self.proj for i in range(0, n * factor, 4096)]
+        )
         self.sorted = proj_ref.sort(0).values.reshape(n, factor, projections)
         self.mean, self.cov = gm.mean(), gm.cov()
         self.mean_scale = float(self.cov.trace().sqrt())
@@ -153,6 +174,7 @@ def run_seed(seed: int, *parts: int) -> torch.Generator:
 # Part 1: accuracy against NFE
 # --------------------------------------------------------------------------------------------------------
 
+
 def accuracy_part(cfg: dict, seed: int, problems: dict) -> dict:
     edm = EDM()
     out = {}
@@ -176,33 +198,68 @@ def accuracy_part(cfg: dict, seed: int, problems: dict) -> dict:
                 path_err = None
                 if not get_solver(solver).stochastic:
                     path_err = float((res.x.double() - x_ode).norm(dim=1).mean()) / ref.mean_scale
-                runs.append({"solver": solver, "budget": budget, "steps": steps, "nfe": res.costs.nfe,
-                             "seconds": sw.seconds, **ref.metrics(res.x), "ode_path_err": path_err})
+                runs.append(
+                    {
+                        "solver": solver,
+                        "budget": budget,
+                        "steps": steps,
+                        "nfe": res.costs.nfe,
+                        "seconds": sw.seconds,
+                        **ref.metrics(res.x),
+                        "ode_path_err": path_err,
+                    }
+                )
         out[dim] = {"floor": floor, "runs": runs}
-        rows = [["exact sample (floor)", "-", "-", "-",
-                 floor["sw2"], floor["mean_err"], floor["cov_err"], None]]
-        rows += [[r["solver"], r["budget"], r["steps"], r["nfe"], r["sw2"], r["mean_err"], r["cov_err"],
-                  r["ode_path_err"]] for r in runs]
+        rows = [
+            ["exact sample (floor)", "-", "-", "-", floor["sw2"], floor["mean_err"], floor["cov_err"], None]
+        ]
+        rows += [
+            [
+                r["solver"],
+                r["budget"],
+                r["steps"],
+                r["nfe"],
+                r["sw2"],
+                r["mean_err"],
+                r["cov_err"],
+                r["ode_path_err"],
+            ]
+            for r in runs
+        ]
         print_table(
             f"Accuracy, Gaussian mixture d={dim} ({NUM_COMPONENTS} components), EDM schedule, Karras sigmas",
-            ["solver", "budget", "steps", "NFE", "sliced W2", "mean err", "cov err", "ODE path err"], rows,
-            notes=[(f"{n} samples (all runs from the same initial noise) vs an exact reference of "
-                   f"{n * cfg['ref_factor']}, {cfg['projections'][dim]} random directions; "
-                   "mean err = |m-m*|/sqrt(tr C*), cov err = |C-C*|_F/|C*|_F."),
-                   (f"The 'exact sample' row is the sampling-noise floor: the mean over "
+            ["solver", "budget", "steps", "NFE", "sliced W2", "mean err", "cov err", "ODE path err"],
+            rows,
+            notes=[
+                (
+                    f"{n} samples (all runs from the same initial noise) vs an exact reference of "
+                    f"{n * cfg['ref_factor']}, {cfg['projections'][dim]} random directions; "
+                    "mean err = |m-m*|/sqrt(tr C*), cov err = |C-C*|_F/|C*|_F."
+                ),
+                (
+                    f"The 'exact sample' row is the sampling-noise floor: the mean over "
                     f"{cfg['floor_repeats']} "
-                   f"independent exact samples of {n} (spread, std: sliced W2 {floor['sw2_std']:.2g}, "
-                   f"mean err {floor['mean_err_std']:.2g}, cov err {floor['cov_err_std']:.2g})."),
-                   ("Values within about 2 std of the floor are indistinguishable from exact sampling; "
+                    f"independent exact samples of {n} (spread, std: sliced W2 {floor['sw2_std']:.2g}, "
+                    f"mean err {floor['mean_err_std']:.2g}, cov err {floor['cov_err_std']:.2g})."
+                ),
+                (
+                    "Values within about 2 std of the floor are indistinguishable from exact sampling; "
                     "all runs start from one noise draw, so converged solvers share one value from that "
-                    "spread."),
-                   ("ODE path err (deterministic solvers; no sampling floor): mean distance of a sample "
+                    "spread."
+                ),
+                (
+                    "ODE path err (deterministic solvers; no sampling floor): mean distance of a sample "
                     "to the probability-flow ODE solved from the same noise with Heun, "
                     f"{cfg['ode_ref_steps']} steps, "
-                   "over sqrt(tr C*) (a mean, not an RMS: a rare sample that lands in another mode would "
-                   "dominate an RMS)."),
-                   ("DDIM (eta=0) and Euler are the same update in sigma space, x0 + (sigma'/sigma)(x - x0): "
-                   "their rows coincide by construction.")])
+                    "over sqrt(tr C*) (a mean, not an RMS: a rare sample that lands in another mode would "
+                    "dominate an RMS)."
+                ),
+                (
+                    "DDIM (eta=0) and Euler are the same update in sigma space, x0 + (sigma'/sigma)(x - x0): "
+                    "their rows coincide by construction."
+                ),
+            ],
+        )
     # one-glance summary: sliced W2 against NFE budget, both dimensions
     rows = []
     for dim in DIMS:
@@ -210,19 +267,30 @@ def accuracy_part(cfg: dict, seed: int, problems: dict) -> dict:
         rows.append([f"d={dim}", "exact sample (floor)"] + [floor] * len(BUDGETS))
         for solver in SOLVERS:
             rows.append([f"d={dim}", solver] + [r["sw2"] for r in out[dim]["runs"] if r["solver"] == solver])
-    print_table("Sliced W2 to the exact mixture against the NFE budget (summary)",
-                ["dim", "solver"] + [f"NFE<={b}" for b in BUDGETS], rows,
-                notes=["Heun uses 3, 5, 10, 25, 50 steps = 5, 9, 19, 49, 99 evaluations."])
-    rows = [[f"d={dim}", solver] + [r["ode_path_err"] for r in out[dim]["runs"] if r["solver"] == solver]
-            for dim in DIMS for solver in SOLVERS if not get_solver(solver).stochastic]
-    print_table("ODE path error against the NFE budget (summary; shows convergence below the sampling floor)",
-                ["dim", "solver"] + [f"NFE<={b}" for b in BUDGETS], rows)
+    print_table(
+        "Sliced W2 to the exact mixture against the NFE budget (summary)",
+        ["dim", "solver"] + [f"NFE<={b}" for b in BUDGETS],
+        rows,
+        notes=["Heun uses 3, 5, 10, 25, 50 steps = 5, 9, 19, 49, 99 evaluations."],
+    )
+    rows = [
+        [f"d={dim}", solver] + [r["ode_path_err"] for r in out[dim]["runs"] if r["solver"] == solver]
+        for dim in DIMS
+        for solver in SOLVERS
+        if not get_solver(solver).stochastic
+    ]
+    print_table(
+        "ODE path error against the NFE budget (summary; shows convergence below the sampling floor)",
+        ["dim", "solver"] + [f"NFE<={b}" for b in BUDGETS],
+        rows,
+    )
     return out
 
 
 # --------------------------------------------------------------------------------------------------------
 # diffusers side
 # --------------------------------------------------------------------------------------------------------
+
 
 def import_diffusers(disabled: bool):
     if disabled:
@@ -285,6 +353,7 @@ class EpsFromMixture:
 # Part 2: per-step overhead
 # --------------------------------------------------------------------------------------------------------
 
+
 class TrivialNet(nn.Module):
     """A network whose cost is ~0: the same module for both libraries."""
 
@@ -303,6 +372,7 @@ def overhead_part(cfg: dict, seed: int, schedulers_mod) -> list[dict]:
     results = []
     for solver in SOLVERS:
         for steps in cfg["overhead_steps"]:
+
             def run_sd(solver=solver, steps=steps):
                 return sample(den, z * vp.prior_std, sigma_grid(vp, steps, "uniform_t"), solver)
 
@@ -315,8 +385,10 @@ def overhead_part(cfg: dict, seed: int, schedulers_mod) -> list[dict]:
                 sched = make_scheduler(schedulers_mod, solver)
                 sched.set_timesteps(steps)
                 if len(sched.timesteps) != nfe:
-                    raise RuntimeError(f"{solver}: diffusers takes {len(sched.timesteps)} evaluations "
-                                       f"for {steps} steps, steerdiff {nfe}")
+                    raise RuntimeError(
+                        f"{solver}: diffusers takes {len(sched.timesteps)} evaluations "
+                        f"for {steps} steps, steerdiff {nfe}"
+                    )
                 x_df = diffusers_loop(sched, net, z, steps)
                 if not torch.isfinite(x_df).all():
                     raise RuntimeError(f"{solver}: diffusers' loop produced non-finite values")
@@ -345,13 +417,18 @@ def overhead_part(cfg: dict, seed: int, schedulers_mod) -> list[dict]:
             med = {k: statistics.median(v) for k, v in times.items()}
             best = {k: min(v) for k, v in times.items()}  # the run least disturbed by other processes
             net_total, net_best = med["net_x2"] / 2, best["net_x2"] / 2
-            row = {"solver": solver, "diffusers_scheduler": DIFFUSERS[solver][0], "steps": steps, "nfe": nfe,
-                   "net_us_per_call": 1e6 * net_total / nfe,
-                   "steerdiff_total_us": 1e6 * med["steerdiff"],
-                   "steerdiff_us_per_step": 1e6 * (med["steerdiff"] - net_total) / steps,
-                   "steerdiff_us_per_step_min": 1e6 * (best["steerdiff"] - net_best) / steps,
-                   "steerdiff_bare_us_per_step": 1e6 * (med["steerdiff_bare"] - net_total) / steps,
-                   "seconds_per_repeat": {k: v for k, v in times.items()}}
+            row = {
+                "solver": solver,
+                "diffusers_scheduler": DIFFUSERS[solver][0],
+                "steps": steps,
+                "nfe": nfe,
+                "net_us_per_call": 1e6 * net_total / nfe,
+                "steerdiff_total_us": 1e6 * med["steerdiff"],
+                "steerdiff_us_per_step": 1e6 * (med["steerdiff"] - net_total) / steps,
+                "steerdiff_us_per_step_min": 1e6 * (best["steerdiff"] - net_best) / steps,
+                "steerdiff_bare_us_per_step": 1e6 * (med["steerdiff_bare"] - net_total) / steps,
+                "seconds_per_repeat": {k: v for k, v in times.items()},
+            }
             if "diffusers" in med:
                 row["diffusers_total_us"] = 1e6 * med["diffusers"]
                 row["diffusers_us_per_step"] = 1e6 * (med["diffusers"] - net_total) / steps
@@ -363,37 +440,70 @@ def overhead_part(cfg: dict, seed: int, schedulers_mod) -> list[dict]:
     return results
 
 
-def print_overhead(cfg: dict, rows: list[dict], diffusers_error: str | None,
-                   load: tuple[float, float] | None = None) -> None:
-    notes = [(f"Batch {cfg['batch']} x {cfg['dim']}, float32, 1 thread, no_grad; median of {cfg['repeats']} "
-             f"interleaved repeats after {cfg['warmup']} warm-ups; network time "
-             f"(~{statistics.median(r['net_us_per_call'] for r in rows):.1f} us/call) subtracted; "
-             "divided by the N solver steps."),
-             ("steerdiff = sample(Denoiser(net, 'eps'), ...) incl. sigma_grid; bare = the loop and solver "
-              "alone "
-             "(a plain x0 callable, no Denoiser); diffusers incl. set_timesteps."),
-             ("ratio = of the medians (PASS/FAIL uses it); ratio (min) = of the fastest repeats, the "
-              "estimate least disturbed by other processes on a shared machine."),
-             f"Goal: steerdiff / diffusers <= {GOAL_RATIO}."]
+def print_overhead(
+    cfg: dict, rows: list[dict], diffusers_error: str | None, load: tuple[float, float] | None = None
+) -> None:
+    notes = [
+        (
+            f"Batch {cfg['batch']} x {cfg['dim']}, float32, 1 thread, no_grad; median of {cfg['repeats']} "
+            f"interleaved repeats after {cfg['warmup']} warm-ups; network time "
+            f"(~{statistics.median(r['net_us_per_call'] for r in rows):.1f} us/call) subtracted; "
+            "divided by the N solver steps."
+        ),
+        (
+            "steerdiff = sample(Denoiser(net, 'eps'), ...) incl. sigma_grid; bare = the loop and solver "
+            "alone "
+            "(a plain x0 callable, no Denoiser); diffusers incl. set_timesteps."
+        ),
+        (
+            "ratio = of the medians (PASS/FAIL uses it); ratio (min) = of the fastest repeats, the "
+            "estimate least disturbed by other processes on a shared machine."
+        ),
+        f"Goal: steerdiff / diffusers <= {GOAL_RATIO}.",
+    ]
     if load is not None:
         cores = os.cpu_count() or 1
         notes.append(f"Load average during the timing: {load[0]:.2f} -> {load[1]:.2f} on {cores} cores.")
         if max(load) > cores - 0.5:
-            notes.append("WARNING: other processes compete for the CPU (load near or above the core "
-                         "count): medians are inflated and noisy; compare with ratio (min), or rerun on a "
-                         "quiet machine.")
+            notes.append(
+                "WARNING: other processes compete for the CPU (load near or above the core "
+                "count): medians are inflated and noisy; compare with ratio (min), or rerun on a "
+                "quiet machine."
+            )
     if diffusers_error is not None:
-        notes = [f"COMPARISON MISSING: diffusers could not be imported ({diffusers_error}).",
-                 f"Install the benchmark dependency to compare: {INSTALL_HINT}",
-                 "steerdiff's numbers alone follow."] + notes
-    headers = ["solver", "diffusers scheduler", "steps", "NFE", "steerdiff us/step", "bare us/step",
-               "diffusers us/step", "ratio", "ratio (min)", f"goal <= {GOAL_RATIO}"]
+        notes = [
+            f"COMPARISON MISSING: diffusers could not be imported ({diffusers_error}).",
+            f"Install the benchmark dependency to compare: {INSTALL_HINT}",
+            "steerdiff's numbers alone follow.",
+        ] + notes
+    headers = [
+        "solver",
+        "diffusers scheduler",
+        "steps",
+        "NFE",
+        "steerdiff us/step",
+        "bare us/step",
+        "diffusers us/step",
+        "ratio",
+        "ratio (min)",
+        f"goal <= {GOAL_RATIO}",
+    ]
     table = []
     for r in rows:
-        table.append([r["solver"], r["diffusers_scheduler"], r["steps"], r["nfe"], r["steerdiff_us_per_step"],
-                      r["steerdiff_bare_us_per_step"], r.get("diffusers_us_per_step"), r.get("ratio"),
-                      r.get("ratio_min"),
-                      ("PASS" if r["pass"] else "FAIL") if "pass" in r else "n/a (no diffusers)"])
+        table.append(
+            [
+                r["solver"],
+                r["diffusers_scheduler"],
+                r["steps"],
+                r["nfe"],
+                r["steerdiff_us_per_step"],
+                r["steerdiff_bare_us_per_step"],
+                r.get("diffusers_us_per_step"),
+                r.get("ratio"),
+                r.get("ratio_min"),
+                ("PASS" if r["pass"] else "FAIL") if "pass" in r else "n/a (no diffusers)",
+            ]
+        )
     print_table("Per-step overhead outside the network (microseconds)", headers, table, notes=notes)
     if diffusers_error is not None:
         print(f"\nNOTE: the comparison with diffusers is missing; install it with: {INSTALL_HINT}")
@@ -402,6 +512,7 @@ def print_overhead(cfg: dict, rows: list[dict], diffusers_error: str | None,
 # --------------------------------------------------------------------------------------------------------
 # Equal accuracy: the timed configurations reach comparable errors on the mixture
 # --------------------------------------------------------------------------------------------------------
+
 
 def equal_accuracy_part(cfg: dict, seed: int, problems: dict, schedulers_mod) -> list[dict]:
     vp = VPLinear()
@@ -414,17 +525,31 @@ def equal_accuracy_part(cfg: dict, seed: int, problems: dict, schedulers_mod) ->
                 z = torch.randn(cfg["n"][dim], dim, generator=g)
                 gen_seed = int(torch.randint(0, 2**62, (1,), generator=g))
                 with torch.no_grad():
-                    own = sample(gm, z * vp.prior_std, sigma_grid(vp, steps, "uniform_t"), solver,
-                                 generator=torch.Generator().manual_seed(gen_seed))
+                    own = sample(
+                        gm,
+                        z * vp.prior_std,
+                        sigma_grid(vp, steps, "uniform_t"),
+                        solver,
+                        generator=torch.Generator().manual_seed(gen_seed),
+                    )
                     sched = make_scheduler(schedulers_mod, solver)
                     eps_net = EpsFromMixture(gm, sched.alphas_cumprod)
-                    x_df = diffusers_loop(sched, eps_net, z, steps,
-                                          generator=torch.Generator().manual_seed(gen_seed)
-                                          if solver == "ddpm" else None)
+                    x_df = diffusers_loop(
+                        sched,
+                        eps_net,
+                        z,
+                        steps,
+                        generator=torch.Generator().manual_seed(gen_seed) if solver == "ddpm" else None,
+                    )
                     grid = diffusers_grid(sched, solver)  # the same grid and the same initial noise
                     scale = math.sqrt(1 + float(grid[0]) ** 2) if solver in VP_SAMPLE_SPACE else 1.0
-                    same = sample(gm, z * float(sched.init_noise_sigma) * scale, grid, solver,
-                                  generator=torch.Generator().manual_seed(gen_seed))
+                    same = sample(
+                        gm,
+                        z * float(sched.init_noise_sigma) * scale,
+                        grid,
+                        solver,
+                        generator=torch.Generator().manual_seed(gen_seed),
+                    )
                 m_own, m_df, m_same = ref.metrics(own.x), ref.metrics(x_df), ref.metrics(same.x)
                 deterministic = not get_solver(solver).stochastic
                 max_diff = float((same.x - x_df).abs().max()) if deterministic else None
@@ -432,30 +557,74 @@ def equal_accuracy_part(cfg: dict, seed: int, problems: dict, schedulers_mod) ->
                     comparable = max_diff < 1e-3
                 else:  # DDPM draws different noise in each library: compare distances to the exact mixture
                     comparable = abs(m_same["sw2"] - m_df["sw2"]) <= 0.2 * m_df["sw2"] + floor["sw2"]
-                results.append({"dim": dim, "solver": solver, "steps": steps, "floor_sw2": floor["sw2"],
-                                "steerdiff_sw2": m_own["sw2"], "diffusers_sw2": m_df["sw2"],
-                                "steerdiff_same_grid_sw2": m_same["sw2"], "same_grid_max_abs_diff": max_diff,
-                                "comparable": comparable,
-                                "steerdiff": m_own, "diffusers": m_df, "steerdiff_same_grid": m_same})
-    rows = [[r["solver"], DIFFUSERS[r["solver"]][0], r["steps"], f"d={r['dim']}", r["floor_sw2"],
-             r["steerdiff_sw2"], r["diffusers_sw2"], r["steerdiff_same_grid_sw2"],
-             r["same_grid_max_abs_diff"],
-             "yes" if r["comparable"] else "NO"] for r in results]
+                results.append(
+                    {
+                        "dim": dim,
+                        "solver": solver,
+                        "steps": steps,
+                        "floor_sw2": floor["sw2"],
+                        "steerdiff_sw2": m_own["sw2"],
+                        "diffusers_sw2": m_df["sw2"],
+                        "steerdiff_same_grid_sw2": m_same["sw2"],
+                        "same_grid_max_abs_diff": max_diff,
+                        "comparable": comparable,
+                        "steerdiff": m_own,
+                        "diffusers": m_df,
+                        "steerdiff_same_grid": m_same,
+                    }
+                )
+    rows = [
+        [
+            r["solver"],
+            DIFFUSERS[r["solver"]][0],
+            r["steps"],
+            f"d={r['dim']}",
+            r["floor_sw2"],
+            r["steerdiff_sw2"],
+            r["diffusers_sw2"],
+            r["steerdiff_same_grid_sw2"],
+            r["same_grid_max_abs_diff"],
+            "yes" if r["comparable"] else "NO",
+        ]
+        for r in results
+    ]
     print_table(
         "Equal accuracy: the timed configurations on the Gaussian mixtures (sliced W2 to the exact mixture)",
-        ["solver", "diffusers scheduler", "steps", "dim", "floor", "steerdiff (VP grid)", "diffusers",
-         "steerdiff (diffusers' grid)", "max|dx| same grid+noise", "comparable"], rows,
-        notes=[("steerdiff (VP grid): sigma_grid(VPLinear(), N, 'uniform_t'), as timed above. "
+        [
+            "solver",
+            "diffusers scheduler",
+            "steps",
+            "dim",
+            "floor",
+            "steerdiff (VP grid)",
+            "diffusers",
+            "steerdiff (diffusers' grid)",
+            "max|dx| same grid+noise",
+            "comparable",
+        ],
+        rows,
+        notes=[
+            (
+                "steerdiff (VP grid): sigma_grid(VPLinear(), N, 'uniform_t'), as timed above. "
                 "diffusers: default "
-               "scheduler config, exact mixture as an eps-network."),
-               ("steerdiff (diffusers' grid): the very sigmas the diffusers scheduler walks, the same "
+                "scheduler config, exact mixture as an eps-network."
+            ),
+            (
+                "steerdiff (diffusers' grid): the very sigmas the diffusers scheduler walks, the same "
                 "initial "
-               "noise (DDPM: different noise draws, so only its distance is compared)."),
-               ("comparable = deterministic solvers agree to < 1e-3 on the same grid; DDPM's distances agree "
-               "within 20% + floor."),
-               ("Where the two own-grid columns differ, the grids differ, not the solvers: e.g. diffusers' "
-               "linspace DPM-Solver grid stops at t=100 (sigma ~0.35) before its final x0 step, steerdiff's "
-               "VP-linear grid at sigma_min ~0.01.")])
+                "noise (DDPM: different noise draws, so only its distance is compared)."
+            ),
+            (
+                "comparable = deterministic solvers agree to < 1e-3 on the same grid; DDPM's distances agree "
+                "within 20% + floor."
+            ),
+            (
+                "Where the two own-grid columns differ, the grids differ, not the solvers: e.g. diffusers' "
+                "linspace DPM-Solver grid stops at t=100 (sigma ~0.35) before its final x0 step, steerdiff's "
+                "VP-linear grid at sigma_min ~0.01."
+            ),
+        ],
+    )
     return results
 
 
@@ -469,14 +638,19 @@ def _load() -> float | None:
 
 # --------------------------------------------------------------------------------------------------------
 
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, under a minute on 2 CPU cores")
     parser.add_argument("--json", metavar="PATH", help="write every number to this JSON file")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mixtures, noise and projections")
-    parser.add_argument("--without-diffusers", action="store_true",
-                        help="behave as if diffusers were not installed (steerdiff's numbers alone)")
+    parser.add_argument(
+        "--without-diffusers",
+        action="store_true",
+        help="behave as if diffusers were not installed (steerdiff's numbers alone)",
+    )
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"
     cfg = CONFIGS[mode]
@@ -486,12 +660,15 @@ def main(argv=None) -> int:
     versions = {}
     if schedulers_mod is not None:
         import diffusers
+
         versions["diffusers"] = diffusers.__version__
     print(f"# steerdiff core solvers benchmark ({mode}, seed {args.seed})")
     if diffusers_error is not None:
-        print(f"diffusers is not available ({diffusers_error}): the overhead table shows steerdiff alone "
-              "and the "
-              f"equal-accuracy check is skipped. Install it with: {INSTALL_HINT}")
+        print(
+            f"diffusers is not available ({diffusers_error}): the overhead table shows steerdiff alone "
+            "and the "
+            f"equal-accuracy check is skipped. Install it with: {INSTALL_HINT}"
+        )
 
     seconds = {}
     problems = {}
@@ -523,23 +700,35 @@ def main(argv=None) -> int:
     if schedulers_mod is not None:
         ratios = [r["ratio"] for r in overhead]
         ratios_min = [r["ratio_min"] for r in overhead]
-        verdict = ("MET" if all(r["pass"] for r in overhead) else "NOT MET")
-        print(f"\nOverhead goal (steerdiff <= {GOAL_RATIO} x diffusers per step): {verdict}; ratios "
-              f"{min(ratios):.2f}..{max(ratios):.2f} (of the fastest repeats: "
-              f"{min(ratios_min):.2f}..{max(ratios_min):.2f}); equal accuracy: "
-              f"{'yes' if all(r['comparable'] for r in equal) else 'NO (see table)'}.")
-    print(f"Total time: {seconds['total']:.1f} s (accuracy {seconds['accuracy']:.1f} s, overhead "
-          f"{seconds['overhead']:.1f} s, equal accuracy {seconds['equal_accuracy']:.1f} s)")
+        verdict = "MET" if all(r["pass"] for r in overhead) else "NOT MET"
+        print(
+            f"\nOverhead goal (steerdiff <= {GOAL_RATIO} x diffusers per step): {verdict}; ratios "
+            f"{min(ratios):.2f}..{max(ratios):.2f} (of the fastest repeats: "
+            f"{min(ratios_min):.2f}..{max(ratios_min):.2f}); equal accuracy: "
+            f"{'yes' if all(r['comparable'] for r in equal) else 'NO (see table)'}."
+        )
+    print(
+        f"Total time: {seconds['total']:.1f} s (accuracy {seconds['accuracy']:.1f} s, overhead "
+        f"{seconds['overhead']:.1f} s, equal accuracy {seconds['equal_accuracy']:.1f} s)"
+    )
 
     if args.json:
-        write_json(args.json, {
-            "benchmark": "core_solvers", "mode": mode, "seed": args.seed, "config": cfg,
-            "environment": environment(**versions, diffusers_error=diffusers_error),
-            "accuracy": {str(d): v for d, v in accuracy.items()},
-            "overhead": overhead, "overhead_goal_ratio": GOAL_RATIO, "overhead_load_average": load,
-            "equal_accuracy": equal,
-            "seconds": seconds,
-        })
+        write_json(
+            args.json,
+            {
+                "benchmark": "core_solvers",
+                "mode": mode,
+                "seed": args.seed,
+                "config": cfg,
+                "environment": environment(**versions, diffusers_error=diffusers_error),
+                "accuracy": {str(d): v for d, v in accuracy.items()},
+                "overhead": overhead,
+                "overhead_goal_ratio": GOAL_RATIO,
+                "overhead_load_average": load,
+                "equal_accuracy": equal,
+                "seconds": seconds,
+            },
+        )
         print(f"wrote {args.json}")
     return 0
 

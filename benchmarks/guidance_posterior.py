@@ -54,15 +54,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
 
 import torch
 
-from steerdiff.core.benchmarking import Stopwatch, environment, print_table, write_json
 from steerdiff.core.analytic import GaussianMixture, gaussian
+from steerdiff.core.benchmarking import Stopwatch, environment, print_table, write_json
 from steerdiff.core.guidance import (
     EnsembleKalmanGuidance,
     FeynmanKacSteering,
@@ -88,26 +87,95 @@ GOAL = 1.1
 CONFIGS = {
     "quick": {
         "problems": [
-            {"name": "gaussian d=2", "kind": "gaussian", "d": 2, "m": 1, "K": 64, "R": 48, "R_tune": 16, "N": 40},
-            {"name": "gaussian d=16", "kind": "gaussian", "d": 16, "m": 4, "K": 64, "R": 16, "R_tune": 8, "N": 40},
-            {"name": "gaussian d=256", "kind": "gaussian", "d": 256, "m": 32, "K": 64, "R": 2, "R_tune": 1,
-             "N": 25},
-            {"name": "mixture d=2", "kind": "mixture", "d": 2, "m": 1, "K": 64, "R": 32, "R_tune": 16, "N": 40},
+            {
+                "name": "gaussian d=2",
+                "kind": "gaussian",
+                "d": 2,
+                "m": 1,
+                "K": 64,
+                "R": 48,
+                "R_tune": 16,
+                "N": 40,
+            },
+            {
+                "name": "gaussian d=16",
+                "kind": "gaussian",
+                "d": 16,
+                "m": 4,
+                "K": 64,
+                "R": 16,
+                "R_tune": 8,
+                "N": 40,
+            },
+            {
+                "name": "gaussian d=256",
+                "kind": "gaussian",
+                "d": 256,
+                "m": 32,
+                "K": 64,
+                "R": 2,
+                "R_tune": 1,
+                "N": 25,
+            },
+            {
+                "name": "mixture d=2",
+                "kind": "mixture",
+                "d": 2,
+                "m": 1,
+                "K": 64,
+                "R": 32,
+                "R_tune": 16,
+                "N": 40,
+            },
         ],
-        "scg_candidates": 4, "floor_repeats": 400,
+        "scg_candidates": 4,
+        "floor_repeats": 400,
     },
     "full": {
         "problems": [
-            {"name": "gaussian d=2", "kind": "gaussian", "d": 2, "m": 1, "K": 128, "R": 128, "R_tune": 32,
-             "N": 100},
-            {"name": "gaussian d=16", "kind": "gaussian", "d": 16, "m": 4, "K": 128, "R": 32, "R_tune": 8,
-             "N": 100},
-            {"name": "gaussian d=256", "kind": "gaussian", "d": 256, "m": 32, "K": 128, "R": 4, "R_tune": 1,
-             "N": 60},
-            {"name": "mixture d=2", "kind": "mixture", "d": 2, "m": 1, "K": 128, "R": 64, "R_tune": 16,
-             "N": 100},
+            {
+                "name": "gaussian d=2",
+                "kind": "gaussian",
+                "d": 2,
+                "m": 1,
+                "K": 128,
+                "R": 128,
+                "R_tune": 32,
+                "N": 100,
+            },
+            {
+                "name": "gaussian d=16",
+                "kind": "gaussian",
+                "d": 16,
+                "m": 4,
+                "K": 128,
+                "R": 32,
+                "R_tune": 8,
+                "N": 100,
+            },
+            {
+                "name": "gaussian d=256",
+                "kind": "gaussian",
+                "d": 256,
+                "m": 32,
+                "K": 128,
+                "R": 4,
+                "R_tune": 1,
+                "N": 60,
+            },
+            {
+                "name": "mixture d=2",
+                "kind": "mixture",
+                "d": 2,
+                "m": 1,
+                "K": 128,
+                "R": 64,
+                "R_tune": 16,
+                "N": 100,
+            },
         ],
-        "scg_candidates": 8, "floor_repeats": 2000,
+        "scg_candidates": 8,
+        "floor_repeats": 2000,
     },
 }
 
@@ -122,6 +190,7 @@ def run_seed(seed: int, *parts: int) -> torch.Generator:
 # --------------------------------------------------------------------------------------------------------
 # Problems
 # --------------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Problem:
@@ -161,8 +230,9 @@ def make_problem(spec: dict, seed: int, instance: int) -> Problem:
     if spec["kind"] == "mixture":
         weights = torch.tensor([0.3, 0.45, 0.25], dtype=F64)
         means = torch.tensor([[-2.0, -0.5], [2.0, 0.3], [0.0, 3.0]], dtype=F64)
-        covs = torch.tensor([[[0.4, 0.15], [0.15, 0.3]], [[0.3, -0.1], [-0.1, 0.5]], [[0.6, 0.0], [0.0, 0.2]]],
-                            dtype=F64)
+        covs = torch.tensor(
+            [[[0.4, 0.15], [0.15, 0.3]], [[0.3, -0.1], [-0.1, 0.5]], [[0.6, 0.0], [0.0, 0.2]]], dtype=F64
+        )
         prior = GaussianMixture(weights, means, covs)
         A = torch.tensor([[0.3, 1.0]], dtype=F64)
         # designed to be bimodal: y is the measurement of a point between the two lower modes (test),
@@ -197,19 +267,29 @@ class Forward:
 # Metrics
 # --------------------------------------------------------------------------------------------------------
 
+
 def gaussian_w2(mean_hat, cov_hat, mean, cov, cov_sqrt) -> torch.Tensor:
     """W2 between N(mean_hat, cov_hat) (batched, PSD, possibly singular) and N(mean, cov), closed form."""
     mid = cov_sqrt @ cov_hat @ cov_sqrt
     ev = torch.linalg.eigvalsh(0.5 * (mid + mid.transpose(-1, -2))).clamp_min(0)
-    w2sq = ((mean_hat - mean) ** 2).sum(-1) + torch.diagonal(cov_hat, dim1=-2, dim2=-1).sum(-1) \
-        + cov.trace() - 2 * ev.sqrt().sum(-1)
+    w2sq = (
+        ((mean_hat - mean) ** 2).sum(-1)
+        + torch.diagonal(cov_hat, dim1=-2, dim2=-1).sum(-1)
+        + cov.trace()
+        - 2 * ev.sqrt().sum(-1)
+    )
     return w2sq.clamp_min(0).sqrt()
 
 
 def mode_weights(post: GaussianMixture, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Weighted average of the posterior responsibilities of each component: (R, n_components)."""
-    logp = torch.stack([torch.distributions.MultivariateNormal(post.means[c], post.covs[c]).log_prob(x)
-                        for c in range(post.num_components)], -1) + torch.log(post.weights)
+    logp = torch.stack(
+        [
+            torch.distributions.MultivariateNormal(post.means[c], post.covs[c]).log_prob(x)
+            for c in range(post.num_components)
+        ],
+        -1,
+    ) + torch.log(post.weights)
     return torch.einsum("rk,rkc->rc", w, torch.softmax(logp, -1))
 
 
@@ -272,6 +352,7 @@ def floor_metrics(prob: Problem, k: int, repeats: int, gen: torch.Generator) -> 
 # Methods
 # --------------------------------------------------------------------------------------------------------
 
+
 def enkg_interval(sig: list[float]) -> tuple[float, float]:
     """The reference's gating: correct at step i only for gate*N < i < N - int(gate*N)."""
     n = len(sig) - 1
@@ -280,8 +361,16 @@ def enkg_interval(sig: list[float]) -> tuple[float, float]:
     return (sig[last + 1], sig[first])
 
 
-def run_method(prob: Problem, method: str, k: int, r: int, sig: torch.Tensor, seed: int,
-               scale: float | None = None, scg_n: int = 8) -> dict:
+def run_method(
+    prob: Problem,
+    method: str,
+    k: int,
+    r: int,
+    sig: torch.Tensor,
+    seed: int,
+    scale: float | None = None,
+    scg_n: int = 8,
+) -> dict:
     """One sampling run of R estimates of K particles; returns metrics, costs and diagnostics."""
     fwd = Forward(prob.A)
     y, s2 = prob.y, prob.noise**2
@@ -311,9 +400,17 @@ def run_method(prob: Problem, method: str, k: int, r: int, sig: torch.Tensor, se
     elif method in ("enkg_frobenius", "enkg_trace"):
         solver = "euler"
         step = method.split("_")[1]  # the trace step includes the measurement noise, tr(C_yy) + m s_y^2
-        guidance = [EnsembleKalmanGuidance(fwd, y, k, scale=scale, step_size=step,
-                                           noise_std=prob.noise if step == "trace" else 0.0,
-                                           interval=enkg_interval(sig_list))]
+        guidance = [
+            EnsembleKalmanGuidance(
+                fwd,
+                y,
+                k,
+                scale=scale,
+                step_size=step,
+                noise_std=prob.noise if step == "trace" else 0.0,
+                interval=enkg_interval(sig_list),
+            )
+        ]
     else:
         raise ValueError(f"unknown method {method!r}")
     # common random numbers: every method of a problem starts from the same noise with the same seed
@@ -323,16 +420,26 @@ def run_method(prob: Problem, method: str, k: int, r: int, sig: torch.Tensor, se
     weights = out.info.get("weights")
     res = metrics(prob, out.x, k, weights)
     n = r * k
-    res.update({
-        "method": method, "scale": scale, "solver": solver, "seconds": sw.seconds,
-        "nfe": out.costs.nfe, "forward_per_particle": fwd.evals / n, "forward_calls": fwd.calls,
-        "gradient_per_particle": out.costs.gradient_evals / n, "costs": out.costs.as_dict(),
-    })
+    res.update(
+        {
+            "method": method,
+            "scale": scale,
+            "solver": solver,
+            "seconds": sw.seconds,
+            "nfe": out.costs.nfe,
+            "forward_per_particle": fwd.evals / n,
+            "forward_calls": fwd.calls,
+            "gradient_per_particle": out.costs.gradient_evals / n,
+            "costs": out.costs.as_dict(),
+        }
+    )
     if method.startswith("prior"):  # sampler check: the unguided samples against the exact prior
         flat = out.x.reshape(n, -1).to(F64)
         pm, pc = prob.prior.mean(), prob.prior.cov()
         res["prior_check"] = {
-            "spread": float(torch.cov(flat.T).trace() / pc.trace()) if prob.d > 1 else float(flat.var() / pc.trace()),
+            "spread": float(torch.cov(flat.T).trace() / pc.trace())
+            if prob.d > 1
+            else float(flat.var() / pc.trace()),
             "mean_z": float((flat.mean(0) - pm).norm() / (pc.trace() / n).sqrt()),
         }
     if "resampled" in out.info:
@@ -366,14 +473,25 @@ def importance_reference(prob: Problem, k: int, r: int, seed: int) -> dict:
         if prob.kind == "gaussian":
             pc = prob.prior.cov()
             ev, vec = torch.linalg.eigh(pc)
-            x = prob.prior.mean() + torch.randn(r * k, prob.d, generator=gen, dtype=F64) @ ((vec * ev.sqrt()) @ vec.T)
+            x = prob.prior.mean() + torch.randn(r * k, prob.d, generator=gen, dtype=F64) @ (
+                (vec * ev.sqrt()) @ vec.T
+            )
         else:
             x = prob.prior.sample(r * k, gen)
         log_lik = -((fwd(x) - prob.y) ** 2).sum(1) / (2 * prob.noise**2)
         weights = torch.softmax(log_lik.reshape(r, k), dim=1)
     res = metrics(prob, x, k, weights)
-    res.update({"method": "is_prior", "scale": None, "solver": None, "seconds": sw.seconds, "nfe": 0.0,
-                "forward_per_particle": fwd.evals / (r * k), "gradient_per_particle": 0.0})
+    res.update(
+        {
+            "method": "is_prior",
+            "scale": None,
+            "solver": None,
+            "seconds": sw.seconds,
+            "nfe": 0.0,
+            "forward_per_particle": fwd.evals / (r * k),
+            "gradient_per_particle": 0.0,
+        }
+    )
     return res
 
 
@@ -382,8 +500,14 @@ def tune(prob_val: Problem, method: str, grid, k: int, r: int, sig, seed: int) -
     scores = []
     for s in grid:
         res = run_method(prob_val, method, k, r, sig, seed, scale=s)
-        scores.append({"scale": s, "mean_err": res.get("mean_err", math.inf), "w2": res.get("w2", math.inf),
-                       "seconds": res["seconds"]})
+        scores.append(
+            {
+                "scale": s,
+                "mean_err": res.get("mean_err", math.inf),
+                "w2": res.get("w2", math.inf),
+                "seconds": res["seconds"],
+            }
+        )
     best = min(scores, key=lambda t: t["mean_err"] if math.isfinite(t["mean_err"]) else math.inf)
     return best["scale"], scores
 
@@ -410,14 +534,35 @@ def run_problem(spec: dict, cfg: dict, seed: int) -> dict:
     val = make_problem(spec, seed, 1)
     sig = sigma_grid(EDM(), n_steps, "karras")  # sigma in [0.002, 80], rho = 7, then 0
     t0 = time.perf_counter()
-    floor = floor_metrics(prob, k, cfg["floor_repeats"] if spec["d"] <= 16 else cfg["floor_repeats"] // 8,
-                          run_seed(seed, 31, spec["d"]))
-    floor.update({"method": "floor", "scale": None, "seconds": None, "nfe": None, "forward_per_particle": None,
-                  "gradient_per_particle": None})
+    floor = floor_metrics(
+        prob,
+        k,
+        cfg["floor_repeats"] if spec["d"] <= 16 else cfg["floor_repeats"] // 8,
+        run_seed(seed, 31, spec["d"]),
+    )
+    floor.update(
+        {
+            "method": "floor",
+            "scale": None,
+            "seconds": None,
+            "nfe": None,
+            "forward_per_particle": None,
+            "gradient_per_particle": None,
+        }
+    )
     tuning = {}
     rows = [floor, importance_reference(prob, k, r, seed)]
-    for method in ("prior", "prior_euler", "dps", "scg", "smc", "smc_late", "smc_twist", "enkg_frobenius",
-                   "enkg_trace"):
+    for method in (
+        "prior",
+        "prior_euler",
+        "dps",
+        "scg",
+        "smc",
+        "smc_late",
+        "smc_twist",
+        "enkg_frobenius",
+        "enkg_trace",
+    ):
         scale = None
         if method == "dps" or method.startswith("enkg"):
             grid = DPS_SCALES if method == "dps" else ENKG_SCALES[method.split("_")[1]]
@@ -430,10 +575,17 @@ def run_problem(spec: dict, cfg: dict, seed: int) -> dict:
         if row["method"] in GOAL_METHODS:
             row["goal_pass"] = bool(row.get("finite") and row["mean_err"] <= GOAL * floor["mean_err"])
     return {
-        "spec": spec, "rows": rows, "tuning": tuning, "seconds": time.perf_counter() - t0,
+        "spec": spec,
+        "rows": rows,
+        "tuning": tuning,
+        "seconds": time.perf_counter() - t0,
         "problem": {
-            "d": prob.d, "m": prob.m, "noise_std": prob.noise, "y": prob.y.tolist(),
-            "posterior_mean_norm": float(prob.mean.norm()), "posterior_cov_trace": float(prob.cov.trace()),
+            "d": prob.d,
+            "m": prob.m,
+            "noise_std": prob.noise,
+            "y": prob.y.tolist(),
+            "posterior_mean_norm": float(prob.mean.norm()),
+            "posterior_cov_trace": float(prob.cov.trace()),
             "prior_cov_trace": float(prob.prior.cov().trace()),
             "prior_to_posterior_mean": float((prob.prior.mean() - prob.mean).norm()),
             "exact_misfit": float((prob.A @ prob.mean - prob.y).norm()),
@@ -446,6 +598,7 @@ def run_problem(spec: dict, cfg: dict, seed: int) -> dict:
 # --------------------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------------------
+
 
 def _pm(v, se):
     if v is None:
@@ -470,50 +623,83 @@ def print_problem(res: dict, cfg: dict) -> None:
         if not row.get("finite", True):
             table.append([label, row["scale"], "non-finite"] + [None] * (len(headers) - 3))
             continue
-        line = [label, row["scale"], _pm(row["mean_err"], row["mean_err_se"]), row["mean_err"] / floor["mean_err"],
-                row["bias"], row["k_equiv"], _pm(row["cov_err"], row["cov_err_se"]), row["w2"], row["misfit"],
-                row["spread"]]
+        line = [
+            label,
+            row["scale"],
+            _pm(row["mean_err"], row["mean_err_se"]),
+            row["mean_err"] / floor["mean_err"],
+            row["bias"],
+            row["k_equiv"],
+            _pm(row["cov_err"], row["cov_err_se"]),
+            row["w2"],
+            row["misfit"],
+            row["spread"],
+        ]
         if mixture:
             line.append(_pm(row["mode_tv"], row["mode_tv_se"]))
         goal = None if "goal_pass" not in row else ("PASS" if row["goal_pass"] else "FAIL")
         line += [row["nfe"], row["forward_per_particle"], row["gradient_per_particle"], row["seconds"], goal]
         table.append(line)
-    tuned = "; ".join(f"{LABELS[m].split(' (')[0]}: {t['chosen']:g} from {t['grid']} (validation mean err "
-                      + ", ".join(f"{v['mean_err']:.3g}" for v in t["validation"]) + ")"
-                      for m, t in res["tuning"].items())
+    tuned = "; ".join(
+        f"{LABELS[m].split(' (')[0]}: {t['chosen']:g} from {t['grid']} (validation mean err "
+        + ", ".join(f"{v['mean_err']:.3g}" for v in t["validation"])
+        + ")"
+        for m, t in res["tuning"].items()
+    )
     checks = [r for r in rows if "prior_check" in r]
     smc = [r for r in rows if r["method"].startswith("smc") and r.get("finite")]
     notes = [
-        (f"d={p['d']}, m={p['m']}, s_y={p['noise_std']}; K={spec['K']} particles per estimate, R={spec['R']} "
-         f"repeats (floor: {floor['repeats']}), N={spec['N']} Karras steps in [0.002, 80]. Exact posterior: "
-         f"tr C={p['posterior_cov_trace']:.3g} (prior {p['prior_cov_trace']:.3g}), |m - prior mean|="
-         f"{p['prior_to_posterior_mean']:.3g}, misfit |A m - y| of m itself {p['exact_misfit']:.3g}."),
+        (
+            f"d={p['d']}, m={p['m']}, s_y={p['noise_std']}; K={spec['K']} particles per estimate, R={spec['R']} "
+            f"repeats (floor: {floor['repeats']}), N={spec['N']} Karras steps in [0.002, 80]. Exact posterior: "
+            f"tr C={p['posterior_cov_trace']:.3g} (prior {p['prior_cov_trace']:.3g}), |m - prior mean|="
+            f"{p['prior_to_posterior_mean']:.3g}, misfit |A m - y| of m itself {p['exact_misfit']:.3g}."
+        ),
         f"Scales tuned on a validation instance (other y, other seed, R={spec['R_tune']}): {tuned}.",
-        ("mean err = |mean_hat - m| (+- s.e. over repeats); /floor = ratio to the floor row; bias = |average of "
-         "the R mean_hat - m| (unbiased methods: about mean err / sqrt(R)); K_eq = exact samples that give the "
-         "same mean-square error; cov err = |C_hat - C|_F/|C|_F; W2 = Gaussian W2 of the moments; misfit = "
-         "|A mean_hat - y|; spread = tr C_hat / tr C; NFE, fwd/p, grad/p per particle; "
-         f"goal: mean err <= {GOAL} x floor."),
+        (
+            "mean err = |mean_hat - m| (+- s.e. over repeats); /floor = ratio to the floor row; bias = |average of "
+            "the R mean_hat - m| (unbiased methods: about mean err / sqrt(R)); K_eq = exact samples that give the "
+            "same mean-square error; cov err = |C_hat - C|_F/|C|_F; W2 = Gaussian W2 of the moments; misfit = "
+            "|A mean_hat - y|; spread = tr C_hat / tr C; NFE, fwd/p, grad/p per particle; "
+            f"goal: mean err <= {GOAL} x floor."
+        ),
     ]
     if mixture:
-        notes.insert(1, "Exact posterior mode weights: " + ", ".join(f"{w:.3f}" for w in p["posterior_weights"])
-                     + "; mode TV = total variation between estimated and exact mode weights (moments, W2: "
-                       "of the whole mixture).")
+        notes.insert(
+            1,
+            "Exact posterior mode weights: "
+            + ", ".join(f"{w:.3f}" for w in p["posterior_weights"])
+            + "; mode TV = total variation between estimated and exact mode weights (moments, W2: "
+            "of the whole mixture).",
+        )
     if checks:
-        notes.append("Sampler check, unguided samples pooled against the exact prior: " + "; ".join(
-            f"{r['solver']}: spread {r['prior_check']['spread']:.3f}, mean z-score {r['prior_check']['mean_z']:.2f}"
-            for r in checks) + " (spread < 1 = the N-step sampler's own under-dispersion).")
+        notes.append(
+            "Sampler check, unguided samples pooled against the exact prior: "
+            + "; ".join(
+                f"{r['solver']}: spread {r['prior_check']['spread']:.3f}, mean z-score {r['prior_check']['mean_z']:.2f}"
+                for r in checks
+            )
+            + " (spread < 1 = the N-step sampler's own under-dispersion)."
+        )
     if smc:
-        notes.append("SMC: " + "; ".join(
-            f"{LABELS[r['method']].split(' (')[0]}: {r['resamplings']:.1f} resamplings, min ESS/K "
-            f"{r['min_ess_frac']:.2f}, final ESS/K {r['ess_frac']:.2f}" for r in smc) + ".")
-    print_table(f"{spec['name']}: posterior accuracy and cost ({res['seconds']:.1f} s)", headers, table,
-                notes=notes)
+        notes.append(
+            "SMC: "
+            + "; ".join(
+                f"{LABELS[r['method']].split(' (')[0]}: {r['resamplings']:.1f} resamplings, min ESS/K "
+                f"{r['min_ess_frac']:.2f}, final ESS/K {r['ess_frac']:.2f}"
+                for r in smc
+            )
+            + "."
+        )
+    print_table(
+        f"{spec['name']}: posterior accuracy and cost ({res['seconds']:.1f} s)", headers, table, notes=notes
+    )
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, under a minute on 2 CPU cores")
     parser.add_argument("--json", metavar="PATH", help="write every number to this JSON file")
     parser.add_argument("--seed", type=int, default=0, help="seed of the problems and of the samplers")
@@ -532,19 +718,36 @@ def main(argv=None) -> int:
     total = time.perf_counter() - t_start
     print("\nGoal (SMC/FK and EnKG mean error within 10% of the K-sample floor):")
     for res in results:
-        verdicts = ", ".join(f"{LABELS[r['method']].split(' (')[0]} {'PASS' if r['goal_pass'] else 'FAIL'} "
-                             f"({r['mean_err'] / res['rows'][0]['mean_err']:.2f}x)"
-                             for r in res["rows"] if "goal_pass" in r)
+        verdicts = ", ".join(
+            f"{LABELS[r['method']].split(' (')[0]} {'PASS' if r['goal_pass'] else 'FAIL'} "
+            f"({r['mean_err'] / res['rows'][0]['mean_err']:.2f}x)"
+            for r in res["rows"]
+            if "goal_pass" in r
+        )
         print(f"  {res['spec']['name']}: {verdicts}")
     print(f"Total time: {total:.1f} s")
     if args.json:
-        write_json(args.json, {
-            "benchmark": "guidance_posterior", "mode": mode, "seed": args.seed,
-            "config": {**cfg, "noise_std": NOISE_STD, "eig_range": EIG_RANGE, "dps_scales": DPS_SCALES,
-                       "enkg_scales": ENKG_SCALES, "smc_sigma_start": SMC_SIGMA_START, "enkg_gate": ENKG_GATE,
-                       "goal": GOAL},
-            "environment": environment(), "seconds": total, "problems": results,
-        })
+        write_json(
+            args.json,
+            {
+                "benchmark": "guidance_posterior",
+                "mode": mode,
+                "seed": args.seed,
+                "config": {
+                    **cfg,
+                    "noise_std": NOISE_STD,
+                    "eig_range": EIG_RANGE,
+                    "dps_scales": DPS_SCALES,
+                    "enkg_scales": ENKG_SCALES,
+                    "smc_sigma_start": SMC_SIGMA_START,
+                    "enkg_gate": ENKG_GATE,
+                    "goal": GOAL,
+                },
+                "environment": environment(),
+                "seconds": total,
+                "problems": results,
+            },
+        )
         print(f"Wrote {args.json}")
     return 0
 

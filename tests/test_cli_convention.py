@@ -12,8 +12,17 @@ import importlib.metadata
 import pytest
 
 PACKAGES = ["core", "policy", "timeseries", "music", "inverse"]
-COMMON = {"--num-samples", "--steps", "--train-steps", "--solver", "--device", "--threads", "--seed", "--out",
-          "--json"}
+COMMON = {
+    "--num-samples",
+    "--steps",
+    "--train-steps",
+    "--solver",
+    "--device",
+    "--threads",
+    "--seed",
+    "--out",
+    "--json",
+}
 
 
 def _cli(package):
@@ -43,8 +52,9 @@ def test_every_option_has_help_and_shows_its_default(package):
             seen.update(action.option_strings)
             assert action.help, f"{package} {name} {action.option_strings[0]} has no help line"
             if action.default not in (None, False, argparse.SUPPRESS):
-                assert "%(default)" in formatter._get_help_string(action), \
+                assert "%(default)" in formatter._get_help_string(action), (
                     f"{package} {name} {action.option_strings[0]} does not show its default"
+                )
     assert {"--device", "--out", "--json"} <= seen, f"{package} lacks the common runtime flags"
     renamed = {"--n", "--samples", "--num", "--sampler-steps", "--num-steps"} & seen
     assert not renamed, f"{package} uses {sorted(renamed)} instead of the common names {sorted(COMMON)}"

@@ -25,8 +25,11 @@ MEANS = [[2.0, 2.0], [2.0, -2.0], [-2.0, 2.0], [-2.0, -2.0]]
 
 def run(out: Path) -> None:
     torch.set_num_threads(1)
-    data = GaussianMixture(torch.ones(4), MEANS, torch.full((4,), 0.01)).sample(
-        1024, torch.Generator().manual_seed(0)).float()
+    data = (
+        GaussianMixture(torch.ones(4), MEANS, torch.full((4,), 0.01))
+        .sample(1024, torch.Generator().manual_seed(0))
+        .float()
+    )
     torch.manual_seed(int(os.environ.get("RANK", "0")))  # another init per rank: DDP must broadcast rank 0's
     net = build_network("mlp", dim=2, hidden=64, depth=2, emb_dim=32)
     denoiser = Denoiser(net, "edm", sigma_data=2.0)

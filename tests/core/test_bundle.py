@@ -42,8 +42,14 @@ def test_round_trip_keeps_weights_config_schedule_and_state(tmp_path):
     opt = torch.optim.Adam(head.parameters())
     head(torch.ones(1, 3)).sum().backward()
     opt.step()
-    path = save_pretrained(tmp_path / "m", domain="demo", config={"horizon": 24, "names": ["a", "b"]},
-                           denoiser=den, schedule=schedule, state={"head": head, "opt": opt, "step": {"n": torch.tensor(7)}})
+    path = save_pretrained(
+        tmp_path / "m",
+        domain="demo",
+        config={"horizon": 24, "names": ["a", "b"]},
+        denoiser=den,
+        schedule=schedule,
+        state={"head": head, "opt": opt, "step": {"n": torch.tensor(7)}},
+    )
     b = load_pretrained(path, "demo")
     assert isinstance(b, Bundle) and b.domain == "demo" and b.config == {"horizon": 24, "names": ["a", "b"]}
     assert b.schedule.to_dict() == schedule.to_dict()
@@ -104,16 +110,19 @@ def test_a_save_cut_between_its_two_renames_is_recovered(tmp_path):
     assert read_bundle_config(path)["domain"]["version"] == 1
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("missing", "does not exist"),
-    ("no_config", "no config.json"),
-    ("old_format", "steerdiff 0.1"),
-    ("bad_json", "not valid json"),
-    ("truncated", "corrupt or truncated"),
-    ("newer", "upgrade steerdiff-core"),
-    ("wrong_domain", "not a 'music' one"),
-    ("checkpoint", "only resumes training"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("missing", "does not exist"),
+        ("no_config", "no config.json"),
+        ("old_format", "steerdiff 0.1"),
+        ("bad_json", "not valid json"),
+        ("truncated", "corrupt or truncated"),
+        ("newer", "upgrade steerdiff-core"),
+        ("wrong_domain", "not a 'music' one"),
+        ("checkpoint", "only resumes training"),
+    ],
+)
 def test_damaged_bundles_get_one_clear_error(tmp_path, damage, message):
     path = tmp_path / "m"
     save_pretrained(path, domain="timeseries", config={"horizon": 3}, denoiser=_denoiser())

@@ -10,8 +10,22 @@ from steerdiff.core.toy import TOY_DATASETS, toy_dataset
 
 
 def test_quickstart_writes_plot_and_summary(tmp_path, capsys):
-    assert main(["quickstart", "--out", str(tmp_path), "--train-steps", "60", "--num-samples", "64", "--quiet",
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "quickstart",
+                "--out",
+                str(tmp_path),
+                "--train-steps",
+                "60",
+                "--num-samples",
+                "64",
+                "--quiet",
+                "--json",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert (tmp_path / "quickstart.png").stat().st_size > 10_000
     assert summary["train_steps"] == 60
@@ -25,12 +39,44 @@ def test_train_then_sample_round_trip(tmp_path, capsys):
     data = toy_dataset("moons", 512).numpy()
     np.save(tmp_path / "data.npy", data)
     run = tmp_path / "run"
-    assert main(["train", "--data", str(tmp_path / "data.npy"), "--out", str(run), "--train-steps", "30",
-                 "--batch-size", "64", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tmp_path / "data.npy"),
+                "--out",
+                str(run),
+                "--train-steps",
+                "30",
+                "--batch-size",
+                "64",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert json.loads((run / "summary.json").read_text())["sample_shape"] == [2]
     out = tmp_path / "samples"
-    assert main(["sample", "--model", str(run), "--num-samples", "16", "--steps", "5", "--solver", "dpmpp_2m",
-                 "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                str(run),
+                "--num-samples",
+                "16",
+                "--steps",
+                "5",
+                "--solver",
+                "dpmpp_2m",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     samples = np.load(out / "samples.npy")
     assert samples.shape == (16, 2) and np.isfinite(samples).all()
     capsys.readouterr()
@@ -45,8 +91,23 @@ def test_bad_inputs_get_clear_errors(tmp_path, capsys):
     bad = np.ones((64, 2), dtype=np.float32)
     bad[3, 1] = np.nan
     np.save(tmp_path / "nan.npy", bad)
-    assert main(["train", "--data", str(tmp_path / "nan.npy"), "--out", str(tmp_path / "r"), "--train-steps", "2",
-                 "--batch-size", "8", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tmp_path / "nan.npy"),
+                "--out",
+                str(tmp_path / "r"),
+                "--train-steps",
+                "2",
+                "--batch-size",
+                "8",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "NaN" in capsys.readouterr().err
     assert main(["sample", "--model", str(tmp_path / "nowhere"), "--shape", "2", "--quiet"]) == 2
     assert "does not exist" in capsys.readouterr().err

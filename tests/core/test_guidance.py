@@ -61,6 +61,7 @@ SIG = sigma_grid(EDM(sigma_max=20), 30)
 
 # ---- classifier-free guidance and APG ------------------------------------------------------------
 
+
 def test_cfg_scale_one_equals_conditional_model_in_one_batched_call():
     model = TwoClassModel()
     x = _noise(8, 2, 0, 20)
@@ -76,8 +77,10 @@ def test_cfg_scale_moves_toward_the_condition():
     model = TwoClassModel()
     x = _noise(200, 2, 1, 20)
     cond = torch.ones(200, 1, dtype=F64)
-    means = [sample(model, x, SIG, "ddim", guidance=[ClassifierFreeGuidance(cond, scale=w)]).x.mean().item()
-             for w in (0.0, 1.0, 3.0)]
+    means = [
+        sample(model, x, SIG, "ddim", guidance=[ClassifierFreeGuidance(cond, scale=w)]).x.mean().item()
+        for w in (0.0, 1.0, 3.0)
+    ]
     assert means[0] < means[1] < means[2]
     assert means[0] == pytest.approx(-1.0, abs=0.2) and means[1] == pytest.approx(2.0, abs=0.1)
 
@@ -89,9 +92,13 @@ def test_apg_without_projection_threshold_or_momentum_is_cfg():
     cfg = sample(model, x, SIG, "dpmpp_2m", guidance=[ClassifierFreeGuidance(cond, scale=4.0)]).x
     apg = sample(model, x, SIG, "dpmpp_2m", guidance=[AdaptiveProjectedGuidance(cond, scale=4.0, eta=1.0)]).x
     torch.testing.assert_close(apg, cfg)
-    projected = sample(model, x, SIG, "dpmpp_2m",
-                       guidance=[AdaptiveProjectedGuidance(cond, scale=4.0, eta=0.0, norm_threshold=1.0,
-                                                           momentum=-0.5)]).x
+    projected = sample(
+        model,
+        x,
+        SIG,
+        "dpmpp_2m",
+        guidance=[AdaptiveProjectedGuidance(cond, scale=4.0, eta=0.0, norm_threshold=1.0, momentum=-0.5)],
+    ).x
     assert torch.isfinite(projected).all() and not torch.allclose(projected, cfg)
 
 
@@ -111,15 +118,25 @@ def test_guidance_outside_its_interval_equals_no_guidance(solver):
     cond = torch.ones(8, 1, dtype=F64)
     gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     off = (100.0, 200.0)  # above sigma_max: never active
-    plain = sample(lambda x, s: model(x, s, cond=torch.ones(x.shape[0], 1)), x, SIG, solver, generator=gen()).x
-    cfg_off = sample(model, x, SIG, solver, generator=gen(),
-                     guidance=[ClassifierFreeGuidance(cond, scale=5.0, interval=off)])
+    plain = sample(
+        lambda x, s: model(x, s, cond=torch.ones(x.shape[0], 1)), x, SIG, solver, generator=gen()
+    ).x
+    cfg_off = sample(
+        model,
+        x,
+        SIG,
+        solver,
+        generator=gen(),
+        guidance=[ClassifierFreeGuidance(cond, scale=5.0, interval=off)],
+    )
     torch.testing.assert_close(cfg_off.x, plain)
     prior, A, y, *_ = _problem()
     loss = lambda x0: ((x0 @ A.T - y) ** 2).sum(1)  # noqa: E731
     base = sample(prior, x, SIG, solver, generator=gen()).x
-    for g in (ReconstructionGuidance(loss, interval=off), Inpainting(torch.zeros(2), torch.tensor([True, False]),
-                                                                     interval=off)):
+    for g in (
+        ReconstructionGuidance(loss, interval=off),
+        Inpainting(torch.zeros(2), torch.tensor([True, False]), interval=off),
+    ):
         torch.testing.assert_close(sample(prior, x, SIG, solver, generator=gen(), guidance=[g]).x, base)
 
 
@@ -128,12 +145,18 @@ def test_limited_interval_saves_evaluations():
     x = _noise(4, 2, 3, 20)
     sig = SIG.tolist()
     full = sample(model, x, SIG, "ddim", guidance=[ClassifierFreeGuidance(torch.ones(4, 1), scale=2.0)])
-    part = sample(model, x, SIG, "ddim", guidance=[ClassifierFreeGuidance(torch.ones(4, 1), scale=2.0,
-                                                                          interval=(sig[20], sig[10]))])
+    part = sample(
+        model,
+        x,
+        SIG,
+        "ddim",
+        guidance=[ClassifierFreeGuidance(torch.ones(4, 1), scale=2.0, interval=(sig[20], sig[10]))],
+    )
     assert part.costs.nfe == full.costs.nfe - 20  # 10 guided steps at 2 evaluations, 20 at 1
 
 
 # ---- gradient guidance ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("solver", ["ddim", "heun", "dpmpp_2m", "ddpm"])
 def test_reconstruction_guidance_lowers_measurement_misfit(solver):
@@ -143,15 +166,23 @@ def test_reconstruction_guidance_lowers_measurement_misfit(solver):
     misfit = []
     for scale in (0.0, 0.03, 0.1, 0.3):
         gen = torch.Generator().manual_seed(1)
-        out = sample(prior, x, SIG, solver, generator=gen, guidance=[ReconstructionGuidance(loss, scale=scale)])
+        out = sample(
+            prior, x, SIG, solver, generator=gen, guidance=[ReconstructionGuidance(loss, scale=scale)]
+        )
         misfit.append((out.x @ A.T - y).norm(dim=1).mean().item())
         assert out.costs.gradient_evals == out.costs.network_evals  # one backward pass per evaluation
     assert all(a > b for a, b in zip(misfit, misfit[1:])), misfit
     assert misfit[-1] < 0.3 * misfit[0]
 
 
-@pytest.mark.parametrize("kw", [dict(normalize="dps", scale=0.5), dict(normalize="unit", weight="sigma", scale=0.2),
-                                dict(mode="backward", inner_steps=5, lr=0.05)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(normalize="dps", scale=0.5),
+        dict(normalize="unit", weight="sigma", scale=0.2),
+        dict(mode="backward", inner_steps=5, lr=0.05),
+    ],
+)
 def test_reconstruction_variants_lower_misfit(kw):
     prior, A, y, noise, *_ = _problem(d=4, m=2)
     loss = lambda x0: ((x0 @ A.T - y) ** 2).sum(1)  # noqa: E731
@@ -197,19 +228,32 @@ def test_composition_cfg_plus_reconstruction():
     cond = torch.ones(64, 1, dtype=F64)
     loss = lambda x0: (x0[:, 0] - 3.0) ** 2  # noqa: E731
     cfg = sample(model, x, SIG, "ddim", guidance=[ClassifierFreeGuidance(cond, scale=2.0)])
-    both = sample(model, x, SIG, "ddim", guidance=[
-        ClassifierFreeGuidance(cond, scale=2.0),
-        ReconstructionGuidance(loss, mode="backward", inner_steps=3, lr=0.2)])
+    both = sample(
+        model,
+        x,
+        SIG,
+        "ddim",
+        guidance=[
+            ClassifierFreeGuidance(cond, scale=2.0),
+            ReconstructionGuidance(loss, mode="backward", inner_steps=3, lr=0.2),
+        ],
+    )
     assert (both.x[:, 0] - 3).abs().mean() < 0.5 * (cfg.x[:, 0] - 3).abs().mean()
     assert both.costs.nfe == cfg.costs.nfe and both.costs.gradient_evals == 64 * 30 * 3
     # forward mode differentiates through both CFG branches in the same batched call
-    fwd = sample(model, x, SIG, "ddim", guidance=[ClassifierFreeGuidance(cond, scale=1.0),
-                                                   ReconstructionGuidance(loss, scale=0.5)])
+    fwd = sample(
+        model,
+        x,
+        SIG,
+        "ddim",
+        guidance=[ClassifierFreeGuidance(cond, scale=1.0), ReconstructionGuidance(loss, scale=0.5)],
+    )
     plain = sample(model, x, SIG, "ddim", guidance=[ClassifierFreeGuidance(cond, scale=1.0)])
     assert (fwd.x[:, 0] - 3).abs().mean() < (plain.x[:, 0] - 3).abs().mean()
 
 
 # ---- inpainting ----------------------------------------------------------------------------------
+
 
 def test_inpainting_samples_the_conditional_and_resampling_harmonises():
     """Observing x_1 exactly: the free coordinate must follow the Gaussian conditional of x_2 given x_1,
@@ -221,8 +265,14 @@ def test_inpainting_samples_the_conditional_and_resampling_harmonises():
     free = {}
     for resample in (0, 9):
         gen = torch.Generator().manual_seed(0)
-        out = sample(prior, _noise(4000, 2, 8, 20), sig, "ddpm", generator=gen,
-                     guidance=[Inpainting(known, mask, resample=resample)])
+        out = sample(
+            prior,
+            _noise(4000, 2, 8, 20),
+            sig,
+            "ddpm",
+            generator=gen,
+            guidance=[Inpainting(known, mask, resample=resample)],
+        )
         assert torch.equal(out.x[:, 0], torch.full((4000,), 1.5, dtype=F64))
         free[resample] = out.x[:, 1]
         assert out.costs.nfe == 50 * (resample + 1)
@@ -237,10 +287,17 @@ def test_inpainting_bad_inputs():
         Inpainting(torch.tensor([float("nan"), 0.0]), torch.tensor([True, False]))
     prior = gaussian([0.0, 0.0], 1.0)
     with pytest.raises(ValueError, match="do not match samples"):
-        sample(prior, _noise(4, 2, 0, 20), SIG, "ddpm", guidance=[Inpainting(torch.zeros(4, 3), torch.ones(4, 3))])
+        sample(
+            prior,
+            _noise(4, 2, 0, 20),
+            SIG,
+            "ddpm",
+            guidance=[Inpainting(torch.zeros(4, 3), torch.ones(4, 3))],
+        )
 
 
 # ---- stochastic control guidance -----------------------------------------------------------------
+
 
 def test_scg_more_candidates_reach_higher_reward_with_a_non_differentiable_reward():
     prior = GaussianMixture([0.5, 0.5], [[-2.0, 0.0], [2.0, 0.0]], [0.5, 0.5])
@@ -249,8 +306,14 @@ def test_scg_more_candidates_reach_higher_reward_with_a_non_differentiable_rewar
     rewards = []
     for n in (1, 4, 16):
         gen = torch.Generator().manual_seed(0)
-        out = sample(prior, _noise(200, 2, 9, 20), sig, "ddpm", generator=gen,
-                     guidance=[StochasticControlGuidance(count, num_candidates=n)])
+        out = sample(
+            prior,
+            _noise(200, 2, 9, 20),
+            sig,
+            "ddpm",
+            generator=gen,
+            guidance=[StochasticControlGuidance(count, num_candidates=n)],
+        )
         rewards.append(count(out.x).mean().item())
         assert out.costs.reward_evals == 200 * 20 * n
         assert out.costs.nfe == pytest.approx(1 + 19 * n)  # candidates' x0-hat reused by the next step
@@ -261,8 +324,14 @@ def test_scg_with_one_candidate_is_the_unguided_sampler_and_needs_noise():
     prior, *_ = _problem()
     x = _noise(8, 2, 10, 20)
     r = lambda x0: -x0.pow(2).sum(1)  # noqa: E731
-    a = sample(prior, x, SIG, "ddpm", generator=torch.Generator().manual_seed(3),
-               guidance=[StochasticControlGuidance(r, 1)]).x
+    a = sample(
+        prior,
+        x,
+        SIG,
+        "ddpm",
+        generator=torch.Generator().manual_seed(3),
+        guidance=[StochasticControlGuidance(r, 1)],
+    ).x
     b = sample(prior, x, SIG, "ddpm", generator=torch.Generator().manual_seed(3)).x
     torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="deterministic.*'ddpm'"):
@@ -277,13 +346,21 @@ def test_scg_over_a_weighted_multi_rule_reward():
     rule_b = lambda x0: (x0[:, 1] < 0).to(F64)  # noqa: E731
     reward = weighted_reward([(1.0, rule_a), (0.5, rule_b)])
     gen = torch.Generator().manual_seed(0)
-    out = sample(prior, _noise(100, 2, 11, 20), SIG, "ddpm", generator=gen,
-                 guidance=[StochasticControlGuidance(reward, 8)])
+    out = sample(
+        prior,
+        _noise(100, 2, 11, 20),
+        SIG,
+        "ddpm",
+        generator=gen,
+        guidance=[StochasticControlGuidance(reward, 8)],
+    )
     assert (out.x[:, 0] - 1).abs().mean() < 0.4 and (out.x[:, 1] < 0).double().mean() > 0.8
 
 
-@pytest.mark.parametrize("bad,match", [(lambda x0: torch.full((x0.shape[0],), float("nan")), "NaN"),
-                                       (lambda x0: x0, "one number per sample")])
+@pytest.mark.parametrize(
+    "bad,match",
+    [(lambda x0: torch.full((x0.shape[0],), float("nan")), "NaN"), (lambda x0: x0, "one number per sample")],
+)
 def test_bad_rewards_are_named(bad, match):
     prior, *_ = _problem()
     for g in (StochasticControlGuidance(bad, 2), FeynmanKacSteering(bad, 2)):
@@ -292,6 +369,7 @@ def test_bad_rewards_are_named(bad, match):
 
 
 # ---- SMC / Feynman-Kac steering ------------------------------------------------------------------
+
 
 def _weighted_moments(out, k):
     w = out.info["weights"]
@@ -309,8 +387,14 @@ def _smc(k, b, potential="difference", seed=0):
     reward = lambda x: -((x @ A.T - y) ** 2).sum(1) / (2 * noise**2)  # noqa: E731  # the log-likelihood
     gen = torch.Generator().manual_seed(seed)
     # steering starts at sigma = 1: earlier, Tweedie's plug-in likelihood is over-confident and only adds variance
-    out = sample(prior, SMC_SIG[0] * torch.randn(b * k, 2, generator=gen, dtype=F64), SMC_SIG, "ddpm",
-                 generator=gen, guidance=[FeynmanKacSteering(reward, k, potential=potential, interval=(0, 1.0))])
+    out = sample(
+        prior,
+        SMC_SIG[0] * torch.randn(b * k, 2, generator=gen, dtype=F64),
+        SMC_SIG,
+        "ddpm",
+        generator=gen,
+        guidance=[FeynmanKacSteering(reward, k, potential=potential, interval=(0, 1.0))],
+    )
     mean, cov = _weighted_moments(out, k)
     return out, mean, cov, m, C, prior
 
@@ -338,8 +422,14 @@ def test_smc_with_a_threshold_reward():
     above = lambda x: torch.where(x[:, 0] > 1.0, 0.0, -20.0).to(F64)  # noqa: E731  # log of an indicator
     k = 256
     gen = torch.Generator().manual_seed(0)
-    out = sample(prior, _noise(2 * k, 1, 12, 20), SIG, "ddpm", generator=gen,
-                 guidance=[FeynmanKacSteering(above, k, final_resample=True)])
+    out = sample(
+        prior,
+        _noise(2 * k, 1, 12, 20),
+        SIG,
+        "ddpm",
+        generator=gen,
+        guidance=[FeynmanKacSteering(above, k, final_resample=True)],
+    )
     assert (out.x > 1.0).double().mean() > 0.95
 
 
@@ -361,11 +451,17 @@ def test_particle_methods_need_two_particles_and_matching_batches():
     with pytest.raises(ValueError, match="multiple of num_particles"):
         sample(prior, _noise(5, 2, 0, 20), SIG, "ddpm", guidance=[FeynmanKacSteering(r, 2)])
     with pytest.raises(ValueError, match="only one transition-selection"):
-        sample(prior, _noise(4, 2, 0, 20), SIG, "ddpm",
-               guidance=[FeynmanKacSteering(r, 2), StochasticControlGuidance(r, 2)])
+        sample(
+            prior,
+            _noise(4, 2, 0, 20),
+            SIG,
+            "ddpm",
+            guidance=[FeynmanKacSteering(r, 2), StochasticControlGuidance(r, 2)],
+        )
 
 
 # ---- EnKG ----------------------------------------------------------------------------------------
+
 
 def test_enkg_direction_is_the_covariance_preconditioned_gradient_for_affine_models():
     gen = torch.Generator().manual_seed(0)
@@ -387,11 +483,11 @@ def test_enkg_full_update_equals_preconditioned_gradient_through_the_ode():
     j = 6
     x = _noise(j, 3, 13, 5.0)
     guide = EnsembleKalmanGuidance(lambda z: z @ A.T, y, j, scale=0.7, ode_steps=3, step_size="trace")
-    out = sample(prior, x, torch.tensor([5.0, 0.0], dtype=F64), "euler", guidance=[guide],
-                 callback=None)
+    out = sample(prior, x, torch.tensor([5.0, 0.0], dtype=F64), "euler", guidance=[guide], callback=None)
     # reproduce by hand: phi by autograd, gradient, preconditioning, trace step size, then the Euler step
-    from steerdiff.core.sampling import SamplingContext, _CountingDenoiser, Costs
+    from steerdiff.core.sampling import Costs, SamplingContext, _CountingDenoiser
     from steerdiff.core.solvers import Euler
+
     ctx = SamplingContext(_CountingDenoiser(prior, Costs()), Euler(), [5.0, 0.0], None, Costs(), {})
     xg = x.clone().requires_grad_(True)
     with torch.enable_grad():
@@ -413,12 +509,17 @@ def test_enkg_lands_near_the_posterior_mean_without_gradients():
     def forward(x0):  # a black box that refuses autograd
         if x0.requires_grad:
             raise RuntimeError("no gradients here")
-        return torch.from_numpy((x0.numpy() @ A.numpy().T))
+        return torch.from_numpy(x0.numpy() @ A.numpy().T)
 
     j = 128
     sig = sigma_grid(EDM(sigma_max=20), 50)
-    out = sample(prior, _noise(j, 2, 14, 20), sig, "euler",
-                 guidance=[EnsembleKalmanGuidance(forward, y, j, scale=1.0, num_updates=2)])
+    out = sample(
+        prior,
+        _noise(j, 2, 14, 20),
+        sig,
+        "euler",
+        guidance=[EnsembleKalmanGuidance(forward, y, j, scale=1.0, num_updates=2)],
+    )
     est = out.x.mean(0)
     assert (est - m).norm() < 0.2 * (prior.mean() - m).norm()
     assert (est @ A.T - y).abs().item() < 3 * noise
@@ -429,23 +530,43 @@ def test_enkg_with_a_non_differentiable_forward_model_and_bad_shapes():
     prior, A, y, *_ = _problem(d=2, m=1)
     j = 16
     threshold = lambda x0: (x0 @ A.T > 0).to(F64) + 0.1 * (x0 @ A.T)  # noqa: E731
-    out = sample(prior, _noise(j, 2, 15, 20), SIG, "ddim",
-                 guidance=[EnsembleKalmanGuidance(threshold, torch.ones(1), j)])
+    out = sample(
+        prior,
+        _noise(j, 2, 15, 20),
+        SIG,
+        "ddim",
+        guidance=[EnsembleKalmanGuidance(threshold, torch.ones(1), j)],
+    )
     assert torch.isfinite(out.x).all()
     with pytest.raises(ValueError, match="y has shape"):
-        sample(prior, _noise(j, 2, 0, 20), SIG, "ddim",
-               guidance=[EnsembleKalmanGuidance(lambda x0: x0 @ A.T, torch.ones(3), j)])
+        sample(
+            prior,
+            _noise(j, 2, 0, 20),
+            SIG,
+            "ddim",
+            guidance=[EnsembleKalmanGuidance(lambda x0: x0 @ A.T, torch.ones(3), j)],
+        )
     with pytest.raises(ValueError, match="NaN or inf for"):
-        sample(prior, _noise(j, 2, 0, 20), SIG, "ddim",
-               guidance=[EnsembleKalmanGuidance(lambda x0: x0 @ A.T / 0.0 * 0.0, torch.ones(1), j)])
+        sample(
+            prior,
+            _noise(j, 2, 0, 20),
+            SIG,
+            "ddim",
+            guidance=[EnsembleKalmanGuidance(lambda x0: x0 @ A.T / 0.0 * 0.0, torch.ones(1), j)],
+        )
 
 
 def test_smc_refuses_gradient_corrections_that_would_bias_its_weights():
     prior, A, y, noise, *_ = _problem()
     loglik = lambda x: -((x @ A.T - y) ** 2).sum(1) / (2 * noise**2)  # noqa: E731
     with pytest.raises(ValueError, match="ReconstructionGuidance shifts them"):
-        sample(prior, _noise(8, 2, 0, 20), SIG, "ddpm",
-               guidance=[ReconstructionGuidance(lambda x0: -loglik(x0)), FeynmanKacSteering(loglik, 4)])
+        sample(
+            prior,
+            _noise(8, 2, 0, 20),
+            SIG,
+            "ddpm",
+            guidance=[ReconstructionGuidance(lambda x0: -loglik(x0)), FeynmanKacSteering(loglik, 4)],
+        )
 
 
 def test_enkg_trace_step_with_measurement_noise_stays_bounded():
@@ -454,9 +575,23 @@ def test_enkg_trace_step_with_measurement_noise_stays_bounded():
     j = 64
     errs = {}
     for noise_std in (0.0, noise):
-        out = sample(prior, _noise(j, 2, 16, 20), sigma_grid(EDM(sigma_max=20), 40), "euler",
-                     guidance=[EnsembleKalmanGuidance(lambda x0: x0 @ A.T, y, j, scale=1.0, step_size="trace",
-                                                      noise_std=noise_std, num_updates=2)])
+        out = sample(
+            prior,
+            _noise(j, 2, 16, 20),
+            sigma_grid(EDM(sigma_max=20), 40),
+            "euler",
+            guidance=[
+                EnsembleKalmanGuidance(
+                    lambda x0: x0 @ A.T,
+                    y,
+                    j,
+                    scale=1.0,
+                    step_size="trace",
+                    noise_std=noise_std,
+                    num_updates=2,
+                )
+            ],
+        )
         errs[noise_std] = (out.x.mean(0) - m).norm().item()
     assert errs[noise] < errs[0.0]
     assert errs[noise] < 0.5 * (prior.mean() - m).norm().item()
@@ -466,15 +601,21 @@ def test_smc_noise_aware_twist_keeps_the_target_and_reduces_resampling():
     """Prior N(0, 1), y = x + N(0, 0.3^2): p(y | x_t) = N(y; x0_hat, 0.09 + sigma^2 / (1 + sigma^2)) exactly."""
     prior = gaussian([0.0], 1.0)
     y, s2 = 1.5, 0.09
-    loglik = lambda x0: -(x0[:, 0] - y) ** 2 / (2 * s2)  # noqa: E731
-    twist = lambda x0, sigma: -(x0[:, 0] - y) ** 2 / (2 * (s2 + sigma**2 / (1 + sigma**2)))  # noqa: E731
+    loglik = lambda x0: -((x0[:, 0] - y) ** 2) / (2 * s2)  # noqa: E731
+    twist = lambda x0, sigma: -((x0[:, 0] - y) ** 2) / (2 * (s2 + sigma**2 / (1 + sigma**2)))  # noqa: E731
     m = y / (1 + s2)
     k, b = 512, 4
     res = {}
     for name, kw in (("plain", {}), ("twisted", {"twist": twist})):
         gen = torch.Generator().manual_seed(0)
-        out = sample(prior, SMC_SIG[0] * torch.randn(b * k, 1, generator=gen, dtype=F64), SMC_SIG, "ddpm",
-                     generator=gen, guidance=[FeynmanKacSteering(loglik, k, **kw)])
+        out = sample(
+            prior,
+            SMC_SIG[0] * torch.randn(b * k, 1, generator=gen, dtype=F64),
+            SMC_SIG,
+            "ddpm",
+            generator=gen,
+            guidance=[FeynmanKacSteering(loglik, k, **kw)],
+        )
         mean, _ = _weighted_moments(out, k)
         res[name] = (out.info["resampled"].double().mean().item(), (mean[:, 0] - m).abs().mean().item())
     # the over-confident plug-in twist resamples ~35 times and converges slowly (bias ~0.08 at K=512, 0.04 at

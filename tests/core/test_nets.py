@@ -12,8 +12,16 @@ from steerdiff.core.nets import NETWORKS, S4DLayer, build_network
 SMALL = {
     "mlp": dict(dim=5, hidden=32, depth=2, emb_dim=16),
     "unet1d": dict(in_channels=3, base_channels=16, channel_mults=(1, 2, 2), emb_dim=16, groups=8),
-    "unet2d": dict(in_channels=2, base_channels=16, channel_mults=(1, 2), num_res_blocks=1,
-                   attention_levels=(1,), num_heads=2, emb_dim=16, groups=8),
+    "unet2d": dict(
+        in_channels=2,
+        base_channels=16,
+        channel_mults=(1, 2),
+        num_res_blocks=1,
+        attention_levels=(1,),
+        num_heads=2,
+        emb_dim=16,
+        groups=8,
+    ),
     "s4d": dict(in_channels=2, hidden_channels=16, num_blocks=2, d_state=8, emb_dim=16),
 }
 SHAPES = {
@@ -176,8 +184,9 @@ def test_s4d_fft_convolution_equals_recurrence():
     # float32 path too, at float32 tolerance
     layer32 = S4DLayer(4, d_state=8, dt_min=0.05, dt_max=0.5)
     u32 = u.float()
-    torch.testing.assert_close(layer32.ssm(u32), recurrent_ssm(layer32, u32) + u32 * layer32.D[:, None],
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        layer32.ssm(u32), recurrent_ssm(layer32, u32) + u32 * layer32.D[:, None], rtol=1e-4, atol=1e-4
+    )
 
 
 def test_s4d_bidirectional_is_forward_plus_backward_recurrence():
@@ -215,13 +224,16 @@ def test_s4d_layer_shapes_gradients_and_errors():
         S4DLayer(5, d_state=3)
 
 
-@pytest.mark.parametrize("name, overrides", [
-    ("mlp", dict(film=True, norm="none", noise_embedding="fourier")),
-    ("unet1d", dict(activation="silu", channel_mults=(1,), kernel_size=3)),
-    ("unet2d", dict(attention_levels=(), mid_attention=False, noise_embedding="fourier")),
-    ("unet2d", dict(attention_levels=(0, -1), channel_mults=(1, 1, 2))),
-    ("s4d", dict(bidirectional=False, init_skip=True, num_blocks=1)),
-])
+@pytest.mark.parametrize(
+    "name, overrides",
+    [
+        ("mlp", dict(film=True, norm="none", noise_embedding="fourier")),
+        ("unet1d", dict(activation="silu", channel_mults=(1,), kernel_size=3)),
+        ("unet2d", dict(attention_levels=(), mid_attention=False, noise_embedding="fourier")),
+        ("unet2d", dict(attention_levels=(0, -1), channel_mults=(1, 1, 2))),
+        ("s4d", dict(bidirectional=False, init_skip=True, num_blocks=1)),
+    ],
+)
 def test_config_variants_run_and_round_trip(name, overrides):
     net = make(name, **overrides).eval()
     net2 = build_network(net.name, **json.loads(json.dumps(dataclasses.asdict(net.config))))

@@ -8,7 +8,7 @@ from torch import nn
 
 from steerdiff.core.analytic import GaussianMixture, gaussian, linear_gaussian_posterior
 from steerdiff.core.denoiser import PARAMETRIZATIONS, Denoiser, eps_from_x0, score_from_x0
-from steerdiff.core.schedules import EDM, VE, SCHEDULES, VPCosine, VPLinear, get_schedule, sigma_grid
+from steerdiff.core.schedules import EDM, SCHEDULES, VE, VPCosine, VPLinear, get_schedule, sigma_grid
 
 ALL_SCHEDULES = [VPLinear(), VPCosine(), VE(), EDM()]
 
@@ -17,7 +17,9 @@ ALL_SCHEDULES = [VPLinear(), VPCosine(), VE(), EDM()]
 def test_time_and_sigma_are_inverse(schedule):
     t = torch.linspace(schedule.t_min, schedule.t_max, 50, dtype=torch.float64)
     torch.testing.assert_close(schedule.t_of_sigma(schedule.sigma(t)), t)
-    assert schedule.sigma(torch.tensor(schedule.t_min, dtype=torch.float64)) == pytest.approx(schedule.sigma_min)
+    assert schedule.sigma(torch.tensor(schedule.t_min, dtype=torch.float64)) == pytest.approx(
+        schedule.sigma_min
+    )
 
 
 def test_vp_linear_matches_discrete_ddpm():
@@ -44,7 +46,9 @@ def test_grids_are_decreasing_and_end_at_zero(schedule, spacing):
     g = sigma_grid(schedule, 12, spacing)
     assert g.shape == (13,) and g[-1] == 0
     assert (g[:-1].diff() < 0).all()
-    assert g[0].item() == pytest.approx(schedule.sigma_max) and g[-2].item() == pytest.approx(schedule.sigma_min)
+    assert g[0].item() == pytest.approx(schedule.sigma_max) and g[-2].item() == pytest.approx(
+        schedule.sigma_min
+    )
 
 
 def test_grid_formulas():
@@ -135,8 +139,11 @@ def test_denoiser_bad_inputs():
 
 def test_mixture_denoiser_is_tweedie():
     """Exact D equals x + sigma^2 grad log p_sigma computed by autograd through the mixture density."""
-    gmm = GaussianMixture([0.3, 0.7], [[-1.0, 0.5], [2.0, 1.0]],
-                          torch.tensor([[[0.5, 0.2], [0.2, 0.3]], [[0.1, 0.0], [0.0, 0.4]]], dtype=torch.float64))
+    gmm = GaussianMixture(
+        [0.3, 0.7],
+        [[-1.0, 0.5], [2.0, 1.0]],
+        torch.tensor([[[0.5, 0.2], [0.2, 0.3]], [[0.1, 0.0], [0.0, 0.4]]], dtype=torch.float64),
+    )
     x = torch.randn(20, 2, dtype=torch.float64).requires_grad_()
     sigma = torch.linspace(0.05, 5.0, 20, dtype=torch.float64)
     (grad,) = torch.autograd.grad(gmm.log_prob(x, sigma).sum(), x)

@@ -50,7 +50,9 @@ def test_point_mass_is_exact_in_one_step():
 def _mixture(d, seed=1):
     g = torch.Generator().manual_seed(seed)
     means = 2 * torch.randn(4, d, generator=g, dtype=torch.float64)
-    return GaussianMixture(torch.tensor([0.1, 0.2, 0.3, 0.4]), means, torch.full((4,), 0.25, dtype=torch.float64))
+    return GaussianMixture(
+        torch.tensor([0.1, 0.2, 0.3, 0.4]), means, torch.full((4,), 0.25, dtype=torch.float64)
+    )
 
 
 def _slope(ns, errs):
@@ -90,7 +92,9 @@ def test_ddpm_ancestral_matches_mean_and_covariance(schedule):
     n = 6000
     gen = torch.Generator().manual_seed(11)
     sig = sigma_grid(schedule, 300, spacing="log_snr")
-    x = sample(gmm, sig[0] * torch.randn(n, 2, generator=gen, dtype=torch.float64), sig, "ddpm", generator=gen).x
+    x = sample(
+        gmm, sig[0] * torch.randn(n, 2, generator=gen, dtype=torch.float64), sig, "ddpm", generator=gen
+    ).x
     mean, cov = gmm.mean(), gmm.cov()
     se_mean = torch.sqrt(torch.diagonal(cov) / n)
     assert ((x.mean(0) - mean).abs() < 4 * se_mean).all(), (x.mean(0), mean)
@@ -132,7 +136,10 @@ def test_solver_is_stateless_across_threads():
     gmm = _mixture(2)
     solver = get_solver("dpmpp_2m")
     sig = sigma_grid(EDM(), 25)
-    xs = [80 * torch.randn(50, 2, generator=torch.Generator().manual_seed(s), dtype=torch.float64) for s in (0, 1)]
+    xs = [
+        80 * torch.randn(50, 2, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
+        for s in (0, 1)
+    ]
     alone = [sample(gmm, x, sig, solver).x for x in xs]
     results = [None, None]
 
@@ -161,8 +168,14 @@ def test_network_evaluations_are_counted():
 def test_progress_bar_and_callback():
     gmm = _mixture(2)
     seen = []
-    sample(gmm, 80 * torch.randn(2, 2, dtype=torch.float64), sigma_grid(EDM(), 4), "ddim",
-           progress=True, callback=lambda info: seen.append(info["i"]))
+    sample(
+        gmm,
+        80 * torch.randn(2, 2, dtype=torch.float64),
+        sigma_grid(EDM(), 4),
+        "ddim",
+        progress=True,
+        callback=lambda info: seen.append(info["i"]),
+    )
     assert seen == [0, 1, 2, 3]
 
 

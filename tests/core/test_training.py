@@ -76,6 +76,7 @@ def fit(denoiser, data, steps, schedule="edm", out_dir=None, cond=None, **config
 
 # -------------------------------------------------------------------------------------------- learning
 
+
 def test_gmm_training_puts_samples_near_modes(mixture, data):
     denoiser = make_denoiser("edm")
     config = TrainConfig(steps=400, batch_size=256, lr=3e-3, warmup_steps=20, ema_decay=0.99)
@@ -96,8 +97,10 @@ def test_gmm_training_puts_samples_near_modes(mixture, data):
     assert (counts > 100).all(), counts
 
 
-@pytest.mark.parametrize("parametrization,schedule", [("eps", "vp_cosine"), ("x0", "vp_linear"),
-                                                      ("v", "vp_cosine"), ("edm", "edm")])
+@pytest.mark.parametrize(
+    "parametrization,schedule",
+    [("eps", "vp_cosine"), ("x0", "vp_linear"), ("v", "vp_cosine"), ("edm", "edm")],
+)
 def test_each_parametrization_lowers_its_loss(data, parametrization, schedule):
     denoiser = make_denoiser(parametrization)
     config = TrainConfig(steps=150, batch_size=256, lr=3e-3, warmup_steps=10)
@@ -108,11 +111,19 @@ def test_each_parametrization_lowers_its_loss(data, parametrization, schedule):
 
 # ------------------------------------------------------------------------------------------- resuming
 
+
 def _resume_setup(data):
     cond = torch.randn(data.shape[0], 3, generator=torch.Generator().manual_seed(5))
     # dropout in the network and CFG dropout exercise every random stream the trainer owns
-    config = {"batch_size": 96, "lr": 2e-3, "warmup_steps": 15, "ema_decay": 0.95, "checkpoint_every": 10,
-              "cfg_dropout": 0.2, "cond": cond}
+    config = {
+        "batch_size": 96,
+        "lr": 2e-3,
+        "warmup_steps": 15,
+        "ema_decay": 0.95,
+        "checkpoint_every": 10,
+        "cfg_dropout": 0.2,
+        "cond": cond,
+    }
     return config, {"cond_dim": 3, "dropout": 0.1, "hidden": 32}
 
 
@@ -177,7 +188,7 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, data, monkeypa
     expected = good(x, 1.0)
 
     def half_written_then_fail(tensors, filename, metadata=None):
-        Path(filename).write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")  # a truncated file
+        Path(filename).write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a":')  # a truncated file
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(ckpt_mod, "save_file", half_written_then_fail)
@@ -203,6 +214,7 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, data, monkeypa
 
 # ------------------------------------------------------------------------------------ checkpoint files
 
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data):
     out = tmp_path_factory.mktemp("trained")
@@ -215,8 +227,11 @@ def test_load_denoiser_round_trip(trained):
     out, denoiser, result = trained
     x, sigma = torch.randn(16, 2), torch.rand(16) * 5 + 0.01
     with torch.no_grad():
-        for loaded, original in [(load_denoiser(out), result.ema), (load_denoiser(out, ema=False), denoiser),
-                                 (load_denoiser(out / "checkpoint", ema=False), denoiser)]:
+        for loaded, original in [
+            (load_denoiser(out), result.ema),
+            (load_denoiser(out, ema=False), denoiser),
+            (load_denoiser(out / "checkpoint", ema=False), denoiser),
+        ]:
             assert loaded.parametrization == "v" and loaded.sigma_data == 1.0
             assert torch.equal(loaded(x, sigma), original(x, sigma))
     assert load_schedule(out).to_dict() == get_schedule("vp_cosine").to_dict()
@@ -227,6 +242,7 @@ def test_load_denoiser_round_trip(trained):
 
 def _corrupt_copy(src: Path, dst: Path, how: str) -> Path:
     import shutil
+
     shutil.copytree(src / "checkpoint", dst / "checkpoint")
     ck = dst / "checkpoint"
     if how == "config.json":
@@ -260,8 +276,14 @@ def test_checkpoint_errors(trained, tmp_path, data):
     # a broken trainer_state.json stops a resume with the file's name
     broken = _corrupt_copy(out, tmp_path / "b", "trainer_state.json")
     with pytest.raises(CheckpointError, match=r"trainer_state\.json"):
-        train(make_denoiser("v", hidden=16), "vp_cosine", data, TrainConfig(steps=40, batch_size=64),
-              out_dir=broken, progress=False)
+        train(
+            make_denoiser("v", hidden=16),
+            "vp_cosine",
+            data,
+            TrainConfig(steps=40, batch_size=64),
+            out_dir=broken,
+            progress=False,
+        )
     # resuming with another network or parametrization
     with pytest.raises(CheckpointError, match="shape"):
         fit(make_denoiser("v", hidden=8), data, 40, "vp_cosine", out_dir=out, batch_size=64, ema_decay=0.9)
@@ -273,6 +295,7 @@ def test_checkpoint_errors(trained, tmp_path, data):
 
 # ------------------------------------------------------------------------------------------- bad input
 
+
 def test_nan_in_data_is_named(data):
     bad = data.clone()
     bad[17, 1] = float("nan")
@@ -281,13 +304,16 @@ def test_nan_in_data_is_named(data):
         train(make_denoiser(), "edm", bad, TrainConfig(steps=5, batch_size=16), progress=False)
 
 
-@pytest.mark.parametrize("bad,match", [
-    (lambda d: d.double(), "torch.float64 but the network's parameters are torch.float32"),
-    (lambda d: d.long(), "floating-point"),
-    (lambda d: d[:, 0], r"shape \(N, \.\.\.\)"),
-    (lambda d: d[:0], "empty"),
-    (lambda d: d[:10], "larger than the dataset"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (lambda d: d.double(), "torch.float64 but the network's parameters are torch.float32"),
+        (lambda d: d.long(), "floating-point"),
+        (lambda d: d[:, 0], r"shape \(N, \.\.\.\)"),
+        (lambda d: d[:0], "empty"),
+        (lambda d: d[:10], "larger than the dataset"),
+    ],
+)
 def test_bad_data_is_rejected(data, bad, match):
     with pytest.raises(ValueError, match=match):
         train(make_denoiser(), "edm", bad(data), TrainConfig(steps=5, batch_size=16), progress=False)
@@ -295,8 +321,14 @@ def test_bad_data_is_rejected(data, bad, match):
 
 def test_bad_cond_and_config_are_rejected(data):
     with pytest.raises(ValueError, match="cond must be a tensor of shape"):
-        train(make_denoiser(cond_dim=3), "edm", data, TrainConfig(steps=5, batch_size=16),
-              cond=torch.zeros(10, 3), progress=False)
+        train(
+            make_denoiser(cond_dim=3),
+            "edm",
+            data,
+            TrainConfig(steps=5, batch_size=16),
+            cond=torch.zeros(10, 3),
+            progress=False,
+        )
     cond = torch.zeros(data.shape[0], 3)
     cond[3, 2] = float("nan")
     with pytest.raises(ValueError, match="cond contains 1 non-finite"):
@@ -310,12 +342,20 @@ def test_bad_cond_and_config_are_rejected(data):
 
 # ------------------------------------------------------------------------------------------------- DDP
 
+
 def test_ddp_two_ranks_stay_identical(tmp_path, monkeypatch):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(HERE / "ddp_worker.py"), str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(HERE / "ddp_worker.py"),
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     w0, w1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
@@ -327,8 +367,9 @@ def test_ddp_two_ranks_stay_identical(tmp_path, monkeypatch):
     # only rank 0 wrote the checkpoint, and it holds the final weights
     saved = load_checkpoint(tmp_path / "run")
     assert saved.step == 30
-    assert_identical({f"net.{k}": v for k, v in saved.model.items()},
-                     {k: v for k, v in w0.items() if k.startswith("net.")})
+    assert_identical(
+        {f"net.{k}": v for k, v in saved.model.items()}, {k: v for k, v in w0.items() if k.startswith("net.")}
+    )
 
     # the same run in one process: each rank took half of the same global batch, so the weights agree up to
     # the rounding of the gradient all-reduce
@@ -350,8 +391,8 @@ def test_cosine_learning_rate_schedule():
 
     cfg = TrainConfig(steps=110, lr=1e-3, warmup_steps=10, lr_schedule="cosine")
     lrs = [_lr(cfg, s) for s in range(cfg.steps)]
-    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)      # linear warm-up
-    assert lrs[10] == pytest.approx(1e-3) and lrs[60] == pytest.approx(5e-4)    # half-way down the cosine
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)  # linear warm-up
+    assert lrs[10] == pytest.approx(1e-3) and lrs[60] == pytest.approx(5e-4)  # half-way down the cosine
     assert lrs[109] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 99 / 100)))
     assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
     assert _lr(TrainConfig(steps=110, lr=1e-3, warmup_steps=10), 100) == 1e-3  # constant by default

@@ -49,7 +49,9 @@ class GaussianMixture:
         elif covs.shape == (k, d):
             covs = torch.diag_embed(covs)
         if covs.shape != (k, d, d):
-            raise ValueError(f"covs must have shape ({k},), ({k}, {d}) or ({k}, {d}, {d}), got {tuple(covs.shape)}")
+            raise ValueError(
+                f"covs must have shape ({k},), ({k}, {d}) or ({k}, {d}, {d}), got {tuple(covs.shape)}"
+            )
         covs = 0.5 * (covs + covs.transpose(-1, -2))
         evals, evecs = torch.linalg.eigh(covs)
         if (evals < -1e-10 * evals.abs().max().clamp_min(1)).any():
@@ -72,13 +74,17 @@ class GaussianMixture:
     def cov(self) -> torch.Tensor:
         m = self.mean()
         dev = self.means - m
-        return torch.einsum("k,kij->ij", self.weights, self.covs) + torch.einsum("k,ki,kj->ij", self.weights, dev, dev)
+        return torch.einsum("k,kij->ij", self.weights, self.covs) + torch.einsum(
+            "k,ki,kj->ij", self.weights, dev, dev
+        )
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         comp = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         z = torch.randn(n, self.dim, generator=generator, dtype=self.means.dtype, device=self.means.device)
         out = torch.empty_like(z)
-        for k in range(self.num_components):  # a loop over components, never over samples: O(n D^2) flops, O(n D) memory
+        for k in range(
+            self.num_components
+        ):  # a loop over components, never over samples: O(n D^2) flops, O(n D) memory
             rows = comp == k
             out[rows] = self.means[k] + (z[rows] * self._evals[k].sqrt()) @ self._evecs[k].T
         return out
@@ -87,8 +93,12 @@ class GaussianMixture:
         """Per component: log w_k N(x; mu_k, S_k + s^2 I) and the conditional mean E[x0 | x, k]."""
         var = self._evals[None] + sigma[:, None, None] ** 2  # (B, K, D)
         z = torch.einsum("kji,bkj->bki", self._evecs, x[:, None, :] - self.means[None])  # rotated residual
-        logp = (torch.log(self.weights)[None] - 0.5 * (z**2 / var).sum(-1)
-                - 0.5 * torch.log(var).sum(-1) - 0.5 * self.dim * math.log(2 * math.pi))
+        logp = (
+            torch.log(self.weights)[None]
+            - 0.5 * (z**2 / var).sum(-1)
+            - 0.5 * torch.log(var).sum(-1)
+            - 0.5 * self.dim * math.log(2 * math.pi)
+        )
         shrink = torch.einsum("kij,bkj->bki", self._evecs, self._evals[None] / var * z)
         return logp, self.means[None] + shrink
 
@@ -119,12 +129,12 @@ class GaussianMixture:
         s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1, *([1] * (x.ndim - 1)))
         return (self.denoise(x, sigma) - x) / s**2
 
-    def noised(self, sigma: float) -> "GaussianMixture":
+    def noised(self, sigma: float) -> GaussianMixture:
         """The marginal at noise level sigma as a mixture (exact)."""
         eye = torch.eye(self.dim, dtype=self.means.dtype, device=self.means.device)
         return GaussianMixture(self.weights, self.means, self.covs + sigma**2 * eye)
 
-    def posterior(self, A: torch.Tensor, y: torch.Tensor, noise_std: float) -> "GaussianMixture":
+    def posterior(self, A: torch.Tensor, y: torch.Tensor, noise_std: float) -> GaussianMixture:
         """Exact posterior of x0 given y = A x0 + N(0, noise_std^2 I): a Gaussian mixture again."""
         A = torch.as_tensor(A, dtype=self.means.dtype, device=self.means.device)
         y = torch.as_tensor(y, dtype=self.means.dtype, device=self.means.device).reshape(-1)
@@ -144,8 +154,11 @@ class GaussianMixture:
         covs = self.covs - gain @ s_y.transpose(-1, -2)
         chol = torch.linalg.cholesky(innov)
         sol = torch.cholesky_solve(resid[..., None], chol)[..., 0]
-        log_lik = (-0.5 * (resid * sol).sum(-1) - torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-                   - 0.5 * m * math.log(2 * math.pi))
+        log_lik = (
+            -0.5 * (resid * sol).sum(-1)
+            - torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+            - 0.5 * m * math.log(2 * math.pi)
+        )
         logw = torch.log(self.weights) + log_lik
         return GaussianMixture(torch.softmax(logw, 0), means, covs)
 

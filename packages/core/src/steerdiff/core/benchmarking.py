@@ -41,21 +41,31 @@ def fmt(value: Any, digits: int = 3) -> str:
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 3) -> str:
     """A plain-text table (Markdown pipe syntax, so it pastes into a README): text left, numbers right."""
     cells = [[fmt(v, digits) for v in row] for row in rows]
-    numeric = [all(isinstance(row[i], (int, float)) or row[i] is None for row in rows) if rows else False
-               for i in range(len(headers))]
+    numeric = [
+        all(isinstance(row[i], (int, float)) or row[i] is None for row in rows) if rows else False
+        for i in range(len(headers))
+    ]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
 
     def line(values):
         out = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)]
         return "| " + " | ".join(out) + " |"
 
-    sep = "|" + "|".join(("-" * (w + 1) + ":") if num else ("-" * (w + 2))
-                         for w, num in zip(widths, numeric)) + "|"
+    sep = (
+        "|"
+        + "|".join(("-" * (w + 1) + ":") if num else ("-" * (w + 2)) for w, num in zip(widths, numeric))
+        + "|"
+    )
     return "\n".join([line(headers), sep] + [line(r) for r in cells])
 
 
-def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]],
-                notes: Sequence[str] = (), digits: int = 3) -> None:
+def print_table(
+    title: str,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    notes: Sequence[str] = (),
+    digits: int = 3,
+) -> None:
     """Title, notes (one per line, before the table, so a reader knows what the numbers mean), table."""
     print(f"\n## {title}\n")
     for note in notes:

@@ -43,8 +43,15 @@ from .io import atomic_directory, recover_directory
 from .runtime import resolve_device
 from .schedules import Schedule, get_schedule
 
-__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "Bundle", "BundleError", "load_pretrained", "read_bundle_config",
-           "save_pretrained"]
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BUNDLE_VERSION",
+    "Bundle",
+    "BundleError",
+    "load_pretrained",
+    "read_bundle_config",
+    "save_pretrained",
+]
 
 BUNDLE_FORMAT = "steerdiff-bundle"
 BUNDLE_VERSION = 1
@@ -60,12 +67,12 @@ class Bundle:
     """A loaded model bundle."""
 
     path: Path
-    domain: str                                  # which package the model belongs to ("music", ...)
-    config: dict                                 # the domain section of config.json, without its name
-    denoiser: Denoiser | None = None             # in eval mode, gradients off, on the asked device
+    domain: str  # which package the model belongs to ("music", ...)
+    config: dict  # the domain section of config.json, without its name
+    denoiser: Denoiser | None = None  # in eval mode, gradients off, on the asked device
     schedule: Schedule | None = None
     state: dict[str, Any] = field(default_factory=dict)  # further named state (tensors or nested dicts)
-    meta: dict = field(default_factory=dict)     # the whole config.json
+    meta: dict = field(default_factory=dict)  # the whole config.json
 
 
 def _version() -> str:
@@ -83,8 +90,15 @@ def _state_dict(obj: Any) -> Any:
     return obj
 
 
-def save_pretrained(path, *, domain: str, config: Mapping | None = None, denoiser: Denoiser | None = None,
-                    schedule: Schedule | Mapping | None = None, state: Mapping[str, Any] | None = None) -> Path:
+def save_pretrained(
+    path,
+    *,
+    domain: str,
+    config: Mapping | None = None,
+    denoiser: Denoiser | None = None,
+    schedule: Schedule | Mapping | None = None,
+    state: Mapping[str, Any] | None = None,
+) -> Path:
     """Write a model bundle to the folder ``path`` atomically and return the path.
 
     ``domain``: the package the model belongs to; ``config``: a JSON-ready dict (or dataclass) of what that
@@ -106,10 +120,13 @@ def save_pretrained(path, *, domain: str, config: Mapping | None = None, denoise
     if isinstance(schedule, Schedule):
         schedule = schedule.to_dict()
     meta: dict[str, Any] = {
-        "format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION,
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_VERSION,
         "library": {"steerdiff-core": _version(), "torch": torch.__version__},
         "domain": {"name": domain, **config},
-        "network": None, "denoiser": None, "schedule": dict(schedule) if schedule else None,
+        "network": None,
+        "denoiser": None,
+        "schedule": dict(schedule) if schedule else None,
         "state": sorted(state),
     }
     try:
@@ -120,7 +137,10 @@ def save_pretrained(path, *, domain: str, config: Mapping | None = None, denoise
         if denoiser is not None:
             net = _unwrap(denoiser.net)
             meta["network"] = network_spec(net)
-            meta["denoiser"] = {"parametrization": denoiser.parametrization, "sigma_data": denoiser.sigma_data}
+            meta["denoiser"] = {
+                "parametrization": denoiser.parametrization,
+                "sigma_data": denoiser.sigma_data,
+            }
             _write_tensors(tmp / MODEL, net.state_dict())
         for name, obj in state.items():
             tensors: dict[str, torch.Tensor] = {}
@@ -135,38 +155,58 @@ def read_bundle_config(path, domain: str | None = None) -> dict:
     path = Path(path)
     recover_directory(path)
     if not path.exists():
-        raise BundleError(f"model folder {path} does not exist; give the folder a train command wrote "
-                          "(it holds config.json and model.safetensors)")
+        raise BundleError(
+            f"model folder {path} does not exist; give the folder a train command wrote "
+            "(it holds config.json and model.safetensors)"
+        )
     if not path.is_dir():
-        raise BundleError(f"{path} is a file, but a model is a folder; give the folder that holds config.json")
+        raise BundleError(
+            f"{path} is a file, but a model is a folder; give the folder that holds config.json"
+        )
     if not (path / CONFIG).exists():
         others = sorted(p.name for p in path.glob("*.json"))
-        hint = (f" It holds {', '.join(others)}: a model folder of steerdiff 0.1, which this version does not "
-                "read; train the model again" if others else " Give the folder a train command wrote")
+        hint = (
+            f" It holds {', '.join(others)}: a model folder of steerdiff 0.1, which this version does not "
+            "read; train the model again"
+            if others
+            else " Give the folder a train command wrote"
+        )
         raise BundleError(f"{path} is not a steerdiff model bundle (no config.json).{hint}.")
     meta = _read_json(path / CONFIG, BundleError)
     if meta.get("format") != BUNDLE_FORMAT:
         kind = meta.get("format", "unknown")
-        raise BundleError(f"{path / CONFIG} is a {kind!r} folder, not a model bundle; give the model folder "
-                          "a train command wrote (a training checkpoint only resumes training)")
+        raise BundleError(
+            f"{path / CONFIG} is a {kind!r} folder, not a model bundle; give the model folder "
+            "a train command wrote (a training checkpoint only resumes training)"
+        )
     version = meta.get("format_version")
     if not isinstance(version, int):
         raise BundleError(f"{path / CONFIG} has no format_version; the bundle is corrupt, train it again")
     if version > BUNDLE_VERSION:
-        raise BundleError(f"{path / CONFIG} has bundle format {version}, newer than this steerdiff reads "
-                          f"({BUNDLE_VERSION}); upgrade steerdiff-core")
+        raise BundleError(
+            f"{path / CONFIG} has bundle format {version}, newer than this steerdiff reads "
+            f"({BUNDLE_VERSION}); upgrade steerdiff-core"
+        )
     section = meta.get("domain")
     if not isinstance(section, dict) or not isinstance(section.get("name"), str):
         raise BundleError(f"{path / CONFIG} has no domain section; the bundle is corrupt, train it again")
     if domain is not None and section["name"] != domain:
-        raise BundleError(f"{path} holds a {section['name']!r} model, not a {domain!r} one; give a model "
-                          f"trained with steerdiff-{domain}" if domain != "core" else
-                          f"{path} holds a {section['name']!r} model; use steerdiff-{section['name']} for it")
+        raise BundleError(
+            f"{path} holds a {section['name']!r} model, not a {domain!r} one; give a model "
+            f"trained with steerdiff-{domain}"
+            if domain != "core"
+            else f"{path} holds a {section['name']!r} model; use steerdiff-{section['name']} for it"
+        )
     return meta
 
 
-def load_pretrained(path, domain: str | None = None, *, device: str | torch.device | None = "cpu",
-                    net: nn.Module | None = None) -> Bundle:
+def load_pretrained(
+    path,
+    domain: str | None = None,
+    *,
+    device: str | torch.device | None = "cpu",
+    net: nn.Module | None = None,
+) -> Bundle:
     """Load a model bundle; ``domain`` (if given) must match the one it was saved for.
 
     The network is rebuilt from config.json (``nets.build_network``); for a network outside that registry pass
@@ -181,14 +221,18 @@ def load_pretrained(path, domain: str | None = None, *, device: str | torch.devi
         try:
             bundle.schedule = get_schedule(meta["schedule"])
         except (TypeError, ValueError) as err:
-            raise BundleError(f"{path / CONFIG}: cannot rebuild the schedule {meta['schedule']!r} ({err})") from None
+            raise BundleError(
+                f"{path / CONFIG}: cannot rebuild the schedule {meta['schedule']!r} ({err})"
+            ) from None
     if meta.get("denoiser"):
         weights, _ = _read_tensors(path / MODEL, error=BundleError)
         if net is None:
             spec = meta.get("network")
             if not spec:
-                raise BundleError(f"{path / CONFIG} names no registered network (the model was trained with a "
-                                  "custom module); pass an instance of that network as net=...")
+                raise BundleError(
+                    f"{path / CONFIG} names no registered network (the model was trained with a "
+                    "custom module); pass an instance of that network as net=..."
+                )
             from .nets import build_network
 
             try:
@@ -207,6 +251,8 @@ def load_pretrained(path, domain: str | None = None, *, device: str | torch.devi
         try:
             bundle.state[name] = _decode(json.loads(info["index"]), tensors)
         except (KeyError, TypeError, ValueError) as err:
-            raise BundleError(f"{path / name}.safetensors has a missing or corrupt index ({err!r}); the bundle "
-                              "is corrupt, save it again") from None
+            raise BundleError(
+                f"{path / name}.safetensors has a missing or corrupt index ({err!r}); the bundle "
+                "is corrupt, save it again"
+            ) from None
     return bundle

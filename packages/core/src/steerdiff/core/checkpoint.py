@@ -45,7 +45,12 @@ __all__ = [
 
 FORMAT_VERSION = 1
 CONFIG, MODEL, EMA, OPTIMIZER, TRAINER_STATE = (
-    "config.json", "model.safetensors", "ema.safetensors", "optimizer.safetensors", "trainer_state.json")
+    "config.json",
+    "model.safetensors",
+    "ema.safetensors",
+    "optimizer.safetensors",
+    "trainer_state.json",
+)
 
 
 class CheckpointError(ValueError):
@@ -78,10 +83,11 @@ def network_spec(net: nn.Module) -> dict | None:
     name, config = getattr(net, "name", None), getattr(net, "config", None)
     if not isinstance(name, str) or not dataclasses.is_dataclass(config):
         return None
-    return {"name": name, "config": dataclasses.asdict(config)}
+    return {"name": name, "config": dataclasses.asdict(config)}  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------- writing
+
 
 def _write_json(path: Path, obj: Any) -> None:
     with open(path, "w") as f:
@@ -125,9 +131,17 @@ def _decode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
-def save_checkpoint(path, denoiser: Denoiser, *, schedule: Schedule | dict | None = None,
-                    ema: nn.Module | None = None, optimizer: torch.optim.Optimizer | dict | None = None,
-                    train_config: Any = None, trainer_state: dict | None = None, step: int = 0) -> Path:
+def save_checkpoint(
+    path,
+    denoiser: Denoiser,
+    *,
+    schedule: Schedule | dict | None = None,
+    ema: nn.Module | None = None,
+    optimizer: torch.optim.Optimizer | dict | None = None,
+    train_config: Any = None,
+    trainer_state: dict | None = None,
+    step: int = 0,
+) -> Path:
     """Write a checkpoint directory atomically and return its path.
 
     ``ema`` is the EMA copy of ``denoiser.net`` (a network or a Denoiser around it); ``optimizer`` an
@@ -137,13 +151,17 @@ def save_checkpoint(path, denoiser: Denoiser, *, schedule: Schedule | dict | Non
     net = _unwrap(denoiser.net)
     if isinstance(schedule, Schedule):
         schedule = schedule.to_dict()
-    if dataclasses.is_dataclass(train_config):
+    if dataclasses.is_dataclass(train_config) and not isinstance(train_config, type):
         train_config = dataclasses.asdict(train_config)
     config = {
-        "format": "steerdiff-checkpoint", "format_version": FORMAT_VERSION, "step": int(step),
+        "format": "steerdiff-checkpoint",
+        "format_version": FORMAT_VERSION,
+        "step": int(step),
         "network": network_spec(net),
         "denoiser": {"parametrization": denoiser.parametrization, "sigma_data": denoiser.sigma_data},
-        "schedule": schedule, "training": train_config, "torch_version": torch.__version__,
+        "schedule": schedule,
+        "training": train_config,
+        "torch_version": torch.__version__,
     }
     with atomic_directory(path) as tmp:
         _write_tensors(tmp / MODEL, net.state_dict(), {"step": str(step)})
@@ -163,6 +181,7 @@ def save_checkpoint(path, denoiser: Denoiser, *, schedule: Schedule | dict | Non
 
 # ---------------------------------------------------------------------------------------------- reading
 
+
 def checkpoint_exists(path) -> bool:
     """Whether ``path`` holds a checkpoint (after recovering one whose save was cut between renames)."""
     path = Path(path)
@@ -175,11 +194,14 @@ def _resolve(path) -> Path:
     recover_directory(path)
     recover_directory(path / "checkpoint")  # path may be a training run's out_dir
     if not path.exists():
-        raise CheckpointError(f"checkpoint directory {path} does not exist; pass the directory written by "
-                              f"save_checkpoint or train(out_dir=...) (it holds {CONFIG} and {MODEL})")
+        raise CheckpointError(
+            f"checkpoint directory {path} does not exist; pass the directory written by "
+            f"save_checkpoint or train(out_dir=...) (it holds {CONFIG} and {MODEL})"
+        )
     if path.is_file():
-        raise CheckpointError(f"{path} is a file, but a checkpoint is a directory; pass {path.parent} "
-                              "instead")
+        raise CheckpointError(
+            f"{path} is a file, but a checkpoint is a directory; pass {path.parent} instead"
+        )
     if not (path / CONFIG).exists() and (path / "checkpoint" / CONFIG).exists():
         return path / "checkpoint"  # a training run's out_dir
     return path
@@ -187,31 +209,34 @@ def _resolve(path) -> Path:
 
 def _read_json(path: Path, error: type[CheckpointError] = CheckpointError) -> dict:
     if not path.exists():
-        raise error(f"{path} is missing: {path.parent} is incomplete; point to a complete "
-                    "folder or train again")
+        raise error(
+            f"{path} is missing: {path.parent} is incomplete; point to a complete folder or train again"
+        )
     try:
         with open(path) as f:
             obj = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise error(f"{path} is not valid JSON ({e}); the folder is corrupt, "
-                              "restore it from a copy or train again") from None
+        raise error(
+            f"{path} is not valid JSON ({e}); the folder is corrupt, restore it from a copy or train again"
+        ) from None
     if not isinstance(obj, dict):
         raise error(f"{path} should hold a JSON object, got {type(obj).__name__}; it is corrupt")
     return obj
 
 
-def _read_tensors(path: Path, device="cpu", error: type[CheckpointError] = CheckpointError
-                  ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def _read_tensors(
+    path: Path, device="cpu", error: type[CheckpointError] = CheckpointError
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     if not path.exists():
-        raise error(f"{path} is missing: {path.parent} is incomplete; point to a complete "
-                    "folder or train again")
+        raise error(
+            f"{path} is missing: {path.parent} is incomplete; point to a complete folder or train again"
+        )
     try:
         with safe_open(str(path), "pt") as f:
             metadata = f.metadata() or {}
         return load_file(str(path), device=str(device)), metadata
     except (SafetensorError, OSError, ValueError) as e:
-        raise error(f"{path} is corrupt or truncated ({e}); restore it from a copy or train "
-                              "again") from None
+        raise error(f"{path} is corrupt or truncated ({e}); restore it from a copy or train again") from None
 
 
 def load_checkpoint(path, device="cpu", *, ema: bool = True, optimizer: bool = True) -> Checkpoint:
@@ -220,11 +245,14 @@ def load_checkpoint(path, device="cpu", *, ema: bool = True, optimizer: bool = T
     config = _read_json(path / CONFIG)
     version = config.get("format_version")
     if not isinstance(version, int) or "denoiser" not in config:
-        raise CheckpointError(f"{path / CONFIG} is not a steerdiff checkpoint config (no format_version or "
-                              "denoiser entry)")
+        raise CheckpointError(
+            f"{path / CONFIG} is not a steerdiff checkpoint config (no format_version or denoiser entry)"
+        )
     if version > FORMAT_VERSION:
-        raise CheckpointError(f"{path / CONFIG} has format version {version}, newer than this steerdiff "
-                              f"reads ({FORMAT_VERSION}); upgrade steerdiff-core")
+        raise CheckpointError(
+            f"{path / CONFIG} has format version {version}, newer than this steerdiff "
+            f"reads ({FORMAT_VERSION}); upgrade steerdiff-core"
+        )
     ckpt = Checkpoint(path=path, config=config, model=_read_tensors(path / MODEL, device)[0])
     if ema and (path / EMA).exists():
         ckpt.ema = _read_tensors(path / EMA, device)[0]
@@ -233,8 +261,10 @@ def load_checkpoint(path, device="cpu", *, ema: bool = True, optimizer: bool = T
         try:
             ckpt.optimizer = _decode(json.loads(meta["index"]), tensors)
         except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{path / OPTIMIZER} has a missing or corrupt structure index ({e!r}); "
-                                  "it cannot be resumed, start a new run") from None
+            raise CheckpointError(
+                f"{path / OPTIMIZER} has a missing or corrupt structure index ({e!r}); "
+                "it cannot be resumed, start a new run"
+            ) from None
     if (path / TRAINER_STATE).exists():
         ckpt.trainer_state = _read_json(path / TRAINER_STATE)
     return ckpt
@@ -245,13 +275,17 @@ def load_weights(module: nn.Module, state: dict[str, torch.Tensor], source) -> N
     own = module.state_dict()
     missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
     if missing or unexpected:
-        raise CheckpointError(f"{source} does not fit the network: missing {missing[:5]}, unexpected "
-                              f"{unexpected[:5]}; build the same network that wrote the checkpoint")
+        raise CheckpointError(
+            f"{source} does not fit the network: missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}; build the same network that wrote the checkpoint"
+        )
     for k, v in own.items():
         if v.shape != state[k].shape:
-            raise CheckpointError(f"{source}: {k!r} has shape {tuple(state[k].shape)} but the network "
-                                  f"expects {tuple(v.shape)}; build the same network (config.json) that "
-                                  "wrote it")
+            raise CheckpointError(
+                f"{source}: {k!r} has shape {tuple(state[k].shape)} but the network "
+                f"expects {tuple(v.shape)}; build the same network (config.json) that "
+                "wrote it"
+            )
     module.load_state_dict(state)
 
 
@@ -268,9 +302,12 @@ def load_denoiser(path, ema: bool = True, device="cpu", net: nn.Module | None = 
     if net is None:
         spec = ckpt.config.get("network")
         if not spec:
-            raise CheckpointError(f"{cfg_path} names no registered network (it was trained with a custom "
-                                  "module); pass an instance of that network as net=...")
+            raise CheckpointError(
+                f"{cfg_path} names no registered network (it was trained with a custom "
+                "module); pass an instance of that network as net=..."
+            )
         from .nets import build_network
+
         try:
             net = build_network(spec["name"], **spec["config"])
         except (KeyError, TypeError, ValueError) as e:
@@ -300,5 +337,6 @@ def load_schedule(path) -> Schedule:
     try:
         return get_schedule(schedule)
     except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{ckpt_path / CONFIG}: cannot rebuild the schedule {schedule!r} "
-                              f"({e})") from None
+        raise CheckpointError(
+            f"{ckpt_path / CONFIG}: cannot rebuild the schedule {schedule!r} ({e})"
+        ) from None

@@ -42,19 +42,25 @@ def load_data(spec: str) -> torch.Tensor:
         return toy_dataset(parts[1], int(parts[2]) if len(parts) > 2 else 20000)
     path = Path(spec)
     if not path.exists():
-        raise UsageError(f"data file {path} does not exist (give a .npy file or toy:{'|'.join(TOY_DATASETS)})")
+        raise UsageError(
+            f"data file {path} does not exist (give a .npy file or toy:{'|'.join(TOY_DATASETS)})"
+        )
     if path.suffix != ".npy":
         raise UsageError(f"{path} is not a .npy file; save your array with numpy.save")
     try:
         array = np.load(path, allow_pickle=False)
     except ValueError as err:
-        raise UsageError(f"cannot read {path} as a numeric .npy array ({err}); save a numeric array with numpy.save") from None
+        raise UsageError(
+            f"cannot read {path} as a numeric .npy array ({err}); save a numeric array with numpy.save"
+        ) from None
     return torch.from_numpy(np.asarray(array, dtype=np.float32))
 
 
 def _default_network(data: torch.Tensor, name: str | None) -> tuple[str, dict]:
     if data.ndim == 2:
-        return name or "mlp", {"dim": data.shape[1]} if (name or "mlp") == "mlp" else {"in_channels": data.shape[1]}
+        return name or "mlp", {"dim": data.shape[1]} if (name or "mlp") == "mlp" else {
+            "in_channels": data.shape[1]
+        }
     if data.ndim in (3, 4):
         default = "unet1d" if data.ndim == 3 else "unet2d"
         return name or default, {"in_channels": data.shape[1]}
@@ -67,15 +73,33 @@ def cmd_train(args) -> dict:
     net = build_network(net_name, **net_cfg)
     denoiser = Denoiser(net, args.parametrization, sigma_data=args.sigma_data)
     schedule = get_schedule(args.schedule)
-    config = TrainConfig(steps=args.train_steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
-                         ema_decay=args.ema_decay, seed=args.seed, checkpoint_every=args.checkpoint_every)
+    config = TrainConfig(
+        steps=args.train_steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup_steps=args.warmup,
+        ema_decay=args.ema_decay,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+    )
     out = Path(args.out)
     result = train(denoiser, schedule, data, config, out_dir=out, device=args.device, progress=not args.quiet)
-    save_pretrained(out / "model", domain="core", denoiser=result.ema, schedule=schedule,
-                    config={"sample_shape": list(data.shape[1:]), "data": args.data})
-    return {"train_steps": result.step, "final_loss": float(np.mean(result.losses[-100:])),
-            "model": str(out / "model"), "network": net_name, "parametrization": args.parametrization,
-            "schedule": schedule.to_dict(), "sample_shape": list(data.shape[1:])}
+    save_pretrained(
+        out / "model",
+        domain="core",
+        denoiser=result.ema,
+        schedule=schedule,
+        config={"sample_shape": list(data.shape[1:]), "data": args.data},
+    )
+    return {
+        "train_steps": result.step,
+        "final_loss": float(np.mean(result.losses[-100:])),
+        "model": str(out / "model"),
+        "network": net_name,
+        "parametrization": args.parametrization,
+        "schedule": schedule.to_dict(),
+        "sample_shape": list(data.shape[1:]),
+    }
 
 
 def _model_dir(path: Path) -> Path:
@@ -86,8 +110,10 @@ def _model_dir(path: Path) -> Path:
 def cmd_sample(args) -> dict:
     bundle = load_pretrained(_model_dir(Path(args.model)), "core", device=args.device)
     if bundle.denoiser is None or bundle.schedule is None:
-        raise UsageError(f"{bundle.path} holds no denoiser and schedule to sample; give a model folder that "
-                         "steerdiff train wrote")
+        raise UsageError(
+            f"{bundle.path} holds no denoiser and schedule to sample; give a model folder that "
+            "steerdiff train wrote"
+        )
     recorded = bundle.config.get("sample_shape")
     shape = tuple(args.shape or recorded or ())
     if not shape:
@@ -116,9 +142,18 @@ def cmd_quickstart(args) -> dict:
     t0 = time.perf_counter()
     data = toy_dataset("ring8", 20000, seed=args.seed)
     denoiser = Denoiser(build_network("mlp", dim=2, hidden=128, depth=3), "edm")
-    config = TrainConfig(steps=args.train_steps, batch_size=256, lr=2e-3, warmup_steps=100, ema_decay=0.995,
-                         seed=args.seed, checkpoint_every=0)
-    result = train(denoiser, "edm", data, config, out_dir=out / "prior", device=device, progress=not args.quiet)
+    config = TrainConfig(
+        steps=args.train_steps,
+        batch_size=256,
+        lr=2e-3,
+        warmup_steps=100,
+        ema_decay=0.995,
+        seed=args.seed,
+        checkpoint_every=0,
+    )
+    result = train(
+        denoiser, "edm", data, config, out_dir=out / "prior", device=device, progress=not args.quiet
+    )
     prior = result.ema.eval()
     train_time = time.perf_counter() - t0
 
@@ -144,7 +179,8 @@ def cmd_quickstart(args) -> dict:
     exact = ring_mixture()
     near = lambda x: (torch.cdist(x.double().cpu(), exact.means).min(1).values < 0.45).float().mean().item()  # noqa: E731
     summary = {
-        "train_steps": result.step, "train_seconds": round(train_time, 1),
+        "train_steps": result.step,
+        "train_seconds": round(train_time, 1),
         "final_loss": float(np.mean(result.losses[-100:])),
         "samples_near_a_mode": {k: near(v.x) for k, v in runs.items()},
         "mean_misfit_|x1-y|": {k: float((v.x[:, 0] - y_obs).abs().mean()) for k, v in runs.items()},
@@ -169,13 +205,21 @@ def cmd_quickstart(args) -> dict:
 
 
 def cmd_solvers(args) -> dict:
-    return {"solvers": sorted(SOLVERS), "schedules": sorted(SCHEDULES), "spacings": list(SPACINGS),
-            "parametrizations": list(PARAMETRIZATIONS), "networks": sorted(NETWORKS)}
+    return {
+        "solvers": sorted(SOLVERS),
+        "schedules": sorted(SCHEDULES),
+        "spacings": list(SPACINGS),
+        "parametrizations": list(PARAMETRIZATIONS),
+        "networks": sorted(NETWORKS),
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = make_parser("steerdiff", "Steer diffusion models at sampling time: train a prior, sample it, guide it.",
-                         "steerdiff-core")
+    parser = make_parser(
+        "steerdiff",
+        "Steer diffusion models at sampling time: train a prior, sample it, guide it.",
+        "steerdiff-core",
+    )
     add = subcommands(parser)
 
     q = add("quickstart", "train a small prior on 8 Gaussians, then plot unguided against guided samples")
@@ -185,35 +229,59 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = add("train", "train a prior on a .npy array or a toy dataset; writes a model bundle to OUT/model")
     add_runtime_flags(t, "runs/train")
-    t.add_argument("--data", required=True, help=f"file.npy of shape (N, ...) or toy:{'|'.join(TOY_DATASETS)}[:N]")
-    t.add_argument("--net", choices=sorted(NETWORKS),
-                   help="network (default: mlp for (N, D), unet1d / unet2d for sequences / fields)")
-    t.add_argument("--parametrization", choices=PARAMETRIZATIONS, default="edm", help="denoiser parametrization")
-    t.add_argument("--sigma-data", type=positive_float, default=None,
-                   help="data standard deviation for EDM preconditioning (default: measured on the data)")
+    t.add_argument(
+        "--data", required=True, help=f"file.npy of shape (N, ...) or toy:{'|'.join(TOY_DATASETS)}[:N]"
+    )
+    t.add_argument(
+        "--net",
+        choices=sorted(NETWORKS),
+        help="network (default: mlp for (N, D), unet1d / unet2d for sequences / fields)",
+    )
+    t.add_argument(
+        "--parametrization", choices=PARAMETRIZATIONS, default="edm", help="denoiser parametrization"
+    )
+    t.add_argument(
+        "--sigma-data",
+        type=positive_float,
+        default=None,
+        help="data standard deviation for EDM preconditioning (default: measured on the data)",
+    )
     t.add_argument("--schedule", choices=sorted(SCHEDULES), default="edm", help="noise schedule")
     t.add_argument("--train-steps", type=positive_int, default=5000, help="training steps")
     t.add_argument("--batch-size", type=positive_int, default=256, help="batch size")
     t.add_argument("--lr", type=positive_float, default=1e-3, help="AdamW learning rate")
     t.add_argument("--warmup", type=nonnegative_int, default=100, help="learning-rate warm-up steps")
     t.add_argument("--ema-decay", type=probability, default=0.999, help="EMA decay of the sampling weights")
-    t.add_argument("--checkpoint-every", type=nonnegative_int, default=1000,
-                   help="steps between resumable checkpoints (0: only at the end)")
+    t.add_argument(
+        "--checkpoint-every",
+        type=nonnegative_int,
+        default=1000,
+        help="steps between resumable checkpoints (0: only at the end)",
+    )
 
     s = add("sample", "sample a trained model into OUT/samples.npy")
     add_runtime_flags(s, "runs/sample")
     s.add_argument("--model", required=True, help="model folder (or a steerdiff train --out folder)")
     add_sampling_flags(s, num_samples=1000, steps=32, solver="heun")
     s.add_argument("--spacing", choices=SPACINGS, default="karras", help="step grid")
-    s.add_argument("--shape", type=positive_int, nargs="+",
-                   help="shape of one sample, e.g. 2 or 4 64 (default: the shape the model was trained on)")
+    s.add_argument(
+        "--shape",
+        type=positive_int,
+        nargs="+",
+        help="shape of one sample, e.g. 2 or 4 64 (default: the shape the model was trained on)",
+    )
 
     add("solvers", "list solvers, schedules, spacings, parametrizations and networks")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    handlers = {"quickstart": cmd_quickstart, "train": cmd_train, "sample": cmd_sample, "solvers": cmd_solvers}
+    handlers = {
+        "quickstart": cmd_quickstart,
+        "train": cmd_train,
+        "sample": cmd_sample,
+        "solvers": cmd_solvers,
+    }
     return run_command(build_parser(), handlers, argv)
 
 

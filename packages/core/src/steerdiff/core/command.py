@@ -50,7 +50,11 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "%(default)" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+        if (
+            "%(default)" in text
+            or action.default in (None, False, argparse.SUPPRESS)
+            or not action.option_strings
+        ):
             return text
         return f"{text} (default: %(default)s)"
 
@@ -65,8 +69,12 @@ def package_version(distribution: str) -> str:
 def make_parser(prog: str, description: str, distribution: str) -> argparse.ArgumentParser:
     """A top-level parser with ``--version`` (the installed version of ``distribution``)."""
     parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=_HelpFormatter)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version(distribution)}",
-                        help="print the version and exit")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {package_version(distribution)}",
+        help="print the version and exit",
+    )
     return parser
 
 
@@ -75,12 +83,15 @@ def subcommands(parser: argparse.ArgumentParser) -> Callable[..., argparse.Argum
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help, description=description or help, formatter_class=_HelpFormatter)
+        return sub.add_parser(
+            name, help=help, description=description or help, formatter_class=_HelpFormatter
+        )
 
     return add
 
 
 # ------------------------------------------------------------------------------------------ value types
+
 
 def _number(kind: type, test: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
     def parse(text: str):
@@ -123,25 +134,41 @@ def existing_dir(text: str) -> Path:
 
 # ------------------------------------------------------------------------------------------ common flags
 
-def add_runtime_flags(parser: argparse.ArgumentParser, out: str | None, *, seed: int | None = 0,
-                      threads: int | None = None) -> None:
+
+def add_runtime_flags(
+    parser: argparse.ArgumentParser, out: str | None, *, seed: int | None = 0, threads: int | None = None
+) -> None:
     """``--out``, ``--seed``, ``--device``, ``--threads``, ``--json``, ``--quiet``."""
     if out is not None:
-        parser.add_argument("--out", type=Path, default=Path(out),
-                            help="output folder (summary.json and the run's files go there)")
+        parser.add_argument(
+            "--out",
+            type=Path,
+            default=Path(out),
+            help="output folder (summary.json and the run's files go there)",
+        )
     if seed is not None:
-        parser.add_argument("--seed", type=int, default=seed, help="random seed; the same seed gives the same "
-                                                                    "result")
+        parser.add_argument(
+            "--seed", type=int, default=seed, help="random seed; the same seed gives the same result"
+        )
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=nonnegative_int, default=threads if threads is not None else 0,
-                        help="CPU threads for torch; 0 keeps torch's own choice (1 is often fastest for small "
-                             "networks)")
+    parser.add_argument(
+        "--threads",
+        type=nonnegative_int,
+        default=threads if threads is not None else 0,
+        help="CPU threads for torch; 0 keeps torch's own choice (1 is often fastest for small networks)",
+    )
     parser.add_argument("--json", action="store_true", help="print the whole summary as JSON on stdout")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def add_sampling_flags(parser: argparse.ArgumentParser, *, num_samples: int | None = None, steps: int | None = 32,
-                       solver: str | None = "heun", samples_help: str = "samples to draw") -> None:
+def add_sampling_flags(
+    parser: argparse.ArgumentParser,
+    *,
+    num_samples: int | None = None,
+    steps: int | None = 32,
+    solver: str | None = "heun",
+    samples_help: str = "samples to draw",
+) -> None:
     """``--num-samples``, ``--steps`` (sampler steps), ``--solver`` (one of the core's solvers)."""
     if num_samples is not None:
         parser.add_argument("--num-samples", type=positive_int, default=num_samples, help=samples_help)
@@ -152,6 +179,7 @@ def add_sampling_flags(parser: argparse.ArgumentParser, *, num_samples: int | No
 
 
 # ---------------------------------------------------------------------------------------------- runner
+
 
 def _short(value: Any) -> str:
     text = json.dumps(value) if not isinstance(value, str) else value
@@ -168,8 +196,11 @@ def print_summary(summary: Mapping[str, Any], as_json: bool, file=None) -> None:
         print(f"{key}: {_short(value)}", file=file)
 
 
-def run_command(parser: argparse.ArgumentParser, handlers: Mapping[str, Callable[[argparse.Namespace], dict]],
-                argv: list[str] | None = None) -> int:
+def run_command(
+    parser: argparse.ArgumentParser,
+    handlers: Mapping[str, Callable[[argparse.Namespace], dict]],
+    argv: list[str] | None = None,
+) -> int:
     """Parse ``argv``, set up the runtime, run the subcommand's handler and report.
 
     The handler returns a JSON-ready summary; it is written to ``<out>/summary.json`` when the command has an
@@ -178,8 +209,9 @@ def run_command(parser: argparse.ArgumentParser, handlers: Mapping[str, Callable
     """
     args = parser.parse_args(argv)
     try:
-        args.device = configure(getattr(args, "device", "auto"), getattr(args, "threads", None),
-                                getattr(args, "seed", None))
+        args.device = configure(
+            getattr(args, "device", "auto"), getattr(args, "threads", None), getattr(args, "seed", None)
+        )
         summary = handlers[args.command](args)
         out = getattr(args, "out", None)
         if summary is not None and out is not None:
@@ -192,7 +224,9 @@ def run_command(parser: argparse.ArgumentParser, handlers: Mapping[str, Callable
         print(f"{parser.prog} {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{parser.prog} {args.command}: interrupted; files already written are complete", file=sys.stderr)
+        print(
+            f"{parser.prog} {args.command}: interrupted; files already written are complete", file=sys.stderr
+        )
         return 130
     if summary is not None:
         print_summary(summary, getattr(args, "json", False))

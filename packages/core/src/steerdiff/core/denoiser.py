@@ -37,8 +37,10 @@ def expand_sigma(sigma, x: torch.Tensor) -> torch.Tensor:
     if sigma.ndim == 0:
         return sigma.expand(x.shape[0])
     if sigma.shape != (x.shape[0],):
-        raise ValueError(f"sigma must be a scalar or of shape ({x.shape[0]},) for a batch of {x.shape[0]}, "
-                         f"got shape {tuple(sigma.shape)}")
+        raise ValueError(
+            f"sigma must be a scalar or of shape ({x.shape[0]},) for a batch of {x.shape[0]}, "
+            f"got shape {tuple(sigma.shape)}"
+        )
     return sigma
 
 
@@ -65,7 +67,9 @@ class Denoiser(nn.Module):
     def __init__(self, net: nn.Module, parametrization: str = "eps", sigma_data: float | None = None):
         super().__init__()
         if parametrization not in PARAMETRIZATIONS:
-            raise ValueError(f"unknown parametrization {parametrization!r}; choose one of {list(PARAMETRIZATIONS)}")
+            raise ValueError(
+                f"unknown parametrization {parametrization!r}; choose one of {list(PARAMETRIZATIONS)}"
+            )
         if sigma_data is None:
             sigma_data = 0.5 if parametrization == "edm" else 1.0
         if not sigma_data > 0:
@@ -108,7 +112,9 @@ class Denoiser(nn.Module):
     def forward(self, x: torch.Tensor, sigma, **cond) -> torch.Tensor:
         if isinstance(sigma, (float, int)):  # one level for the whole batch: Python arithmetic, few kernels
             if not sigma > 0:
-                raise ValueError("the denoiser is defined for sigma > 0 only; at sigma = 0 the sample is clean")
+                raise ValueError(
+                    "the denoiser is defined for sigma > 0 only; at sigma = 0 the sample is clean"
+                )
             c_skip, c_out, c_in = self.scalar_coefficients(float(sigma))
             c_noise = torch.full((x.shape[0],), math.log(sigma) / 4, dtype=x.dtype, device=x.device)
             out = self.net(x * c_in, c_noise, **cond)
@@ -141,4 +147,3 @@ class Denoiser(nn.Module):
 
     def extra_repr(self) -> str:
         return f"parametrization={self.parametrization!r}, sigma_data={self.sigma_data:g}"
-

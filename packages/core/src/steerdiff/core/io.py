@@ -39,7 +39,9 @@ def atomic_path(path, suffix: str | None = None) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix if suffix is None else suffix)
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix if suffix is None else suffix
+    )
     os.close(fd)
     try:
         yield Path(tmp)
@@ -80,6 +82,7 @@ def save_npy(path, array) -> Path:
 
 
 # ------------------------------------------------------------------------------------------- folders
+
 
 def fsync_directory(path) -> None:
     """Flush a folder's entries to disk (a no-op where folders cannot be opened, as on Windows)."""

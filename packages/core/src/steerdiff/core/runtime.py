@@ -19,7 +19,9 @@ __all__ = ["CACHE_ENV", "cache_dir", "configure", "resolve_device", "seed_everyt
 CACHE_ENV = "STEERDIFF_CACHE"
 
 
-def resolve_device(device: str | torch.device | None = "auto", module: nn.Module | None = None) -> torch.device:
+def resolve_device(
+    device: str | torch.device | None = "auto", module: nn.Module | None = None
+) -> torch.device:
     """The torch device a name stands for.
 
     ``"auto"``: CUDA when present, else CPU. ``None``: where ``module`` lives (CPU without one). A bare
@@ -37,13 +39,17 @@ def resolve_device(device: str | torch.device | None = "auto", module: nn.Module
         raise ValueError(f"unknown device {device!r} ({err}); use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device} asked for, but this torch sees no CUDA GPU; use --device cpu "
-                             "(or auto), or install a CUDA build of torch")
+            raise ValueError(
+                f"device {device} asked for, but this torch sees no CUDA GPU; use --device cpu "
+                "(or auto), or install a CUDA build of torch"
+            )
         if device.index is None:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))
         elif device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device} asked for, but only {torch.cuda.device_count()} GPU(s) are "
-                             "visible; use cuda:0 ... or auto")
+            raise ValueError(
+                f"device {device} asked for, but only {torch.cuda.device_count()} GPU(s) are "
+                "visible; use cuda:0 ... or auto"
+            )
     return device
 
 
@@ -82,7 +88,9 @@ def cache_dir(*parts: str, create: bool = True) -> Path:
     return path
 
 
-def configure(device: str | None = "auto", threads: int | None = None, seed: int | None = None) -> torch.device:
+def configure(
+    device: str | None = "auto", threads: int | None = None, seed: int | None = None
+) -> torch.device:
     """What a command line does before its work: set threads, seed everything, resolve the device."""
     set_threads(threads)
     if seed is not None:

@@ -15,8 +15,9 @@ Costs are counted in sample units: ``network_evals`` adds the batch size of ever
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -158,14 +159,22 @@ def sample(
         names = ", ".join(type(g).__name__ for g in owners)
         raise ValueError(f"only one transition-selection guidance can run at a time, got {names}")
     costs = Costs(num_samples=x.shape[0])
-    ctx = SamplingContext(model=_CountingDenoiser(denoiser, costs), solver=solver, sigmas=sig,
-                          generator=generator, costs=costs, info={}, guidance=guidance)
+    ctx = SamplingContext(
+        model=_CountingDenoiser(denoiser, costs),
+        solver=solver,
+        sigmas=sig,
+        generator=generator,
+        costs=costs,
+        info={},
+        guidance=guidance,
+    )
     for g in guidance:
         g.check(ctx, x)
     owner = owners[0] if owners else None
     steps = range(len(sig) - 1)
     if progress:
         from tqdm.auto import tqdm
+
         steps = tqdm(steps, desc=f"sampling ({solver.name})", leave=False)
     with torch.no_grad():  # gradient guidance turns autograd on where it needs it
         x = _run(ctx, x, sig, steps, guidance, owner, callback)

@@ -73,8 +73,9 @@ class Schedule:
             return math.sqrt(1.0 + self.sigma_max**2)
         return self.sigma_max
 
-    def sample_training_sigma(self, n: int, generator: torch.Generator | None = None,
-                              device: torch.device | str | None = None) -> torch.Tensor:
+    def sample_training_sigma(
+        self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
+    ) -> torch.Tensor:
         """Noise levels for denoising score matching: t ~ U(t_min, t_max) unless overridden.
 
         ``generator`` must live on ``device`` (torch's rule for random draws)."""
@@ -84,7 +85,7 @@ class Schedule:
 
     def to_dict(self) -> dict:
         """JSON-ready description; ``get_schedule(**d)`` rebuilds the schedule."""
-        return {"name": self.name, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
+        return {"name": self.name, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}  # type: ignore[arg-type]
 
 
 @dataclass
@@ -225,8 +226,14 @@ def karras_sigmas(sigma_max: float, sigma_min: float, n: int, rho: float = 7.0) 
     return (sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
 
 
-def sigma_grid(schedule: Schedule, num_steps: int, spacing: str = "karras", rho: float = 7.0,
-               sigma_min: float | None = None, sigma_max: float | None = None) -> torch.Tensor:
+def sigma_grid(
+    schedule: Schedule,
+    num_steps: int,
+    spacing: str = "karras",
+    rho: float = 7.0,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+) -> torch.Tensor:
     """Decreasing float64 tensor of ``num_steps + 1`` noise levels, the last one 0.
 
     ``karras``: sigma_i = (smax^(1/rho) + i/(N-1) (smin^(1/rho) - smax^(1/rho)))^rho;

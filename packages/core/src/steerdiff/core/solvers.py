@@ -17,8 +17,8 @@ the update itself, which keeps the per-step overhead small.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -39,8 +39,9 @@ class Solver:
     def stochastic(self) -> bool:
         return False
 
-    def step(self, denoise: Denoise, x: torch.Tensor, sigma: float, sigma_next: float,
-             noise: Noise, state=None):
+    def step(
+        self, denoise: Denoise, x: torch.Tensor, sigma: float, sigma_next: float, noise: Noise, state=None
+    ):
         raise NotImplementedError
 
 
@@ -167,7 +168,11 @@ class DPMSolverPP2M(Solver):
 
 
 SOLVERS: dict[str, type[Solver]] = {
-    "ddpm": DDPM, "ddim": DDIM, "euler": Euler, "heun": Heun, "dpmpp_2m": DPMSolverPP2M,
+    "ddpm": DDPM,
+    "ddim": DDIM,
+    "euler": Euler,
+    "heun": Heun,
+    "dpmpp_2m": DPMSolverPP2M,
 }
 
 

@@ -15,7 +15,9 @@ def ring_mixture(modes: int = 8, radius: float = 2.0, std: float = 0.15) -> Gaus
     """``modes`` equal Gaussians on a circle: an exact mixture, so its samples and denoiser are known."""
     angle = torch.arange(modes, dtype=torch.float64) * 2 * math.pi / modes
     means = radius * torch.stack([torch.cos(angle), torch.sin(angle)], 1)
-    return GaussianMixture(torch.ones(modes, dtype=torch.float64), means, torch.full((modes,), std**2, dtype=torch.float64))
+    return GaussianMixture(
+        torch.ones(modes, dtype=torch.float64), means, torch.full((modes,), std**2, dtype=torch.float64)
+    )
 
 
 def _ring8(n, gen):

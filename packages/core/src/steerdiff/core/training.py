@@ -56,23 +56,27 @@ class TrainConfig:
     """Hyper-parameters of a run; saved as JSON in every checkpoint."""
 
     steps: int = 10_000
-    batch_size: int = 256           # the global batch; under DDP each of W ranks takes batch_size / W
+    batch_size: int = 256  # the global batch; under DDP each of W ranks takes batch_size / W
     lr: float = 2e-4
     weight_decay: float = 0.0
-    warmup_steps: int = 0           # linear warm-up of the learning rate from lr / warmup_steps to lr
-    lr_schedule: str = "constant"   # after warm-up: "constant", or "cosine" (half a cosine from lr to 0 at `steps`)
-    grad_clip: float | None = 1.0   # max global gradient norm; None turns clipping off
+    warmup_steps: int = 0  # linear warm-up of the learning rate from lr / warmup_steps to lr
+    lr_schedule: str = (
+        "constant"  # after warm-up: "constant", or "cosine" (half a cosine from lr to 0 at `steps`)
+    )
+    grad_clip: float | None = 1.0  # max global gradient norm; None turns clipping off
     ema_decay: float = 0.999
-    ema_warmup: bool = True         # decay at update t: min(ema_decay, (1 + t) / (10 + t))
+    ema_warmup: bool = True  # decay at update t: min(ema_decay, (1 + t) / (10 + t))
     seed: int = 0
-    checkpoint_every: int = 1000    # 0: only at the end (checkpoints need out_dir)
+    checkpoint_every: int = 1000  # 0: only at the end (checkpoints need out_dir)
     log_every: int = 100
-    cfg_dropout: float = 0.0        # probability of dropping the condition (classifier-free guidance)
+    cfg_dropout: float = 0.0  # probability of dropping the condition (classifier-free guidance)
 
     def __post_init__(self):
         checks = [
-            (self.steps >= 1, "steps must be >= 1"), (self.batch_size >= 1, "batch_size must be >= 1"),
-            (self.lr > 0, "lr must be > 0"), (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (self.steps >= 1, "steps must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
             (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
             (self.lr_schedule in ("constant", "cosine"), "lr_schedule must be 'constant' or 'cosine'"),
             (self.grad_clip is None or self.grad_clip > 0, "grad_clip must be > 0 or None"),
@@ -87,8 +91,18 @@ class TrainConfig:
 
 
 # fields that change the maths of a run: a resume that changes them is no longer the same run
-_RUN_FIELDS = ("batch_size", "lr", "weight_decay", "warmup_steps", "lr_schedule", "grad_clip", "ema_decay",
-               "ema_warmup", "seed", "cfg_dropout")
+_RUN_FIELDS = (
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "warmup_steps",
+    "lr_schedule",
+    "grad_clip",
+    "ema_decay",
+    "ema_warmup",
+    "seed",
+    "cfg_dropout",
+)
 
 
 _CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
@@ -96,14 +110,15 @@ _CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 @dataclass
 class TrainResult:
-    losses: list[float]             # the mean loss of every step from step 1, including resumed history
-    step: int                       # the final step
-    ema: Denoiser                   # the EMA weights wrapped as a Denoiser, ready for sampling
-    resumed_from: int = 0           # the step the run resumed from (0: fresh start)
+    losses: list[float]  # the mean loss of every step from step 1, including resumed history
+    step: int  # the final step
+    ema: Denoiser  # the EMA weights wrapped as a Denoiser, ready for sampling
+    resumed_from: int = 0  # the step the run resumed from (0: fresh start)
     paths: dict[str, Path] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+
 
 def _seed(seed: int, stream: int) -> int:
     return (seed * 1_000_003 + stream) % 2**63
@@ -133,15 +148,18 @@ class _EpochSampler:
         if self.pos + self.batch_size > self.n:
             self._new_epoch()
         self.pos += self.batch_size
-        return self.perm[self.pos - self.batch_size:self.pos]
+        return self.perm[self.pos - self.batch_size : self.pos]
 
     def state_dict(self) -> dict:
         return {"n": self.n, "pos": self.pos, "epoch_start_rng": _b64(self.epoch_start)}
 
     def load_state_dict(self, state: dict) -> None:
         if state["n"] != self.n:
-            warnings.warn(f"the checkpoint's data had {state['n']} samples, this data has {self.n}; "
-                          "the data order starts a new epoch, so the resumed run is not the same run")
+            warnings.warn(
+                f"the checkpoint's data had {state['n']} samples, this data has {self.n}; "
+                "the data order starts a new epoch, so the resumed run is not the same run",
+                stacklevel=2,
+            )
             return
         self.generator.set_state(_unb64(state["epoch_start_rng"]))
         self._new_epoch()
@@ -165,39 +183,54 @@ def _check_finite(t: torch.Tensor, name: str) -> None:
         rows = bad.flatten(1).any(1)
         first = int(rows.nonzero()[0, 0])
         entry = (first, *bad[first].nonzero()[0].tolist())
-        raise ValueError(f"{name} contains {int(bad.sum())} non-finite value(s) (NaN or inf) in "
-                         f"{int(rows.sum())} sample(s); the first bad sample is index {first} "
-                         f"(entry {entry}); remove or impute them before training")
+        raise ValueError(
+            f"{name} contains {int(bad.sum())} non-finite value(s) (NaN or inf) in "
+            f"{int(rows.sum())} sample(s); the first bad sample is index {first} "
+            f"(entry {entry}); remove or impute them before training"
+        )
 
 
 def _check_inputs(data, cond, config: TrainConfig, dtype: torch.dtype, world: int) -> None:
     if not isinstance(data, torch.Tensor):
-        raise TypeError(f"data must be a torch.Tensor of shape (N, ...), got {type(data).__name__}; "
-                        "convert it with torch.as_tensor(data, dtype=torch.float32)")
+        raise TypeError(
+            f"data must be a torch.Tensor of shape (N, ...), got {type(data).__name__}; "
+            "convert it with torch.as_tensor(data, dtype=torch.float32)"
+        )
     if data.ndim < 2:
-        raise ValueError(f"data must have shape (N, ...) with the samples along dim 0, got shape "
-                         f"{tuple(data.shape)}; for N scalars pass data[:, None]")
+        raise ValueError(
+            f"data must have shape (N, ...) with the samples along dim 0, got shape "
+            f"{tuple(data.shape)}; for N scalars pass data[:, None]"
+        )
     n = data.shape[0]
     if n == 0:
         raise ValueError("data is empty (0 samples); training needs at least batch_size samples")
     if not data.is_floating_point():
-        raise ValueError(f"data must be a floating-point tensor, got {data.dtype}; convert it with "
-                         f"data.to({dtype})")
+        raise ValueError(
+            f"data must be a floating-point tensor, got {data.dtype}; convert it with data.to({dtype})"
+        )
     if data.dtype != dtype:
-        raise ValueError(f"data is {data.dtype} but the network's parameters are {dtype}; convert one of "
-                         f"them, e.g. data.to({dtype})")
+        raise ValueError(
+            f"data is {data.dtype} but the network's parameters are {dtype}; convert one of "
+            f"them, e.g. data.to({dtype})"
+        )
     _check_finite(data, "data")
     if config.batch_size > n:
-        raise ValueError(f"batch_size {config.batch_size} is larger than the dataset ({n} samples); "
-                         "lower TrainConfig.batch_size or add data")
+        raise ValueError(
+            f"batch_size {config.batch_size} is larger than the dataset ({n} samples); "
+            "lower TrainConfig.batch_size or add data"
+        )
     if config.batch_size % world:
-        raise ValueError(f"batch_size {config.batch_size} must be divisible by the number of processes "
-                         f"({world}): it is the global batch, split evenly over the ranks")
+        raise ValueError(
+            f"batch_size {config.batch_size} must be divisible by the number of processes "
+            f"({world}): it is the global batch, split evenly over the ranks"
+        )
     if cond is not None:
         if not isinstance(cond, torch.Tensor) or cond.ndim < 2 or cond.shape[0] != n:
             got = tuple(cond.shape) if isinstance(cond, torch.Tensor) else type(cond).__name__
-            raise ValueError(f"cond must be a tensor of shape (N, cond_dim) = ({n}, cond_dim), one row per "
-                             f"sample of data; got {got}")
+            raise ValueError(
+                f"cond must be a tensor of shape (N, cond_dim) = ({n}, cond_dim), one row per "
+                f"sample of data; got {got}"
+            )
         if cond.is_floating_point():
             _check_finite(cond, "cond")
 
@@ -219,8 +252,8 @@ def _ema_decay(config: TrainConfig, step: int) -> float:
 def _ema_update(ema: nn.Module, net: nn.Module, decay: float) -> None:
     for e, p in zip(ema.parameters(), net.parameters()):
         e.lerp_(p, 1 - decay)
-    for e, b in zip(ema.buffers(), net.buffers()):
-        e.copy_(b)
+    for eb, b in zip(ema.buffers(), net.buffers()):
+        eb.copy_(b)
 
 
 def _cuda_devices() -> list[int]:
@@ -228,8 +261,10 @@ def _cuda_devices() -> list[int]:
 
 
 def _global_rng_state() -> dict:
-    return {"cpu": _b64(torch.get_rng_state()),
-            "cuda": [_b64(s) for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else []}
+    return {
+        "cpu": _b64(torch.get_rng_state()),
+        "cuda": [_b64(s) for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
+    }
 
 
 def _gather_object(obj, world: int) -> list:
@@ -250,9 +285,18 @@ def _mean_losses(pending: list[torch.Tensor], world: int) -> list[float]:
 
 # ------------------------------------------------------------------------------------------------- train
 
-def train(denoiser: Denoiser, schedule: Schedule | str | dict, data: torch.Tensor,
-          config: TrainConfig | None = None, out_dir=None, resume: bool = True, progress: bool = True,
-          cond: torch.Tensor | None = None, device=None) -> TrainResult:
+
+def train(
+    denoiser: Denoiser,
+    schedule: Schedule | str | dict,
+    data: torch.Tensor,
+    config: TrainConfig | None = None,
+    out_dir=None,
+    resume: bool = True,
+    progress: bool = True,
+    cond: torch.Tensor | None = None,
+    device=None,
+) -> TrainResult:
     """Train ``denoiser`` (in place) by denoising score matching on ``data`` (N, ...).
 
     ``cond`` (N, cond_dim) conditions the network; with ``config.cfg_dropout`` > 0 each sample's condition
@@ -267,6 +311,7 @@ def train(denoiser: Denoiser, schedule: Schedule | str | dict, data: torch.Tenso
     created = False
     if world > 1:
         import torch.distributed as dist
+
         if device.type == "cuda":
             torch.cuda.set_device(device)
         if not dist.is_initialized():
@@ -313,12 +358,25 @@ def _train(denoiser, schedule, data, config, out_dir, resume, progress, cond, de
         log.info("%s is at step %d >= steps=%d: nothing to train", ckpt_path, start, config.steps)
 
     def save(step):
-        trainer_state = {"step": step, "losses": losses, "sampler": sampler.state_dict(),
-                         "noise_rng": {"device": str(device), "state": _b64(gen.get_state())},
-                         "torch_rng": _gather_object(_global_rng_state(), world), "world_size": world}
+        trainer_state = {
+            "step": step,
+            "losses": losses,
+            "sampler": sampler.state_dict(),
+            "noise_rng": {"device": str(device), "state": _b64(gen.get_state())},
+            "torch_rng": _gather_object(_global_rng_state(), world),
+            "world_size": world,
+        }
         if rank == 0:
-            save_checkpoint(ckpt_path, denoiser, schedule=schedule, ema=ema, optimizer=optimizer,
-                            train_config=config, trainer_state=trainer_state, step=step)
+            save_checkpoint(
+                ckpt_path,
+                denoiser,
+                schedule=schedule,
+                ema=ema,
+                optimizer=optimizer,
+                train_config=config,
+                trainer_state=trainer_state,
+                step=step,
+            )
         if world > 1:
             torch.distributed.barrier()
 
@@ -352,10 +410,12 @@ def _train(denoiser, schedule, data, config, out_dir, resume, progress, cond, de
             pending = []
             if not all(math.isfinite(v) for v in new):
                 bad = done - len(new) + next(i for i, v in enumerate(new) if not math.isfinite(v))
-                raise FloatingPointError(f"the training loss became non-finite at step {bad + 1}; lower "
-                                         "TrainConfig.lr, keep grad_clip on, or check the scale of data/cond")
+                raise FloatingPointError(
+                    f"the training loss became non-finite at step {bad + 1}; lower "
+                    "TrainConfig.lr, keep grad_clip on, or check the scale of data/cond"
+                )
             losses += new
-            window = losses[-min(len(losses), config.log_every):]
+            window = losses[-min(len(losses), config.log_every) :]
             bar.set_postfix(loss=f"{sum(window) / len(window):.4g}", lr=f"{_lr(config, step):.3g}")
             if done % config.log_every == 0:
                 log.info("step %d  loss %.5g  lr %.3g", done, sum(window) / len(window), _lr(config, step))
@@ -364,7 +424,9 @@ def _train(denoiser, schedule, data, config, out_dir, resume, progress, cond, de
         bar.update(1)
     bar.close()
     final = max(start, config.steps)
-    paths = {"out_dir": Path(out_dir), "checkpoint": ckpt_path} if out_dir is not None else {}
+    paths: dict[str, Path] = {}
+    if out_dir is not None and ckpt_path is not None:
+        paths = {"out_dir": Path(out_dir), "checkpoint": ckpt_path}
     denoiser.eval()
     ema_denoiser = Denoiser(ema, denoiser.parametrization, denoiser.sigma_data)
     return TrainResult(losses=losses, step=final, ema=ema_denoiser, resumed_from=start, paths=paths)
@@ -376,17 +438,22 @@ def _restore(ckpt, ema, optimizer, sampler, gen, device, rank) -> tuple[int, lis
     try:
         optimizer.load_state_dict(ckpt.optimizer)
     except (ValueError, KeyError, RuntimeError) as e:
-        raise CheckpointError(f"{ckpt.path / 'optimizer.safetensors'} does not fit the network's parameters "
-                              f"({e}); resume with the same network or pass resume=False") from None
+        raise CheckpointError(
+            f"{ckpt.path / 'optimizer.safetensors'} does not fit the network's parameters "
+            f"({e}); resume with the same network or pass resume=False"
+        ) from None
     state = ckpt.trainer_state
     try:
         sampler.load_state_dict(state["sampler"])
         if torch.device(state["noise_rng"]["device"]).type == device.type:
             gen.set_state(_unb64(state["noise_rng"]["state"]))
         else:
-            warnings.warn(f"the checkpoint was trained on {state['noise_rng']['device']}, this run uses "
-                          f"{device}; the noise stream restarts, so the run is not bit-identical to an "
-                          "unbroken one")
+            warnings.warn(
+                f"the checkpoint was trained on {state['noise_rng']['device']}, this run uses "
+                f"{device}; the noise stream restarts, so the run is not bit-identical to an "
+                "unbroken one",
+                stacklevel=2,
+            )
         if rank < len(state["torch_rng"]):
             rng = state["torch_rng"][rank]
             torch.set_rng_state(_unb64(rng["cpu"]))
@@ -395,8 +462,10 @@ def _restore(ckpt, ema, optimizer, sampler, gen, device, rank) -> tuple[int, lis
         step = int(state["step"])
         return step, [float(v) for v in state["losses"][:step]]
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{ckpt.path / 'trainer_state.json'} is incomplete or corrupt ({e!r}); "
-                              "resume from another checkpoint or pass resume=False") from None
+        raise CheckpointError(
+            f"{ckpt.path / 'trainer_state.json'} is incomplete or corrupt ({e!r}); "
+            "resume from another checkpoint or pass resume=False"
+        ) from None
 
 
 def _as_json(obj):
@@ -406,15 +475,19 @@ def _as_json(obj):
 def _check_and_load_weights(ckpt, denoiser: Denoiser, schedule: Schedule, config: TrainConfig) -> None:
     cfg, where = ckpt.config, ckpt.path / CONFIG
     if ckpt.optimizer is None or ckpt.trainer_state is None or ckpt.ema is None:
-        raise CheckpointError(f"{ckpt.path} has no optimizer, EMA or trainer state (optimizer.safetensors, "
-                              "ema.safetensors, trainer_state.json); it can be sampled from but not resumed: "
-                              "pass resume=False or another out_dir")
+        raise CheckpointError(
+            f"{ckpt.path} has no optimizer, EMA or trainer state (optimizer.safetensors, "
+            "ema.safetensors, trainer_state.json); it can be sampled from but not resumed: "
+            "pass resume=False or another out_dir"
+        )
     saved = cfg["denoiser"]
     if (saved["parametrization"], saved["sigma_data"]) != (denoiser.parametrization, denoiser.sigma_data):
-        raise CheckpointError(f"{where} was trained with parametrization={saved['parametrization']!r}, "
-                              f"sigma_data={saved['sigma_data']}, but this denoiser has "
-                              f"{denoiser.parametrization!r}, {denoiser.sigma_data}; pass resume=False or "
-                              "another out_dir")
+        raise CheckpointError(
+            f"{where} was trained with parametrization={saved['parametrization']!r}, "
+            f"sigma_data={saved['sigma_data']}, but this denoiser has "
+            f"{denoiser.parametrization!r}, {denoiser.sigma_data}; pass resume=False or "
+            "another out_dir"
+        )
     load_weights(denoiser.net, ckpt.model, ckpt.path / "model.safetensors")
     now = dataclasses.asdict(config)
     saved = {**_CONFIG_DEFAULTS, **(cfg.get("training") or {})}  # fields added later keep their defaults
@@ -424,5 +497,8 @@ def _check_and_load_weights(ckpt, denoiser: Denoiser, schedule: Schedule, config
     if cfg.get("network") != _as_json(network_spec(denoiser.net)):
         changed.append("network config")
     if changed:
-        warnings.warn(f"resuming from {ckpt.path} with a different {', '.join(changed)} than the run that "
-                      "wrote it; the resumed run continues with the new settings")
+        warnings.warn(
+            f"resuming from {ckpt.path} with a different {', '.join(changed)} than the run that "
+            "wrote it; the resumed run continues with the new settings",
+            stacklevel=2,
+        )

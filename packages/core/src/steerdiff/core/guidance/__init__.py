@@ -13,7 +13,12 @@ from .estimate import (
     Inpainting,
     ReconstructionGuidance,
 )
-from .selection import FeynmanKacSteering, StochasticControlGuidance, effective_sample_size, systematic_resample
+from .selection import (
+    FeynmanKacSteering,
+    StochasticControlGuidance,
+    effective_sample_size,
+    systematic_resample,
+)
 
 __all__ = [
     "Guidance",

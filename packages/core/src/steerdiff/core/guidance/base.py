@@ -18,8 +18,8 @@ Candidates and particles are laid out sample-major: the rows of sample b are b*K
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
@@ -30,13 +30,17 @@ __all__ = ["Guidance", "match_batch", "evaluate_reward", "weighted_reward", "gro
 class Guidance:
     interval: tuple[float, float] | None = None
     owns_transition = False
-    shifts_proposal = False  # True for gradient corrections that move x0-hat away from the model's own estimate
+    shifts_proposal = (
+        False  # True for gradient corrections that move x0-hat away from the model's own estimate
+    )
 
     def __post_init__(self):
         if self.interval is not None:
             lo, hi = self.interval
             if not 0 <= lo < hi:
-                raise ValueError(f"interval must be (sigma_lo, sigma_hi) with 0 <= sigma_lo < sigma_hi, got {self.interval}")
+                raise ValueError(
+                    f"interval must be (sigma_lo, sigma_hi) with 0 <= sigma_lo < sigma_hi, got {self.interval}"
+                )
 
     def active(self, sigma: float) -> bool:
         if self.interval is None:
@@ -77,8 +81,10 @@ def match_batch(t: torch.Tensor, n: int, what: str) -> torch.Tensor:
     if t.shape[0] == n:
         return t
     if t.shape[0] == 0 or n % t.shape[0]:
-        raise ValueError(f"{what} has batch size {t.shape[0]}, which does not divide the {n} rows being sampled; "
-                         f"give one entry per sample (or per row)")
+        raise ValueError(
+            f"{what} has batch size {t.shape[0]}, which does not divide the {n} rows being sampled; "
+            f"give one entry per sample (or per row)"
+        )
     return t.repeat_interleave(n // t.shape[0], dim=0)
 
 
@@ -93,14 +99,18 @@ def evaluate_reward(reward: Callable, x0: torch.Tensor, ctx, what: str = "reward
         r = reward(x0)
     r = torch.as_tensor(r, device=x0.device)
     if r.shape != (x0.shape[0],):
-        raise ValueError(f"the {what} must return one number per sample, shape ({x0.shape[0]},); "
-                         f"got shape {tuple(r.shape)}")
+        raise ValueError(
+            f"the {what} must return one number per sample, shape ({x0.shape[0]},); "
+            f"got shape {tuple(r.shape)}"
+        )
     r = r.to(torch.float64) if r.dtype == torch.float64 else r.float()
     bad = ~torch.isfinite(r)
     if bad.any():
-        raise ValueError(f"the {what} returned NaN or inf for {int(bad.sum())} of {r.numel()} samples "
-                         f"(first at row {int(bad.nonzero()[0, 0])}); make it finite for every input, e.g. "
-                         f"by clamping or by returning a large penalty")
+        raise ValueError(
+            f"the {what} returned NaN or inf for {int(bad.sum())} of {r.numel()} samples "
+            f"(first at row {int(bad.nonzero()[0, 0])}); make it finite for every input, e.g. "
+            f"by clamping or by returning a large penalty"
+        )
     ctx.costs.reward_evals += r.numel()
     ctx.costs.reward_calls += 1
     return r
@@ -116,6 +126,9 @@ def weighted_reward(terms: Sequence[tuple[float, Callable]]) -> Callable:
             raise ValueError(f"each term must be (finite weight, callable reward), got ({w!r}, {r!r})")
 
     def reward(x0: torch.Tensor) -> torch.Tensor:
-        return sum(float(w) * torch.as_tensor(r(x0)) for w, r in terms)
+        total = torch.zeros(())
+        for w, r in terms:
+            total = total + float(w) * torch.as_tensor(r(x0))
+        return total
 
     return reward

@@ -16,8 +16,8 @@ the paper's Proposition 1 states. Optional linear decay to ``lr_min_ratio`` over
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -73,7 +73,9 @@ class EnsembleKalmanGuidance(Guidance):
     def __post_init__(self):
         super().__post_init__()
         if self.num_particles < 2:
-            raise ValueError(f"ensemble Kalman guidance needs at least 2 particles per sample, got {self.num_particles}")
+            raise ValueError(
+                f"ensemble Kalman guidance needs at least 2 particles per sample, got {self.num_particles}"
+            )
         if self.noise_std < 0:
             raise ValueError(f"noise_std must be >= 0, got {self.noise_std}")
         if self.step_size not in ("frobenius", "trace"):
@@ -86,16 +88,20 @@ class EnsembleKalmanGuidance(Guidance):
 
     def check(self, ctx, x):
         if x.shape[0] % self.num_particles:
-            raise ValueError(f"the batch of {x.shape[0]} rows is not a multiple of num_particles="
-                             f"{self.num_particles}; sample B * J rows for B ensembles of J particles")
+            raise ValueError(
+                f"the batch of {x.shape[0]} rows is not a multiple of num_particles="
+                f"{self.num_particles}; sample B * J rows for B ensembles of J particles"
+            )
 
     def _measurements(self, b: int, y_hat: torch.Tensor) -> torch.Tensor:
         y = self.y.to(device=y_hat.device, dtype=y_hat.dtype)
         if y.shape == y_hat.shape[1:]:
             y = y.expand(b, *y.shape)
         elif y.shape[1:] != y_hat.shape[1:]:
-            raise ValueError(f"the forward model returns measurements of shape {tuple(y_hat.shape[1:])} but y has "
-                             f"shape {tuple(self.y.shape)}; they must match (with or without a batch dimension)")
+            raise ValueError(
+                f"the forward model returns measurements of shape {tuple(y_hat.shape[1:])} but y has "
+                f"shape {tuple(self.y.shape)}; they must match (with or without a batch dimension)"
+            )
         else:
             y = match_batch(y, b, "y")
         return y.reshape(b, -1)
@@ -120,21 +126,27 @@ class EnsembleKalmanGuidance(Guidance):
             y_hat = self.forward(self.clean_estimate(ctx, x, sigma))
             y_hat = torch.as_tensor(y_hat).to(device=x.device, dtype=x.dtype)
             if y_hat.shape[0] != x.shape[0]:
-                raise ValueError(f"the forward model must return one measurement per particle "
-                                 f"({x.shape[0]} rows), got {y_hat.shape[0]}")
+                raise ValueError(
+                    f"the forward model must return one measurement per particle "
+                    f"({x.shape[0]} rows), got {y_hat.shape[0]}"
+                )
             ctx.costs.forward_evals += x.shape[0]
             ctx.costs.forward_calls += 1
             bad = ~torch.isfinite(y_hat.reshape(x.shape[0], -1)).all(1)
             if bad.any():
-                raise ValueError(f"the forward model returned NaN or inf for {int(bad.sum())} of {x.shape[0]} "
-                                 f"particles at sigma={sigma:.4g}; guard it (penalty or clamp) or reduce the scale")
+                raise ValueError(
+                    f"the forward model returned NaN or inf for {int(bad.sum())} of {x.shape[0]} "
+                    f"particles at sigma={sigma:.4g}; guard it (penalty or clamp) or reduce the scale"
+                )
             y = self._measurements(b, y_hat)
             y_hat = group(y_hat.reshape(x.shape[0], -1), j)
             g, a = enkg_direction(group(x.reshape(x.shape[0], -1), j), y_hat, y)
             if self.step_size == "frobenius":
                 denom = a.flatten(1).norm(dim=1)
             else:  # tr(C_yy + Gamma): the noise keeps the step bounded once the ensemble has collapsed
-                denom = (y_hat - y_hat.mean(1, keepdim=True)).pow(2).sum((1, 2)) / j + y.shape[1] * self.noise_std**2
+                denom = (y_hat - y_hat.mean(1, keepdim=True)).pow(2).sum((1, 2)) / j + y.shape[
+                    1
+                ] * self.noise_std**2
             w = lr_scale / denom.clamp_min(1e-12)
             x = x - (w[:, None, None] * g).reshape(x.shape)
         return x

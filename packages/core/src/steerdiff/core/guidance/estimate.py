@@ -14,8 +14,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -58,7 +59,10 @@ class ClassifierFreeGuidance(Guidance):
         cond = match_batch(torch.as_tensor(self.cond), n, "cond")
         if self.uncond is not None:
             return {"cond": cond if conditional else match_batch(torch.as_tensor(self.uncond), n, "uncond")}
-        return {"cond": cond, "cond_mask": torch.full((n,), conditional, dtype=torch.bool, device=cond.device)}
+        return {
+            "cond": cond,
+            "cond_mask": torch.full((n,), conditional, dtype=torch.bool, device=cond.device),
+        }
 
     def wrap_denoise(self, fn, ctx, sigma):
         if not self.active(sigma):
@@ -100,14 +104,18 @@ class AdaptiveProjectedGuidance(ClassifierFreeGuidance):
             st = self.scratch(ctx)
             buf = st.get("momentum")
             if buf is not None and buf.shape != delta.shape:
-                raise ValueError("APG momentum needs the same batch at every step; it cannot be combined with "
-                                 "candidate selection (SCG/SMC). Set momentum=0 there.")
+                raise ValueError(
+                    "APG momentum needs the same batch at every step; it cannot be combined with "
+                    "candidate selection (SCG/SMC). Set momentum=0 there."
+                )
             delta = delta if buf is None else delta + self.momentum * buf
             st["momentum"] = delta
         dims = tuple(range(1, delta.ndim))
         if math.isfinite(self.norm_threshold):
             norm = delta.flatten(1).norm(dim=1)
-            delta = delta * _per_sample(torch.clamp(self.norm_threshold / norm.clamp_min(1e-12), max=1.0), delta)
+            delta = delta * _per_sample(
+                torch.clamp(self.norm_threshold / norm.clamp_min(1e-12), max=1.0), delta
+            )
         d64, c64 = delta.double(), d_c.double()
         coef = (d64 * c64).sum(dims, keepdim=True) / (c64 * c64).sum(dims, keepdim=True).clamp_min(1e-300)
         parallel = coef * c64
@@ -118,11 +126,15 @@ class AdaptiveProjectedGuidance(ClassifierFreeGuidance):
 def _needs_grad(value: torch.Tensor, what: str, n: int) -> torch.Tensor:
     value = torch.as_tensor(value)
     if value.shape != (n,):
-        raise ValueError(f"the {what} must return one number per sample, shape ({n},); got {tuple(value.shape)}")
+        raise ValueError(
+            f"the {what} must return one number per sample, shape ({n},); got {tuple(value.shape)}"
+        )
     if not value.requires_grad:
-        raise TypeError(f"the {what} is not differentiable (its output carries no gradient — a count, a threshold, "
-                        f"or code under no_grad/numpy). Gradient guidance cannot use it; use a derivative-free "
-                        f"method instead: StochasticControlGuidance, FeynmanKacSteering or EnsembleKalmanGuidance")
+        raise TypeError(
+            f"the {what} is not differentiable (its output carries no gradient — a count, a threshold, "
+            f"or code under no_grad/numpy). Gradient guidance cannot use it; use a derivative-free "
+            f"method instead: StochasticControlGuidance, FeynmanKacSteering or EnsembleKalmanGuidance"
+        )
     if not torch.isfinite(value).all():
         raise ValueError(f"the {what} returned NaN or inf")
     return value
@@ -144,8 +156,11 @@ class ClassifierGuidance(Guidance):
         x0 = fn(x, sigma, **kw)
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
-            lp = _needs_grad(self.log_prob(xg, torch.full((x.shape[0],), sigma, device=x.device)),
-                             "classifier log-probability", x.shape[0])
+            lp = _needs_grad(
+                self.log_prob(xg, torch.full((x.shape[0],), sigma, device=x.device)),
+                "classifier log-probability",
+                x.shape[0],
+            )
             (grad,) = torch.autograd.grad(lp.sum(), xg)
         ctx.costs.gradient_evals += x.shape[0]
         return x0 + (self.scale * sigma**2 * grad).to(x0.dtype)
@@ -242,20 +257,24 @@ class Inpainting(Guidance):
         self.mask = torch.as_tensor(self.mask).bool()
         self.values = torch.as_tensor(self.values)
         if self.values.shape != self.mask.shape:
-            raise ValueError(f"values {tuple(self.values.shape)} and mask {tuple(self.mask.shape)} must have one shape")
+            raise ValueError(
+                f"values {tuple(self.values.shape)} and mask {tuple(self.mask.shape)} must have one shape"
+            )
         if torch.isnan(self.values[self.mask]).any():
             raise ValueError("known values contain NaN where the mask says they are observed")
 
     @property
-    def owns_transition(self) -> bool:
+    def owns_transition(self) -> bool:  # type: ignore[override]
         return self.resample > 0
 
     def _expand(self, t, x):
         if t.shape == x.shape[1:]:
             return t.to(x.device).expand_as(x)
         if t.shape[1:] != x.shape[1:]:
-            raise ValueError(f"known values/mask of shape {tuple(t.shape)} do not match samples of shape "
-                             f"{tuple(x.shape[1:])}")
+            raise ValueError(
+                f"known values/mask of shape {tuple(t.shape)} do not match samples of shape "
+                f"{tuple(x.shape[1:])}"
+            )
         return match_batch(t.to(x.device), x.shape[0], "known values")
 
     def check(self, ctx, x):

@@ -13,8 +13,8 @@ all candidates coincide. Candidates and particles go through the network in one 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -26,8 +26,10 @@ __all__ = ["StochasticControlGuidance", "FeynmanKacSteering", "systematic_resamp
 
 def _require_stochastic(ctx, name: str) -> None:
     if not ctx.solver.stochastic:
-        raise ValueError(f"{name} selects among random transitions, but solver {ctx.solver.name!r} is deterministic "
-                         f"here; use 'ddpm', 'ddim' with eta > 0, or 'euler'/'heun' with churn > 0")
+        raise ValueError(
+            f"{name} selects among random transitions, but solver {ctx.solver.name!r} is deterministic "
+            f"here; use 'ddpm', 'ddim' with eta > 0, or 'euler'/'heun' with churn > 0"
+        )
 
 
 def _clean_estimate(ctx, x, sigma_next):
@@ -130,7 +132,9 @@ class FeynmanKacSteering(Guidance):
     def __post_init__(self):
         super().__post_init__()
         if self.num_particles < 2:
-            raise ValueError(f"FeynmanKacSteering needs at least 2 particles per sample, got {self.num_particles}")
+            raise ValueError(
+                f"FeynmanKacSteering needs at least 2 particles per sample, got {self.num_particles}"
+            )
         if self.potential not in _POTENTIALS:
             raise ValueError(f"potential must be one of {list(_POTENTIALS)}, got {self.potential!r}")
         if self.resampling not in _RESAMPLERS:
@@ -142,12 +146,16 @@ class FeynmanKacSteering(Guidance):
         _require_stochastic(ctx, "FeynmanKacSteering")
         shifted = [type(g).__name__ for g in ctx.guidance if getattr(g, "shifts_proposal", False)]
         if shifted:
-            raise ValueError(f"FeynmanKacSteering weights assume the model's own transitions, but {', '.join(shifted)} "
-                             f"shifts them, which would bias the weighted result; steer with the reward alone "
-                             f"(put the likelihood into the reward) or use the gradient guidance without SMC")
+            raise ValueError(
+                f"FeynmanKacSteering weights assume the model's own transitions, but {', '.join(shifted)} "
+                f"shifts them, which would bias the weighted result; steer with the reward alone "
+                f"(put the likelihood into the reward) or use the gradient guidance without SMC"
+            )
         if x.shape[0] % self.num_particles:
-            raise ValueError(f"the batch of {x.shape[0]} rows is not a multiple of num_particles="
-                             f"{self.num_particles}; sample B * K rows for B samples of K particles")
+            raise ValueError(
+                f"the batch of {x.shape[0]} rows is not a multiple of num_particles="
+                f"{self.num_particles}; sample B * K rows for B samples of K particles"
+            )
 
     def _intermediate(self, ctx, x0, sigma):
         if self.twist is None:
@@ -198,7 +206,9 @@ class FeynmanKacSteering(Guidance):
             x_next, x0, state = x_next[rows], x0[rows], take(state, rows)
             for key in ("max", "sum", "phi"):
                 st[key] = st[key][rows]
-            st["log_w"] = torch.where(need.repeat_interleave(k), torch.zeros_like(st["log_w"]), st["log_w"][rows])
+            st["log_w"] = torch.where(
+                need.repeat_interleave(k), torch.zeros_like(st["log_w"]), st["log_w"][rows]
+            )
             st["resampled"] += need.long()
             if sigma_next > 0:
                 ctx.remember(x_next, sigma_next, x0)

@@ -13,6 +13,7 @@ network with ``build_network(name, **config)``.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from torch import nn
 
@@ -23,7 +24,7 @@ from .s4d import S4DLayer, S4DNet, S4DNetConfig
 from .unet1d import UNet1D, UNet1DConfig
 from .unet2d import UNet2D, UNet2DConfig
 
-NETWORKS: dict[str, type[nn.Module]] = {"mlp": MLP, "unet1d": UNet1D, "unet2d": UNet2D, "s4d": S4DNet}
+NETWORKS: dict[str, Any] = {"mlp": MLP, "unet1d": UNet1D, "unet2d": UNet2D, "s4d": S4DNet}
 
 
 def build_network(name: str, **config) -> nn.Module:
@@ -35,14 +36,27 @@ def build_network(name: str, **config) -> nn.Module:
     unknown = sorted(set(config) - set(fields))
     if unknown:
         raise ValueError(f"unknown config field(s) {unknown} for network {name!r}; valid fields: {fields}")
-    missing = [f.name for f in dataclasses.fields(cls.config_class)
-               if f.name not in config and f.default is dataclasses.MISSING]
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls.config_class)
+        if f.name not in config and f.default is dataclasses.MISSING
+    ]
     if missing:
         raise ValueError(f"network {name!r} needs config field(s) {missing}")
     return cls(cls.config_class(**config))
 
 
 __all__ = [
-    "MLP", "MLPConfig", "UNet1D", "UNet1DConfig", "UNet2D", "UNet2DConfig", "S4DNet", "S4DNetConfig",
-    "S4DLayer", "NoiseCondEmbedding", "NETWORKS", "build_network",
+    "MLP",
+    "MLPConfig",
+    "UNet1D",
+    "UNet1DConfig",
+    "UNet2D",
+    "UNet2DConfig",
+    "S4DNet",
+    "S4DNetConfig",
+    "S4DLayer",
+    "NoiseCondEmbedding",
+    "NETWORKS",
+    "build_network",
 ]

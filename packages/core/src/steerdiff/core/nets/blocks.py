@@ -32,15 +32,21 @@ def check_config(config, positive: tuple[str, ...]) -> None:
         require(value >= 1, f"{name}.{field} must be >= 1, got {value}")
     require(config.emb_dim % 2 == 0, f"{name}.emb_dim must be even, got {config.emb_dim}")
     require(config.cond_dim >= 0, f"{name}.cond_dim must be >= 0, got {config.cond_dim}")
-    require(config.noise_embedding in NOISE_EMBEDDINGS,
-            f"{name}.noise_embedding must be one of {NOISE_EMBEDDINGS}, got {config.noise_embedding!r}")
+    require(
+        config.noise_embedding in NOISE_EMBEDDINGS,
+        f"{name}.noise_embedding must be one of {NOISE_EMBEDDINGS}, got {config.noise_embedding!r}",
+    )
     if hasattr(config, "activation"):
-        require(config.activation in ACTIVATIONS,
-                f"{name}.activation must be one of {list(ACTIVATIONS)}, got {config.activation!r}")
+        require(
+            config.activation in ACTIVATIONS,
+            f"{name}.activation must be one of {list(ACTIVATIONS)}, got {config.activation!r}",
+        )
     if hasattr(config, "channel_mults"):
-        config.channel_mults = tuple(int(m) for m in config.channel_mults)   # JSON gives lists
-        require(len(config.channel_mults) >= 1 and min(config.channel_mults) >= 1,
-                f"{name}.channel_mults must be a non-empty tuple of ints >= 1, got {config.channel_mults}")
+        config.channel_mults = tuple(int(m) for m in config.channel_mults)  # JSON gives lists
+        require(
+            len(config.channel_mults) >= 1 and min(config.channel_mults) >= 1,
+            f"{name}.channel_mults must be a non-empty tuple of ints >= 1, got {config.channel_mults}",
+        )
 
 
 def make_activation(name: str) -> nn.Module:
@@ -53,8 +59,9 @@ def resolve_config(config_class: type, config, kwargs: dict):
     if config is None:
         return config_class(**kwargs)
     if kwargs:
-        raise ValueError(f"pass either a {config_class.__name__} or keyword fields, not both "
-                         f"(got {sorted(kwargs)})")
+        raise ValueError(
+            f"pass either a {config_class.__name__} or keyword fields, not both (got {sorted(kwargs)})"
+        )
     if not isinstance(config, config_class):
         raise ValueError(f"expected a {config_class.__name__}, got {type(config).__name__}")
     return config
@@ -125,8 +132,18 @@ class ResBlock(nn.Module):
     This is Diffuser's ResidualTemporalBlock, written for 1-D and 2-D inputs.
     """
 
-    def __init__(self, in_ch, out_ch, emb_dim, dims, kernel_size=3, groups=8, act="silu",
-                 padding_mode="zeros", dropout=0.0):
+    def __init__(
+        self,
+        in_ch,
+        out_ch,
+        emb_dim,
+        dims,
+        kernel_size=3,
+        groups=8,
+        act="silu",
+        padding_mode="zeros",
+        dropout=0.0,
+    ):
         super().__init__()
         self.block1 = ConvBlock(in_ch, out_ch, dims, kernel_size, groups, act, padding_mode)
         self.emb = nn.Sequential(make_activation(act), nn.Linear(emb_dim, out_ch))
@@ -169,7 +186,7 @@ class Upsample(nn.Module):
 class EmbSequential(nn.Sequential):
     """A Sequential that hands the embedding to the blocks that take one."""
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         for layer in self:
             x = layer(x, emb) if isinstance(layer, ResBlock) else layer(x)
         return x

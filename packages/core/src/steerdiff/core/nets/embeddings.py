@@ -33,6 +33,8 @@ class SinusoidalFeatures(nn.Module):
         freqs = scale * torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
         self.register_buffer("freqs", freqs, persistent=False)
 
+    freqs: torch.Tensor
+
     def forward(self, c: torch.Tensor) -> torch.Tensor:
         args = c[:, None].to(self.freqs.dtype) * self.freqs
         return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
@@ -46,6 +48,8 @@ class FourierFeatures(nn.Module):
         gen = torch.Generator().manual_seed(seed)
         freqs = 2 * math.pi * scale * torch.randn(dim // 2, generator=gen)
         self.register_buffer("freqs", freqs)  # saved with the weights
+
+    freqs: torch.Tensor
 
     def forward(self, c: torch.Tensor) -> torch.Tensor:
         args = c[:, None].to(self.freqs.dtype) * self.freqs
@@ -73,15 +77,18 @@ class NoiseCondEmbedding(nn.Module):
     def forward(self, c_noise: torch.Tensor, cond=None, cond_mask=None, *, batch_size: int) -> torch.Tensor:
         if not torch.is_tensor(c_noise) or c_noise.shape != (batch_size,):
             got = tuple(c_noise.shape) if torch.is_tensor(c_noise) else type(c_noise).__name__
-            raise ValueError(f"c_noise must have shape (B,) = ({batch_size},), one noise level per batch "
-                             f"item; got {got}")
+            raise ValueError(
+                f"c_noise must have shape (B,) = ({batch_size},), one noise level per batch item; got {got}"
+            )
         if not c_noise.is_floating_point():
             raise ValueError(f"c_noise must be a float tensor (c_noise = ln(sigma)/4), got {c_noise.dtype}")
         emb = self.noise_mlp(self.features(c_noise))
         if self.cond_dim == 0:
             if cond is not None or cond_mask is not None:
-                raise ValueError("this network was built with cond_dim=0 and takes no cond/cond_mask; "
-                                 "build it with cond_dim > 0 for conditional use")
+                raise ValueError(
+                    "this network was built with cond_dim=0 and takes no cond/cond_mask; "
+                    "build it with cond_dim > 0 for conditional use"
+                )
             return emb
         return emb + self.embed_cond(cond, cond_mask, batch_size)
 
@@ -92,8 +99,9 @@ class NoiseCondEmbedding(nn.Module):
             return self.null.expand(batch_size, -1)
         if not torch.is_tensor(cond) or cond.shape != (batch_size, self.cond_dim):
             got = tuple(cond.shape) if torch.is_tensor(cond) else type(cond).__name__
-            raise ValueError(f"cond must have shape (B, cond_dim) = ({batch_size}, {self.cond_dim}), "
-                             f"got {got}")
+            raise ValueError(
+                f"cond must have shape (B, cond_dim) = ({batch_size}, {self.cond_dim}), got {got}"
+            )
         if not cond.is_floating_point():
             raise ValueError(f"cond must be a float tensor, got dtype {cond.dtype}")
         cond = cond.to(self.null.dtype)

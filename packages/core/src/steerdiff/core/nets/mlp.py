@@ -15,12 +15,12 @@ NORMS = ("layernorm", "none")
 
 @dataclass
 class MLPConfig:
-    dim: int                        # data dimension D
-    hidden: int = 256               # width of the residual stream
-    depth: int = 4                  # number of residual blocks
+    dim: int  # data dimension D
+    hidden: int = 256  # width of the residual stream
+    depth: int = 4  # number of residual blocks
     emb_dim: int = 128
-    norm: str = "layernorm"         # "layernorm" | "none"
-    film: bool = False              # False: add the embedding; True: FiLM scale and shift
+    norm: str = "layernorm"  # "layernorm" | "none"
+    film: bool = False  # False: add the embedding; True: FiLM scale and shift
     activation: str = "silu"
     dropout: float = 0.0
     cond_dim: int = 0
@@ -40,7 +40,10 @@ class MLPBlock(nn.Module):
         self.film = film
         self.emb = nn.Sequential(make_activation(act), nn.Linear(emb_dim, 2 * width if film else width))
         self.body = nn.Sequential(
-            make_activation(act), nn.Linear(width, width), make_activation(act), nn.Dropout(dropout),
+            make_activation(act),
+            nn.Linear(width, width),
+            make_activation(act),
+            nn.Dropout(dropout),
             nn.Linear(width, width),
         )
 

@@ -25,12 +25,21 @@ from .embeddings import NoiseCondEmbedding
 class S4DLayer(nn.Module):
     """S4D layer on (B, H, L): SSM convolution + skip D, then GELU, dropout and a GLU output projection."""
 
-    def __init__(self, d_model: int, d_state: int = 64, bidirectional: bool = False, dt_min: float = 1e-3,
-                 dt_max: float = 1e-1, dropout: float = 0.0):
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        bidirectional: bool = False,
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         require(d_model >= 1, f"S4DLayer d_model must be >= 1, got {d_model}")
-        require(d_state >= 2 and d_state % 2 == 0,
-                f"S4DLayer d_state must be an even number >= 2 (conjugate pairs of modes), got {d_state}")
+        require(
+            d_state >= 2 and d_state % 2 == 0,
+            f"S4DLayer d_state must be an even number >= 2 (conjugate pairs of modes), got {d_state}",
+        )
         require(0 < dt_min <= dt_max, f"S4DLayer needs 0 < dt_min <= dt_max, got {dt_min}, {dt_max}")
         h, n = d_model, d_state // 2
         self.d_model, self.bidirectional = d_model, bidirectional
@@ -54,10 +63,10 @@ class S4DLayer(nn.Module):
     def kernel(self, length: int) -> torch.Tensor:
         """The SSM kernels K (directions, H, L), by ZOH discretisation and a Vandermonde product."""
         A = self.A
-        dtA = A * self.dt[:, None]                                       # (H, N/2)
-        CB = torch.view_as_complex(self.C) * (torch.exp(dtA) - 1) / A     # C * dB
+        dtA = A * self.dt[:, None]  # (H, N/2)
+        CB = torch.view_as_complex(self.C) * (torch.exp(dtA) - 1) / A  # C * dB
         steps = torch.arange(length, device=A.device, dtype=self.log_dt.dtype)
-        vandermonde = torch.exp(dtA[..., None] * steps)                   # (H, N/2, L): dA ** l
+        vandermonde = torch.exp(dtA[..., None] * steps)  # (H, N/2, L): dA ** l
         return 2 * torch.einsum("khn,hnl->khl", CB, vandermonde).real
 
     def ssm(self, u: torch.Tensor) -> torch.Tensor:
@@ -65,7 +74,7 @@ class S4DLayer(nn.Module):
         check_shape(u, ("B", self.d_model, "L"), "S4DLayer", "u")
         length = u.shape[-1]
         k = self.kernel(length)
-        if self.bidirectional:   # causal kernel on [0, L), reversed anti-causal kernel on (L, 2L)
+        if self.bidirectional:  # causal kernel on [0, L), reversed anti-causal kernel on (L, 2L)
             k = nn.functional.pad(k[0], (0, length)) + nn.functional.pad(k[1].flip(-1), (length, 0))
         else:
             k = k[0]
@@ -82,18 +91,20 @@ class S4DNetConfig:
     in_channels: int
     hidden_channels: int = 64
     num_blocks: int = 3
-    d_state: int = 64                 # TSDiff uses 128
+    d_state: int = 64  # TSDiff uses 128
     bidirectional: bool = True
     emb_dim: int = 128
     dropout: float = 0.0
-    init_skip: bool = False           # TSDiff's init_skip: add the input to the output
+    init_skip: bool = False  # TSDiff's init_skip: add the input to the output
     cond_dim: int = 0
     noise_embedding: str = "sinusoidal"
 
     def __post_init__(self):
         check_config(self, positive=("in_channels", "hidden_channels", "num_blocks", "emb_dim"))
-        require(self.d_state >= 2 and self.d_state % 2 == 0,
-                f"S4DNetConfig.d_state must be an even number >= 2, got {self.d_state}")
+        require(
+            self.d_state >= 2 and self.d_state % 2 == 0,
+            f"S4DNetConfig.d_state must be an even number >= 2, got {self.d_state}",
+        )
 
 
 class ChannelLayerNorm(nn.LayerNorm):
@@ -107,8 +118,9 @@ class S4DBlock(nn.Module):
     """SSSD/TSDiff residual block: + embedding, pre-LN S4D with residual, tanh*sigmoid gate, then
     1x1 convs to a residual output and a skip output (the last block has only the skip)."""
 
-    def __init__(self, hidden: int, emb_dim: int, d_state: int, bidirectional: bool, dropout: float,
-                 last: bool = False):
+    def __init__(
+        self, hidden: int, emb_dim: int, d_state: int, bidirectional: bool, dropout: float, last: bool = False
+    ):
         super().__init__()
         self.emb = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, hidden))
         self.norm = ChannelLayerNorm(hidden)

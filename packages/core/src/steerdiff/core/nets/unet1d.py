@@ -13,19 +13,30 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .blocks import (ConvBlock, Downsample, EmbSequential, ResBlock, Upsample, check_config, check_shape,
-                     crop_to, pad_to_multiple, require, resolve_config)
+from .blocks import (
+    ConvBlock,
+    Downsample,
+    EmbSequential,
+    ResBlock,
+    Upsample,
+    check_config,
+    check_shape,
+    crop_to,
+    pad_to_multiple,
+    require,
+    resolve_config,
+)
 from .embeddings import NoiseCondEmbedding
 
 
 @dataclass
 class UNet1DConfig:
-    in_channels: int                          # channels C of (B, C, L), e.g. obs_dim + act_dim
+    in_channels: int  # channels C of (B, C, L), e.g. obs_dim + act_dim
     base_channels: int = 32
-    channel_mults: tuple[int, ...] = (1, 2, 4, 8)   # one entry per level; len - 1 downsamplings
+    channel_mults: tuple[int, ...] = (1, 2, 4, 8)  # one entry per level; len - 1 downsamplings
     kernel_size: int = 5
     emb_dim: int = 128
-    groups: int = 8                           # GroupNorm groups (reduced to divide the channel count)
+    groups: int = 8  # GroupNorm groups (reduced to divide the channel count)
     activation: str = "mish"
     dropout: float = 0.0
     cond_dim: int = 0
@@ -51,10 +62,11 @@ class UNet1D(nn.Module):
         self.embed = NoiseCondEmbedding(cfg.emb_dim, cfg.cond_dim, cfg.noise_embedding)
 
         def res(i, o):
-            return ResBlock(i, o, cfg.emb_dim, 1, cfg.kernel_size, cfg.groups, cfg.activation,
-                            dropout=cfg.dropout)
+            return ResBlock(
+                i, o, cfg.emb_dim, 1, cfg.kernel_size, cfg.groups, cfg.activation, dropout=cfg.dropout
+            )
 
-        self.downs = nn.ModuleList()          # level i: two blocks -> skip i, then downsample
+        self.downs = nn.ModuleList()  # level i: two blocks -> skip i, then downsample
         self.downsamples = nn.ModuleList()
         in_ch = cfg.in_channels
         for i, ch in enumerate(chs):
@@ -62,7 +74,7 @@ class UNet1D(nn.Module):
             self.downsamples.append(Downsample(ch, 1) if i < n - 1 else nn.Identity())
             in_ch = ch
         self.mid = EmbSequential(res(chs[-1], chs[-1]), res(chs[-1], chs[-1]))
-        self.ups = nn.ModuleList()            # level i (coarse to fine): concat skip i, two blocks, upsample
+        self.ups = nn.ModuleList()  # level i (coarse to fine): concat skip i, two blocks, upsample
         for i in reversed(range(n)):
             out = chs[i - 1] if i > 0 else chs[0]
             blocks = [res(2 * chs[i], out), res(out, out)] + ([Upsample(out, 1)] if i > 0 else [])

@@ -18,8 +18,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import (PADDING_MODES, Downsample, EmbSequential, ResBlock, Upsample, check_config, check_shape,
-                     crop_to, groups_for, make_activation, pad_to_multiple, require, resolve_config)
+from .blocks import (
+    PADDING_MODES,
+    Downsample,
+    EmbSequential,
+    ResBlock,
+    Upsample,
+    check_config,
+    check_shape,
+    crop_to,
+    groups_for,
+    make_activation,
+    pad_to_multiple,
+    require,
+    resolve_config,
+)
 from .embeddings import NoiseCondEmbedding
 
 
@@ -29,32 +42,40 @@ class UNet2DConfig:
     base_channels: int = 64
     channel_mults: tuple[int, ...] = (1, 2, 2)
     num_res_blocks: int = 2
-    attention_levels: tuple[int, ...] = (-1,)   # self-attention levels: 0 = full resolution, -1 = coarsest
+    attention_levels: tuple[int, ...] = (-1,)  # self-attention levels: 0 = full resolution, -1 = coarsest
     mid_attention: bool = True
     num_heads: int = 4
     emb_dim: int = 128
     groups: int = 8
     activation: str = "silu"
     dropout: float = 0.0
-    padding_mode: str = "zeros"                 # "zeros" | "circular" (periodic fields)
+    padding_mode: str = "zeros"  # "zeros" | "circular" (periodic fields)
     cond_dim: int = 0
     noise_embedding: str = "sinusoidal"
 
     def __post_init__(self):
-        check_config(self, positive=("in_channels", "base_channels", "num_res_blocks", "num_heads", "emb_dim",
-                                     "groups"))
+        check_config(
+            self,
+            positive=("in_channels", "base_channels", "num_res_blocks", "num_heads", "emb_dim", "groups"),
+        )
         self.attention_levels = tuple(int(a) for a in self.attention_levels)
         n = len(self.channel_mults)
-        require(all(-n <= a < n for a in self.attention_levels),
-                f"UNet2DConfig.attention_levels must lie in {-n}..{n - 1} for {n} levels, "
-                f"got {self.attention_levels}")
+        require(
+            all(-n <= a < n for a in self.attention_levels),
+            f"UNet2DConfig.attention_levels must lie in {-n}..{n - 1} for {n} levels, "
+            f"got {self.attention_levels}",
+        )
         for level in set(self.attention_levels) | ({n - 1} if self.mid_attention else set()):
             ch = self.base_channels * self.channel_mults[level]
-            require(ch % self.num_heads == 0,
-                    f"UNet2DConfig: {ch} channels at attention level {level} are not divisible by "
-                    f"num_heads={self.num_heads}")
-        require(self.padding_mode in PADDING_MODES,
-                f"UNet2DConfig.padding_mode must be one of {PADDING_MODES}, got {self.padding_mode!r}")
+            require(
+                ch % self.num_heads == 0,
+                f"UNet2DConfig: {ch} channels at attention level {level} are not divisible by "
+                f"num_heads={self.num_heads}",
+            )
+        require(
+            self.padding_mode in PADDING_MODES,
+            f"UNet2DConfig.padding_mode must be one of {PADDING_MODES}, got {self.padding_mode!r}",
+        )
 
 
 class Attention2d(nn.Module):
@@ -70,7 +91,7 @@ class Attention2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         qkv = self.qkv(self.norm(x)).reshape(b, 3, self.num_heads, c // self.num_heads, h * w)
-        q, k, v = qkv.transpose(-1, -2).unbind(1)          # (B, heads, HW, c/heads) each
+        q, k, v = qkv.transpose(-1, -2).unbind(1)  # (B, heads, HW, c/heads) each
         out = F.scaled_dot_product_attention(q, k, v)
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
@@ -100,7 +121,7 @@ class UNet2D(nn.Module):
 
         ch = cfg.base_channels
         self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1, padding_mode=pm)
-        self.downs = nn.ModuleList()      # each entry produces one skip
+        self.downs = nn.ModuleList()  # each entry produces one skip
         skip_chs = [ch]
         for level, mult in enumerate(cfg.channel_mults):
             out = cfg.base_channels * mult
@@ -115,7 +136,7 @@ class UNet2D(nn.Module):
                 self.downs.append(EmbSequential(Downsample(ch, 2, pm)))
                 skip_chs.append(ch)
         self.mid = EmbSequential(res(ch, ch), *([attn(ch)] if cfg.mid_attention else []), res(ch, ch))
-        self.ups = nn.ModuleList()        # each entry consumes one skip
+        self.ups = nn.ModuleList()  # each entry consumes one skip
         for level in reversed(range(n)):
             out = cfg.base_channels * cfg.channel_mults[level]
             for i in range(cfg.num_res_blocks + 1):
