@@ -1,81 +1,129 @@
-"""``steerdiff-timeseries``: data -> train -> forecast / impute / refine / synthesize -> evaluate, and demo.
+"""steerdiff-timeseries: data -> train -> forecast / impute / refine / synthesize -> evaluate, and demo.
 
-Every command takes ``--seed``, ``--device`` (auto: CUDA when present) and ``--out`` (a folder that gets a JSON
-summary and, where it helps, a PNG). Data is a bundled dataset name (``elecdemand``, ``taylor``,
-``us_employment``), ``gluonts:<name>`` already on disk, a wide or long CSV, or GluonTS JSON lines.
-The last ``--test-windows`` x prediction_length points of every series are held out: models train on what
-comes before, and every metric is computed on the held-out rolling windows.
+Data is a bundled dataset name (elecdemand, taylor, us_employment), gluonts:<name> already on disk, a wide or
+long CSV, or GluonTS JSON lines. `train` holds out the last --test-windows x prediction points of every series
+and writes a model bundle that remembers the data and the split, so the other commands need only --model.
+Every command writes summary.json (and its files) into --out; --json prints the whole summary.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from steerdiff.core.io import atomic_open, write_json
+from steerdiff.core.command import (
+    UsageError,
+    add_runtime_flags,
+    add_sampling_flags,
+    existing_dir,
+    make_parser,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    run_command,
+    subcommands,
+)
+from steerdiff.core.io import atomic_open, save_figure
+from steerdiff.core.training import TrainConfig
 
-from . import data as D
-from .model import TSDiff, TSDiffConfig
+from .data import DATASETS, SCALINGS, load_series, parse_freq, to_entries
+from .forecast import SCENARIOS, missing_mask, with_missing
+from .metrics import evaluate_forecast
+from .model import TSDiffConfig
+from .pipeline import TSDiffPipeline
+from .plots import fan_chart
+from .refine import METHODS as REFINE_METHODS
+from .refine import REGULARIZERS
 
-__all__ = ["load_series", "main"]
+__all__ = ["build_parser", "main"]
+
+PROG = "steerdiff-timeseries"
+DATA_HELP = (f"a bundled dataset ({', '.join(sorted(DATASETS))}), gluonts:<name> already on disk, a .csv "
+             "(wide, or long with item_id,timestamp,target) or GluonTS .jsonl")
 
 
-_write_json = write_json
+# ----------------------------------------------------------------------------------------------- helpers
+
+def _series(source: str, freq: str | None):
+    """Read the user's data now (before any training); a missing optional dependency is a usage error."""
+    try:
+        return load_series(source, freq)
+    except ImportError as err:
+        raise UsageError(str(err)) from None
 
 
-def _write_npz(path: Path, **arrays) -> None:
+def _source(data: str) -> str:
+    """How the bundle names the data: a file by its absolute path, a dataset by its name."""
+    path = Path(data)
+    return str(path.resolve()) if data.endswith((".csv", ".json", ".jsonl")) and path.exists() else data
+
+
+def _write_npz(path: Path, **arrays) -> Path:
     with atomic_open(path, "wb") as f:
         np.savez_compressed(f, **{k: np.asarray(v) for k, v in arrays.items()})
+    return path
 
 
-def load_series(source: str, freq: str | None = None) -> list[D.Series]:
-    """A bundled name, ``gluonts:<name>``, a .csv (wide; long with ``item_id,timestamp,target`` columns) or
-    GluonTS .json/.jsonl lines ``{"start", "target"}``."""
-    path = Path(source)
-    if source.endswith((".jsonl", ".json")):
-        if not path.exists():
-            raise FileNotFoundError(f"{source} does not exist")
-        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        return D.from_entries(lines, freq)
-    if source.endswith(".csv"):
-        if not path.exists():
-            raise FileNotFoundError(f"{source} does not exist")
-        import pandas as pd
-        cols = set(pd.read_csv(path, nrows=0).columns)
-        if {"item_id", "timestamp", "target"} <= cols:
-            return D.from_csv(path, freq, item_id="item_id", timestamp="timestamp", target="target")
-        return D.from_csv(path, freq)
-    return D.load_dataset(source)
-
-
-def _device(name: str) -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
-                        "cpu" if name == "auto" else name)
+def _lags(text: str, freq) -> tuple[int, ...]:
+    if text == "auto":
+        return parse_freq(freq).default_lags
+    if text in ("", "none"):
+        return ()
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"--lags {text!r} is not a comma-separated list of positive integers; use e.g. 24,168, "
+                         "auto or none") from None
 
 
 def _generator(args) -> torch.Generator:
-    return torch.Generator(_device(args.device)).manual_seed(args.seed)
+    return torch.Generator(args.device).manual_seed(args.seed)
 
 
-def _lags(text: str, freq: str) -> tuple[int, ...]:
-    if text == "auto":
-        return D.parse_freq(freq).default_lags
-    if text in ("", "none"):
-        return ()
-    return tuple(int(v) for v in text.split(","))
+def _load(args) -> tuple[TSDiffPipeline, list, object]:
+    """The model, and the data it is used on (--data, or the data it was trained with), split as in training."""
+    pipe = TSDiffPipeline.from_pretrained(args.model, device=args.device)
+    split = pipe.data_split
+    source = getattr(args, "data", None) or (split.source if split else None)
+    if source is None:
+        raise UsageError(f"the model in {args.model} does not record its training data; give --data")
+    train, test = pipe.split(_series(source, args.freq), args.test_windows)
+    return pipe, train, test
 
 
-def _split(args, model: TSDiff):
-    series = load_series(args.data, args.freq)
-    return D.split_last(series, model.spec, args.test_windows)
+def _sampling(args) -> dict:
+    return {"num_samples": args.num_samples, "scale": args.scale, "solver": args.solver, "num_steps": args.steps,
+            "batch_size": args.batch_windows}
 
 
-def _print_table(title: str, rows: dict, columns=("crps", "nd", "nrmse", "seconds")) -> None:
+def _plot(out: Path, name: str, history, samples, test) -> str:
+    titles = [f"{i} @ {s}" for i, s in zip(test.item_ids, test.starts)]
+    return str(fan_chart(out / name, history, samples, test.future, titles,
+                         show_history=min(history.shape[1], 3 * samples.shape[2])))
+
+
+def _read_base(path: Path, test) -> torch.Tensor:
+    """A base forecast file (N, samples, prediction), checked against the test windows when it is read."""
+    try:
+        base = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise UsageError(f"--base {path}: not a readable .npy file ({err}); save the forecasts with numpy.save") \
+            from None
+    n, h = test.future.shape
+    if base.ndim != 3 or base.shape[0] != n or base.shape[2] != h:
+        raise UsageError(f"--base {path} has shape {base.shape}, but the {n} test windows need forecasts of shape "
+                         f"({n}, samples, {h}); save one row of sample paths per test window")
+    if not np.isfinite(base).all():
+        raise UsageError(f"--base {path} contains NaN or inf; give finite forecasts")
+    return torch.as_tensor(base, dtype=torch.float32)
+
+
+def _table(title: str, rows: dict, columns=("crps", "nd", "nrmse", "seconds")) -> None:
     print(f"\n{title}")
     print(f"{'method':<26}" + "".join(f"{c:>10}" for c in columns))
     for name, m in rows.items():
@@ -83,256 +131,322 @@ def _print_table(title: str, rows: dict, columns=("crps", "nd", "nrmse", "second
                                       for c in columns))
 
 
+def _train(args, series, source: str, out: Path) -> tuple[TSDiffPipeline, dict]:
+    freq = str(series[0].freq)
+    config = TSDiffConfig(args.context, args.prediction, _lags(args.lags, freq), freq, args.hidden, args.blocks,
+                          args.d_state, init_skip=args.init_skip, scaling=args.scaling)
+    tc = TrainConfig(steps=args.train_steps, batch_size=args.batch_size, lr=args.lr, grad_clip=0.5, seed=args.seed,
+                     ema_decay=0.995, checkpoint_every=max(args.train_steps // 4, 1))
+    pipe = TSDiffPipeline.train(series, config, tc, test_windows=args.test_windows,
+                                validation_windows=args.validation_windows, stride=args.stride, source=source,
+                                out_dir=out, device=args.device, seed=args.seed, progress=not args.quiet)
+    model_dir = pipe.save_pretrained(out / "model")
+    result = pipe.train_result
+    k = max(1, len(result.losses) // 10)
+    return pipe, {"model": str(model_dir), "windows": pipe.train_windows,
+                  "train_steps": result.step, "loss_first": float(np.mean(result.losses[:k])),
+                  "loss_last": float(np.mean(result.losses[-k:])), "config": pipe.model.bundle_config()}
+
+
 # ---------------------------------------------------------------------------------------------- commands
 
 def cmd_data(args) -> dict:
-    series = load_series(args.data, args.freq)
+    series = _series(args.data, args.freq)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".series.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(e) + "\n" for e in D.to_entries(series)))
-    os.replace(tmp, out / "series.jsonl")
+    with atomic_open(out / "series.jsonl", "w") as f:
+        f.writelines(json.dumps(e) + "\n" for e in to_entries(series))
     lengths = [len(s) for s in series]
-    summary = {"data": args.data, "num_series": len(series), "freq": str(series[0].freq),
-               "season_length": series[0].freq.season_length, "default_lags": list(series[0].freq.default_lags),
-               "min_length": min(lengths), "max_length": max(lengths), "total_points": sum(lengths)}
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(min(4, len(series)), 1, figsize=(9, 2 * min(4, len(series))), squeeze=False)
+
+    n = min(4, len(series))
+    fig, axes = plt.subplots(n, 1, figsize=(9, 2 * n), squeeze=False)
     for ax, s in zip(axes[:, 0], series):
         ax.plot(s.index(), s.target, lw=0.6)
         ax.set_title(s.item_id, fontsize=9)
     fig.tight_layout()
-    fig.savefig(out / "series.png", dpi=90)
-    plt.close(fig)
-    return summary
+    try:
+        save_figure(fig, out / "series.png", dpi=90)
+    finally:
+        plt.close(fig)
+    return {"data": args.data, "num_series": len(series), "freq": str(series[0].freq),
+            "season_length": series[0].freq.season_length, "default_lags": list(series[0].freq.default_lags),
+            "min_length": min(lengths), "max_length": max(lengths), "total_points": sum(lengths),
+            "series": str(out / "series.jsonl"), "plot": str(out / "series.png")}
 
 
 def cmd_train(args) -> dict:
-    from steerdiff.core.training import TrainConfig
-    series = load_series(args.data, args.freq)
-    freq = str(series[0].freq)
-    cfg = TSDiffConfig(args.context, args.prediction, _lags(args.lags, freq), freq, args.hidden, args.blocks,
-                       args.d_state, init_skip=args.init_skip, scaling=args.scaling)
-    train, _ = D.split_last(series, cfg.spec, args.test_windows)
-    windows = D.training_windows(train, cfg.spec, args.stride)
-    model = TSDiff(cfg)
-    tc = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, grad_clip=0.5, seed=args.seed,
-                     ema_decay=0.995, checkpoint_every=max(args.steps // 4, 1))
-    result = model.fit(windows, tc, out_dir=args.out, device=_device(args.device))
-    k = max(1, len(result.losses) // 10)
-    return {"windows": windows.shape[0], "steps": result.step, "loss_first": float(np.mean(result.losses[:k])),
-            "loss_last": float(np.mean(result.losses[-k:])), "config": vars(cfg) | {"lags": list(cfg.lags)}}
-
-
-def _load(args) -> TSDiff:
-    return TSDiff.load(args.model, device=_device(args.device))
-
-
-def _sample_options(args) -> dict:
-    return {"num_samples": args.samples, "scale": args.scale, "solver": args.solver, "num_steps": args.num_steps,
-                "batch_size": args.batch_windows}
+    series = _series(args.data, args.freq)
+    _, summary = _train(args, series, _source(args.data), Path(args.out))
+    return summary
 
 
 def cmd_forecast(args) -> dict:
-    from .forecast import forecast, missing_mask, with_missing
-    from .metrics import evaluate_forecast
-    model = _load(args)
-    _, test = _split(args, model)
+    pipe, _, test = _load(args)
     g = _generator(args)
-    history = with_missing(test.history, missing_mask(args.scenario, len(test.history),
-                                                      model.spec.context_length, generator=g))
-    samples = forecast(model, history, guidance=args.guidance, generator=g, progress=True, **_sample_options(args))
-    _write_npz(Path(args.out) / "forecast.npz", samples=samples, history=history, future=test.future)
-    _plot(args, history, samples, test, "forecast.png")
-    return {"guidance": args.guidance, "scale": args.scale, "scenario": args.scenario,
-            "windows": len(test.history), **evaluate_forecast(samples, test.future)}
-
-
-def _plot(args, history, samples, test, name):
-    from .plots import fan_chart
-    titles = [f"{i} @ {s}" for i, s in zip(test.item_ids, test.starts)]
-    fan_chart(Path(args.out) / name, history, samples, test.future, titles,
-              show_history=min(history.shape[1], 3 * samples.shape[2]))
+    history = with_missing(test.history, missing_mask(args.scenario, len(test.history), pipe.spec.context_length,
+                                                      generator=g))
+    samples = pipe.forecast(history, guidance=args.guidance, generator=g, progress=not args.quiet,
+                            **_sampling(args))
+    out = Path(args.out)
+    _write_npz(out / "forecast.npz", samples=samples, history=history, future=test.future)
+    return {"guidance": args.guidance, "scale": args.scale, "scenario": args.scenario, "windows": len(test.history),
+            **evaluate_forecast(samples, test.future), "samples": str(out / "forecast.npz"),
+            "plot": _plot(out, "forecast.png", history, samples, test)}
 
 
 def cmd_impute(args) -> dict:
-    from .forecast import impute, missing_mask
-    from .metrics import evaluate_forecast
-    model = _load(args)
-    _, test = _split(args, model)
+    pipe, _, test = _load(args)
     g = _generator(args)
-    spec = model.spec
+    spec = pipe.spec
+    if args.k is not None and args.k >= spec.context_length:
+        raise UsageError(f"--k {args.k} must be below the context length {spec.context_length} so that some "
+                         "context stays observed")
     y = torch.cat([test.history, test.future], 1)
     ctx = slice(spec.max_lag, spec.history_length)
     mask = missing_mask(args.scenario, len(y), spec.context_length, args.k, generator=g)
     gappy = y.clone()
     gappy[:, ctx] = gappy[:, ctx].masked_fill(mask, float("nan"))
-    samples = impute(model, gappy, guidance=args.guidance, generator=g, progress=True, **_sample_options(args))
+    samples = pipe.impute(gappy, guidance=args.guidance, generator=g, progress=not args.quiet, **_sampling(args))
     ctx_samples = samples[:, :, :spec.context_length]
     truth = y[:, ctx]
-    # score only the imputed points: gather them per window (every window has the same count k)
-    k = int(mask[0].sum())
+    k = int(mask[0].sum())  # score only the imputed points (every window has the same count k)
     idx = mask.nonzero()[:, 1].reshape(len(y), k)
     metrics = evaluate_forecast(ctx_samples.gather(2, idx[:, None].expand(-1, ctx_samples.shape[1], -1)),
-                                truth.gather(1, idx))
-    _write_npz(Path(args.out) / "impute.npz", samples=samples, observed=gappy, truth=y)
-    from .plots import fan_chart
-    fan_chart(Path(args.out) / "impute.png", gappy[:, :spec.max_lag + 1], ctx_samples, truth,
-              [f"{args.scenario}: {i}" for i in test.item_ids], show_history=1)
-    return {"scenario": args.scenario, "imputed_points_per_window": k, **metrics}
+                                truth.gather(1, idx)) if k else {}
+    out = Path(args.out)
+    _write_npz(out / "impute.npz", samples=samples, observed=gappy, truth=y)
+    plot = fan_chart(out / "impute.png", gappy[:, :spec.max_lag + 1], ctx_samples, truth,
+                     [f"{args.scenario}: {i}" for i in test.item_ids], show_history=1)
+    return {"scenario": args.scenario, "imputed_points_per_window": k, **metrics,
+            "samples": str(out / "impute.npz"), "plot": str(plot)}
 
 
 def cmd_refine(args) -> dict:
-    from .evaluation import base_forecasts
-    from .metrics import evaluate_forecast
-    from .refine import refine
-    model = _load(args)
-    train, test = _split(args, model)
+    pipe, train, test = _load(args)
     if args.base in ("seasonal_naive", "linear"):
-        base = base_forecasts(model, train, test)[args.base]
+        base = pipe.base_forecast(args.base, test.history, train)
     else:
-        base = torch.as_tensor(np.load(args.base), dtype=torch.float32)
-    g = _generator(args)
-    samples = refine(model, test.history, base, method=args.method, regularizer=args.regularizer,
-                     steps=args.refine_steps, num_samples=args.samples, generator=g)
-    _write_npz(Path(args.out) / "refine.npz", samples=samples, base=base, future=test.future)
-    _plot(args, test.history, samples, test, "refine.png")
+        path = Path(args.base)
+        if not path.is_file():
+            raise UsageError(f"--base {path}: no such file; give seasonal_naive, linear or a .npy file of "
+                             "forecasts (N, samples, prediction)")
+        base = _read_base(path, test)
+    samples = pipe.refine(test.history, base, method=args.method, regularizer=args.regularizer,
+                          steps=args.refine_steps, num_samples=args.num_samples, generator=_generator(args))
+    out = Path(args.out)
+    _write_npz(out / "refine.npz", samples=samples, base=base, future=test.future)
     return {"base": args.base, "method": args.method, "base_metrics": evaluate_forecast(base, test.future),
-            "refined_metrics": evaluate_forecast(samples, test.future)}
+            "refined_metrics": evaluate_forecast(samples, test.future), "samples": str(out / "refine.npz"),
+            "plot": _plot(out, "refine.png", test.history, samples, test)}
 
 
 def cmd_synthesize(args) -> dict:
-    from .synthesis import generate, linear_predictive_score
-    model = _load(args)
-    g = _generator(args)
-    x = generate(model, args.n, solver=args.solver, num_steps=args.num_steps, generator=g, progress=True)
-    _write_npz(Path(args.out) / "synthetic.npz", windows=x)
-    out = {"windows": args.n, "shape": list(x.shape)}
-    if args.data:
-        train, test = _split(args, model)
-        real = D.training_windows(train, model.spec)
-        ctx, scaling = model.spec.context_length, model.spec.scaling
-        out["lps_synthetic"] = linear_predictive_score(x, test, ctx, scaling=scaling)
-        out["lps_real"] = linear_predictive_score(real, test, ctx, scaling=scaling)
-    return out
+    from .synthesis import linear_predictive_score
 
+    pipe = TSDiffPipeline.from_pretrained(args.model, device=args.device)
+    train = test = None
+    if args.data:  # read and check the data before sampling
+        train, test = pipe.split(_series(args.data, args.freq), args.test_windows)
+    x = pipe.synthesize(args.num_samples, solver=args.solver, num_steps=args.steps, generator=_generator(args),
+                        progress=not args.quiet)
+    out = Path(args.out)
+    summary = {"windows": args.num_samples, "shape": list(x.shape),
+               "samples": str(_write_npz(out / "synthetic.npz", windows=x))}
+    if train is not None:
+        from .data import training_windows
 
-def cmd_evaluate(args) -> dict:
-    from .evaluation import compare_forecasters, compare_missing, compare_training_data
-    model = _load(args)
-    train, test = _split(args, model)
-    g = _generator(args)
-    opts = _sample_options(args)
-    metrics, samples = compare_forecasters(model, train, test, refine_steps=args.refine_steps, generator=g,
-                                           **opts)
-    _print_table("forecast CRPS on held-out rolling windows", metrics)
-    missing = compare_missing(model, test, generator=g, **opts)
-    _print_table("TSDiff-Q with half the context missing", missing)
-    lps = compare_training_data(model, train, test, args.synthetic, solver=args.solver,
-                                num_steps=args.num_steps, generator=g)
-    print(f"\nLPS (ridge trained on windows, CRPS on test): real {lps['real']['lps']:.4f}, "
-          f"synthetic {lps['synthetic']['lps']:.4f}")
-    best = min((k for k in metrics if metrics[k]["crps"] is not None), key=lambda k: metrics[k]["crps"])
-    for name in ("tsdiff_q", best):
-        if samples.get(name) is not None:
-            _plot(args, test.history, samples[name], test, f"forecast_{name.replace('+', '_')}.png")
-    return {"forecast": metrics, "missing": missing, "lps": lps, "best": best, "windows": len(test.history)}
-
-
-def cmd_demo(args) -> dict:
-    """Train a small model on a bundled real series (default elecdemand, hourly) and run `evaluate`."""
-    base = Path(args.out)
-    args.data = args.data or "elecdemand"
-    args.out = str(base / "model")
-    summary = {"train": cmd_train(args)}
-    args.model, args.out = str(base / "model"), str(base)
-    summary["evaluate"] = cmd_evaluate(args)
+        real = training_windows(train, pipe.spec)
+        ctx, scaling = pipe.spec.context_length, pipe.spec.scaling
+        summary["lps_synthetic"] = linear_predictive_score(x, test, ctx, scaling=scaling)
+        summary["lps_real"] = linear_predictive_score(real, test, ctx, scaling=scaling)
     return summary
 
 
-# -------------------------------------------------------------------------------------------------- main
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="steerdiff-timeseries", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-
-    def add(name, fn, help, model=True, data=True, sampling=True):
-        s = sub.add_parser(name, help=help)
-        s.set_defaults(fn=fn)
-        s.add_argument("--seed", type=int, default=0)
-        s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-        s.add_argument("--out", required=name != "demo", default="tsdiff-demo" if name == "demo" else None)
-        if data:
-            s.add_argument("--data", required=name not in ("demo", "synthesize"),
-                           help="elecdemand | taylor | us_employment | gluonts:<name> | file.csv | file.jsonl")
-            s.add_argument("--freq", default=None, help="frequency when the data does not carry one (e.g. H)")
-            s.add_argument("--test-windows", type=int, default=4, help="held-out rolling windows per series")
-        if model:
-            s.add_argument("--model", required=True, help="a folder written by `train`")
-        if sampling:
-            s.add_argument("--samples", type=int, default=100, help="sample paths per window")
-            s.add_argument("--scale", type=float, default=4.0, help="self-guidance scale s")
-            s.add_argument("--guidance", choices=("quantile", "mse", "none"), default="quantile")
-            s.add_argument("--solver", default="ddpm", help="ddpm (TSDiff), ddim, dpmpp_2m ...")
-            s.add_argument("--num-steps", type=int, default=100)
-            s.add_argument("--batch-windows", type=int, default=None, help="windows sampled at once")
-        return s
-
-    add("data", cmd_data, "load a dataset, write GluonTS JSON lines, a summary and a plot", model=False,
-        sampling=False)
-    for s in (add("train", cmd_train, "train an unconditional TSDiff model", model=False, sampling=False),
-              add("demo", cmd_demo, "train and evaluate on a bundled real series", model=False)):
-        s.add_argument("--context", type=int, default=168)
-        s.add_argument("--prediction", type=int, default=24)
-        s.add_argument("--lags", default="auto", help="comma-separated lags, 'auto' (by frequency) or 'none'")
-        s.add_argument("--hidden", type=int, default=64)
-        s.add_argument("--blocks", type=int, default=3)
-        s.add_argument("--d-state", type=int, default=64)
-        s.add_argument("--init-skip", action=argparse.BooleanOptionalAction, default=True,
-                       help="residual network (eps_hat = x_t + F); keeps self-guidance stable on short training")
-        s.add_argument("--scaling", choices=D.SCALINGS, default="mean",
-                       help="scale windows by the context mean |y| (the paper's) or standardise them by the "
-                       "context mean and std (for series that move little relative to their level)")
-        s.add_argument("--steps", type=int, default=2000)
-        s.add_argument("--batch-size", type=int, default=64)
-        s.add_argument("--lr", type=float, default=1e-3)
-        s.add_argument("--stride", type=int, default=1)
-    f = add("forecast", cmd_forecast, "self-guided forecasts of the held-out windows, with a fan chart")
-    f.add_argument("--scenario", choices=("none", "random", "blackout_start", "blackout_end"), default="none")
-    i = add("impute", cmd_impute, "fill missing context points of the held-out windows")
-    i.add_argument("--scenario", choices=("random", "blackout_start", "blackout_end"), default="random")
-    i.add_argument("--k", type=int, default=None, help="missing points per window (default half the context)")
-    r = add("refine", cmd_refine, "refine a base forecaster's forecasts with the model's implicit density")
-    r.add_argument("--base", default="seasonal_naive", help="seasonal_naive, linear, or forecasts.npy (N, S, H)")
-    r.add_argument("--method", choices=("ml", "langevin"), default="ml")
-    r.add_argument("--regularizer", choices=("quantile", "mse"), default="quantile")
-    y = add("synthesize", cmd_synthesize, "generate windows; with --data also the linear predictive score")
-    y.add_argument("--n", type=int, default=1000)
-    add("evaluate", cmd_evaluate, "compare baselines, TSDiff-MS/Q, refinement, missing values and LPS")
-    for e in (r, sub.choices["evaluate"], sub.choices["demo"]):
-        e.add_argument("--refine-steps", type=int, default=20)
-        if e is not r:
-            e.add_argument("--synthetic", type=int, default=1000, help="synthetic windows for the LPS")
-    # the demo: a few minutes on a CPU (a small model; `train` defaults are the paper-sized backbone)
-    sub.choices["demo"].set_defaults(context=96, hidden=32, blocks=2, d_state=32, steps=600, samples=16,
-                                     test_windows=7, synthetic=500, stride=2)
-    return p
-
-
-def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        summary = args.fn(args)
-    except (ValueError, FileNotFoundError, ImportError) as e:
-        print(f"steerdiff-timeseries {args.command}: error: {e}", file=sys.stderr)
-        return 2
+def _evaluate(args, pipe: TSDiffPipeline, train, test) -> dict:
+    result = pipe.evaluate(train, test, generator=_generator(args), refine_steps=args.refine_steps,
+                           num_synthetic=args.synthetic, **_sampling(args))
+    samples = result.pop("samples")
     out = Path(args.out)
-    _write_json(out / f"{args.command}.json", summary)
-    print(json.dumps(summary, indent=2, default=str)[:2000])
-    print(f"\nwrote {out / (args.command + '.json')}")
-    return 0
+    plots = {}
+    for name in dict.fromkeys(("tsdiff_q", result["best"])):
+        if name is not None and samples.get(name) is not None:
+            plots[name] = _plot(out, f"forecast_{name.replace('+', '_')}.png", test.history, samples[name], test)
+    if not args.json and not args.quiet:
+        _table("forecast CRPS on held-out rolling windows", result["forecast"])
+        _table("TSDiff-Q with half the context missing", result["missing"])
+        if "lps" in result:
+            lps = result["lps"]
+            print(f"\nLPS (ridge trained on windows, CRPS on test): real {lps['real']['lps']:.4f}, "
+                  f"synthetic {lps['synthetic']['lps']:.4f}\n")
+    return {**result, "windows": len(test.history), "plots": plots}
+
+
+def cmd_evaluate(args) -> dict:
+    pipe, train, test = _load(args)
+    return _evaluate(args, pipe, train, test)
+
+
+def cmd_demo(args) -> dict:
+    """Train a small model on a bundled real series and evaluate it, through the library."""
+    series = _series(args.data, args.freq)
+    out = Path(args.out)
+    pipe, summary = _train(args, series, args.data, out)
+    train, test = pipe.split(series)
+    return {"train": summary, "evaluate": _evaluate(args, pipe, train, test)}
+
+
+HANDLERS = {"data": cmd_data, "train": cmd_train, "forecast": cmd_forecast, "impute": cmd_impute,
+            "refine": cmd_refine, "synthesize": cmd_synthesize, "evaluate": cmd_evaluate, "demo": cmd_demo}
+
+
+# ----------------------------------------------------------------------------------------------- parser
+
+def _one_line_errors(parser: argparse.ArgumentParser) -> None:
+    """argparse errors as one line on stderr (exit 2) that names the problem and points to --help."""
+
+    def error(message: str):
+        parser.exit(2, f"{parser.prog}: error: {' '.join(message.split())}; see {parser.prog} --help\n")
+
+    parser.error = error  # type: ignore[method-assign]
+    for action in parser._actions:  # a default of 0 is a default too: show it
+        if action.help and "%(default)" not in action.help and type(action.default) in (int, float) \
+                and action.default == 0:
+            action.help += " (default: %(default)s)"
+
+
+def _data_flags(p: argparse.ArgumentParser, required: bool, default: str | None = None) -> None:
+    if required:
+        p.add_argument("--data", required=True, help=DATA_HELP)
+    elif default is not None:
+        p.add_argument("--data", default=default, help=DATA_HELP)
+    else:
+        p.add_argument("--data", default=None, help=f"{DATA_HELP}; default: the data the model was trained on")
+    p.add_argument("--freq", default=None, help="frequency when the data does not carry one (e.g. H, D, M)")
+
+
+def _model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=existing_dir, required=True,
+                   help="a model folder written by `train` (<train --out>/model) or by save_pretrained")
+    p.add_argument("--test-windows", type=positive_int, default=None,
+                   help="held-out rolling windows per series; default: the model's own split")
+
+
+def _guidance_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--guidance", choices=("quantile", "mse", "none"), default="quantile",
+                   help="self-guidance: quantile (TSDiff-Q), mse (TSDiff-MS) or none (unconditional)")
+    p.add_argument("--scale", type=nonnegative_float, default=4.0, help="self-guidance scale s")
+    p.add_argument("--batch-windows", type=positive_int, default=None,
+                   help="windows sampled at once (each brings --num-samples rows); default: all")
+
+
+def _train_flags(p: argparse.ArgumentParser, *, context=168, hidden=64, blocks=3, d_state=64, train_steps=2000,
+                 test_windows=4, stride=1) -> None:
+    p.add_argument("--test-windows", type=positive_int, default=test_windows,
+                   help="held-out rolling test windows at the end of every series (never trained on)")
+    p.add_argument("--validation-windows", type=nonnegative_int, default=0,
+                   help="rolling windows before the test windows also left out of training (for model selection)")
+    p.add_argument("--context", type=positive_int, default=context, help="context length (points)")
+    p.add_argument("--prediction", type=positive_int, default=24, help="prediction length (points)")
+    p.add_argument("--lags", default="auto", help="comma-separated lags, auto (by frequency) or none")
+    p.add_argument("--hidden", type=positive_int, default=hidden, help="S4D channels")
+    p.add_argument("--blocks", type=positive_int, default=blocks, help="S4D residual blocks")
+    p.add_argument("--d-state", type=positive_int, default=d_state, help="S4D state size")
+    p.add_argument("--init-skip", action=argparse.BooleanOptionalAction, default=True,
+                   help="residual network (eps_hat = x_t + F); keeps self-guidance stable on short training")
+    p.add_argument("--scaling", choices=SCALINGS, default="mean",
+                   help="scale windows by the context mean |y| (the paper's) or standardise them by the context "
+                        "mean and std (for series that move little relative to their level)")
+    p.add_argument("--train-steps", type=positive_int, default=train_steps, help="training steps")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="training batch size")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (Adam)")
+    p.add_argument("--stride", type=positive_int, default=stride, help="stride between training windows")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(PROG, __doc__.split("\n\n")[0], distribution="steerdiff-timeseries")
+    add = subcommands(parser)
+
+    p = add("data", "load a dataset, write GluonTS JSON lines, a summary and a plot")
+    _data_flags(p, required=True)
+    add_runtime_flags(p, out="runs/timeseries/data")
+
+    p = add("train", "train an unconditional TSDiff model; writes <out>/model (the bundle) and resumable "
+                     "checkpoints in <out>/checkpoint")
+    _data_flags(p, required=True)
+    _train_flags(p)
+    add_runtime_flags(p, out="runs/timeseries/train")
+
+    p = add("forecast", "self-guided forecasts of the held-out windows, with a fan chart")
+    _model_flags(p)
+    _data_flags(p, required=False)
+    p.add_argument("--scenario", choices=SCENARIOS, default="none",
+                   help="which half of the context to hide: none, random points, or a blackout at its start or end")
+    _guidance_flags(p)
+    add_sampling_flags(p, num_samples=100, steps=100, solver="ddpm", samples_help="sample paths per window")
+    add_runtime_flags(p, out="runs/timeseries/forecast")
+
+    p = add("impute", "fill missing context points of the held-out windows")
+    _model_flags(p)
+    _data_flags(p, required=False)
+    p.add_argument("--scenario", choices=SCENARIOS[1:], default="random",
+                   help="which context points are missing: random, or a blackout at its start or end")
+    p.add_argument("--k", type=nonnegative_int, default=None,
+                   help="missing points per window; default: half the context")
+    _guidance_flags(p)
+    add_sampling_flags(p, num_samples=100, steps=100, solver="ddpm", samples_help="sample paths per window")
+    add_runtime_flags(p, out="runs/timeseries/impute")
+
+    p = add("refine", "refine a base forecaster's forecasts with the model's implicit density")
+    _model_flags(p)
+    _data_flags(p, required=False)
+    p.add_argument("--base", default="seasonal_naive",
+                   help="seasonal_naive, linear, or a .npy file of forecasts (test windows, samples, prediction)")
+    p.add_argument("--method", choices=REFINE_METHODS, default="ml",
+                   help="ml (gradient descent) or langevin (energy-based sampling)")
+    p.add_argument("--regularizer", choices=REGULARIZERS, default="quantile",
+                   help="penalty for moving away from the base forecast")
+    p.add_argument("--refine-steps", type=positive_int, default=20, help="refinement iterations")
+    add_sampling_flags(p, num_samples=100, steps=None, solver=None,
+                       samples_help="refined paths per window (a multiple of the base's samples)")
+    add_runtime_flags(p, out="runs/timeseries/refine")
+
+    p = add("synthesize", "generate windows; with --data also the linear predictive score")
+    p.add_argument("--model", type=existing_dir, required=True,
+                   help="a model folder written by `train` (<train --out>/model) or by save_pretrained")
+    p.add_argument("--test-windows", type=positive_int, default=None,
+                   help="held-out rolling windows per series for the score; default: the model's own split")
+    p.add_argument("--data", default=None, help=f"{DATA_HELP}; given, the synthetic windows are scored (LPS)")
+    p.add_argument("--freq", default=None, help="frequency when the data does not carry one (e.g. H, D, M)")
+    add_sampling_flags(p, num_samples=1000, steps=100, solver="ddpm", samples_help="windows to generate")
+    add_runtime_flags(p, out="runs/timeseries/synthesize")
+
+    evaluate = add("evaluate", "compare baselines, TSDiff-MS/Q, refinement, missing values and LPS")
+    _model_flags(evaluate)
+    _data_flags(evaluate, required=False)
+    demo = add("demo", "train a small model on a bundled real series and evaluate it (a few minutes on a CPU)")
+    _data_flags(demo, required=False, default="elecdemand")
+    _train_flags(demo, context=96, hidden=32, blocks=2, d_state=32, train_steps=600, test_windows=7, stride=2)
+    for p, samples, out in ((evaluate, 100, "runs/timeseries/evaluate"), (demo, 16, "runs/timeseries/demo")):
+        _guidance_flags(p)
+        p.add_argument("--refine-steps", type=positive_int, default=20, help="refinement iterations")
+        p.add_argument("--synthetic", type=nonnegative_int, default=1000 if p is evaluate else 500,
+                       help="synthetic windows for the linear predictive score (0: skip it)")
+        add_sampling_flags(p, num_samples=samples, steps=100, solver="ddpm", samples_help="sample paths per window")
+        add_runtime_flags(p, out=out)
+
+    for action in parser._subparsers._group_actions:  # noqa: SLF001 - the subcommand parsers
+        for sub in action.choices.values():
+            _one_line_errors(sub)
+    _one_line_errors(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line (``argv`` without the program name); returns the exit code."""
+    return run_command(build_parser(), HANDLERS, argv)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,11 +33,13 @@ __all__ = [
     "from_pandas",
     "lagged",
     "load_dataset",
+    "load_series",
     "mean_scale",
     "parse_freq",
     "scale_by_context",
     "split_last",
     "synthetic_series",
+    "to_entries",
     "training_windows",
 ]
 
@@ -290,6 +293,56 @@ def _gluonts(name: str) -> list[Series]:
                                 "with network, then copy the folder there")
     ds = get_dataset(name, regenerate=False)
     return from_entries(ds.train, ds.metadata.freq)
+
+
+def load_series(source, freq: str | Frequency | None = None) -> list[Series]:
+    """Series from a bundled dataset name, ``gluonts:<name>``, a ``.csv`` (wide; or long with ``item_id``,
+    ``timestamp`` and ``target`` columns) or GluonTS JSON lines (``.json``/``.jsonl``, ``{"start", "target"}``).
+
+    A file is read and checked here: a missing file, unreadable content or a series that is not finite is a
+    ``ValueError``/``OSError`` naming the file and the fix.
+    """
+    import json
+
+    text = str(source)
+    path = Path(text)
+    if text.endswith((".jsonl", ".json", ".csv")):
+        if not path.exists():
+            raise FileNotFoundError(f"data file {path} does not exist; give an existing .csv or .jsonl file or a "
+                                    f"bundled dataset name ({', '.join(sorted(DATASETS))})")
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a folder; give a .csv or .jsonl file")
+    if text.endswith((".jsonl", ".json")):
+        lines = []
+        for i, line in enumerate(path.read_text().splitlines()):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}, line {i + 1}: not JSON ({err.msg}); give one GluonTS entry "
+                                 '{"start", "target"} per line') from None
+            if not isinstance(entry, dict):
+                raise ValueError(f"{path}, line {i + 1}: expected an object with 'start' and 'target', got "
+                                 f"{type(entry).__name__}")
+            lines.append(entry)
+        return from_entries(lines, freq)
+    if text.endswith(".csv"):
+        import pandas as pd
+
+        try:
+            cols = set(pd.read_csv(path, nrows=0).columns)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path} is not a readable CSV ({err}); give a wide CSV (a timestamp column, one "
+                             "column per series) or a long one with item_id, timestamp and target") from None
+        try:
+            if {"item_id", "timestamp", "target"} <= cols:
+                return from_csv(path, freq, item_id="item_id", timestamp="timestamp", target="target")
+            return from_csv(path, freq)
+        except (TypeError, pd.errors.ParserError) as err:  # non-numeric values, unparsable dates
+            raise ValueError(f"{path}: cannot read the series ({err}); the columns must hold numbers and the "
+                             "timestamp column dates") from None
+    return load_dataset(text)
 
 
 def synthetic_series(n_series: int = 4, length: int = 24 * 40, freq: str = "H", seed: int = 0,

@@ -11,37 +11,40 @@ Self-guidance differentiates x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(ab
 (I - sqrt(1 - abar_t) J_eps) / sqrt(abar_t) multiplies any error of J_eps by 1/sqrt(abar_T) = 13 at t = T. A
 plain network must learn eps_hat = x_t to that precision at high noise; with a few thousand CPU training steps
 it does not, and TSDiff-MS at s = 4 then diverged in the first steps. With the skip the network only has to
-learn F = 0 there, and its x0-hat Jacobian at t = T came out 15x smaller (README, "Known limits"). A trained model is a directory: the core's
-checkpoint (``checkpoint/``: config.json + safetensors) and ``tsdiff.json`` (window, lags, frequency).
+learn F = 0 there, and its x0-hat Jacobian at t = T came out 15x smaller (see docs/timeseries/results.md).
+
+A trained model is a model bundle (the core's format, domain ``timeseries``): ``config.json`` with the window,
+the backbone and the data split the model was trained with, and ``model.safetensors`` (the EMA weights).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from steerdiff.core.checkpoint import load_denoiser, save_checkpoint
+from steerdiff.core.bundle import BundleError, load_pretrained, save_pretrained
 from steerdiff.core.denoiser import Denoiser
-from steerdiff.core.io import write_json
 from steerdiff.core.nets import build_network
 from steerdiff.core.schedules import VPLinear, sigma_grid
 from steerdiff.core.training import TrainConfig, TrainResult, train
 
-from .data import WindowSpec, parse_freq
+from .data import Series, WindowSpec, parse_freq
 
-__all__ = ["NUM_STEPS", "SCHEDULE", "TSDiff", "TSDiffConfig"]
+__all__ = ["DOMAIN", "NUM_STEPS", "SCHEDULE", "DataSplit", "TSDiff", "TSDiffConfig"]
 
 SCHEDULE = VPLinear(beta_min=0.01, beta_max=10.0)
 NUM_STEPS = 100
-META = "tsdiff.json"
+DOMAIN = "timeseries"
+WINDOW_KEYS = ("context_length", "prediction_length", "lags", "freq", "scaling")
+BACKBONE_KEYS = ("hidden_channels", "num_blocks", "d_state", "emb_dim", "init_skip")
 
 
 @dataclass
 class TSDiffConfig:
-    """Window and backbone of a TSDiff model (saved as ``tsdiff.json`` beside the weights)."""
+    """Window and backbone of a TSDiff model (saved in the bundle's ``config.json``)."""
 
     context_length: int
     prediction_length: int
@@ -70,7 +73,36 @@ class TSDiffConfig:
         return Denoiser(net, "eps")
 
 
-_write_json_atomic = write_json
+@dataclass
+class DataSplit:
+    """The data a model was trained with and how each series was cut (saved in the bundle).
+
+    The last ``test_windows`` x ``prediction_length`` points of every series are the rolling test windows, the
+    ``validation_windows`` x ``prediction_length`` points before them the validation windows; training used
+    everything before. ``series`` records each series' ``item_id``, ``length``, ``train_end`` (first point not
+    trained on) and ``test_start`` (first test point), so later runs can check they see the same data.
+    """
+
+    source: str | None = None          # a bundled dataset name, gluonts:<name> or a file path
+    freq: str | None = None
+    test_windows: int = 1
+    validation_windows: int = 0
+    series: list[dict] = field(default_factory=list)
+
+    def __post_init__(self):
+        if int(self.test_windows) < 1 or int(self.validation_windows) < 0:
+            raise ValueError(f"test_windows must be >= 1 and validation_windows >= 0, got {self.test_windows}, "
+                             f"{self.validation_windows}")
+        self.test_windows, self.validation_windows = int(self.test_windows), int(self.validation_windows)
+
+    @classmethod
+    def of(cls, series: Sequence[Series], prediction_length: int, test_windows: int, validation_windows: int = 0,
+           source: str | None = None) -> DataSplit:
+        """The split of ``series`` that holds out the last test (and validation) windows."""
+        test, val = test_windows * prediction_length, validation_windows * prediction_length
+        rows = [{"item_id": s.item_id, "length": len(s), "train_end": len(s) - test - val,
+                 "test_start": len(s) - test} for s in series]
+        return cls(source, str(series[0].freq) if series else None, test_windows, validation_windows, rows)
 
 
 class TSDiff:
@@ -78,11 +110,12 @@ class TSDiff:
 
     schedule = SCHEDULE
 
-    def __init__(self, config: TSDiffConfig, denoiser=None):
+    def __init__(self, config: TSDiffConfig, denoiser=None, split: DataSplit | None = None):
         """``denoiser``: any callable (x, sigma) -> x0-hat on (B, channels, L), e.g. an exact analytic one;
-        by default the config's untrained S4D network."""
+        by default the config's untrained S4D network. ``split``: the data the model is trained with."""
         self.config = config
         self.denoiser = denoiser if denoiser is not None else config.build_denoiser()
+        self.split = split
 
     @property
     def spec(self) -> WindowSpec:
@@ -101,31 +134,47 @@ class TSDiff:
     def fit(self, windows: torch.Tensor, config: TrainConfig | None = None, out_dir=None, *,
             progress: bool = True, device=None) -> TrainResult:
         """Train on scaled windows (N, channels, L) from :func:`data.training_windows` with this model's spec;
-        the model then holds the EMA weights."""
+        the model then holds the EMA weights. With ``out_dir``, resumable training checkpoints go to
+        ``out_dir/checkpoint`` (a second call with the same folder resumes)."""
         spec = self.spec
         if windows.ndim != 3 or windows.shape[1:] != (spec.channels, spec.length):
             raise ValueError(f"windows must have shape (N, {spec.channels}, {spec.length}) for this config "
                              f"(channels = 1 + {len(spec.lags)} lags, length = context + prediction), got "
                              f"{tuple(windows.shape)}; build them with data.training_windows(series, spec)")
-        if out_dir is not None:
-            _write_json_atomic(Path(out_dir) / META, dataclasses.asdict(self.config))
         result = train(self.denoiser, self.schedule, windows, config or TrainConfig(), out_dir=out_dir,
                        progress=progress, device=device)
         self.denoiser = result.ema.requires_grad_(False).eval()
         return result
 
-    def save(self, out_dir) -> Path:
-        """Write ``tsdiff.json`` and a checkpoint of the current weights (atomically) to ``out_dir``."""
-        out = Path(out_dir)
-        save_checkpoint(out / "checkpoint", self.denoiser, schedule=self.schedule, ema=self.denoiser)
-        _write_json_atomic(out / META, dataclasses.asdict(self.config))
-        return out
+    def bundle_config(self) -> dict:
+        """The bundle's domain section: window, backbone and data split."""
+        cfg = dataclasses.asdict(self.config)
+        cfg["lags"] = list(cfg["lags"])
+        return {"window": {k: cfg[k] for k in WINDOW_KEYS}, "backbone": {k: cfg[k] for k in BACKBONE_KEYS},
+                "data": dataclasses.asdict(self.split) if self.split is not None else None}
+
+    def save_pretrained(self, path) -> Path:
+        """Write the model as a bundle (config.json + model.safetensors) to the folder ``path``, atomically."""
+        if not isinstance(self.denoiser, Denoiser):
+            raise ValueError("only a model with a network denoiser (a steerdiff Denoiser) can be saved; this one "
+                             f"holds {type(self.denoiser).__name__}")
+        return save_pretrained(path, domain=DOMAIN, config=self.bundle_config(), denoiser=self.denoiser,
+                               schedule=self.schedule)
 
     @classmethod
-    def load(cls, path, device="cpu") -> TSDiff:
-        path = Path(path)
-        if not (path / META).exists():
-            raise FileNotFoundError(f"{path / META} not found: {path} is not a steerdiff-timeseries model "
-                                    "directory (train one with `steerdiff-timeseries train --out DIR`)")
-        config = TSDiffConfig(**json.loads((path / META).read_text()))
-        return cls(config, load_denoiser(path, device=device))
+    def from_pretrained(cls, path, device="cpu") -> TSDiff:
+        """Load a bundle written by :meth:`save_pretrained` (``device="auto"``: CUDA when present)."""
+        bundle = load_pretrained(path, DOMAIN, device=device)
+        section = bundle.config
+        try:
+            config = TSDiffConfig(**section["window"], **section["backbone"])
+            split = DataSplit(**section["data"]) if section.get("data") else None
+        except (KeyError, TypeError, ValueError) as err:
+            raise BundleError(f"{Path(path) / 'config.json'}: the timeseries section is incomplete or corrupt "
+                              f"({err}); train the model again") from None
+        if bundle.denoiser is None:
+            raise BundleError(f"{path} holds no model weights; train the model again")
+        model = cls(config, bundle.denoiser, split)
+        if bundle.schedule is not None:
+            model.schedule = bundle.schedule
+        return model
