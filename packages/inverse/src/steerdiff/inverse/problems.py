@@ -37,7 +37,9 @@ class _Subsampled(ForwardModel):
 
     def __init__(self, name, transform, size, stride, **kwargs):
         if stride < 1 or size % stride:
-            raise ValueError(f"the observation stride {stride} must be a positive divisor of the grid size {size}")
+            divisors = [d for d in range(1, size + 1) if size % d == 0]
+            raise ValueError(f"the observation stride {stride} must be a positive divisor of the grid size {size}; "
+                             f"choose one of {divisors}")
         m = size // stride
         super().__init__((1, size, size), (1, m, m), **kwargs)
         self.name, self.transform, self.stride = name, transform, stride
