@@ -3,7 +3,7 @@ import torch
 
 from steerdiff.music.guide import bars_mask, generate
 from steerdiff.music.metrics import attributes, oa_table, overlapping_area
-from steerdiff.music.model import EmpiricalDenoiser, load_model, train_model
+from steerdiff.music.model import EmpiricalDenoiser, load_model, save_model, train_model
 from steerdiff.music.roll import roll_to_midi
 from steerdiff.core.training import TrainConfig
 from steerdiff.music.rules import ChordProgression, NoteDensity, Objective, PitchHistogram
@@ -88,16 +88,20 @@ def test_metrics_known_values_and_oa(cfg, train_windows):
 
 
 def test_unet_trains_saves_loads_and_samples_to_midi(cfg, train_windows, tmp_path):
-    res = train_model(train_windows[:64], cfg, tmp_path, config=TrainConfig(steps=20, batch_size=8, lr=1e-3,
-                                                                             checkpoint_every=0), progress=False)
+    res = train_model(train_windows[:64], cfg, tmp_path / "run", config=TrainConfig(steps=20, batch_size=8, lr=1e-3,
+                                                                                    checkpoint_every=0), progress=False)
     assert res.losses[-1] < res.losses[0]
-    den, cfg2, length = load_model(tmp_path)
-    assert cfg2 == cfg and length == 32
+    save_model(tmp_path / "model", res.ema, cfg, 32)
+    loaded = load_model(tmp_path / "model")
+    den, cfg2, length = loaded.denoiser, loaded.roll, loaded.length
+    assert cfg2 == cfg and length == 32 and loaded.bars == 4
     x = generate(den, cfg, 2, 32, 4, generator=torch.Generator().manual_seed(0)).x
     assert x.shape == (2, 2, 48, 32) and torch.isfinite(x).all()
     roll_to_midi(x[0], cfg, model_space=True)
-    with pytest.raises(FileNotFoundError, match="not a steerdiff-music training run"):
+    with pytest.raises(ValueError, match="does not exist"):
         load_model(tmp_path / "nothing")
+    with pytest.raises(ValueError, match="not a steerdiff model bundle"):
+        load_model(tmp_path / "run")  # a training checkpoint folder is not a model
     with pytest.raises(ValueError, match="training data"):
         train_model(train_windows[:, :1], cfg, tmp_path / "bad")
 

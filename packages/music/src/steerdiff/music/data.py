@@ -6,7 +6,10 @@ in model space, with transposition augmentation that never pushes a note out of 
 
 The chorales are converted from the score (music21 -> notes on the beat grid, no MIDI detour, pickup bars
 padded so bar lines fall on window boundaries) once, then cached as an .npz of uint8 rolls (no pickle) in
-``cache_dir`` (default ``$STEERDIFF_CACHE`` or ``~/.cache/steerdiff``).
+``cache_dir`` (default ``$STEERDIFF_CACHE/music``, ``~/.cache/steerdiff/music`` when the variable is unset).
+
+A prepared dataset is a folder with ``train.npz`` and ``val.npz`` (:func:`prepare_data`, :func:`save_split`,
+:func:`load_split`).
 """
 
 from __future__ import annotations
@@ -14,18 +17,35 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from steerdiff.core import runtime
+
 from .roll import MidiError, Notes, RollConfig, atomic_write_bytes, midi_to_roll, notes_to_roll, to_model
 
-__all__ = ["Pieces", "synthetic_pieces", "load_midi_folder", "bach_chorales", "split", "windows", "save_pieces", "load_pieces",
-           "default_cache_dir"]
+__all__ = [
+    "SOURCES",
+    "Pieces",
+    "synthetic_pieces",
+    "load_midi_folder",
+    "bach_chorales",
+    "split",
+    "windows",
+    "save_pieces",
+    "load_pieces",
+    "prepare_data",
+    "save_split",
+    "load_split",
+    "default_cache_dir",
+]
+
+SOURCES = ("chorales", "folder", "synthetic")
 
 
 @dataclass
@@ -42,7 +62,8 @@ class Pieces:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("STEERDIFF_CACHE", Path.home() / ".cache" / "steerdiff")) / "music"
+    """The music package's cache folder, ``cache_dir("music")`` of the core runtime."""
+    return runtime.cache_dir("music")
 
 
 def save_pieces(path, pieces: Pieces) -> Path:
@@ -57,10 +78,68 @@ def save_pieces(path, pieces: Pieces) -> Path:
 
 
 def load_pieces(path) -> Pieces:
-    with np.load(path, allow_pickle=False) as z:
-        config = RollConfig(**json.loads(str(z["config"])))
-        rolls = np.split(z["rolls"].astype(np.float32) / 255, np.cumsum(z["lengths"])[:-1], axis=-1)
-        return Pieces(list(rolls), json.loads(str(z["names"])), config)
+    """Read pieces written by :func:`save_pieces`; a missing, truncated or foreign file raises a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; prepare the data first (steerdiff-music prepare --out "
+                                f"{path.parent})")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            config = RollConfig(**json.loads(str(z["config"])))
+            lengths = z["lengths"]
+            rolls = np.split(z["rolls"].astype(np.float32) / 255, np.cumsum(lengths)[:-1], axis=-1)
+            names = json.loads(str(z["names"]))
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} is not a pieces file written by save_pieces ({type(err).__name__}: {err}); "
+                         f"prepare the data again (steerdiff-music prepare)") from None
+    shape = (config.num_channels, config.num_pitches)
+    if any(r.shape[:2] != shape for r in rolls) or len(names) != len(rolls):
+        raise ValueError(f"{path} holds rolls that do not match its own roll layout {shape}; prepare the data again")
+    return Pieces(list(rolls), names, config)
+
+
+def prepare_data(source: str = "chorales", config: RollConfig | None = None, num_pieces: int | None = None,
+                 folder=None, val_fraction: float = 0.15, seed: int = 0,
+                 progress: bool = True) -> tuple[Pieces, Pieces]:
+    """Pieces from ``source`` ("chorales": music21's Bach chorales, "folder": the MIDI files of ``folder``,
+    "synthetic": made-up pieces), split by piece into (train, validation)."""
+    config = config or RollConfig()
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; choose one of {list(SOURCES)}")
+    if source == "chorales":
+        pieces = bach_chorales(config, num_pieces=num_pieces, progress=progress)
+    elif source == "synthetic":
+        pieces = synthetic_pieces(config, num_pieces or 32, seed=seed)
+    else:
+        if folder is None:
+            raise ValueError("source 'folder' needs a folder of .mid files (--folder PATH)")
+        pieces = load_midi_folder(folder, config, skip_bad=True)
+    return split(pieces, val_fraction, seed)
+
+
+def save_split(folder, train: Pieces, val: Pieces) -> Path:
+    """Write a prepared dataset: ``train.npz`` and ``val.npz`` in ``folder``."""
+    folder = Path(folder)
+    save_pieces(folder / "train.npz", train)
+    save_pieces(folder / "val.npz", val)
+    return folder
+
+
+def load_split(folder, which: str = "both"):
+    """Read a prepared dataset folder: ``(train, val)`` pieces, or one of them with ``which="train"``/``"val"``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data folder {folder} does not exist; prepare it with steerdiff-music prepare "
+                                f"--out {folder}")
+    names = ("train", "val") if which == "both" else (which,)
+    for name in names:
+        if not (folder / f"{name}.npz").is_file():
+            raise FileNotFoundError(f"{folder} holds no {name}.npz, so it is not a prepared dataset; prepare it "
+                                    f"with steerdiff-music prepare --out {folder}")
+    out = tuple(load_pieces(folder / f"{name}.npz") for name in names)
+    if len(out) == 2 and out[0].config != out[1].config:
+        raise ValueError(f"{folder}: train.npz and val.npz have different roll layouts; prepare the data again")
+    return out if which == "both" else out[0]
 
 
 def load_midi_folder(folder, config: RollConfig, out_of_range: str = "fold", skip_bad: bool = False) -> Pieces:

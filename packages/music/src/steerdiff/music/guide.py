@@ -66,11 +66,13 @@ def generate(denoiser: Callable, config: RollConfig, num_samples: int, length: i
              method: str = "unguided", objective: Objective | None = None, n: int = 8,
              guide_fraction: float = 0.75, lam: float = 10.0, dps_scale: float = 1.0,
              known: torch.Tensor | None = None, known_mask: torch.Tensor | None = None,
-             generator: torch.Generator | None = None, device=None, progress: bool = False) -> SampleResult:
+             generator: torch.Generator | None = None, device=None, progress: bool = False,
+             solver: str = "ddpm") -> SampleResult:
     """Sample ``num_samples`` rolls (B, C, P, length) in model space, steered toward ``objective``.
 
     ``guide_fraction``: SCG/SMC steer only the last ``round(guide_fraction * num_steps)`` steps (1: every step).
-    ``lam``: SMC's inverse temperature on the reward. ``dps_scale``: DPS step size.
+    ``lam``: SMC's inverse temperature on the reward. ``dps_scale``: DPS step size. ``solver``: the core solver
+    (default DDPM ancestral sampling; SCG and SMC select among random transitions, so they need a stochastic one).
     Returns the core's ``SampleResult``; its costs count every network evaluation, per output sample.
     """
     if method not in METHODS:
@@ -108,7 +110,7 @@ def generate(denoiser: Callable, config: RollConfig, num_samples: int, length: i
         guidance.insert(0, Inpainting(values=known.to(device), mask=mask.to(device)))
     shape = (rows, config.num_channels, config.num_pitches, length)
     x = float(sigmas[0]) * torch.randn(shape, generator=generator, device=device)
-    result = sample(denoiser, x, sigmas, "ddpm", guidance=guidance, generator=generator, progress=progress)
+    result = sample(denoiser, x, sigmas, solver, guidance=guidance, generator=generator, progress=progress)
     if method in ("best_of_n", "smc"):
         if method == "best_of_n":
             score = objective.reward(result.x)

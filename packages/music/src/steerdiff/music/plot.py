@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import io
+from pathlib import Path
 from typing import Sequence
 
 import torch
+from steerdiff.core.io import save_figure
 
-from .roll import RollConfig, atomic_write_bytes, note_masks
+from .roll import RollConfig, note_masks
 
 __all__ = ["plot_rolls"]
 
 
-def plot_rolls(x: torch.Tensor, config: RollConfig, path, titles: Sequence[str] | None = None, cols: int = 4):
+def plot_rolls(x: torch.Tensor, config: RollConfig, path, titles: Sequence[str] | None = None, cols: int = 4
+               ) -> Path:
     """Write a PNG of rolls (B, C, P, T) in model space to ``path`` (atomically)."""
     import matplotlib
 
@@ -20,7 +22,7 @@ def plot_rolls(x: torch.Tensor, config: RollConfig, path, titles: Sequence[str] 
     import matplotlib.pyplot as plt
 
     starts, sounding = note_masks(x.detach().cpu().float(), config)
-    img = sounding.float() * 0.55 + starts.float() * 0.45
+    img = (sounding.float() * 0.55 + starts.float() * 0.45).numpy()
     b = img.shape[0]
     cols = min(cols, b)
     rows = (b + cols - 1) // cols
@@ -35,7 +37,7 @@ def plot_rolls(x: torch.Tensor, config: RollConfig, path, titles: Sequence[str] 
         if titles is not None:
             ax.set_title(titles[i], fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    try:
+        return save_figure(fig, path, dpi=90)
+    finally:
+        plt.close(fig)
