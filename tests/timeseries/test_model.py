@@ -2,11 +2,12 @@ import json
 
 import pytest
 import torch
+from steerdiff.core.bundle import BundleError
 from steerdiff.core.training import TrainConfig
 from steerdiff.timeseries.baselines import LinearForecaster, seasonal_naive
 from steerdiff.timeseries.data import Series, WindowSpec, split_last, synthetic_series, training_windows
 from steerdiff.timeseries.forecast import forecast
-from steerdiff.timeseries.model import SCHEDULE, TSDiff, TSDiffConfig
+from steerdiff.timeseries.model import SCHEDULE, DataSplit, TSDiff, TSDiffConfig
 from steerdiff.timeseries.synthesis import generate, linear_predictive_score
 
 TINY = {"hidden_channels": 8, "num_blocks": 1, "d_state": 8, "emb_dim": 16}
@@ -29,28 +30,33 @@ def test_train_save_load_round_trip(tmp_path, scaling):
     cfg = TSDiffConfig(12, 4, lags=(6,), freq="H", scaling=scaling, **TINY)
     series = synthetic_series(2, 200, "6h", seed=0)
     windows = training_windows(series, cfg.spec, stride=2)
-    model = TSDiff(cfg)
+    model = TSDiff(cfg, split=DataSplit.of(series, 4, 2, source="synthetic"))
     result = model.fit(windows, TrainConfig(steps=40, batch_size=32, lr=2e-3, checkpoint_every=0),
                        out_dir=tmp_path / "run", progress=False)
     assert len(result.losses) == 40 and result.losses[-1] < result.losses[0]
-    loaded = TSDiff.load(tmp_path / "run")
-    assert loaded.config == cfg
-    assert json.loads((tmp_path / "run" / "tsdiff.json").read_text())["lags"] == [6]
+    assert (tmp_path / "run" / "checkpoint").is_dir()            # the training checkpoint, for resuming
+    model.save_pretrained(tmp_path / "saved")
+    loaded = TSDiff.from_pretrained(tmp_path / "saved")
+    assert loaded.config == cfg and loaded.split == model.split
+    domain = json.loads((tmp_path / "saved" / "config.json").read_text())["domain"]
+    assert domain["name"] == "timeseries" and domain["window"]["lags"] == [6]
+    assert domain["data"]["series"][0] == {"item_id": "synthetic_0", "length": 200, "train_end": 192,
+                                           "test_start": 192}
     assert loaded.spec.scaling == scaling
     history = torch.as_tensor(series[0].target[-cfg.spec.history_length:])[None].float()
     run = lambda m: forecast(m, history, num_samples=3, num_steps=5,
                              generator=torch.Generator().manual_seed(0))
     assert torch.equal(run(model), run(loaded))
-    model.save(tmp_path / "saved")
-    assert torch.equal(run(TSDiff.load(tmp_path / "saved")), run(model))
 
 
 def test_model_errors(tmp_path):
     model = TSDiff(TSDiffConfig(8, 4, lags=(2,), **TINY))
     with pytest.raises(ValueError, match=r"windows must have shape \(N, 2, 12\)"):
         model.fit(torch.zeros(10, 1, 12))
-    with pytest.raises(FileNotFoundError, match="not a steerdiff-timeseries model"):
-        TSDiff.load(tmp_path)
+    with pytest.raises(BundleError, match="not a steerdiff model bundle"):
+        TSDiff.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="only a model with a network denoiser"):
+        TSDiff(TSDiffConfig(8, 4), denoiser=lambda x, sigma: x).save_pretrained(tmp_path / "m")
     with pytest.raises(ValueError, match="unknown frequency"):
         TSDiffConfig(8, 4, freq="weekly-ish")
 
