@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from steerdiff.core import BundleError
 from steerdiff.policy.agents import load_agent, make_agent
 from steerdiff.policy.data import OfflineDataset
 from steerdiff.policy.evaluation import dynamics_error
@@ -44,12 +45,35 @@ def test_log_prob_matches_the_gaussian_and_checks_dimensions(td3bc):
         td3bc.log_prob(torch.zeros(4, 5), mu)
 
 
-def test_agent_save_load_round_trip(td3bc, tmp_path):
-    td3bc.save(tmp_path / "agent")
-    back = load_agent(tmp_path / "agent")
-    obs = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
-    np.testing.assert_allclose(back.act(obs), td3bc.act(obs), rtol=1e-6)
-    with pytest.raises(FileNotFoundError, match="agent.json"):
+@pytest.mark.parametrize("name", ["td3bc", "iql"])
+def test_agent_bundle_round_trip_and_resume(name, tmp_path):
+    """An agent bundle holds the networks, target networks, optimizers and the update step: a loaded agent
+    acts the same and trains on from the saved update step."""
+    data = _bandit(300)
+
+    def fresh():
+        torch.manual_seed(0)
+        return make_agent(name, 2, 1, hidden=16, env_id="Bandit", expectile=0.8)
+
+    full = fresh()
+    train_agent(full, data, 20, batch_size=32, seed=3)
+    half = fresh()
+    train_agent(half, data, 10, batch_size=32, seed=3, save=lambda step, ag: ag.save_pretrained(tmp_path / "a"),
+                save_every=5)
+    back = load_agent(tmp_path / "a", device="cpu")
+    assert back.updates == 10 and back.name == name and back.env_id == "Bandit" and back.config == half.config
+    obs = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
+    np.testing.assert_allclose(back.act(obs), half.act(obs), rtol=1e-6)
+    for k, v in half.state_dict().items():
+        torch.testing.assert_close(back.state_dict()[k], v)
+    for k, opt in half.optimizers().items():  # Adam's moments came back too
+        saved, loaded = opt.state_dict()["state"], back.optimizers()[k].state_dict()["state"]
+        torch.testing.assert_close(loaded[0]["exp_avg"], saved[0]["exp_avg"])
+    hist = train_agent(back, data, 20, batch_size=32, seed=3, resume=True)
+    assert hist["start"] == 10 and back.updates == 20
+    with pytest.raises(ValueError, match="already made 20 updates"):
+        train_agent(back, data, 15, resume=True)
+    with pytest.raises(BundleError, match="no config.json"):
         load_agent(tmp_path)
 
 

@@ -1,23 +1,35 @@
-"""The CLI: collect writes the D4RL layout and a summary; errors are reported, not raised as tracebacks."""
+"""The CLI: collect writes the D4RL layout and a summary; train-agent takes each agent's own settings."""
 
 import json
 
+from steerdiff.policy import load_d4rl, load_agent
 from steerdiff.policy.cli import main
-from steerdiff.policy.data import load_d4rl
+
+
+def _exit_code(argv):
+    try:
+        return main(argv)
+    except SystemExit as err:  # argparse's own usage errors
+        return err.code
 
 
 def test_collect_and_evaluate_real_data(tmp_path, capsys):
-    out = tmp_path / "d.hdf5"
-    assert main(["collect", "--env", "Pendulum-v1", "--steps", "120", "--out", str(out), "--seed", "1"]) == 0
-    ds = load_d4rl(out)
+    out = tmp_path / "collect"
+    assert main(["collect", "--env", "Pendulum-v1", "--transitions", "120", "--out", str(out), "--seed", "1",
+                 "--quiet"]) == 0
+    ds = load_d4rl(out / "data.hdf5")
     assert len(ds) == 120 and ds.env_id == "Pendulum-v1"
-    summary = json.loads((tmp_path / "d.json").read_text())
-    assert summary["transitions"] == 120
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["transitions"] == 120 and summary["dataset"] == str(out / "data.hdf5")
     # real data checked as if it were synthetic: zero dynamics error, with a state plot
-    assert main(["evaluate", "--synthetic", str(out), "--data", str(out), "--out", str(tmp_path / "ev")]) == 0
+    assert main(["evaluate", "--synthetic", str(out / "data.hdf5"), "--data", str(out / "data.hdf5"),
+                 "--out", str(tmp_path / "ev")]) == 0
     ev = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert ev["synthetic"]["dynamics_mse_mean"] < 1e-10
     assert (tmp_path / "ev" / "states.png").stat().st_size > 1000
+    capsys.readouterr()
+    assert main(["collect", "--transitions", "50", "--out", str(tmp_path / "j"), "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["transitions"] == 50  # --json: the whole summary, parseable
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):
@@ -26,18 +38,26 @@ def test_cli_errors_are_clear(tmp_path, capsys):
 
 
 def test_train_agent_takes_the_agents_own_settings(tmp_path, capsys):
-    data = tmp_path / "d.hdf5"
-    assert main(["collect", "--env", "Pendulum-v1", "--steps", "200", "--out", str(data), "--seed", "1"]) == 0
-    run = ["train-agent", "--data", str(data), "--steps", "20", "--batch-size", "32", "--hidden", "16",
-           "--eval-every", "20", "--eval-episodes", "1"]
+    data = tmp_path / "collected" / "data.hdf5"
+    assert main(["collect", "--env", "Pendulum-v1", "--transitions", "200", "--out", str(data.parent), "--seed",
+                 "1", "--quiet"]) == 0
+    run = ["train-agent", "--data", str(data), "--train-steps", "20", "--batch-size", "32", "--hidden", "16",
+           "--eval-every", "20", "--eval-episodes", "1", "--quiet"]
     iql = ["--agent", "iql", "--beta", "0.1", "--expectile", "0.9"]
     assert main([*run, *iql, "--out", str(tmp_path / "a")]) == 0
-    config = json.loads((tmp_path / "a" / "agent.json").read_text())["config"]
+    config = json.loads((tmp_path / "a" / "agent" / "config.json").read_text())["domain"]["hyperparameters"]
     assert (config["beta"], config["expectile"], config["alpha"]) == (0.1, 0.9, 2.5)
+    # --resume continues the saved agent from its update step
+    longer = [v if v != "20" else "30" for v in run[:5]] + run[5:]  # --train-steps 30
+    assert main([*longer, *iql, "--out", str(tmp_path / "a"), "--resume"]) == 0
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["resumed_from"] == 20
+    assert load_agent(tmp_path / "a" / "agent").updates == 30
     capsys.readouterr()
     # a flag of the other agent, and a value out of range, are refused before any training
     assert main([*run, "--agent", "td3bc", "--beta", "1", "--out", str(tmp_path / "b")]) == 2
     assert "--beta is not a td3bc setting; td3bc takes --alpha" in capsys.readouterr().err
-    assert main([*run, "--agent", "iql", "--expectile", "1.5", "--out", str(tmp_path / "c")]) == 2
-    assert "expectile must lie in (0, 1), got 1.5" in capsys.readouterr().err
+    assert _exit_code([*run, "--agent", "iql", "--expectile", "1.5", "--out", str(tmp_path / "c")]) == 2
+    assert "'1.5' is not a number in [0, 1]" in capsys.readouterr().err
+    assert main([*run, "--agent", "iql", "--expectile", "1", "--out", str(tmp_path / "c")]) == 2
+    assert "expectile must lie in (0, 1), got 1.0" in capsys.readouterr().err
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()

@@ -86,14 +86,18 @@ def test_bad_guidance_inputs(model, td3bc):
 def test_model_save_load_and_synthesizer(pendulum, td3bc, tmp_path):
     from dataclasses import replace
 
-    from .conftest import SMALL_MODEL
-    from steerdiff.policy.diffusion import TrajectoryDiffusion
-    from steerdiff.policy.synthesis import Synthesizer
+    from steerdiff.core import BundleError
+    from steerdiff.policy import Synthesizer, TrajectoryDiffusion
 
-    fitted = TrajectoryDiffusion.fit(pendulum, replace(SMALL_MODEL, steps=5), out_dir=tmp_path / "m",
+    from .conftest import SMALL_MODEL
+
+    fitted = TrajectoryDiffusion.fit(pendulum, replace(SMALL_MODEL, steps=5), checkpoint_dir=tmp_path / "run",
                                      progress=False, device="cpu")
-    loaded = TrajectoryDiffusion.load(tmp_path / "m", device="cpu")
+    assert (tmp_path / "run" / "checkpoint").is_dir()  # the training checkpoint, for resuming
+    fitted.save_pretrained(tmp_path / "m")
+    loaded = TrajectoryDiffusion.from_pretrained(tmp_path / "m", device="cpu")
     assert loaded.normalizer == fitted.normalizer and loaded.horizon == 8 and loaded.env_id == "Pendulum-v1"
+    assert loaded.config == replace(SMALL_MODEL, steps=5)
     a, b = (m.sample(3, 12, sampler=SamplerConfig(steps=4), generator=torch.Generator().manual_seed(0)).x
             for m in (fitted, loaded))
     torch.testing.assert_close(a, b)  # same weights; and a length other than the training horizon works
@@ -101,5 +105,8 @@ def test_model_save_load_and_synthesizer(pendulum, td3bc, tmp_path):
     unguided, guided = synth(None), synth(td3bc)
     assert unguided.metadata["gradient_evals"] == 0 and guided.metadata["gradient_evals"] > 0
     assert len(guided) <= 4 * 7 and guided.env_id == "Pendulum-v1"
-    with pytest.raises(FileNotFoundError, match="trajectory.json"):
-        TrajectoryDiffusion.load(tmp_path)
+    with pytest.raises(BundleError, match="no config.json"):
+        TrajectoryDiffusion.from_pretrained(tmp_path)
+    td3bc.save_pretrained(tmp_path / "agent")
+    with pytest.raises(BundleError, match="not a trajectory model"):
+        TrajectoryDiffusion.from_pretrained(tmp_path / "agent")
