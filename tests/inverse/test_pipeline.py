@@ -42,8 +42,9 @@ def trained(tmp_path_factory):
 CHILD = """
 import sys, torch
 from safetensors.torch import save_file
+from steerdiff.core import set_threads
 from steerdiff.inverse import InversePipeline
-torch.set_num_threads(int(sys.argv[3]))
+set_threads(int(sys.argv[3]))
 pipe = InversePipeline.from_pretrained(sys.argv[1], device="cpu")
 y = pipe.problem.forward.measure(pipe.problem.grf.sample(2, torch.Generator().manual_seed(5)),
                                  torch.Generator().manual_seed(6))
