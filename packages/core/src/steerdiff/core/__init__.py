@@ -16,6 +16,7 @@ from .bundle import Bundle, BundleError, load_pretrained, read_bundle_config, sa
 from .checkpoint import CheckpointError, load_checkpoint, load_denoiser, save_checkpoint
 from .command import UsageError
 from .denoiser import PARAMETRIZATIONS, Denoiser
+from .external import DiscreteTimeDenoiser, SigmaDenoiser, from_diffusers, timestep_sigmas
 from .guidance import (
     AdaptiveProjectedGuidance,
     ClassifierFreeGuidance,
@@ -62,6 +63,11 @@ __all__ = [
     "S4DNet",
     "NETWORKS",
     "build_network",
+    # models trained elsewhere
+    "DiscreteTimeDenoiser",
+    "SigmaDenoiser",
+    "from_diffusers",
+    "timestep_sigmas",
     # solvers and the sampling loop
     "Solver",
     "DDPM",
