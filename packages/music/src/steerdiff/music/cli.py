@@ -53,14 +53,22 @@ def _one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
 
 
 def _fraction(text: str) -> float:
-    value = probability(text)
+    """A number strictly between 0 and 1."""
+    try:
+        value = probability(text)
+    except argparse.ArgumentTypeError:
+        value = -1.0
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number strictly between 0 and 1")
     return value
 
 
 def _fraction_or_one(text: str) -> float:
-    value = probability(text)
+    """A number in (0, 1]."""
+    try:
+        value = probability(text)
+    except argparse.ArgumentTypeError:
+        value = -1.0
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number in (0, 1]")
     return value
@@ -226,8 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``steerdiff-music``; returns the exit code (0, or 2 for a user error)."""
-    return run_command(build_parser(), HANDLERS, argv)
+    """Run ``steerdiff-music``; returns the exit code (0, or 2 for a user error: one line on stderr)."""
+    try:
+        return run_command(build_parser(), HANDLERS, argv)
+    except SystemExit as exit_:  # a usage error (its one line already printed), --help or --version
+        if exit_.code in (0, None):
+            raise
+        return exit_.code if isinstance(exit_.code, int) else 2
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -280,7 +280,8 @@ def windows(pieces: Pieces, length: int, hop: int | None = None, transpose: rang
     cuts = [torch.from_numpy(r).unfold(-1, length, hop).permute(2, 0, 1, 3) for r in pieces.rolls
             if r.shape[-1] >= length]
     if not cuts:
-        raise ValueError(f"no piece is at least {length} steps long; lower the window length")
+        raise ValueError(f"no piece is at least {length} steps long; use shorter windows (fewer --bars) or "
+                         f"longer pieces")
     w = torch.cat(cuts)
     w = w[w[:, 0].flatten(1).sum(1) >= min_notes]
     sounding = w[:, 1].amax(-1) > 0.5                        # (N, P)
