@@ -21,111 +21,24 @@ validation set of episodes.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from steerdiff.core import set_threads
 from steerdiff.core.benchmarking import environment, print_table, write_json
-from policy_pgd import (
+from steerdiff.policy.benchmark import (
     FULL,
     QUICK,
     agent_hparams,
     agent_settings,
-    dataset,
-    dataset_and_model,
+    curve,
     default_cache,
     model_settings,
-    split_task,
+    parse_hparams,
     task_arg,
 )
-from steerdiff.policy.agents import AgentConfig, make_agent
-from steerdiff.policy.diffusion import SamplerConfig
-from steerdiff.policy.envs import action_bounds
-from steerdiff.policy.evaluation import evaluate_policy
-from steerdiff.policy.synthesis import Synthesizer
-from steerdiff.policy.training import train_agent
-
-COEFF = {"unguided": 0.0, "guided": 1.0}  # the benchmark's guidance coefficients
-
-
-class TimedSynthesizer:
-    """A synthesizer that records the wall seconds of each call (one synthetic set)."""
-
-    def __init__(self, synth: Synthesizer):
-        self.synth, self.seconds = synth, []
-
-    def __call__(self, policy=None):
-        t0 = time.perf_counter()
-        out = self.synth(policy)
-        self.seconds.append(time.perf_counter() - t0)
-        return out
-
-
-def curve(task: str, agent_name: str, cfg: dict, steps: int, every: int, seeds: int, episodes: int,
-          seed: int, cache: Path | None, data: str = "real", synth_num: int | None = None,
-          synth_ratio: float | None = None, hparams: dict | None = None
-          ) -> tuple[np.ndarray, np.ndarray, float, list]:
-    """(updates, returns of shape (seeds, evaluations), seconds per seed, seconds per synthetic set).
-
-    ``data``: "real" (real batches only), "unguided" or "guided" (a ``synth_ratio`` share of each batch from
-    sets of ``synth_num`` windows, defaults the benchmark's, regenerated every K updates). ``hparams``: agent
-    hyper-parameters over the benchmark's."""
-    env_id, _ = split_task(task)
-    ag = agent_settings(task, cfg, agent_name)  # --synth-num and --synth-ratio are checked by the parser
-    if synth_num is not None:
-        ag["synth_num"] = synth_num
-    if synth_ratio is not None:
-        ag["synth_ratio"] = synth_ratio
-    if data == "real":
-        real, _ = dataset(task, cfg, seed, cache)
-        model = None
-    else:
-        real, model, _ = dataset_and_model(task, cfg, seed, cache)
-    bound = action_bounds(env_id)
-    returns, gen_seconds, t0 = [], [], time.perf_counter()
-    for s in range(seeds):
-        torch.manual_seed(seed + s)
-        agent = make_agent(agent_name, real.obs_dim, real.act_dim, bound, real.observations.mean(0),
-                           real.observations.std(0),
-                           **agent_hparams(task, agent_name, cfg) | (hparams or {}))
-
-        def score(step, policy, s=s):
-            ev = evaluate_policy(policy, env_id, episodes, seed=20_000 + 100 * s,
-                                 max_episode_steps=cfg["ep_steps"])
-            return {"return": ev["return_mean"]}
-
-        synth, ratio = None, 0.0
-        if model is not None:
-            synth = TimedSynthesizer(Synthesizer(model, num=ag["synth_num"], coeff=COEFF[data],
-                                                 sampler=SamplerConfig(steps=cfg["sampler_steps"]),
-                                                 seed=seed + s))
-            ratio = ag["synth_ratio"]
-        hist = train_agent(agent, real, steps, 128, synth, ratio, ag["regen"], seed=seed + s, callback=score,
-                           eval_every=every)
-        returns.append([e["return"] for e in hist["evals"]])
-        gen_seconds += [] if synth is None else synth.seconds
-    updates = np.array([e["step"] for e in hist["evals"]])
-    return updates, np.array(returns), (time.perf_counter() - t0) / seeds, gen_seconds
-
-
-def parse_hparams(p: argparse.ArgumentParser, pairs: list[str]) -> dict:
-    """``KEY=VALUE`` pairs as AgentConfig overrides, each value cast to the field's type."""
-    fields = {f.name: f.type for f in dataclasses.fields(AgentConfig)}
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or key not in fields or key in ("obs_dim", "act_dim", "action_bound"):
-            p.error(f"--set {pair!r}: expected KEY=VALUE with KEY one of "
-                    f"{sorted(set(fields) - {'obs_dim', 'act_dim', 'action_bound'})}")
-        cast = {"int": int, "float": float}[fields[key]]
-        try:
-            out[key] = cast(value)
-        except ValueError:
-            p.error(f"--set {pair!r}: {key} takes a number ({fields[key]})")
-    return out
 
 
 def main(argv=None) -> int:
@@ -151,7 +64,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--cache", default=str(default_cache()))
+    p.add_argument("--cache", type=Path, default=default_cache(),
+                   help="folder for datasets and trained models (default %(default)s)")
     p.add_argument("--no-cache", action="store_true")
     a = p.parse_args(argv)
     if a.seeds < 1 or a.episodes < 1:
@@ -160,8 +74,11 @@ def main(argv=None) -> int:
         p.error("--synth-num values must be >= 1")
     if a.synth_ratio is not None and not all(0 < r <= 1 for r in a.synth_ratio):
         p.error("--synth-ratio values must lie in (0, 1]")
-    hparams = parse_hparams(p, a.set)
-    torch.set_num_threads(a.threads)
+    try:
+        hparams = parse_hparams(a.set)
+    except ValueError as err:
+        p.error(str(err))
+    set_threads(a.threads)
     cfg = QUICK if a.quick else FULL
     steps = a.steps or (400 if a.quick else 12000)
     every = a.every or max(1, steps // 10)
@@ -176,7 +93,7 @@ def main(argv=None) -> int:
     chosen = agent_hparams(a.env, a.agent, cfg) | hparams
     for data, num, ratio in runs:
         updates, rets, per_seed, gen = curve(a.env, a.agent, cfg, steps, every, a.seeds, a.episodes, a.seed,
-                                             None if a.no_cache else Path(a.cache), data, num, ratio, hparams)
+                                             None if a.no_cache else a.cache, data, num, ratio, hparams)
         gen_mean = float(np.mean(gen)) if gen else None
         rows += [[a.env, a.agent, data, "-" if num is None else num, "-" if ratio is None else ratio, int(u),
                   float(r.mean()), float(r.std()), gen_mean, per_seed] for u, r in zip(updates, rets.T)]

@@ -1,7 +1,7 @@
 """Shared small fixtures: a Pendulum dataset, a trajectory model and a TD3+BC agent trained briefly."""
 
 import pytest
-import torch
+from steerdiff.core import set_threads
 from steerdiff.policy.agents import make_agent
 from steerdiff.policy.collect import collect
 from steerdiff.policy.diffusion import ModelConfig, TrajectoryDiffusion
@@ -13,7 +13,7 @@ SMALL_MODEL = ModelConfig(horizon=8, stride=2, base_channels=16, channel_mults=(
 
 @pytest.fixture(scope="session", autouse=True)
 def _threads():
-    torch.set_num_threads(1)
+    set_threads(1)
 
 
 @pytest.fixture(scope="session")
