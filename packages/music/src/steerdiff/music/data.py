@@ -27,7 +27,9 @@ import torch
 
 from steerdiff.core import runtime
 
-from .roll import MidiError, Notes, RollConfig, atomic_write_bytes, midi_to_roll, notes_to_roll, to_model
+from steerdiff.core.io import atomic_open
+
+from .roll import MidiError, Notes, RollConfig, midi_to_roll, notes_to_roll, to_model
 
 __all__ = [
     "SOURCES",
@@ -71,10 +73,11 @@ def save_pieces(path, pieces: Pieces) -> Path:
     lengths = np.array([r.shape[-1] for r in pieces.rolls], dtype=np.int64)
     data = np.concatenate(pieces.rolls, axis=-1) if pieces.rolls else np.zeros((pieces.config.num_channels,
                                                                                  pieces.config.num_pitches, 0))
-    buf = io.BytesIO()
-    np.savez_compressed(buf, rolls=np.rint(data * 255).astype(np.uint8), lengths=lengths,
-                        names=np.array(json.dumps(pieces.names)), config=np.array(json.dumps(pieces.config.to_dict())))
-    return atomic_write_bytes(path, buf.getvalue())
+    with atomic_open(path, "wb") as f:
+        np.savez_compressed(f, rolls=np.rint(data * 255).astype(np.uint8), lengths=lengths,
+                            names=np.array(json.dumps(pieces.names)),
+                            config=np.array(json.dumps(pieces.config.to_dict())))
+    return Path(path)
 
 
 def load_pieces(path) -> Pieces:

@@ -32,7 +32,6 @@ from steerdiff.core.io import atomic_open
 __all__ = [
     "RollConfig", "MidiError", "MidiInfo", "Notes", "notes_to_roll", "roll_to_notes", "midi_to_roll",
     "roll_to_midi", "to_model", "from_model", "note_masks", "check_batch", "save_midi", "save_wav",
-    "atomic_write_bytes",
 ]
 
 
@@ -296,9 +295,8 @@ def roll_to_midi(roll, config: RollConfig, info: MidiInfo | None = None, model_s
 
 # ------------------------------------------------------------------------------------------------ writing
 
-def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temp file in the same folder and a rename."""
-    with atomic_open(path, "wb") as f:
+def _write_bytes(path, data: bytes) -> Path:
+    with atomic_open(path, "wb") as f:  # the core's atomic write: the file appears whole or not at all
         f.write(data)
     return Path(path)
 
@@ -307,7 +305,7 @@ def save_midi(pm, path) -> Path:
     """Write a ``PrettyMIDI`` atomically."""
     buf = io.BytesIO()
     pm.write(buf)
-    return atomic_write_bytes(path, buf.getvalue())
+    return _write_bytes(path, buf.getvalue())
 
 
 def save_wav(pm, path, fs: int = 22050) -> Path:
@@ -322,4 +320,4 @@ def save_wav(pm, path, fs: int = 22050) -> Path:
         w.setsampwidth(2)
         w.setframerate(fs)
         w.writeframes(pcm)
-    return atomic_write_bytes(path, buf.getvalue())
+    return _write_bytes(path, buf.getvalue())
