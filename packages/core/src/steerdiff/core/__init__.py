@@ -28,6 +28,7 @@ from .guidance import (
     ReconstructionGuidance,
     StochasticControlGuidance,
 )
+from .guidance.search import TreeSearchGuidance
 from .io import atomic_directory, atomic_open, atomic_path, save_figure, save_npy, write_json
 from .nets import MLP, NETWORKS, S4DNet, UNet1D, UNet2D, build_network
 from .runtime import cache_dir, configure, resolve_device, seed_everything, set_threads
@@ -36,6 +37,7 @@ from .schedules import EDM, SCHEDULES, SPACINGS, VE, Schedule, VPCosine, VPLinea
 from .solvers import DDIM, DDPM, SOLVERS, DPMSolverPP2M, Euler, Heun, Solver, get_solver
 from .toy import TOY_DATASETS, toy_dataset
 from .training import TrainConfig, TrainResult, train
+from .tuning import Choice, LinearRange, LogRange, TuningResult, space_for, tune
 
 try:
     __version__ = _metadata.version("steerdiff-core")
@@ -90,6 +92,14 @@ __all__ = [
     "StochasticControlGuidance",
     "FeynmanKacSteering",
     "EnsembleKalmanGuidance",
+    "TreeSearchGuidance",
+    # automatic tuning
+    "tune",
+    "TuningResult",
+    "LogRange",
+    "LinearRange",
+    "Choice",
+    "space_for",
     # training, checkpoints and bundles
     "TrainConfig",
     "TrainResult",
