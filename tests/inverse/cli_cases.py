@@ -35,7 +35,9 @@ def user_errors(tmp_path) -> list[tuple[list[str], str]]:
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     no_config = tiny_prior(tmp_path / "no_config")
     (no_config / "config.json").unlink()
-    bad_shape = tiny_dataset(tmp_path / "bad_shape")  # problem.json claims 16 x 16 fields, the tensors are 8 x 8
+    bad_shape = tiny_dataset(
+        tmp_path / "bad_shape"
+    )  # problem.json claims 16 x 16 fields, the tensors are 8 x 8
     meta = json.loads((bad_shape / "problem.json").read_text())
     meta["options"]["size"] = 16
     (bad_shape / "problem.json").write_text(json.dumps(meta))

@@ -24,10 +24,20 @@ from steerdiff.inverse.benchmark import (
 )
 from steerdiff.inverse.prior import PriorConfig
 
-TINY = Setting(size=16, dt=5e-2, num_train=16, prior=PriorConfig(base_channels=8, channel_mults=(1,), steps=3,
-                                                                  batch_size=8),
-               num_test=1, num_val=1, num_particles=4, num_steps=6, num_candidates=2, noise_levels=(0.0, 1.0),
-               methods=("enkg", "eki", "smc"), tune={"enkg": (1.0, 2.0)})
+TINY = Setting(
+    size=16,
+    dt=5e-2,
+    num_train=16,
+    prior=PriorConfig(base_channels=8, channel_mults=(1,), steps=3, batch_size=8),
+    num_test=1,
+    num_val=1,
+    num_particles=4,
+    num_steps=6,
+    num_candidates=2,
+    noise_levels=(0.0, 1.0),
+    methods=("enkg", "eki", "smc"),
+    tune={"enkg": (1.0, 2.0)},
+)
 
 
 def test_run_tunes_caches_and_reports_every_method(tmp_path, monkeypatch):
@@ -72,8 +82,9 @@ def test_settings_cache_key_and_overrides(monkeypatch, tmp_path):
 
 def test_band_limited_interpolation_is_exact_for_band_limited_fields():
     size = 16
-    y, x = torch.meshgrid(torch.arange(size) * 2 * math.pi / size, torch.arange(size) * 2 * math.pi / size,
-                          indexing="ij")
+    y, x = torch.meshgrid(
+        torch.arange(size) * 2 * math.pi / size, torch.arange(size) * 2 * math.pi / size, indexing="ij"
+    )
     field = (torch.cos(2 * x + y) + 0.5 * torch.sin(3 * y))[None, None].double()
     up = band_limited(field[..., ::2, ::2].float(), size)
     assert up.shape == (1, 1, size, size)

@@ -1,4 +1,4 @@
-"""``steerdiff-inverse`` follows the command-line convention: help and defaults, --version, one-line errors."""
+"""``steerdiff-inverse`` follows the command-line convention: help, defaults, --version, one-line errors."""
 
 import argparse
 
@@ -27,7 +27,9 @@ def test_every_option_has_help_and_shows_its_default():
                 continue
             assert action.help, f"{name} {action.option_strings} has no help"
             if action.default not in (None, False, argparse.SUPPRESS):
-                assert f"(default: {action.default})" in text, f"{name} {action.option_strings} hides its default"
+                assert f"(default: {action.default})" in text, (
+                    f"{name} {action.option_strings} hides its default"
+                )
     options = {o for o in subs["solve"]._option_string_actions}
     assert {"--num-samples", "--steps", "--device", "--threads", "--seed", "--out", "--json"} <= options
     assert "--train-steps" in subs["train-prior"]._option_string_actions

@@ -10,8 +10,8 @@ from steerdiff.inverse.forward import ForwardModelBlowup, FunctionForwardModel
 from steerdiff.inverse.methods import MethodConfig, solve
 from steerdiff.inverse.metrics import evaluate, relative_l2
 from steerdiff.inverse.navier_stokes import NavierStokes2D
-from steerdiff.inverse.problems import LinearProblem, NavierStokesProblem, SaturatedProblem, make_problem
 from steerdiff.inverse.prior import FieldPrior, PriorConfig, load_prior, train_prior
+from steerdiff.inverse.problems import LinearProblem, NavierStokesProblem, SaturatedProblem, make_problem
 
 F64 = torch.float64
 
@@ -21,6 +21,7 @@ def gen(seed=0):
 
 
 # ------------------------------------------------------------------------------------------- Navier-Stokes
+
 
 def test_navier_stokes_keeps_the_mean_vorticity():
     ns = NavierStokes2D(size=32, horizon=0.5, dt=1e-2)
@@ -47,7 +48,7 @@ def test_batched_and_single_runs_agree():
     ns = NavierStokes2D(size=32, horizon=0.3, dt=1e-2)
     w0 = GaussianRandomField(32).sample(4, gen(1)) * 3
     batched = ns(w0)
-    single = torch.cat([ns(w0[i:i + 1]) for i in range(4)])
+    single = torch.cat([ns(w0[i : i + 1]) for i in range(4)])
     torch.testing.assert_close(batched, single, rtol=1e-5, atol=1e-5)
 
 
@@ -61,6 +62,7 @@ def test_navier_stokes_is_differentiable_and_checks_shapes():
 
 
 # ------------------------------------------------------------------------------------------- fields, prior
+
 
 def test_wiener_filter_is_the_exact_gaussian_denoiser():
     grf = GaussianRandomField(8, alpha=3.0, tau=3.0)
@@ -78,8 +80,12 @@ def test_wiener_filter_is_the_exact_gaussian_denoiser():
 def test_prior_trains_saves_and_loads(tmp_path):
     problem = NavierStokesProblem(size=16, dt=5e-2, spinup=0.5)
     fields = problem.sample_fields(64, gen())
-    prior = train_prior(fields, tmp_path, PriorConfig(base_channels=8, channel_mults=(1, 2), steps=20,
-                                                      batch_size=16), progress=False)
+    prior = train_prior(
+        fields,
+        tmp_path,
+        PriorConfig(base_channels=8, channel_mults=(1, 2), steps=20, batch_size=16),
+        progress=False,
+    )
     assert abs(prior.scale - float(fields.std()) / 0.5) < 1e-6
     loaded = load_prior(tmp_path)  # the run folder; its bundle is tmp_path / "model"
     x = torch.randn(3, 1, 16, 16, generator=gen()) * 5
@@ -93,6 +99,7 @@ def test_prior_trains_saves_and_loads(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- forward models
+
 
 def test_forward_model_counts_guards_blowups_and_checks_shapes():
     problem = NavierStokesProblem(size=16, dt=5e-2, horizon=0.5)
@@ -138,6 +145,7 @@ def test_black_box_forward_model_refuses_gradients():
 
 # ------------------------------------------------------------------------------------------- methods
 
+
 def _linear(size=16, noise=0.1, seed=0):
     problem = LinearProblem(size=size, stride=2, noise_std=noise, alpha=4.0, tau=3.0)
     truth = problem.grf.sample(1, gen(seed), dtype=F64)
@@ -148,7 +156,9 @@ def _linear(size=16, noise=0.1, seed=0):
 def test_enkg_lands_near_the_analytic_posterior_mean_without_gradients():
     problem, truth, y = _linear()
     mean, _ = problem.posterior(y)
-    cfg = MethodConfig(num_particles=256, num_steps=30, sigma_max=20.0, sigma_min=0.01, num_updates=2, scale=1.0)
+    cfg = MethodConfig(
+        num_particles=256, num_steps=30, sigma_max=20.0, sigma_min=0.01, num_updates=2, scale=1.0
+    )
     sol = solve("enkg", problem.grf, problem, y, cfg, generator=gen(1))
     err = relative_l2(sol.estimate, mean).item()
     assert err < 0.2, err  # the prior mean (zero) is at relative distance 1
@@ -177,8 +187,15 @@ def test_enkg_runs_on_a_black_box_that_refuses_autograd_and_dps_refuses_it():
 @pytest.mark.parametrize("method", ["eki", "dps", "scg", "smc"])
 def test_every_baseline_reduces_the_misfit_and_reports_costs(method):
     problem, truth, y = _linear(size=8)
-    cfg = MethodConfig(num_particles=16, num_steps=20, sigma_max=20.0, sigma_min=0.01, iterations=50,
-                       likelihood_std=0.1, num_candidates=4)
+    cfg = MethodConfig(
+        num_particles=16,
+        num_steps=20,
+        sigma_max=20.0,
+        sigma_min=0.01,
+        iterations=50,
+        likelihood_std=0.1,
+        num_candidates=4,
+    )
     sol = solve(method, problem.grf, problem, y, cfg, generator=gen(2))
     res = evaluate(sol, problem, truth, y)
     prior_misfit = problem.forward.misfit(torch.zeros_like(y), y).item()
@@ -230,27 +247,96 @@ def test_field_prior_works_in_physical_units():
 
 # ------------------------------------------------------------------------------------------- CLI
 
+
 def test_cli_runs_data_prior_solve_end_to_end(tmp_path, capsys):
     import json
 
     from steerdiff.inverse.cli import main
 
     common = ["--device", "cpu", "--seed", "0", "--quiet"]
-    assert main(["make-data", "--problem", "linear", "--size", "8", "--noise", "0.1", "--num-train", "32",
-                 "--num-test", "1", "--out", str(tmp_path), *common]) == 0
-    assert main(["train-prior", "--data", str(tmp_path), "--out", str(tmp_path / "prior"), "--train-steps", "3",
-                 "--channels", "8", "--batch-size", "8", *common]) == 0
+    assert (
+        main(
+            [
+                "make-data",
+                "--problem",
+                "linear",
+                "--size",
+                "8",
+                "--noise",
+                "0.1",
+                "--num-train",
+                "32",
+                "--num-test",
+                "1",
+                "--out",
+                str(tmp_path),
+                *common,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train-prior",
+                "--data",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "prior"),
+                "--train-steps",
+                "3",
+                "--channels",
+                "8",
+                "--batch-size",
+                "8",
+                *common,
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "prior" / "model" / "config.json").exists()
-    assert main(["solve", "--data", str(tmp_path), "--prior", str(tmp_path / "prior"), "--method", "enkg",
-                 "--num-samples", "4", "--steps", "4", "--out", str(tmp_path / "enkg"), *common]) == 0
+    assert (
+        main(
+            [
+                "solve",
+                "--data",
+                str(tmp_path),
+                "--prior",
+                str(tmp_path / "prior"),
+                "--method",
+                "enkg",
+                "--num-samples",
+                "4",
+                "--steps",
+                "4",
+                "--out",
+                str(tmp_path / "enkg"),
+                *common,
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((tmp_path / "enkg" / "metrics.json").read_text())
     assert metrics["method"] == "enkg" and metrics["forward_calls"] > 0 and metrics["gradient_evals"] == 0
     assert (tmp_path / "enkg" / "fields.png").stat().st_size > 1000
     summary = json.loads((tmp_path / "enkg" / "summary.json").read_text())
     assert summary["rel_l2"] == metrics["rel_l2"]
     capsys.readouterr()
-    assert main(["solve", "--data", str(tmp_path / "missing"), "--method", "eki", "--out", str(tmp_path / "x"),
-                 *common]) == 2
+    assert (
+        main(
+            [
+                "solve",
+                "--data",
+                str(tmp_path / "missing"),
+                "--method",
+                "eki",
+                "--out",
+                str(tmp_path / "x"),
+                *common,
+            ]
+        )
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err
     assert main(["solve", "--data", str(tmp_path), "--method", "enkg", "--out", str(tmp_path / "x")]) == 2
     assert "--prior is required" in capsys.readouterr().err
@@ -259,14 +345,16 @@ def test_cli_runs_data_prior_solve_end_to_end(tmp_path, capsys):
 @pytest.mark.parametrize("step_size", ["frobenius", "trace"])
 def test_eki_reduces_the_misfit_with_either_step_size(step_size):
     problem, truth, y = _linear(size=8)
-    cfg = MethodConfig(num_particles=16, iterations=50, step_size=step_size, scale=0.5 if step_size == "trace" else 1.0)
+    cfg = MethodConfig(
+        num_particles=16, iterations=50, step_size=step_size, scale=0.5 if step_size == "trace" else 1.0
+    )
     sol = solve("eki", None, problem, y, cfg, generator=gen(4))
     prior_misfit = problem.forward.misfit(torch.zeros_like(y), y).item()
     assert evaluate(sol, problem, truth, y)["misfit"] < 0.8 * prior_misfit
 
 
 def test_eki_never_accepts_a_step_that_raises_the_misfit():
-    # a step scale far too large for the explicit solver: unguarded EKI blows up and returns NaN or huge fields
+    # a step scale far too large for the explicit solver: unguarded EKI blows up to NaN or huge fields
     problem = NavierStokesProblem(size=16, dt=0.05, horizon=0.5, on_blowup="penalty", penalty=1e3)
     truth = problem.sample_fields(1, gen(7))
     y = problem.forward.measure(truth, gen(8))

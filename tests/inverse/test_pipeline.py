@@ -62,8 +62,12 @@ def test_bundle_round_trip_in_a_fresh_process(trained, tmp_path):
     assert domain["problem"]["options"]["stride"] == 2 and domain["scale"] == pytest.approx(pipe.prior.scale)
     out = tmp_path / "child.safetensors"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-c", CHILD, str(path), str(out), str(torch.get_num_threads())], check=True,
-                   env=env, timeout=300)
+    subprocess.run(
+        [sys.executable, "-c", CHILD, str(path), str(out), str(torch.get_num_threads())],
+        check=True,
+        env=env,
+        timeout=300,
+    )
     from safetensors.torch import load_file
 
     child = load_file(str(out))
@@ -124,8 +128,23 @@ def test_corrupt_and_foreign_bundles_get_clear_errors(trained, tmp_path):
     data = save_dataset(tmp_path / "data", make_dataset(LinearProblem(size=8, stride=2, noise_std=0.1), 4, 1))
     assert load_dataset(data).y.shape == (1, 1, 4, 4)
     for bad in (cut, gone):
-        assert main(["solve", "--data", str(data), "--prior", str(bad), "--out", str(tmp_path / "o"),
-                     "--device", "cpu", "--quiet"]) == 2
+        assert (
+            main(
+                [
+                    "solve",
+                    "--data",
+                    str(data),
+                    "--prior",
+                    str(bad),
+                    "--out",
+                    str(tmp_path / "o"),
+                    "--device",
+                    "cpu",
+                    "--quiet",
+                ]
+            )
+            == 2
+        )
 
 
 def test_a_save_cut_mid_write_leaves_the_previous_bundle(trained, tmp_path, monkeypatch):

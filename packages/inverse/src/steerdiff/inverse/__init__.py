@@ -3,10 +3,10 @@
 Start with :class:`InversePipeline` (a trained field prior plus the problem it is for: ``from_pretrained``,
 ``solve``, ``save_pretrained``). The pieces: forward models (:class:`ForwardModel`,
 :class:`FunctionForwardModel`), problems (:class:`NavierStokesProblem`, :class:`LinearProblem`,
-:class:`SaturatedProblem`, :class:`CustomProblem`), data sets (:func:`make_dataset`, :func:`load_dataset`), the
-field prior (:func:`train_prior`, :func:`load_prior`), solvers on one budget (:func:`solve` with EnKG, EKI, DPS,
-SCG, SMC) and metrics (:func:`evaluate`, :func:`relative_l2`). Benchmark protocols live in
-``steerdiff.inverse.benchmark``.
+:class:`SaturatedProblem`, :class:`CustomProblem`), data sets (:func:`make_dataset`,
+:func:`load_dataset`), the field prior (:func:`train_prior`, :func:`load_prior`), solvers on one budget
+(:func:`solve` with EnKG, EKI, DPS, SCG, SMC) and metrics (:func:`evaluate`, :func:`relative_l2`).
+Benchmark protocols live in ``steerdiff.inverse.benchmark``.
 """
 
 from importlib import metadata as _metadata

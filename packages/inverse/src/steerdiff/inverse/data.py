@@ -14,12 +14,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
 from steerdiff.core.io import atomic_path, write_json
 
 from .problems import InverseProblem, make_problem
 
-__all__ = ["DATA_FILE", "PROBLEM_FILE", "Dataset", "DatasetError", "load_dataset", "load_tensors",
-           "make_dataset", "save_dataset", "save_tensors"]
+__all__ = [
+    "DATA_FILE",
+    "PROBLEM_FILE",
+    "Dataset",
+    "DatasetError",
+    "load_dataset",
+    "load_tensors",
+    "make_dataset",
+    "save_dataset",
+    "save_tensors",
+]
 
 DATA_FILE, PROBLEM_FILE = "data.safetensors", "problem.json"
 
@@ -31,9 +41,9 @@ class DatasetError(ValueError):
 @dataclass
 class Dataset:
     problem: InverseProblem
-    train: torch.Tensor              # (N, 1, H, W) fields for the prior
-    test: torch.Tensor               # (M, 1, H, W) ground-truth fields
-    y: torch.Tensor                  # (M, *observation shape) their noisy measurements
+    train: torch.Tensor  # (N, 1, H, W) fields for the prior
+    test: torch.Tensor  # (M, 1, H, W) ground-truth fields
+    y: torch.Tensor  # (M, *observation shape) their noisy measurements
     meta: dict = field(default_factory=dict)
 
 
@@ -57,12 +67,15 @@ def load_tensors(path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
-        raise DatasetError(f"{path} is corrupt or truncated ({err}); create the data set again with "
-                           "`steerdiff-inverse make-data`") from None
+        raise DatasetError(
+            f"{path} is corrupt or truncated ({err}); create the data set again with "
+            "`steerdiff-inverse make-data`"
+        ) from None
 
 
-def make_dataset(problem: InverseProblem, num_train: int, num_test: int, seed: int = 0,
-                 progress: bool = False) -> Dataset:
+def make_dataset(
+    problem: InverseProblem, num_train: int, num_test: int, seed: int = 0, progress: bool = False
+) -> Dataset:
     """Simulate ``num_train`` training fields, ``num_test`` test fields and the test fields' measurements."""
     if num_train < 1 or num_test < 1:
         raise ValueError(f"num_train and num_test must be positive, got {num_train} and {num_test}")
@@ -71,9 +84,16 @@ def make_dataset(problem: InverseProblem, num_train: int, num_test: int, seed: i
     train = problem.sample_fields(num_train, g, progress=progress)
     test = problem.sample_fields(num_test, g)
     y = problem.forward.measure(test, g)
-    meta = {"problem": problem.name, "options": problem.config(), "seed": seed, "num_train": num_train,
-            "num_test": num_test, "field_std": float(train.std()), "field_max": float(train.abs().max()),
-            "seconds": time.perf_counter() - t0}
+    meta = {
+        "problem": problem.name,
+        "options": problem.config(),
+        "seed": seed,
+        "num_train": num_train,
+        "num_test": num_test,
+        "field_std": float(train.std()),
+        "field_max": float(train.abs().max()),
+        "seconds": time.perf_counter() - t0,
+    }
     return Dataset(problem, train, test, y, meta)
 
 
@@ -90,26 +110,35 @@ def load_dataset(folder) -> Dataset:
     """Read and check a data set folder written by :func:`save_dataset`."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DatasetError(f"data folder {folder} does not exist; create one with "
-                           "`steerdiff-inverse make-data --out DIR`")
+        raise DatasetError(
+            f"data folder {folder} does not exist; create one with `steerdiff-inverse make-data --out DIR`"
+        )
     meta_path = folder / PROBLEM_FILE
     if not meta_path.is_file():
-        raise DatasetError(f"{folder} holds no data set ({PROBLEM_FILE} is missing); create one with "
-                           "`steerdiff-inverse make-data --out DIR`")
+        raise DatasetError(
+            f"{folder} holds no data set ({PROBLEM_FILE} is missing); create one with "
+            "`steerdiff-inverse make-data --out DIR`"
+        )
     try:
         meta = json.loads(meta_path.read_text())
         problem = make_problem(meta["problem"], **meta["options"])
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
-        raise DatasetError(f"{meta_path} is corrupt ({type(err).__name__}: {err}); create the data set again "
-                           "with `steerdiff-inverse make-data`") from None
+        raise DatasetError(
+            f"{meta_path} is corrupt ({type(err).__name__}: {err}); create the data set again "
+            "with `steerdiff-inverse make-data`"
+        ) from None
     except ValueError as err:
-        raise DatasetError(f"{meta_path} describes no valid problem ({err}); create the data set again with "
-                           "`steerdiff-inverse make-data`") from None
+        raise DatasetError(
+            f"{meta_path} describes no valid problem ({err}); create the data set again with "
+            "`steerdiff-inverse make-data`"
+        ) from None
     tensors = load_tensors(folder / DATA_FILE)
     missing = {"train", "test", "y"} - set(tensors)
     if missing:
-        raise DatasetError(f"{folder / DATA_FILE} lacks the tensors {sorted(missing)}; create the data set "
-                           "again with `steerdiff-inverse make-data`")
+        raise DatasetError(
+            f"{folder / DATA_FILE} lacks the tensors {sorted(missing)}; create the data set "
+            "again with `steerdiff-inverse make-data`"
+        )
     dataset = Dataset(problem, tensors["train"], tensors["test"], tensors["y"], meta)
     _check(dataset, folder)
     return dataset
@@ -121,15 +150,19 @@ def _check(dataset: Dataset, folder: Path) -> None:
     for name in ("train", "test"):
         t = getattr(dataset, name)
         if t.ndim != 4 or tuple(t.shape[1:]) != want:
-            raise DatasetError(f"{folder}: the {name} fields have shape {tuple(t.shape)}, but the {problem.name} "
-                               f"problem it records needs (N, {', '.join(map(str, want))}); create the data set "
-                               "again with `steerdiff-inverse make-data`")
+            raise DatasetError(
+                f"{folder}: the {name} fields have shape {tuple(t.shape)}, but the {problem.name} "
+                f"problem it records needs (N, {', '.join(map(str, want))}); create the data set "
+                "again with `steerdiff-inverse make-data`"
+            )
     obs = problem.forward.output_shape
     if tuple(dataset.y.shape) != (dataset.test.shape[0], *obs):
-        raise DatasetError(f"{folder}: the measurements have shape {tuple(dataset.y.shape)}, but "
-                           f"{dataset.test.shape[0]} test fields of the {problem.name} problem give "
-                           f"({dataset.test.shape[0]}, {', '.join(map(str, obs))}); create the data set again "
-                           "with `steerdiff-inverse make-data`")
+        raise DatasetError(
+            f"{folder}: the measurements have shape {tuple(dataset.y.shape)}, but "
+            f"{dataset.test.shape[0]} test fields of the {problem.name} problem give "
+            f"({dataset.test.shape[0]}, {', '.join(map(str, obs))}); create the data set again "
+            "with `steerdiff-inverse make-data`"
+        )
     for name in ("train", "test", "y"):
         if not torch.isfinite(getattr(dataset, name)).all():
             raise DatasetError(f"{folder}: the {name} tensor contains NaN or inf; create the data set again")

@@ -28,11 +28,15 @@ def wavenumbers(h: int, w: int, device=None, dtype=torch.float32) -> tuple[torch
 def check_field(x: torch.Tensor, shape: tuple[int, int], what: str = "field") -> None:
     """Fields are (B, 1, H, W); name the problem and the fix otherwise."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"the {what} must be a torch.Tensor of shape (B, 1, {shape[0]}, {shape[1]}), "
-                        f"got {type(x).__name__}")
+        raise TypeError(
+            f"the {what} must be a torch.Tensor of shape (B, 1, {shape[0]}, {shape[1]}), "
+            f"got {type(x).__name__}"
+        )
     if x.ndim != 4 or tuple(x.shape[1:]) != (1, *shape):
         hint = " (add the channel dimension with x[:, None])" if x.ndim == 3 else ""
-        raise ValueError(f"the {what} must have shape (B, 1, {shape[0]}, {shape[1]}), got {tuple(x.shape)}{hint}")
+        raise ValueError(
+            f"the {what} must have shape (B, 1, {shape[0]}, {shape[1]}), got {tuple(x.shape)}{hint}"
+        )
     if not x.is_floating_point():
         raise ValueError(f"the {what} must be floating point, got {x.dtype}")
 
@@ -50,8 +54,10 @@ class GaussianRandomField:
         if self.size < 4:
             raise ValueError(f"GaussianRandomField.size must be >= 4, got {self.size}")
         if self.alpha <= 1 or self.tau <= 0 or self.amplitude <= 0:
-            raise ValueError(f"GaussianRandomField needs alpha > 1, tau > 0 and amplitude > 0, got alpha="
-                             f"{self.alpha}, tau={self.tau}, amplitude={self.amplitude}")
+            raise ValueError(
+                f"GaussianRandomField needs alpha > 1, tau > 0 and amplitude > 0, got alpha="
+                f"{self.alpha}, tau={self.tau}, amplitude={self.amplitude}"
+            )
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -60,13 +66,18 @@ class GaussianRandomField:
     def spectrum(self, device=None, dtype=torch.float64) -> torch.Tensor:
         """sqrt of the covariance eigenvalues in the unitary rfft2 basis, shape (H, W//2 + 1)."""
         ky, kx = wavenumbers(self.size, self.size, device, dtype)
-        lam = (self.amplitude * self.tau ** (self.alpha - 1) * self.size
-               * (kx**2 + ky**2 + self.tau**2) ** (-self.alpha / 2))
+        lam = (
+            self.amplitude
+            * self.tau ** (self.alpha - 1)
+            * self.size
+            * (kx**2 + ky**2 + self.tau**2) ** (-self.alpha / 2)
+        )
         lam[0, 0] = 0.0
         return lam
 
-    def sample(self, n: int, generator: torch.Generator | None = None, device=None,
-               dtype=torch.float32) -> torch.Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, device=None, dtype=torch.float32
+    ) -> torch.Tensor:
         z = torch.randn(n, 1, self.size, self.size, generator=generator, device=device, dtype=dtype)
         return self.apply(z, self.spectrum(z.device, dtype))
 
@@ -79,8 +90,10 @@ class GaussianRandomField:
         """The dense (H W) x (H W) covariance matrix (small grids only: tests and analytic references)."""
         d = self.size**2
         if d > 4096:
-            raise ValueError(f"a dense covariance of a {self.size}x{self.size} field has {d}^2 entries; "
-                             "use a grid of at most 64x64")
+            raise ValueError(
+                f"a dense covariance of a {self.size}x{self.size} field has {d}^2 entries; "
+                "use a grid of at most 64x64"
+            )
         eye = torch.eye(d, dtype=dtype).reshape(d, 1, self.size, self.size)
         return self.apply(eye, self.spectrum(dtype=dtype) ** 2).reshape(d, d)
 
@@ -88,7 +101,7 @@ class GaussianRandomField:
         """Pointwise standard deviation (the same everywhere)."""
         lam = self.spectrum()
         weight = torch.ones_like(lam)
-        weight[:, 1:(self.size + 1) // 2] = 2.0  # rfft2 stores half the kx modes: count the mirror ones
+        weight[:, 1 : (self.size + 1) // 2] = 2.0  # rfft2 stores half the kx modes: count the mirror ones
         return math.sqrt(float((weight * lam**2).sum()) / self.size**2)
 
     def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:

@@ -34,8 +34,15 @@ class ForwardModelBlowup(FloatingPointError):
 class ForwardModel:
     name = "forward"
 
-    def __init__(self, input_shape: tuple[int, ...], output_shape: tuple[int, ...], noise_std: float = 0.0,
-                 differentiable: bool = False, on_blowup: str = "raise", penalty: float = 1e3):
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        output_shape: tuple[int, ...],
+        noise_std: float = 0.0,
+        differentiable: bool = False,
+        on_blowup: str = "raise",
+        penalty: float = 1e3,
+    ):
         if on_blowup not in BLOWUP_POLICIES:
             raise ValueError(f"on_blowup must be one of {list(BLOWUP_POLICIES)}, got {on_blowup!r}")
         if not noise_std >= 0:
@@ -56,11 +63,17 @@ class ForwardModel:
         return {"forward_calls": self.calls, "forward_evals": self.evals, "blowups": self.blowups}
 
     def check_input(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor) or x.ndim != len(self.input_shape) + 1 \
-                or tuple(x.shape[1:]) != self.input_shape:
+        if (
+            not isinstance(x, torch.Tensor)
+            or x.ndim != len(self.input_shape) + 1
+            or tuple(x.shape[1:]) != self.input_shape
+        ):
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"{self.name}: the input must be a batch of shape (B, {', '.join(map(str, self.input_shape))}),"
-                             f" got {got}; a single field needs a batch dimension, x[None]")
+            raise ValueError(
+                f"{self.name}: the input must be a batch of shape "
+                f"(B, {', '.join(map(str, self.input_shape))}), got {got}; a single field needs a batch "
+                "dimension, x[None]"
+            )
 
     def check_measurement(self, y: torch.Tensor, batch: int | None = None) -> torch.Tensor:
         """y must be (B, *output_shape) (or output_shape for one measurement); returns the batched form."""
@@ -69,10 +82,14 @@ class ForwardModel:
             y = y[None]
         if tuple(y.shape[1:]) != self.output_shape or (batch is not None and y.shape[0] != batch):
             want = f"({batch if batch is not None else 'B'}, {', '.join(map(str, self.output_shape))})"
-            raise ValueError(f"{self.name}: the measurement must have shape {want} (one row per problem instance), "
-                             f"got {tuple(y.shape)}")
+            raise ValueError(
+                f"{self.name}: the measurement must have shape {want} (one row per problem instance), "
+                f"got {tuple(y.shape)}"
+            )
         if not torch.isfinite(y).all():
-            raise ValueError(f"{self.name}: the measurement contains NaN or inf; drop or impute those entries")
+            raise ValueError(
+                f"{self.name}: the measurement contains NaN or inf; drop or impute those entries"
+            )
         return y
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,14 +98,18 @@ class ForwardModel:
             out = self.simulate(x)
         else:
             if torch.is_grad_enabled() and x.requires_grad:
-                raise TypeError(f"{self.name} is a black box (differentiable=False) and gives no gradients; use a "
-                                "derivative-free method (EnKG, EKI, SCG, SMC) or a differentiable forward model")
+                raise TypeError(
+                    f"{self.name} is a black box (differentiable=False) and gives no gradients; use a "
+                    "derivative-free method (EnKG, EKI, SCG, SMC) or a differentiable forward model"
+                )
             with torch.no_grad():
                 out = self.simulate(x.detach())
         out = torch.as_tensor(out).to(device=x.device, dtype=x.dtype)  # measurements in the unknown's dtype
         if tuple(out.shape) != (x.shape[0], *self.output_shape):
-            raise ValueError(f"{self.name}.simulate returned shape {tuple(out.shape)}, expected "
-                             f"{(x.shape[0], *self.output_shape)}")
+            raise ValueError(
+                f"{self.name}.simulate returned shape {tuple(out.shape)}, expected "
+                f"{(x.shape[0], *self.output_shape)}"
+            )
         self.calls += 1
         self.evals += x.shape[0]
         bad = ~torch.isfinite(out.detach()).reshape(x.shape[0], -1).all(1)
@@ -97,13 +118,18 @@ class ForwardModel:
             if self.on_blowup == "raise":
                 rows = bad.nonzero()[:5, 0].tolist()
                 raise ForwardModelBlowup(
-                    f"{self.name} returned NaN or inf for {int(bad.sum())} of {x.shape[0]} inputs (rows {rows}"
-                    f"{'...' if bad.sum() > 5 else ''}; input max |x| = {float(x.detach().abs().max()):.3g}). "
-                    "Off-manifold inputs make the simulator unstable: pass on_blowup='penalty' to score them with a "
-                    "constant penalty, use clean (ODE) estimates, or lower the guidance scale / time step")
+                    f"{self.name} returned NaN or inf for {int(bad.sum())} of {x.shape[0]} inputs "
+                    f"(rows {rows}{'...' if bad.sum() > 5 else ''}; "
+                    f"input max |x| = {float(x.detach().abs().max()):.3g}). "
+                    "Off-manifold inputs make the simulator unstable: pass on_blowup='penalty' to score them "
+                    "with a constant penalty, use clean (ODE) estimates, or lower the guidance scale / "
+                    "time step"
+                )
             fill = torch.full_like(out, self.penalty)
             out = torch.where(bad.reshape(-1, *([1] * (out.ndim - 1))), fill, out)
-            if x.requires_grad:  # torch.where passes 0 * NaN = NaN back through the simulator: zero those rows
+            if (
+                x.requires_grad
+            ):  # torch.where passes 0 * NaN = NaN back through the simulator: zero those rows
                 mask = bad.reshape(-1, *([1] * (x.ndim - 1)))
                 x.register_hook(lambda grad: torch.where(mask, torch.zeros_like(grad), grad))
         return out
@@ -127,8 +153,14 @@ class ForwardModel:
 class FunctionForwardModel(ForwardModel):
     """Any batched callable ``fn(x) -> y`` as a forward model."""
 
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], input_shape, output_shape, name: str = "forward",
-                 **kwargs):
+    def __init__(
+        self,
+        fn: Callable[[torch.Tensor], torch.Tensor],
+        input_shape,
+        output_shape,
+        name: str = "forward",
+        **kwargs,
+    ):
         super().__init__(input_shape, output_shape, **kwargs)
         self.fn, self.name = fn, name
 

@@ -29,6 +29,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import torch
+
 from steerdiff.core.guidance import (
     EnsembleKalmanGuidance,
     FeynmanKacSteering,
@@ -48,27 +49,27 @@ METHODS = ("enkg", "eki", "dps", "scg", "smc")
 
 @dataclass
 class MethodConfig:
-    num_particles: int = 32          # J per problem instance (every method)
-    num_steps: int = 40              # diffusion steps (Karras grid, rho = 7)
-    scale: float = 2.0               # EnKG / EKI step scale (reference: 2.0)
-    step_size: str = "frobenius"     # EnKG / EKI: "frobenius" (scale / ||A||_F, reference code) or "trace"
-                                     # (scale / (tr C_yy + m noise^2), the paper's Proposition 1)
-    dps_scale: float = 1.0           # DPS step zeta on ||G(x0_hat) - y|| (field units)
-    num_updates: int = 1             # EnKG corrections per guided step (reference NS: 2)
-    guide_start: float = 0.05        # EnKG: no guidance in the first / last fraction of steps (reference 0.05)
+    num_particles: int = 32  # J per problem instance (every method)
+    num_steps: int = 40  # diffusion steps (Karras grid, rho = 7)
+    scale: float = 2.0  # EnKG / EKI step scale (reference: 2.0)
+    step_size: str = "frobenius"  # EnKG / EKI: "frobenius" (scale / ||A||_F, reference code) or "trace"
+    # (scale / (tr C_yy + m noise^2), the paper's Proposition 1)
+    dps_scale: float = 1.0  # DPS step zeta on ||G(x0_hat) - y|| (field units)
+    num_updates: int = 1  # EnKG corrections per guided step (reference NS: 2)
+    guide_start: float = 0.05  # EnKG: no guidance in the first / last fraction of steps (reference 0.05)
     guide_end: float = 0.05
-    ode_factor: int = 4              # EnKG: ODE steps for the clean estimate: min(1 + (N - i) // factor, 20)
-    iterations: int = 100            # EKI iterations
-    num_candidates: int = 8          # SCG candidates per step
-    likelihood_std: float = 1.0      # SMC temperature / DPS noise level of the Gaussian likelihood
-    sigma_max: float | None = None   # defaults to the prior's range
+    ode_factor: int = 4  # EnKG: ODE steps for the clean estimate: min(1 + (N - i) // factor, 20)
+    iterations: int = 100  # EKI iterations
+    num_candidates: int = 8  # SCG candidates per step
+    likelihood_std: float = 1.0  # SMC temperature / DPS noise level of the Gaussian likelihood
+    sigma_max: float | None = None  # defaults to the prior's range
     sigma_min: float | None = None
 
 
 @dataclass
 class Solution:
-    estimate: torch.Tensor           # (B, 1, H, W)
-    ensemble: torch.Tensor           # (B, J, 1, H, W)
+    estimate: torch.Tensor  # (B, 1, H, W)
+    ensemble: torch.Tensor  # (B, J, 1, H, W)
     costs: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
 
@@ -92,12 +93,20 @@ def _interval(sig: torch.Tensor, start: float, end: float) -> tuple[float, float
 def _misfit_sq(forward: ForwardModel, y_rows: torch.Tensor):
     def loss(x0):
         return (forward(x0) - y_rows).flatten(1).pow(2).sum(1)
+
     return loss
 
 
-def solve(method: str, prior, problem, y: torch.Tensor, config: MethodConfig | None = None,
-          generator: torch.Generator | None = None, progress: bool = False,
-          dtype: torch.dtype = torch.float32) -> Solution:
+def solve(
+    method: str,
+    prior,
+    problem,
+    y: torch.Tensor,
+    config: MethodConfig | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> Solution:
     """Solve ``problem`` for measurements ``y`` (B, *obs_shape) with ``method`` and the diffusion ``prior``
     (a denoiser on physical fields, e.g. :class:`~steerdiff.inverse.prior.FieldPrior`; unused by EKI).
     Particles and measurements are held in ``dtype`` (the prior network's dtype)."""
@@ -107,7 +116,9 @@ def solve(method: str, prior, problem, y: torch.Tensor, config: MethodConfig | N
     if cfg.step_size not in ("frobenius", "trace"):
         raise ValueError(f"step_size must be 'frobenius' or 'trace', got {cfg.step_size!r}")
     if cfg.num_particles < 2:
-        raise ValueError(f"num_particles must be >= 2 (ensemble methods need a spread), got {cfg.num_particles}")
+        raise ValueError(
+            f"num_particles must be >= 2 (ensemble methods need a spread), got {cfg.num_particles}"
+        )
     forward = problem.forward
     y = forward.check_measurement(y).to(dtype)
     b, j = y.shape[0], cfg.num_particles
@@ -123,17 +134,31 @@ def solve(method: str, prior, problem, y: torch.Tensor, config: MethodConfig | N
         sig = sigma_steps(prior, cfg)
         x = float(sig[0]) * torch.randn((b * j, *shape), generator=generator, device=device, dtype=dtype)
         if method == "enkg":
-            guide = EnsembleKalmanGuidance(forward, y, j, scale=cfg.scale, num_updates=cfg.num_updates,
-                                           ode_factor=cfg.ode_factor, step_size=cfg.step_size,
-                                           noise_std=forward.noise_std,
-                                           interval=_interval(sig, cfg.guide_start, cfg.guide_end))
+            guide = EnsembleKalmanGuidance(
+                forward,
+                y,
+                j,
+                scale=cfg.scale,
+                num_updates=cfg.num_updates,
+                ode_factor=cfg.ode_factor,
+                step_size=cfg.step_size,
+                noise_std=forward.noise_std,
+                interval=_interval(sig, cfg.guide_start, cfg.guide_end),
+            )
             solver, opts = "euler", {}
         elif method == "dps":
             if not forward.differentiable:
-                raise TypeError(f"DPS needs gradients of the forward model, but {forward.name} is declared "
-                                "differentiable=False; use enkg, eki, scg or smc")
-            guide = ReconstructionGuidance(_misfit_sq(forward, y_rows), scale=cfg.dps_scale, mode="forward",
-                                           weight="none", normalize="dps")
+                raise TypeError(
+                    f"DPS needs gradients of the forward model, but {forward.name} is declared "
+                    "differentiable=False; use enkg, eki, scg or smc"
+                )
+            guide = ReconstructionGuidance(
+                _misfit_sq(forward, y_rows),
+                scale=cfg.dps_scale,
+                mode="forward",
+                weight="none",
+                normalize="dps",
+            )
             solver, opts = "ddpm", {}
         elif method == "scg":
             loss = _misfit_sq(forward, y_rows.repeat_interleave(cfg.num_candidates, 0))
@@ -143,7 +168,9 @@ def solve(method: str, prior, problem, y: torch.Tensor, config: MethodConfig | N
             loss = _misfit_sq(forward, y_rows)
             guide = FeynmanKacSteering(lambda x0: -loss(x0) / (2 * cfg.likelihood_std**2), num_particles=j)
             solver, opts = "ddpm", {}
-        result = sample(prior, x, sig, solver, guidance=[guide], generator=generator, progress=progress, **opts)
+        result = sample(
+            prior, x, sig, solver, guidance=[guide], generator=generator, progress=progress, **opts
+        )
         x = result.x
         costs.update(network_evals=result.costs.network_evals, gradient_evals=result.costs.gradient_evals)
         if method == "smc":
@@ -161,7 +188,8 @@ def solve(method: str, prior, problem, y: torch.Tensor, config: MethodConfig | N
 
 
 def _eki(forward, problem, y, cfg, b, j, generator, device):
-    """Ensemble Kalman inversion (Iglesias et al. 2013) from a Gaussian-random-field ensemble, no diffusion prior.
+    """Ensemble Kalman inversion (Iglesias et al. 2013) from a Gaussian-random-field ensemble, no diffusion
+    prior.
 
     Safeguarded: a step is kept only if it does not raise the instance's ensemble-mean misfit (a blown-up row
     scores the penalty, so it counts as a rise); otherwise that instance stays put and its step is halved. The
@@ -182,7 +210,9 @@ def _eki(forward, problem, y, cfg, b, j, generator, device):
         if cfg.step_size == "frobenius":
             denom = a.flatten(1).norm(dim=1)
         else:  # tr(C_yy + Gamma), as in the core's EnsembleKalmanGuidance
-            denom = (y_hat - y_hat.mean(1, keepdim=True)).pow(2).sum((1, 2)) / j + y_flat.shape[1] * forward.noise_std**2
+            denom = (y_hat - y_hat.mean(1, keepdim=True)).pow(2).sum((1, 2)) / j + y_flat.shape[
+                1
+            ] * forward.noise_std**2
         w = scale / denom.clamp_min(1e-12)
         x_new = flat(x) - w[:, None, None] * g
         y_new = flat(forward(x_new.reshape(x.shape))).to(x.dtype)

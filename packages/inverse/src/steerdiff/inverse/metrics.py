@@ -10,7 +10,9 @@ __all__ = ["evaluate", "relative_l2"]
 def relative_l2(estimate: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """Per-sample ||estimate - truth|| / ||truth|| (InverseBench's Navier-Stokes metric)."""
     if estimate.shape != truth.shape:
-        raise ValueError(f"estimate {tuple(estimate.shape)} and truth {tuple(truth.shape)} must have one shape")
+        raise ValueError(
+            f"estimate {tuple(estimate.shape)} and truth {tuple(truth.shape)} must have one shape"
+        )
     return (estimate - truth).flatten(1).norm(dim=1) / truth.flatten(1).norm(dim=1).clamp_min(1e-12)
 
 
@@ -24,5 +26,10 @@ def evaluate(solution, problem, truth: torch.Tensor, y: torch.Tensor) -> dict:
     err = relative_l2(solution.estimate, truth)
     misfit = forward.misfit(y_hat, forward.check_measurement(y))
     spread = solution.ensemble.std(1).flatten(1).mean(1)
-    return {"rel_l2": float(err.mean()), "rel_l2_per_sample": err.tolist(), "misfit": float(misfit.mean()),
-            "spread": float(spread.mean()), **solution.costs}
+    return {
+        "rel_l2": float(err.mean()),
+        "rel_l2_per_sample": err.tolist(),
+        "misfit": float(misfit.mean()),
+        "spread": float(spread.mean()),
+        **solution.costs,
+    }

@@ -2,7 +2,8 @@
 
     dw/dt + u . grad w = (1 / Re) lap w + f,     u = (d psi / dy, -d psi / dx),     -lap psi = w,
 
-with Kolmogorov forcing f(x, y) = amplitude * cos(k_f y) (the EnKG / InverseBench setting: -4 cos(4y), Re=200).
+with Kolmogorov forcing f(x, y) = amplitude * cos(k_f y) (the EnKG / InverseBench setting: -4 cos(4y),
+Re=200).
 Time stepping as in Li et al.'s solver used by the EnKG paper: Heun predictor-corrector for the advection
 term, Crank-Nicolson for diffusion, the nonlinear term dealiased by the 2/3 rule. The mean vorticity is a
 conserved quantity (every term has zero mean on the torus): the mean mode of the advection and of the
@@ -39,8 +40,10 @@ class NavierStokes2D:
         if self.size < 8:
             raise ValueError(f"NavierStokes2D.size must be >= 8, got {self.size}")
         if not (self.reynolds > 0 and self.horizon >= 0 and self.dt > 0):
-            raise ValueError(f"NavierStokes2D needs reynolds > 0, horizon >= 0 and dt > 0, got reynolds="
-                             f"{self.reynolds}, horizon={self.horizon}, dt={self.dt}")
+            raise ValueError(
+                f"NavierStokes2D needs reynolds > 0, horizon >= 0 and dt > 0, got reynolds="
+                f"{self.reynolds}, horizon={self.horizon}, dt={self.dt}"
+            )
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -18,6 +18,7 @@ import dataclasses
 from pathlib import Path
 
 import torch
+
 from steerdiff.core.runtime import resolve_device
 from steerdiff.core.sampling import sample
 
@@ -37,16 +38,23 @@ class InversePipeline:
         self.device = resolve_device(device)
         self.prior = prior.to(self.device) if prior is not None else None
         self.problem = problem
-        if prior is not None and problem is not None and prior.field_shape is not None \
-                and tuple(prior.field_shape[1:]) != tuple(problem.field_shape):
-            raise ValueError(f"the prior was trained on {_grid(prior.field_shape[1:])} fields, but the "
-                             f"{problem.name} problem has {_grid(problem.field_shape)} fields; train a prior on "
-                             "this problem's fields (`steerdiff-inverse train-prior`)")
+        if (
+            prior is not None
+            and problem is not None
+            and prior.field_shape is not None
+            and tuple(prior.field_shape[1:]) != tuple(problem.field_shape)
+        ):
+            raise ValueError(
+                f"the prior was trained on {_grid(prior.field_shape[1:])} fields, but the "
+                f"{problem.name} problem has {_grid(problem.field_shape)} fields; train a prior on "
+                "this problem's fields (`steerdiff-inverse train-prior`)"
+            )
 
     # ------------------------------------------------------------------------------------- bundles
     @classmethod
-    def from_pretrained(cls, path, device="auto", problem: InverseProblem | None = None,
-                        **problem_options) -> InversePipeline:
+    def from_pretrained(
+        cls, path, device="auto", problem: InverseProblem | None = None, **problem_options
+    ) -> InversePipeline:
         """Load a prior bundle (or a training run folder holding ``model/``).
 
         The problem is ``problem`` if given, else the one recorded in the bundle, with ``problem_options``
@@ -58,8 +66,10 @@ class InversePipeline:
             spec = prior.problem_spec
             problem = make_problem(spec["name"], **{**spec.get("options", {}), **problem_options})
         elif problem_options:
-            raise ValueError(f"problem options {sorted(problem_options)} need a problem: {path} records none, "
-                             "pass problem=...")
+            raise ValueError(
+                f"problem options {sorted(problem_options)} need a problem: {path} records none, "
+                "pass problem=..."
+            )
         return cls(prior, problem, device)
 
     def save_pretrained(self, path) -> Path:
@@ -69,12 +79,22 @@ class InversePipeline:
         prior = self.prior
         if self.problem is not None and not isinstance(self.problem, CustomProblem):
             prior = copy.copy(prior)
-            prior.info = {**prior.info, "problem": {"name": self.problem.name, "options": self.problem.config()}}
+            prior.info = {
+                **prior.info,
+                "problem": {"name": self.problem.name, "options": self.problem.config()},
+            }
         return prior.save_pretrained(path)
 
     @classmethod
-    def train(cls, fields: torch.Tensor, problem: InverseProblem | None = None, config: PriorConfig | None = None,
-              out_dir=None, device="auto", progress: bool = False) -> InversePipeline:
+    def train(
+        cls,
+        fields: torch.Tensor,
+        problem: InverseProblem | None = None,
+        config: PriorConfig | None = None,
+        out_dir=None,
+        device="auto",
+        progress: bool = False,
+    ) -> InversePipeline:
         """Train a prior on (N, 1, H, W) ``fields`` (see :func:`~steerdiff.inverse.prior.train_prior`)."""
         device = resolve_device(device)
         prior = train_prior(fields, out_dir, config, device=device, progress=progress, problem=problem)
@@ -90,9 +110,19 @@ class InversePipeline:
             return tuple(self.prior.field_shape)
         raise ValueError("this pipeline knows no field shape: give it a problem or a prior that records one")
 
-    def solve(self, measurement: torch.Tensor, forward: ForwardModel | None = None, method: str = "enkg",
-              particles: int = 32, steps: int = 30, config: MethodConfig | None = None, seed: int = 0,
-              generator: torch.Generator | None = None, progress: bool = False, **options) -> Solution:
+    def solve(
+        self,
+        measurement: torch.Tensor,
+        forward: ForwardModel | None = None,
+        method: str = "enkg",
+        particles: int = 32,
+        steps: int = 30,
+        config: MethodConfig | None = None,
+        seed: int = 0,
+        generator: torch.Generator | None = None,
+        progress: bool = False,
+        **options,
+    ) -> Solution:
         """Estimate the fields behind ``measurement`` (B, *observation shape).
 
         ``forward``: the forward model (default: the problem's); ``method``: one of ``METHODS``;
@@ -105,13 +135,17 @@ class InversePipeline:
             raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
         problem = self._problem(forward)
         if method != "eki" and self.prior is None:
-            raise ValueError(f"method {method!r} needs a diffusion prior; load one with "
-                             "InversePipeline.from_pretrained(path), or use method='eki'")
+            raise ValueError(
+                f"method {method!r} needs a diffusion prior; load one with "
+                "InversePipeline.from_pretrained(path), or use method='eki'"
+            )
         fields = {f.name for f in dataclasses.fields(MethodConfig)}
         unknown = set(options) - fields
         if unknown:
             raise ValueError(f"unknown solver options {sorted(unknown)}; choose from {sorted(fields)}")
-        cfg = dataclasses.replace(config or MethodConfig(), num_particles=particles, num_steps=steps, **options)
+        cfg = dataclasses.replace(
+            config or MethodConfig(), num_particles=particles, num_steps=steps, **options
+        )
         if generator is None:
             generator = torch.Generator(self.device).manual_seed(seed)
         params = list(self.prior.parameters()) if self.prior is not None else []
@@ -119,23 +153,37 @@ class InversePipeline:
         y = torch.as_tensor(measurement).to(self.device)
         return solve(method, self.prior, problem, y, cfg, generator=generator, progress=progress, dtype=dtype)
 
-    def evaluate(self, solution: Solution, truth: torch.Tensor, measurement: torch.Tensor,
-                 forward: ForwardModel | None = None) -> dict:
+    def evaluate(
+        self,
+        solution: Solution,
+        truth: torch.Tensor,
+        measurement: torch.Tensor,
+        forward: ForwardModel | None = None,
+    ) -> dict:
         """Relative L2 to ``truth``, measurement misfit, ensemble spread and the solution's costs."""
-        return evaluate(solution, self._problem(forward), truth.to(solution.estimate.device),
-                        measurement.to(solution.estimate.device))
+        return evaluate(
+            solution,
+            self._problem(forward),
+            truth.to(solution.estimate.device),
+            measurement.to(solution.estimate.device),
+        )
 
-    def sample(self, num_samples: int, steps: int = 30, seed: int = 0,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, num_samples: int, steps: int = 30, seed: int = 0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """``num_samples`` unguided fields (N, 1, H, W) from the prior (Heun, Karras grid)."""
         if self.prior is None:
-            raise ValueError("this pipeline has no prior to sample; load one with InversePipeline.from_pretrained")
+            raise ValueError(
+                "this pipeline has no prior to sample; load one with InversePipeline.from_pretrained"
+            )
         if num_samples < 1 or steps < 1:
             raise ValueError(f"num_samples and steps must be positive, got {num_samples} and {steps}")
         if generator is None:
             generator = torch.Generator(self.device).manual_seed(seed)
         sig = sigma_steps(self.prior, MethodConfig(num_steps=steps))
-        x = float(sig[0]) * torch.randn((num_samples, *self.field_shape), generator=generator, device=self.device)
+        x = float(sig[0]) * torch.randn(
+            (num_samples, *self.field_shape), generator=generator, device=self.device
+        )
         with torch.no_grad():
             return sample(self.prior, x, sig, "heun", generator=generator).x
 
@@ -145,12 +193,16 @@ class InversePipeline:
                 raise ValueError("no forward model: pass forward=... or build the pipeline with a problem")
             return self.problem
         if not isinstance(forward, ForwardModel):
-            raise TypeError(f"forward must be a ForwardModel (wrap a function with FunctionForwardModel), got "
-                            f"{type(forward).__name__}")
+            raise TypeError(
+                f"forward must be a ForwardModel (wrap a function with FunctionForwardModel), got "
+                f"{type(forward).__name__}"
+            )
         if self.problem is not None:
             if tuple(forward.input_shape) != (1, *self.problem.field_shape):
-                raise ValueError(f"{forward.name} takes inputs of shape {tuple(forward.input_shape)}, but the "
-                                 f"fields are {(1, *self.problem.field_shape)}")
+                raise ValueError(
+                    f"{forward.name} takes inputs of shape {tuple(forward.input_shape)}, but the "
+                    f"fields are {(1, *self.problem.field_shape)}"
+                )
             problem = copy.copy(self.problem)
             problem.forward = forward
             return problem
@@ -158,8 +210,10 @@ class InversePipeline:
 
     def __repr__(self) -> str:
         problem = self.problem.name if self.problem is not None else None
-        return (f"InversePipeline(prior={'yes' if self.prior is not None else 'none'}, problem={problem}, "
-                f"device={self.device})")
+        return (
+            f"InversePipeline(prior={'yes' if self.prior is not None else 'none'}, problem={problem}, "
+            f"device={self.device})"
+        )
 
 
 def _grid(shape) -> str:

@@ -28,15 +28,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
+
 from steerdiff.core.bundle import BundleError, load_pretrained, save_pretrained
 from steerdiff.core.denoiser import Denoiser
 from steerdiff.core.nets import build_network
 from steerdiff.core.schedules import EDM
 from steerdiff.core.training import TrainConfig, train
-from torch import nn
 
-__all__ = ["DOMAIN", "FieldPrior", "PriorConfig", "build_prior_network", "load_prior", "model_dir",
-           "train_prior"]
+__all__ = [
+    "DOMAIN",
+    "FieldPrior",
+    "PriorConfig",
+    "build_prior_network",
+    "load_prior",
+    "model_dir",
+    "train_prior",
+]
 
 DOMAIN = "inverse"
 KIND = "field_prior"
@@ -67,10 +75,16 @@ class PriorConfig:
 def build_prior_network(config: PriorConfig | None = None) -> nn.Module:
     """The circular-padded 2-D U-Net of a prior with ``config`` (untrained)."""
     config = config or PriorConfig()
-    return build_network("unet2d", in_channels=1, base_channels=config.base_channels,
-                         channel_mults=tuple(config.channel_mults), num_res_blocks=config.num_res_blocks,
-                         attention_levels=(-1,) if config.attention else (), mid_attention=config.attention,
-                         padding_mode="circular")
+    return build_network(
+        "unet2d",
+        in_channels=1,
+        base_channels=config.base_channels,
+        channel_mults=tuple(config.channel_mults),
+        num_res_blocks=config.num_res_blocks,
+        attention_levels=(-1,) if config.attention else (),
+        mid_attention=config.attention,
+        padding_mode="circular",
+    )
 
 
 class FieldPrior(nn.Module):
@@ -80,8 +94,14 @@ class FieldPrior(nn.Module):
     ``problem``, ``training``); see the module docstring.
     """
 
-    def __init__(self, denoiser: Denoiser | nn.Module, scale: float = 1.0, sigma_min: float = 0.002,
-                 sigma_max: float = 80.0, info: dict | None = None):
+    def __init__(
+        self,
+        denoiser: Denoiser | nn.Module,
+        scale: float = 1.0,
+        sigma_min: float = 0.002,
+        sigma_max: float = 80.0,
+        info: dict | None = None,
+    ):
         super().__init__()
         if not scale > 0:
             raise ValueError(f"the prior's scale must be positive, got {scale}")
@@ -106,26 +126,42 @@ class FieldPrior(nn.Module):
 
     def domain_config(self) -> dict:
         """The ``domain`` section of the prior's bundle."""
-        return {"kind": KIND, "field_shape": list(self.field_shape) if self.field_shape else None,
-                "scale": self.scale, "sigma_data": SIGMA_DATA, "sigma_min": self.sigma_min / self.scale,
-                "sigma_max": self.sigma_max / self.scale, "prior_config": self.info.get("prior_config"),
-                "problem": self.problem_spec, "training": self.info.get("training")}
+        return {
+            "kind": KIND,
+            "field_shape": list(self.field_shape) if self.field_shape else None,
+            "scale": self.scale,
+            "sigma_data": SIGMA_DATA,
+            "sigma_min": self.sigma_min / self.scale,
+            "sigma_max": self.sigma_max / self.scale,
+            "prior_config": self.info.get("prior_config"),
+            "problem": self.problem_spec,
+            "training": self.info.get("training"),
+        }
 
     def save_pretrained(self, path) -> Path:
         """Write the prior as a model bundle (domain ``"inverse"``) to the folder ``path``, atomically."""
         if not isinstance(self.denoiser, Denoiser):
-            raise ValueError("only a prior with a trained network (a core Denoiser) can be saved; an analytic "
-                             f"prior such as {type(self.denoiser).__name__} is rebuilt from its parameters instead")
-        return save_pretrained(path, domain=DOMAIN, config=self.domain_config(), denoiser=self.denoiser,
-                               schedule=EDM())
+            raise ValueError(
+                "only a prior with a trained network (a core Denoiser) can be saved; an analytic "
+                f"prior such as {type(self.denoiser).__name__} is rebuilt from its parameters instead"
+            )
+        return save_pretrained(
+            path, domain=DOMAIN, config=self.domain_config(), denoiser=self.denoiser, schedule=EDM()
+        )
 
     @classmethod
     def from_pretrained(cls, path, device="cpu") -> FieldPrior:
         return load_prior(path, device=device)
 
 
-def train_prior(fields: torch.Tensor, out_dir=None, config: PriorConfig | None = None, device=None,
-                progress: bool = True, problem=None) -> FieldPrior:
+def train_prior(
+    fields: torch.Tensor,
+    out_dir=None,
+    config: PriorConfig | None = None,
+    device=None,
+    progress: bool = True,
+    problem=None,
+) -> FieldPrior:
     """Train the field prior on (N, 1, H, W) fields.
 
     With ``out_dir`` the training checkpoints go to ``out_dir/checkpoint`` (a killed run resumes from there)
@@ -144,15 +180,35 @@ def train_prior(fields: torch.Tensor, out_dir=None, config: PriorConfig | None =
         raise ValueError("the training fields are constant (standard deviation 0); give varied fields")
     scale = std / SIGMA_DATA
     denoiser = Denoiser(build_prior_network(config), "edm")
-    tc = TrainConfig(steps=config.steps, batch_size=min(config.batch_size, fields.shape[0]), lr=config.lr,
-                     ema_decay=config.ema_decay, seed=config.seed, checkpoint_every=max(config.steps // 4, 250),
-                     warmup_steps=min(100, config.steps // 10))
-    result = train(denoiser, EDM(), (fields / scale).float().contiguous(), tc, out_dir=out_dir, progress=progress,
-                   device=device)
+    tc = TrainConfig(
+        steps=config.steps,
+        batch_size=min(config.batch_size, fields.shape[0]),
+        lr=config.lr,
+        ema_decay=config.ema_decay,
+        seed=config.seed,
+        checkpoint_every=max(config.steps // 4, 250),
+        warmup_steps=min(100, config.steps // 10),
+    )
+    result = train(
+        denoiser,
+        EDM(),
+        (fields / scale).float().contiguous(),
+        tc,
+        out_dir=out_dir,
+        progress=progress,
+        device=device,
+    )
     spec = {"name": problem.name, "options": problem.config()} if problem is not None else None
-    info = {"field_shape": list(fields.shape[1:]), "prior_config": asdict(config), "problem": spec,
-            "training": {"num_fields": int(fields.shape[0]), "train_steps": result.step,
-                         "final_loss": float(result.losses[-1]) if result.losses else None}}
+    info = {
+        "field_shape": list(fields.shape[1:]),
+        "prior_config": asdict(config),
+        "problem": spec,
+        "training": {
+            "num_fields": int(fields.shape[0]),
+            "train_steps": result.step,
+            "final_loss": float(result.losses[-1]) if result.losses else None,
+        },
+    }
     prior = FieldPrior(result.ema.eval().requires_grad_(False), scale, info=info)
     if out_dir is not None:
         prior.save_pretrained(Path(out_dir) / "model")
@@ -172,13 +228,16 @@ def load_prior(path, device="cpu") -> FieldPrior:
     bundle = load_pretrained(model_dir(path), domain=DOMAIN, device=device)
     cfg = bundle.config
     if cfg.get("kind") != KIND or bundle.denoiser is None:
-        raise BundleError(f"{bundle.path} holds no field prior (kind {cfg.get('kind')!r}); give a folder "
-                          "written by `steerdiff-inverse train-prior` or FieldPrior.save_pretrained")
+        raise BundleError(
+            f"{bundle.path} holds no field prior (kind {cfg.get('kind')!r}); give a folder "
+            "written by `steerdiff-inverse train-prior` or FieldPrior.save_pretrained"
+        )
     try:
         scale, lo, hi = float(cfg["scale"]), float(cfg["sigma_min"]), float(cfg["sigma_max"])
     except (KeyError, TypeError, ValueError) as err:
-        raise BundleError(f"{bundle.path / 'config.json'} lacks the prior's scale or noise range ({err!r}); "
-                          "the bundle is corrupt, save it again") from None
+        raise BundleError(
+            f"{bundle.path / 'config.json'} lacks the prior's scale or noise range ({err!r}); "
+            "the bundle is corrupt, save it again"
+        ) from None
     info = {k: cfg.get(k) for k in ("field_shape", "prior_config", "problem", "training")}
     return FieldPrior(bundle.denoiser, scale, lo, hi, info=info)
-

@@ -38,14 +38,16 @@ class _Subsampled(ForwardModel):
     def __init__(self, name, transform, size, stride, **kwargs):
         if stride < 1 or size % stride:
             divisors = [d for d in range(1, size + 1) if size % d == 0]
-            raise ValueError(f"the observation stride {stride} must be a positive divisor of the grid size {size}; "
-                             f"choose one of {divisors}")
+            raise ValueError(
+                f"the observation stride {stride} must be a positive divisor of the grid size {size}; "
+                f"choose one of {divisors}"
+            )
         m = size // stride
         super().__init__((1, size, size), (1, m, m), **kwargs)
         self.name, self.transform, self.stride = name, transform, stride
 
     def simulate(self, x):
-        return self.transform(x)[..., ::self.stride, ::self.stride]
+        return self.transform(x)[..., :: self.stride, :: self.stride]
 
 
 class InverseProblem:
@@ -65,8 +67,14 @@ class InverseProblem:
         """The Gaussian random field EKI draws its initial ensemble from (default: ``grf``)."""
         return self.grf
 
-    def sample_fields(self, n: int, generator: torch.Generator | None = None, device=None,
-                      batch_size: int = 256, progress: bool = False) -> torch.Tensor:
+    def sample_fields(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        device=None,
+        batch_size: int = 256,
+        progress: bool = False,
+    ) -> torch.Tensor:
         return self.grf.sample(n, generator, device)
 
     def config(self) -> dict:
@@ -76,10 +84,22 @@ class InverseProblem:
 class NavierStokesProblem(InverseProblem):
     name = "navier_stokes"
 
-    def __init__(self, size: int = 64, reynolds: float = 200.0, horizon: float = 1.0, dt: float = 1e-2,
-                 downsample: int = 2, noise_std: float = 0.0, spinup: float = 5.0, alpha: float = 2.5,
-                 tau: float = 7.0, amplitude: float = 1.0, on_blowup: str = "raise", penalty: float = 1e3,
-                 ensemble_std: float = 4.5):
+    def __init__(
+        self,
+        size: int = 64,
+        reynolds: float = 200.0,
+        horizon: float = 1.0,
+        dt: float = 1e-2,
+        downsample: int = 2,
+        noise_std: float = 0.0,
+        spinup: float = 5.0,
+        alpha: float = 2.5,
+        tau: float = 7.0,
+        amplitude: float = 1.0,
+        on_blowup: str = "raise",
+        penalty: float = 1e3,
+        ensemble_std: float = 4.5,
+    ):
         self._config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.solver = NavierStokes2D(size, reynolds, horizon, dt)
         self.spinup = spinup
@@ -88,8 +108,16 @@ class NavierStokesProblem(InverseProblem):
         # fields (about 4.5 at Re=200), since EKI has no diffusion prior to tell it what the fields look like
         smooth = GaussianRandomField(size, 4.0, 3.0)
         self._ensemble_prior = GaussianRandomField(size, 4.0, 3.0, ensemble_std / smooth.std())
-        self.forward = _Subsampled("navier_stokes", self.solver, size, downsample, noise_std=noise_std,
-                                   differentiable=True, on_blowup=on_blowup, penalty=penalty)
+        self.forward = _Subsampled(
+            "navier_stokes",
+            self.solver,
+            size,
+            downsample,
+            noise_std=noise_std,
+            differentiable=True,
+            on_blowup=on_blowup,
+            penalty=penalty,
+        )
 
     @property
     def ensemble_prior(self) -> GaussianRandomField:
@@ -100,6 +128,7 @@ class NavierStokesProblem(InverseProblem):
         chunks = range(0, n, batch_size)
         if progress:
             from tqdm.auto import tqdm
+
             chunks = tqdm(chunks, desc="simulating fields", total=math.ceil(n / batch_size))
         out = []
         with torch.no_grad():
@@ -114,12 +143,29 @@ class LinearProblem(InverseProblem):
 
     name = "linear"
 
-    def __init__(self, size: int = 16, stride: int = 4, noise_std: float = 0.1, alpha: float = 2.5,
-                 tau: float = 7.0, amplitude: float = 1.0, on_blowup: str = "raise", penalty: float = 1e3):
+    def __init__(
+        self,
+        size: int = 16,
+        stride: int = 4,
+        noise_std: float = 0.1,
+        alpha: float = 2.5,
+        tau: float = 7.0,
+        amplitude: float = 1.0,
+        on_blowup: str = "raise",
+        penalty: float = 1e3,
+    ):
         self._config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.grf = GaussianRandomField(size, alpha, tau, amplitude)
-        self.forward = _Subsampled("sparse_observation", lambda x: x, size, stride, noise_std=noise_std,
-                                   differentiable=True, on_blowup=on_blowup, penalty=penalty)
+        self.forward = _Subsampled(
+            "sparse_observation",
+            lambda x: x,
+            size,
+            stride,
+            noise_std=noise_std,
+            differentiable=True,
+            on_blowup=on_blowup,
+            penalty=penalty,
+        )
 
     def matrix(self) -> torch.Tensor:
         """The observation operator as a dense (M, H W) matrix."""
@@ -148,20 +194,39 @@ class SaturatedProblem(InverseProblem):
 
     name = "saturated"
 
-    def __init__(self, size: int = 32, stride: int = 2, noise_std: float = 0.05, blur: float = 1.5,
-                 level: float = 1.0, alpha: float = 2.5, tau: float = 7.0, amplitude: float = 1.0,
-                 on_blowup: str = "raise", penalty: float = 1e3):
+    def __init__(
+        self,
+        size: int = 32,
+        stride: int = 2,
+        noise_std: float = 0.05,
+        blur: float = 1.5,
+        level: float = 1.0,
+        alpha: float = 2.5,
+        tau: float = 7.0,
+        amplitude: float = 1.0,
+        on_blowup: str = "raise",
+        penalty: float = 1e3,
+    ):
         self._config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.grf = GaussianRandomField(size, alpha, tau, amplitude)
         from .fields import wavenumbers
+
         ky, kx = wavenumbers(size, size, dtype=torch.float64)
         kernel = torch.exp(-0.5 * blur**2 * (kx**2 + ky**2) * (2 * math.pi / size) ** 2)
 
         def transform(x):
             return torch.tanh(GaussianRandomField.apply(x, kernel.to(x.device, x.dtype)) / level)
 
-        self.forward = _Subsampled("saturated_blur", transform, size, stride, noise_std=noise_std,
-                                   differentiable=True, on_blowup=on_blowup, penalty=penalty)
+        self.forward = _Subsampled(
+            "saturated_blur",
+            transform,
+            size,
+            stride,
+            noise_std=noise_std,
+            differentiable=True,
+            on_blowup=on_blowup,
+            penalty=penalty,
+        )
 
 
 class CustomProblem(InverseProblem):
@@ -173,14 +238,22 @@ class CustomProblem(InverseProblem):
     def __init__(self, forward: ForwardModel, ensemble_prior: GaussianRandomField | None = None):
         shape = tuple(forward.input_shape)
         if len(shape) != 3 or shape[0] != 1 or shape[1] != shape[2]:
-            raise ValueError(f"{forward.name}: the unknown must be a square field of shape (1, H, H), got input "
-                             f"shape {shape}")
+            raise ValueError(
+                f"{forward.name}: the unknown must be a square field of shape (1, H, H), got input "
+                f"shape {shape}"
+            )
         self.forward = forward
         self.grf = ensemble_prior or GaussianRandomField(shape[1])
         if self.grf.shape != shape[1:]:
-            raise ValueError(f"the ensemble prior's grid {self.grf.shape} differs from the field's {shape[1:]}")
-        self._config = {"forward": forward.name, "input_shape": list(shape),
-                        "output_shape": list(forward.output_shape), "noise_std": forward.noise_std}
+            raise ValueError(
+                f"the ensemble prior's grid {self.grf.shape} differs from the field's {shape[1:]}"
+            )
+        self._config = {
+            "forward": forward.name,
+            "input_shape": list(shape),
+            "output_shape": list(forward.output_shape),
+            "noise_std": forward.noise_std,
+        }
 
 
 PROBLEMS = {p.name: p for p in (NavierStokesProblem, LinearProblem, SaturatedProblem)}
