@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from steerdiff.core.denoiser import Denoiser
+from steerdiff.core import Denoiser
 from steerdiff.inverse import FieldPrior, LinearProblem, PriorConfig, make_dataset, save_dataset
 from steerdiff.inverse.prior import build_prior_network
 

@@ -163,3 +163,20 @@ def test_a_save_cut_mid_write_leaves_the_previous_bundle(trained, tmp_path, monk
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prior"]
     x = torch.randn(2, 1, 8, 8, generator=gen())
     torch.testing.assert_close(load_prior(path)(x, 1.0), pipe.prior(x, 1.0))
+
+
+def test_the_readme_example_runs_on_the_public_api(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    import steerdiff.inverse as inverse
+
+    readme = Path(__file__).parents[2] / "packages" / "inverse" / "README.md"
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), flags=re.S)
+    assert len(blocks) == 1 and len(readme.read_text().splitlines()) < 150
+    imported = re.findall(r"from steerdiff\.inverse import (.+)", blocks[0])
+    names = {n.strip() for line in imported for n in line.split(",")}
+    assert names and names <= set(inverse.__all__)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(blocks[0], str(readme), "exec"), {})
+    assert (tmp_path / "runs" / "linear-prior" / "config.json").exists()
