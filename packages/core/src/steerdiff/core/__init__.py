@@ -31,6 +31,7 @@ from .guidance import (
 from .guidance.search import TreeSearchGuidance
 from .io import atomic_directory, atomic_open, atomic_path, save_figure, save_npy, write_json
 from .nets import MLP, NETWORKS, S4DNet, UNet1D, UNet2D, build_network
+from .parallel import ForwardModelError, map_rows
 from .runtime import cache_dir, configure, resolve_device, seed_everything, set_threads
 from .sampling import Costs, SampleResult, sample
 from .schedules import EDM, SCHEDULES, SPACINGS, VE, Schedule, VPCosine, VPLinear, get_schedule, sigma_grid
@@ -113,6 +114,9 @@ __all__ = [
     "save_pretrained",
     "load_pretrained",
     "read_bundle_config",
+    # black-box models on executors
+    "map_rows",
+    "ForwardModelError",
     # runtime, files and errors
     "resolve_device",
     "set_threads",
