@@ -1,4 +1,5 @@
-"""User errors of ``steerdiff-timeseries``: argv (without the program name) and a fragment of the one-line error."""
+"""User errors of ``steerdiff-timeseries``: argv (without the program name) and a lowercase fragment of the
+one-line error."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+
 from steerdiff.timeseries import DataSplit, TSDiff, TSDiffConfig, synthetic_series
 
 TINY = {"hidden_channels": 4, "num_blocks": 1, "d_state": 4, "emb_dim": 8}
@@ -22,8 +24,9 @@ def tiny_bundle(folder: Path, series) -> Path:
 
 
 def write_csv(path: Path, series) -> Path:
-    pd.DataFrame({s.item_id: s.target for s in series}, index=series[0].index()).rename_axis("ts") \
-        .reset_index().to_csv(path, index=False)
+    pd.DataFrame({s.item_id: s.target for s in series}, index=series[0].index()).rename_axis(
+        "ts"
+    ).reset_index().to_csv(path, index=False)
     return path
 
 
@@ -34,14 +37,14 @@ def user_errors(tmp_path) -> list[tuple[list[str], str]]:
     model = tiny_bundle(tmp_path / "model", series)
     corrupt = tiny_bundle(tmp_path / "corrupt", series)
     weights = corrupt / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:100])           # cut mid-write
+    weights.write_bytes(weights.read_bytes()[:100])  # cut mid-write
     no_config = tiny_bundle(tmp_path / "no_config", series)
     (no_config / "config.json").unlink()
     write_csv(tmp_path / "short.csv", synthetic_series(2, 20, "H", seed=0))
     write_csv(tmp_path / "daily.csv", synthetic_series(2, 120, "D", seed=0))
-    np.save(tmp_path / "base.npy", np.ones((3, 2, 6)))        # 3 windows, but the model's split gives 4
+    np.save(tmp_path / "base.npy", np.ones((3, 2, 6)))  # 3 windows, but the model's split gives 4
     (tmp_path / "bad.jsonl").write_text('{"start": "2020-01-01", "target": [1, 2, 3]\n')
-    old = tmp_path / "old_model"                              # the 0.1 format: tsdiff.json beside checkpoint/
+    old = tmp_path / "old_model"  # the 0.1 format: tsdiff.json beside checkpoint/
     old.mkdir()
     (old / "tsdiff.json").write_text(json.dumps({"context_length": 24, "prediction_length": 6}))
     out = ["--out", str(tmp_path / "out")]
@@ -69,7 +72,10 @@ def user_errors(tmp_path) -> list[tuple[list[str], str]]:
         # data or files whose shapes do not fit
         (["forecast", *m, "--data", str(tmp_path / "short.csv"), *out], "shorter than"),
         (["forecast", *m, "--data", str(tmp_path / "daily.csv"), *out], "frequency"),
-        (["refine", *m, "--data", str(csv), "--base", str(tmp_path / "base.npy"), *out], "has shape (3, 2, 6)"),
+        (
+            ["refine", *m, "--data", str(csv), "--base", str(tmp_path / "base.npy"), *out],
+            "has shape (3, 2, 6)",
+        ),
         (["train", "--data", str(tmp_path / "bad.jsonl"), *out], "not json"),
         (["train", "--data", str(csv), "--context", "200", *out], "shorter than"),
     ]

@@ -1,7 +1,9 @@
-"""Shared fixtures: an exact Gaussian prior over windows stands in for a trained model where maths is tested."""
+"""Shared fixtures: an exact Gaussian prior over windows stands in for a trained model where maths is
+tested."""
 
 import pytest
 import torch
+
 from steerdiff.core.analytic import gaussian
 from steerdiff.timeseries.model import TSDiff, TSDiffConfig
 

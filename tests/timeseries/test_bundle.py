@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+
 from steerdiff.core import BundleError, TrainConfig
 from steerdiff.timeseries import TSDiffConfig, TSDiffPipeline, synthetic_series
 from steerdiff.timeseries.cli import main
@@ -28,8 +29,15 @@ np.save(sys.argv[2], pipe.forecast(test.history, num_samples=4, num_steps=5, see
 def trained(tmp_path_factory):
     series = synthetic_series(2, 150, "H", seed=0)
     config = TSDiffConfig(24, 6, lags=(12,), freq="H", scaling="standard", **TINY)
-    pipe = TSDiffPipeline.train(series, config, TrainConfig(steps=20, batch_size=16, checkpoint_every=0),
-                                test_windows=2, seed=0, device="cpu", source="synthetic")
+    pipe = TSDiffPipeline.train(
+        series,
+        config,
+        TrainConfig(steps=20, batch_size=16, checkpoint_every=0),
+        test_windows=2,
+        seed=0,
+        device="cpu",
+        source="synthetic",
+    )
     path = pipe.save_pretrained(tmp_path_factory.mktemp("bundle") / "model")
     return pipe, series, path
 
@@ -39,8 +47,12 @@ def test_round_trip_in_a_fresh_process_gives_the_same_samples(trained, tmp_path)
     _, test = pipe.split(series)
     here = pipe.forecast(test.history, num_samples=4, num_steps=5, seed=3).numpy()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-c", LOAD_AND_FORECAST, str(path), str(tmp_path / "there.npy")], check=True,
-                   env=env, timeout=120)
+    subprocess.run(
+        [sys.executable, "-c", LOAD_AND_FORECAST, str(path), str(tmp_path / "there.npy")],
+        check=True,
+        env=env,
+        timeout=120,
+    )
     there = np.load(tmp_path / "there.npy")
     assert here.shape == there.shape == (4, 4, 6)
     assert np.abs(here - there).max() <= 1e-6

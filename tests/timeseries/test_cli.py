@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pandas as pd
+
 from steerdiff.timeseries import synthetic_series
 from steerdiff.timeseries.cli import main
 
@@ -12,16 +13,44 @@ def _summary(folder):
 
 def test_cli_end_to_end_on_a_csv(tmp_path, capsys):
     series = synthetic_series(2, 200, "H", seed=0)
-    pd.DataFrame({s.item_id: s.target for s in series}, index=series[0].index()).rename_axis("ts") \
-        .reset_index().to_csv(tmp_path / "y.csv", index=False)
+    pd.DataFrame({s.item_id: s.target for s in series}, index=series[0].index()).rename_axis(
+        "ts"
+    ).reset_index().to_csv(tmp_path / "y.csv", index=False)
     data = ["--data", str(tmp_path / "y.csv")]
     fast = ["--num-samples", "4", "--steps", "4", "--quiet"]
     model = ["--model", str(tmp_path / "m" / "model")]
     assert main(["data", *data, "--out", str(tmp_path / "d")]) == 0
     assert _summary(tmp_path / "d")["num_series"] == 2
-    assert main(["train", *data, "--test-windows", "2", "--context", "24", "--prediction", "6", "--lags", "none",
-                 "--hidden", "8", "--blocks", "1", "--d-state", "8", "--train-steps", "10", "--scaling", "standard",
-                 "--quiet", "--out", str(tmp_path / "m")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *data,
+                "--test-windows",
+                "2",
+                "--context",
+                "24",
+                "--prediction",
+                "6",
+                "--lags",
+                "none",
+                "--hidden",
+                "8",
+                "--blocks",
+                "1",
+                "--d-state",
+                "8",
+                "--train-steps",
+                "10",
+                "--scaling",
+                "standard",
+                "--quiet",
+                "--out",
+                str(tmp_path / "m"),
+            ]
+        )
+        == 0
+    )
     config = json.loads((tmp_path / "m" / "model" / "config.json").read_text())["domain"]
     assert config["window"]["scaling"] == "standard" and config["data"]["test_windows"] == 2
     # the bundle remembers the data and the split: no --data or --test-windows needed from here on
@@ -31,23 +60,91 @@ def test_cli_end_to_end_on_a_csv(tmp_path, capsys):
     assert (tmp_path / "f" / "forecast.png").stat().st_size > 1000
     assert main(["impute", *model, *fast, "--k", "5", "--out", str(tmp_path / "i")]) == 0
     assert _summary(tmp_path / "i")["imputed_points_per_window"] == 5
-    assert main(["refine", *model, "--num-samples", "4", "--refine-steps", "2", "--method", "langevin",
-                 "--out", str(tmp_path / "r"), "--quiet"]) == 0
-    np.save(tmp_path / "base.npy", np.full((4, 3, 6), 10.0))          # any forecaster's samples (N, S, H)
-    assert main(["refine", *model, "--num-samples", "6", "--refine-steps", "2", "--base",
-                 str(tmp_path / "base.npy"), "--out", str(tmp_path / "r2"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "refine",
+                *model,
+                "--num-samples",
+                "4",
+                "--refine-steps",
+                "2",
+                "--method",
+                "langevin",
+                "--out",
+                str(tmp_path / "r"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    np.save(tmp_path / "base.npy", np.full((4, 3, 6), 10.0))  # any forecaster's samples (N, S, H)
+    assert (
+        main(
+            [
+                "refine",
+                *model,
+                "--num-samples",
+                "6",
+                "--refine-steps",
+                "2",
+                "--base",
+                str(tmp_path / "base.npy"),
+                "--out",
+                str(tmp_path / "r2"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     with np.load(tmp_path / "r2" / "refine.npz") as z:
         assert z["samples"].shape == (4, 6, 6) and np.all(z["base"] == 10.0)
-    assert main(["synthesize", *data, *model, "--num-samples", "8", "--steps", "4", "--out", str(tmp_path / "s"),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "synthesize",
+                *data,
+                *model,
+                "--num-samples",
+                "8",
+                "--steps",
+                "4",
+                "--out",
+                str(tmp_path / "s"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert set(_summary(tmp_path / "s")) >= {"lps_real", "lps_synthetic"}
     capsys.readouterr()
-    assert main(["evaluate", *data, *model, *fast, "--synthetic", "8", "--refine-steps", "2", "--json",
-                 "--out", str(tmp_path / "e")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                *data,
+                *model,
+                *fast,
+                "--synthetic",
+                "8",
+                "--refine-steps",
+                "2",
+                "--json",
+                "--out",
+                str(tmp_path / "e"),
+            ]
+        )
+        == 0
+    )
     printed = json.loads(capsys.readouterr().out)  # --json: the whole summary, parseable
     ev = _summary(tmp_path / "e")
     assert printed == ev
-    assert len(ev["forecast"]) == 8 and set(ev["missing"]) == {"none", "random", "blackout_start", "blackout_end"}
+    assert len(ev["forecast"]) == 8 and set(ev["missing"]) == {
+        "none",
+        "random",
+        "blackout_start",
+        "blackout_end",
+    }
 
 
 def test_cli_errors_are_one_clear_line(tmp_path, capsys):

@@ -3,6 +3,7 @@
 import argparse
 
 import pytest
+
 from steerdiff.timeseries.cli import build_parser, main
 
 from .cli_cases import user_errors
@@ -38,7 +39,16 @@ def _subparsers(parser):
 def test_help_shows_every_option_with_help_and_default():
     parser = build_parser()
     commands = _subparsers(parser)
-    assert set(commands) == {"data", "train", "forecast", "impute", "refine", "synthesize", "evaluate", "demo"}
+    assert set(commands) == {
+        "data",
+        "train",
+        "forecast",
+        "impute",
+        "refine",
+        "synthesize",
+        "evaluate",
+        "demo",
+    }
     for name, sub in commands.items():
         text = sub.format_help()
         for action in sub._actions:
@@ -46,7 +56,10 @@ def test_help_shows_every_option_with_help_and_default():
                 continue
             assert action.help, (name, action.option_strings)
             if action.default not in (None, False, argparse.SUPPRESS):
-                assert "(default:" in sub._get_formatter()._format_action(action), (name, action.option_strings)
+                assert "(default:" in sub._get_formatter()._format_action(action), (
+                    name,
+                    action.option_strings,
+                )
         for flag in ("--out", "--seed", "--device", "--threads", "--json"):
             assert flag in text, (name, flag)
 

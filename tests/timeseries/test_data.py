@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+
 from steerdiff.timeseries.data import (
     Series,
     WindowSpec,
@@ -20,10 +21,22 @@ from steerdiff.timeseries.data import (
 )
 
 
-@pytest.mark.parametrize("alias, text, season", [
-    ("H", "h", 24), ("1h", "h", 24), ("30min", "30min", 48), ("30T", "30min", 48), ("D", "D", 7),
-    ("B", "B", 5), ("W-SUN", "W", 52), ("M", "M", 12), ("MS", "M", 12), ("Q", "Q", 4), ("A", "Y", 1),
-])
+@pytest.mark.parametrize(
+    "alias, text, season",
+    [
+        ("H", "h", 24),
+        ("1h", "h", 24),
+        ("30min", "30min", 48),
+        ("30T", "30min", 48),
+        ("D", "D", 7),
+        ("B", "B", 5),
+        ("W-SUN", "W", 52),
+        ("M", "M", 12),
+        ("MS", "M", 12),
+        ("Q", "Q", 4),
+        ("A", "Y", 1),
+    ],
+)
 def test_parse_freq(alias, text, season):
     f = parse_freq(alias)
     assert str(f) == text and f.season_length == season
@@ -45,9 +58,13 @@ def test_nan_in_target_is_a_clear_error():
 def test_series_shorter_than_the_window_is_a_clear_error():
     spec = WindowSpec(24, 12, lags=(24,))
     s = [Series(np.ones(100), "H", item_id="long"), Series(np.ones(50), "H", item_id="short")]
-    with pytest.raises(ValueError, match=r"1 series are shorter than one window \(60 points;.*'short' has 50"):
+    with pytest.raises(
+        ValueError, match=r"1 series are shorter than one window \(60 points;.*'short' has 50"
+    ):
         training_windows(s, spec)
-    with pytest.raises(ValueError, match=r"shorter than one training window plus 4 rolling test windows of 12 \(108 points"):
+    with pytest.raises(
+        ValueError, match=r"shorter than one training window plus 4 rolling test windows of 12 \(108 points"
+    ):
         split_last(s[:1], spec, num_windows=4)
 
 
@@ -59,7 +76,7 @@ def test_lagged_channels_hold_shifted_values_and_carry_nans():
     assert w.shape == (3, 6)
     assert torch.equal(w[0, :2], torch.tensor([3.0, 4.0]))
     for c, lag in enumerate((0, 1, 3)):
-        expected = y[3 - lag:3 - lag + 6]
+        expected = y[3 - lag : 3 - lag + 6]
         assert torch.equal(torch.isnan(w[c]), torch.isnan(expected))
         assert torch.equal(w[c].nan_to_num(-1), expected.nan_to_num(-1))
 
@@ -69,8 +86,8 @@ def test_scaling_round_trip():
     series = synthetic_series(3, 40, "H", seed=1)
     w = training_windows(series, spec, stride=5)
     raw = torch.cat([torch.as_tensor(s.target).unfold(0, spec.span, 5) for s in series])
-    scale = raw[:, spec.max_lag:spec.max_lag + spec.context_length].abs().mean(1)
-    assert torch.allclose(w[:, 0, :spec.context_length].abs().mean(1), torch.ones(len(w)))
+    scale = raw[:, spec.max_lag : spec.max_lag + spec.context_length].abs().mean(1)
+    assert torch.allclose(w[:, 0, : spec.context_length].abs().mean(1), torch.ones(len(w)))
     assert torch.allclose(w.double() * scale[:, None, None], lagged(raw, spec), rtol=1e-6)
 
 
@@ -79,19 +96,21 @@ def test_standard_scaling_round_trip_and_unit_context():
     series = synthetic_series(3, 40, "H", seed=1)
     w = training_windows(series, spec, stride=5).double()
     raw = torch.cat([torch.as_tensor(s.target).unfold(0, spec.span, 5) for s in series])
-    ctx = raw[:, spec.max_lag:spec.history_length]
-    ctx_w = w[:, 0, :spec.context_length]
+    ctx = raw[:, spec.max_lag : spec.history_length]
+    ctx_w = w[:, 0, : spec.context_length]
     assert torch.allclose(ctx_w.mean(1), torch.zeros(len(w), dtype=w.dtype), atol=1e-6)
     assert torch.allclose(ctx_w.std(1, unbiased=False), torch.ones(len(w), dtype=w.dtype), atol=1e-5)
     loc, scale = ctx.mean(1), ctx.std(1, unbiased=False)
-    assert torch.allclose(w * scale[:, None, None] + loc[:, None, None], lagged(raw, spec).double(), rtol=1e-5)
+    assert torch.allclose(
+        w * scale[:, None, None] + loc[:, None, None], lagged(raw, spec).double(), rtol=1e-5
+    )
 
 
 def test_standard_scaling_uses_observed_points_and_floors_a_flat_context():
     ctx = torch.tensor([[1.0, float("nan"), 3.0], [5.0, 5.0, 5.0], [0.0, 0.0, 0.0]])
     loc, scale = context_scaling(ctx, "standard")
     assert torch.allclose(loc, torch.tensor([2.0, 5.0, 0.0]))
-    assert torch.allclose(scale, torch.tensor([1.0, 5e-3, 1e-3]))    # flat: 1e-3 of the level (1 if zero)
+    assert torch.allclose(scale, torch.tensor([1.0, 5e-3, 1e-3]))  # flat: 1e-3 of the level (1 if zero)
     loc, scale = context_scaling(ctx, "mean")
     assert torch.equal(loc, torch.zeros(3)) and torch.equal(scale, mean_scale(ctx))
     with pytest.raises(ValueError, match="unknown scaling 'robust'"):
@@ -130,7 +149,7 @@ def test_pandas_wide_long_csv_and_entries_agree(tmp_path):
     for group in (from_long, from_file, back):
         assert [s.item_id for s in group] == ["a", "b"]
         assert all(str(s.freq) == "h" for s in group)
-        assert all(np.array_equal(s.target, w.target) for s, w in zip(group, from_wide))
+        assert all(np.array_equal(s.target, w.target) for s, w in zip(group, from_wide, strict=False))
     assert from_wide[0].index()[3] == pd.Timestamp("2020-01-01 03:00")
 
 
@@ -153,8 +172,10 @@ def test_bundled_real_datasets():
 
 
 def test_gluonts_style_entries_with_period_starts():
-    entries = [{"start": pd.Period("2021-01-01 00:00", freq="h"), "target": np.arange(5.0), "item_id": "x"},
-               {"start": pd.Period("2021-01-02 00:00", freq="h"), "target": np.ones(3)}]
+    entries = [
+        {"start": pd.Period("2021-01-01 00:00", freq="h"), "target": np.arange(5.0), "item_id": "x"},
+        {"start": pd.Period("2021-01-02 00:00", freq="h"), "target": np.ones(3)},
+    ]
     series = from_entries(entries)
     assert [s.item_id for s in series] == ["x", "1"] and str(series[0].freq) == "h"
     assert series[1].index()[0] == pd.Timestamp("2021-01-02")

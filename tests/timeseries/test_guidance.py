@@ -1,7 +1,9 @@
+import inspect
 from itertools import pairwise
 
 import pytest
 import torch
+
 from steerdiff.timeseries.forecast import complete
 from steerdiff.timeseries.guidance import ObservationLoss, quantile_levels, self_guidance
 
@@ -22,15 +24,26 @@ def _misfit(samples, y):
 
 
 def _run(model, y, guidance, scale, solver="ddpm", seed=1, **kw):
-    return complete(model, y, num_samples=6, guidance=guidance, scale=scale, solver=solver, num_steps=30,
-                    generator=torch.Generator().manual_seed(seed), **kw)
+    return complete(
+        model,
+        y,
+        num_samples=6,
+        guidance=guidance,
+        scale=scale,
+        solver=solver,
+        num_steps=30,
+        generator=torch.Generator().manual_seed(seed),
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("kind", ["mse", "quantile"])
 @pytest.mark.parametrize("solver", ["ddpm", "ddim"])
 def test_scale_zero_equals_unconditional_sampling(gaussian_model, kind, solver):
     y = _y()
-    assert torch.equal(_run(gaussian_model, y, kind, 0.0, solver), _run(gaussian_model, y, "none", 0.0, solver))
+    assert torch.equal(
+        _run(gaussian_model, y, kind, 0.0, solver), _run(gaussian_model, y, "none", 0.0, solver)
+    )
 
 
 @pytest.mark.parametrize("kind", ["mse", "quantile"])
@@ -62,9 +75,16 @@ def test_standardised_model_forecasts_move_with_the_level_and_scale_with_the_uni
 
 def test_quantile_guidance_orders_samples_by_their_level(gaussian_model):
     y = _y(n=4)
-    s = complete(gaussian_model, y, num_samples=9, guidance="quantile", scale=3.0, num_steps=30,
-                 generator=torch.Generator().manual_seed(0))
-    bias = (s[..., :CONTEXT] - y[:, None, :CONTEXT]).mean((0, 2))     # per level, low to high
+    s = complete(
+        gaussian_model,
+        y,
+        num_samples=9,
+        guidance="quantile",
+        scale=3.0,
+        num_steps=30,
+        generator=torch.Generator().manual_seed(0),
+    )
+    bias = (s[..., :CONTEXT] - y[:, None, :CONTEXT]).mean((0, 2))  # per level, low to high
     assert bias[:3].mean() < 0 < bias[-3:].mean()
     assert torch.all(bias[1:] - bias[:-1] > -0.02)
 
@@ -95,16 +115,19 @@ def test_self_guidance_errors():
 
 def test_divergence_is_a_clear_error(gaussian_model):
     from steerdiff.timeseries.forecast import GuidanceDiverged
+
     y = _y()
-    y[:, :CONTEXT] *= torch.linspace(1, 1e30, CONTEXT)                # wildly off-manifold observations
+    y[:, :CONTEXT] *= torch.linspace(1, 1e30, CONTEXT)  # wildly off-manifold observations
     with pytest.raises(GuidanceDiverged, match="lower the scale"):
         _run(gaussian_model, y, "mse", 1e30)
 
 
 # ---- the scale is the paper's s: one guided step against TSDiff's VP formulas, on a tiny random S4D network
 
+
 def _tiny_model():
     from steerdiff.timeseries.model import TSDiff, TSDiffConfig
+
     torch.manual_seed(0)
     model = TSDiff(TSDiffConfig(6, 3, lags=(2,), hidden_channels=8, num_blocks=1, d_state=4, emb_dim=8))
     model.denoiser.double()
@@ -112,11 +135,12 @@ def _tiny_model():
 
 
 def _paper_energy_grad(model, x_vp, sigma, observed, levels):
-    """grad_{x_t} E in VP coordinates, x0-hat = (x_t - sqrt(1 - abar) eps) / sqrt(abar) (TSDiff's fast_denoise)."""
+    """grad_{x_t} E in VP coordinates, x0-hat = (x_t - sqrt(1 - abar) eps) / sqrt(abar) (TSDiff's
+    fast_denoise)."""
     abar = 1 / (1 + sigma**2)
     with torch.enable_grad():
         xv = x_vp.detach().requires_grad_(True)
-        x_sig = xv / abar**0.5                                  # the core's sigma space: x = x_t / sqrt(abar)
+        x_sig = xv / abar**0.5  # the core's sigma space: x = x_t / sqrt(abar)
         eps = (x_sig - model.denoiser(x_sig, sigma)) / sigma
         x0 = (xv - (1 - abar) ** 0.5 * eps) / abar**0.5
         mask = torch.isfinite(observed)
@@ -134,6 +158,7 @@ def _paper_energy_grad(model, x_vp, sigma, observed, levels):
 @pytest.mark.parametrize("index", [0, 40, 97])
 def test_guided_step_is_the_papers_formula(kind, index):
     from steerdiff.core.sampling import sample
+
     model = _tiny_model()
     n, s_scale = 4, 3.0
     g = torch.Generator().manual_seed(index)
@@ -150,14 +175,30 @@ def test_guided_step_is_the_papers_formula(kind, index):
     grid2 = torch.tensor([sigma, sigma_next], dtype=torch.float64)
 
     # DDIM (eta = 0): the TSDiff code's guided noise eps + s sqrt(1 - abar) grad E, then the DDIM update
-    ours = sample(model.denoiser, x_vp / abar**0.5, grid2, "ddim", guidance=[guide]).x * abar_next**0.5
+    one_step = (
+        {"allow_nonzero_end": True} if "allow_nonzero_end" in inspect.signature(sample).parameters else {}
+    )
+    ours = (
+        sample(model.denoiser, x_vp / abar**0.5, grid2, "ddim", guidance=[guide], **one_step).x
+        * abar_next**0.5
+    )
     eps_g = eps + s_scale * (1 - abar) ** 0.5 * grad
     paper = abar_next**0.5 * (x_vp - (1 - abar) ** 0.5 * eps_g) / abar**0.5 + (1 - abar_next) ** 0.5 * eps_g
     assert torch.allclose(ours, paper, rtol=1e-9, atol=1e-9)
 
     # DDPM: the paper's eq. 2, mu_theta(x_t) + s beta_tilde_t grad log p(y | x_t) + sqrt(beta_tilde_t) z
-    ours = sample(model.denoiser, x_vp / abar**0.5, grid2, "ddpm", guidance=[guide],
-                  generator=torch.Generator().manual_seed(7)).x * abar_next**0.5
+    ours = (
+        sample(
+            model.denoiser,
+            x_vp / abar**0.5,
+            grid2,
+            "ddpm",
+            guidance=[guide],
+            generator=torch.Generator().manual_seed(7),
+            **one_step,
+        ).x
+        * abar_next**0.5
+    )
     z = torch.randn(x_vp.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
     alpha = abar / abar_next
     beta = 1 - alpha
@@ -170,6 +211,7 @@ def test_guided_step_is_the_papers_formula(kind, index):
 def test_last_ddpm_step_is_unguided_like_the_paper():
     # beta_tilde_1 = 0: the paper's final step is the model mean (= x0-hat), whatever the observations
     from steerdiff.core.sampling import sample
+
     model = _tiny_model()
     x = torch.randn(2, 2, 9, dtype=torch.float64)
     grid = model.sigmas(100)[-2:]
@@ -180,8 +222,9 @@ def test_last_ddpm_step_is_unguided_like_the_paper():
 
 def test_ddpm_step_weight_by_hand():
     from steerdiff.timeseries.guidance import ddpm_step_weight
-    # sigma^2 = 3 (abar 1/4), sigma'^2 = 1 (abar' 1/2): alpha = 1/2, beta = 1/2, beta_tilde = 1/2 * (1/2) / (3/4)
-    # = 1/3; weight = beta_tilde sqrt(alpha) / beta = (2/3) sqrt(1/2)
+
+    # sigma^2 = 3 (abar 1/4), sigma'^2 = 1 (abar' 1/2): alpha = 1/2, beta = 1/2, beta_tilde = 1/2 * (1/2) /
+    # (3/4) = 1/3; weight = beta_tilde sqrt(alpha) / beta = (2/3) sqrt(1/2)
     assert ddpm_step_weight(3**0.5, 1.0) == pytest.approx(2 / 3 * 0.5**0.5)
     assert ddpm_step_weight(1.0, 0.0) == 0.0
     with pytest.raises(ValueError, match="sigma_next < sigma"):

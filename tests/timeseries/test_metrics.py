@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+
 from steerdiff.timeseries.metrics import QUANTILES, crps, evaluate_forecast, weighted_quantile_loss
 
 
@@ -49,11 +50,14 @@ def test_perfect_forecast_scores_zero():
     assert m == {"crps": 0.0, "nd": 0.0, "nrmse": 0.0}
 
 
-@pytest.mark.parametrize("samples, target, match", [
-    (torch.ones(2, 3, 4), torch.ones(2, 5), "samples must be"),
-    (torch.ones(2, 3, 4), torch.full((2, 4), float("nan")), "finite"),
-    (torch.ones(2, 3, 4), torch.zeros(2, 4), "all zero"),
-])
+@pytest.mark.parametrize(
+    "samples, target, match",
+    [
+        (torch.ones(2, 3, 4), torch.ones(2, 5), "samples must be"),
+        (torch.ones(2, 3, 4), torch.full((2, 4), float("nan")), "finite"),
+        (torch.ones(2, 3, 4), torch.zeros(2, 4), "all zero"),
+    ],
+)
 def test_metric_errors(samples, target, match):
     with pytest.raises(ValueError, match=match):
         crps(samples, target)

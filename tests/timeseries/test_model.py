@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+
 from steerdiff.core.bundle import BundleError
 from steerdiff.core.training import TrainConfig
 from steerdiff.timeseries.baselines import LinearForecaster, seasonal_naive
@@ -31,21 +32,31 @@ def test_train_save_load_round_trip(tmp_path, scaling):
     series = synthetic_series(2, 200, "6h", seed=0)
     windows = training_windows(series, cfg.spec, stride=2)
     model = TSDiff(cfg, split=DataSplit.of(series, 4, 2, source="synthetic"))
-    result = model.fit(windows, TrainConfig(steps=40, batch_size=32, lr=2e-3, checkpoint_every=0),
-                       out_dir=tmp_path / "run", progress=False)
+    result = model.fit(
+        windows,
+        TrainConfig(steps=40, batch_size=32, lr=2e-3, checkpoint_every=0),
+        out_dir=tmp_path / "run",
+        progress=False,
+    )
     assert len(result.losses) == 40 and result.losses[-1] < result.losses[0]
-    assert (tmp_path / "run" / "checkpoint").is_dir()            # the training checkpoint, for resuming
+    assert (tmp_path / "run" / "checkpoint").is_dir()  # the training checkpoint, for resuming
     model.save_pretrained(tmp_path / "saved")
     loaded = TSDiff.from_pretrained(tmp_path / "saved")
     assert loaded.config == cfg and loaded.split == model.split
     domain = json.loads((tmp_path / "saved" / "config.json").read_text())["domain"]
     assert domain["name"] == "timeseries" and domain["window"]["lags"] == [6]
-    assert domain["data"]["series"][0] == {"item_id": "synthetic_0", "length": 200, "train_end": 192,
-                                           "test_start": 192}
+    assert domain["data"]["series"][0] == {
+        "item_id": "synthetic_0",
+        "length": 200,
+        "train_end": 192,
+        "test_start": 192,
+    }
     assert loaded.spec.scaling == scaling
-    history = torch.as_tensor(series[0].target[-cfg.spec.history_length:])[None].float()
-    run = lambda m: forecast(m, history, num_samples=3, num_steps=5,
-                             generator=torch.Generator().manual_seed(0))
+    history = torch.as_tensor(series[0].target[-cfg.spec.history_length :])[None].float()
+
+    def run(m):
+        return forecast(m, history, num_samples=3, num_steps=5, generator=torch.Generator().manual_seed(0))
+
     assert torch.equal(run(model), run(loaded))
 
 
@@ -75,7 +86,7 @@ def test_linear_forecaster_recovers_a_linear_process():
     ctx = ctx / ctx.mean(1, keepdim=True)
     windows = torch.cat([ctx, ctx @ w_true], 1)
     lin = LinearForecaster(6, 2, alpha=1e-9).fit(windows)
-    history = 7.0 * ctx[:5]                                    # data units: predictions scale with the data
+    history = 7.0 * ctx[:5]  # data units: predictions scale with the data
     assert torch.allclose(lin.predict(history)[:, 0].double(), 7.0 * ctx[:5] @ w_true, atol=1e-4)
     with pytest.raises(RuntimeError, match="fit the LinearForecaster"):
         LinearForecaster(6, 2).predict(history)
@@ -89,7 +100,7 @@ def test_standardised_linear_forecaster_continues_trends_at_any_level_and_slope(
     g = torch.Generator().manual_seed(0)
     level, slope = 100 * torch.rand(50, 1, generator=g), torch.randn(50, 1, generator=g)
     t = torch.arange(8.0)
-    series = [Series((lv + sl * t).numpy(), "H") for lv, sl in zip(level, slope)]
+    series = [Series((lv + sl * t).numpy(), "H") for lv, sl in zip(level, slope, strict=False)]
     lin = LinearForecaster(6, 2, alpha=1e-9, scaling="standard").fit(training_windows(series, spec)[:, 0])
     history = 3.0 + 0.5 * t[None, :6]
     assert torch.allclose(lin.predict(history)[0, 0], 3.0 + 0.5 * t[6:], atol=1e-3)

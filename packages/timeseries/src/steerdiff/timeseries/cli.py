@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from steerdiff.core.command import (
     UsageError,
     add_runtime_flags,
@@ -43,11 +44,14 @@ from .refine import REGULARIZERS
 __all__ = ["build_parser", "main"]
 
 PROG = "steerdiff-timeseries"
-DATA_HELP = (f"a bundled dataset ({', '.join(sorted(DATASETS))}), gluonts:<name> already on disk, a .csv "
-             "(wide, or long with item_id,timestamp,target) or GluonTS .jsonl")
+DATA_HELP = (
+    f"a bundled dataset ({', '.join(sorted(DATASETS))}), gluonts:<name> already on disk, a .csv "
+    "(wide, or long with item_id,timestamp,target) or GluonTS .jsonl"
+)
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+
 
 def _series(source: str, freq: str | None):
     """Read the user's data now (before any training); a missing optional dependency is a usage error."""
@@ -77,8 +81,10 @@ def _lags(text: str, freq) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise UsageError(f"--lags {text!r} is not a comma-separated list of positive integers; use e.g. 24,168, "
-                         "auto or none") from None
+        raise UsageError(
+            f"--lags {text!r} is not a comma-separated list of positive integers; use e.g. 24,168, "
+            "auto or none"
+        ) from None
 
 
 def _generator(args) -> torch.Generator:
@@ -86,7 +92,8 @@ def _generator(args) -> torch.Generator:
 
 
 def _load(args) -> tuple[TSDiffPipeline, list, object]:
-    """The model, and the data it is used on (--data, or the data it was trained with), split as in training."""
+    """The model and the data it is used on (--data, or the data it was trained with), split as in
+    training."""
     pipe = TSDiffPipeline.from_pretrained(args.model, device=args.device)
     split = pipe.data_split
     source = getattr(args, "data", None) or (split.source if split else None)
@@ -97,14 +104,27 @@ def _load(args) -> tuple[TSDiffPipeline, list, object]:
 
 
 def _sampling(args) -> dict:
-    return {"num_samples": args.num_samples, "scale": args.scale, "solver": args.solver, "num_steps": args.steps,
-            "batch_size": args.batch_windows}
+    return {
+        "num_samples": args.num_samples,
+        "scale": args.scale,
+        "solver": args.solver,
+        "num_steps": args.steps,
+        "batch_size": args.batch_windows,
+    }
 
 
 def _plot(out: Path, name: str, history, samples, test) -> str:
-    titles = [f"{i} @ {s}" for i, s in zip(test.item_ids, test.starts)]
-    return str(fan_chart(out / name, history, samples, test.future, titles,
-                         show_history=min(history.shape[1], 3 * samples.shape[2])))
+    titles = [f"{i} @ {s}" for i, s in zip(test.item_ids, test.starts, strict=False)]
+    return str(
+        fan_chart(
+            out / name,
+            history,
+            samples,
+            test.future,
+            titles,
+            show_history=min(history.shape[1], 3 * samples.shape[2]),
+        )
+    )
 
 
 def _read_base(path: Path, test) -> torch.Tensor:
@@ -112,12 +132,15 @@ def _read_base(path: Path, test) -> torch.Tensor:
     try:
         base = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as err:
-        raise UsageError(f"--base {path}: not a readable .npy file ({err}); save the forecasts with numpy.save") \
-            from None
+        raise UsageError(
+            f"--base {path}: not a readable .npy file ({err}); save the forecasts with numpy.save"
+        ) from None
     n, h = test.future.shape
     if base.ndim != 3 or base.shape[0] != n or base.shape[2] != h:
-        raise UsageError(f"--base {path} has shape {base.shape}, but the {n} test windows need forecasts of shape "
-                         f"({n}, samples, {h}); save one row of sample paths per test window")
+        raise UsageError(
+            f"--base {path} has shape {base.shape}, but the {n} test windows need forecasts of shape "
+            f"({n}, samples, {h}); save one row of sample paths per test window"
+        )
     if not np.isfinite(base).all():
         raise UsageError(f"--base {path} contains NaN or inf; give finite forecasts")
     return torch.as_tensor(base, dtype=torch.float32)
@@ -127,28 +150,62 @@ def _table(title: str, rows: dict, columns=("crps", "nd", "nrmse", "seconds")) -
     print(f"\n{title}")
     print(f"{'method':<26}" + "".join(f"{c:>10}" for c in columns))
     for name, m in rows.items():
-        print(f"{name:<26}" + "".join(f"{m[c]:>10.4f}" if m.get(c) is not None else f"{'diverged':>10}"
-                                      for c in columns))
+        print(
+            f"{name:<26}"
+            + "".join(f"{m[c]:>10.4f}" if m.get(c) is not None else f"{'diverged':>10}" for c in columns)
+        )
 
 
 def _train(args, series, source: str, out: Path) -> tuple[TSDiffPipeline, dict]:
     freq = str(series[0].freq)
-    config = TSDiffConfig(args.context, args.prediction, _lags(args.lags, freq), freq, args.hidden, args.blocks,
-                          args.d_state, init_skip=args.init_skip, scaling=args.scaling)
-    tc = TrainConfig(steps=args.train_steps, batch_size=args.batch_size, lr=args.lr, grad_clip=0.5, seed=args.seed,
-                     ema_decay=0.995, checkpoint_every=max(args.train_steps // 4, 1))
-    pipe = TSDiffPipeline.train(series, config, tc, test_windows=args.test_windows,
-                                validation_windows=args.validation_windows, stride=args.stride, source=source,
-                                out_dir=out, device=args.device, seed=args.seed, progress=not args.quiet)
+    config = TSDiffConfig(
+        args.context,
+        args.prediction,
+        _lags(args.lags, freq),
+        freq,
+        args.hidden,
+        args.blocks,
+        args.d_state,
+        init_skip=args.init_skip,
+        scaling=args.scaling,
+    )
+    tc = TrainConfig(
+        steps=args.train_steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        grad_clip=0.5,
+        seed=args.seed,
+        ema_decay=0.995,
+        checkpoint_every=max(args.train_steps // 4, 1),
+    )
+    pipe = TSDiffPipeline.train(
+        series,
+        config,
+        tc,
+        test_windows=args.test_windows,
+        validation_windows=args.validation_windows,
+        stride=args.stride,
+        source=source,
+        out_dir=out,
+        device=args.device,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
     model_dir = pipe.save_pretrained(out / "model")
     result = pipe.train_result
     k = max(1, len(result.losses) // 10)
-    return pipe, {"model": str(model_dir), "windows": pipe.train_windows,
-                  "train_steps": result.step, "loss_first": float(np.mean(result.losses[:k])),
-                  "loss_last": float(np.mean(result.losses[-k:])), "config": pipe.model.bundle_config()}
+    return pipe, {
+        "model": str(model_dir),
+        "windows": pipe.train_windows,
+        "train_steps": result.step,
+        "loss_first": float(np.mean(result.losses[:k])),
+        "loss_last": float(np.mean(result.losses[-k:])),
+        "config": pipe.model.bundle_config(),
+    }
 
 
 # ---------------------------------------------------------------------------------------------- commands
+
 
 def cmd_data(args) -> dict:
     series = _series(args.data, args.freq)
@@ -163,7 +220,7 @@ def cmd_data(args) -> dict:
 
     n = min(4, len(series))
     fig, axes = plt.subplots(n, 1, figsize=(9, 2 * n), squeeze=False)
-    for ax, s in zip(axes[:, 0], series):
+    for ax, s in zip(axes[:, 0], series, strict=False):
         ax.plot(s.index(), s.target, lw=0.6)
         ax.set_title(s.item_id, fontsize=9)
     fig.tight_layout()
@@ -171,10 +228,18 @@ def cmd_data(args) -> dict:
         save_figure(fig, out / "series.png", dpi=90)
     finally:
         plt.close(fig)
-    return {"data": args.data, "num_series": len(series), "freq": str(series[0].freq),
-            "season_length": series[0].freq.season_length, "default_lags": list(series[0].freq.default_lags),
-            "min_length": min(lengths), "max_length": max(lengths), "total_points": sum(lengths),
-            "series": str(out / "series.jsonl"), "plot": str(out / "series.png")}
+    return {
+        "data": args.data,
+        "num_series": len(series),
+        "freq": str(series[0].freq),
+        "season_length": series[0].freq.season_length,
+        "default_lags": list(series[0].freq.default_lags),
+        "min_length": min(lengths),
+        "max_length": max(lengths),
+        "total_points": sum(lengths),
+        "series": str(out / "series.jsonl"),
+        "plot": str(out / "series.png"),
+    }
 
 
 def cmd_train(args) -> dict:
@@ -186,15 +251,23 @@ def cmd_train(args) -> dict:
 def cmd_forecast(args) -> dict:
     pipe, _, test = _load(args)
     g = _generator(args)
-    history = with_missing(test.history, missing_mask(args.scenario, len(test.history), pipe.spec.context_length,
-                                                      generator=g))
-    samples = pipe.forecast(history, guidance=args.guidance, generator=g, progress=not args.quiet,
-                            **_sampling(args))
+    history = with_missing(
+        test.history, missing_mask(args.scenario, len(test.history), pipe.spec.context_length, generator=g)
+    )
+    samples = pipe.forecast(
+        history, guidance=args.guidance, generator=g, progress=not args.quiet, **_sampling(args)
+    )
     out = Path(args.out)
     _write_npz(out / "forecast.npz", samples=samples, history=history, future=test.future)
-    return {"guidance": args.guidance, "scale": args.scale, "scenario": args.scenario, "windows": len(test.history),
-            **evaluate_forecast(samples, test.future), "samples": str(out / "forecast.npz"),
-            "plot": _plot(out, "forecast.png", history, samples, test)}
+    return {
+        "guidance": args.guidance,
+        "scale": args.scale,
+        "scenario": args.scenario,
+        "windows": len(test.history),
+        **evaluate_forecast(samples, test.future),
+        "samples": str(out / "forecast.npz"),
+        "plot": _plot(out, "forecast.png", history, samples, test),
+    }
 
 
 def cmd_impute(args) -> dict:
@@ -202,26 +275,46 @@ def cmd_impute(args) -> dict:
     g = _generator(args)
     spec = pipe.spec
     if args.k is not None and args.k >= spec.context_length:
-        raise UsageError(f"--k {args.k} must be below the context length {spec.context_length} so that some "
-                         "context stays observed")
+        raise UsageError(
+            f"--k {args.k} must be below the context length {spec.context_length} so that some "
+            "context stays observed"
+        )
     y = torch.cat([test.history, test.future], 1)
     ctx = slice(spec.max_lag, spec.history_length)
     mask = missing_mask(args.scenario, len(y), spec.context_length, args.k, generator=g)
     gappy = y.clone()
     gappy[:, ctx] = gappy[:, ctx].masked_fill(mask, float("nan"))
-    samples = pipe.impute(gappy, guidance=args.guidance, generator=g, progress=not args.quiet, **_sampling(args))
-    ctx_samples = samples[:, :, :spec.context_length]
+    samples = pipe.impute(
+        gappy, guidance=args.guidance, generator=g, progress=not args.quiet, **_sampling(args)
+    )
+    ctx_samples = samples[:, :, : spec.context_length]
     truth = y[:, ctx]
     k = int(mask[0].sum())  # score only the imputed points (every window has the same count k)
     idx = mask.nonzero()[:, 1].reshape(len(y), k)
-    metrics = evaluate_forecast(ctx_samples.gather(2, idx[:, None].expand(-1, ctx_samples.shape[1], -1)),
-                                truth.gather(1, idx)) if k else {}
+    metrics = (
+        evaluate_forecast(
+            ctx_samples.gather(2, idx[:, None].expand(-1, ctx_samples.shape[1], -1)), truth.gather(1, idx)
+        )
+        if k
+        else {}
+    )
     out = Path(args.out)
     _write_npz(out / "impute.npz", samples=samples, observed=gappy, truth=y)
-    plot = fan_chart(out / "impute.png", gappy[:, :spec.max_lag + 1], ctx_samples, truth,
-                     [f"{args.scenario}: {i}" for i in test.item_ids], show_history=1)
-    return {"scenario": args.scenario, "imputed_points_per_window": k, **metrics,
-            "samples": str(out / "impute.npz"), "plot": str(plot)}
+    plot = fan_chart(
+        out / "impute.png",
+        gappy[:, : spec.max_lag + 1],
+        ctx_samples,
+        truth,
+        [f"{args.scenario}: {i}" for i in test.item_ids],
+        show_history=1,
+    )
+    return {
+        "scenario": args.scenario,
+        "imputed_points_per_window": k,
+        **metrics,
+        "samples": str(out / "impute.npz"),
+        "plot": str(plot),
+    }
 
 
 def cmd_refine(args) -> dict:
@@ -231,16 +324,30 @@ def cmd_refine(args) -> dict:
     else:
         path = Path(args.base)
         if not path.is_file():
-            raise UsageError(f"--base {path}: no such file; give seasonal_naive, linear or a .npy file of "
-                             "forecasts (N, samples, prediction)")
+            raise UsageError(
+                f"--base {path}: no such file; give seasonal_naive, linear or a .npy file of "
+                "forecasts (N, samples, prediction)"
+            )
         base = _read_base(path, test)
-    samples = pipe.refine(test.history, base, method=args.method, regularizer=args.regularizer,
-                          steps=args.refine_steps, num_samples=args.num_samples, generator=_generator(args))
+    samples = pipe.refine(
+        test.history,
+        base,
+        method=args.method,
+        regularizer=args.regularizer,
+        steps=args.refine_steps,
+        num_samples=args.num_samples,
+        generator=_generator(args),
+    )
     out = Path(args.out)
     _write_npz(out / "refine.npz", samples=samples, base=base, future=test.future)
-    return {"base": args.base, "method": args.method, "base_metrics": evaluate_forecast(base, test.future),
-            "refined_metrics": evaluate_forecast(samples, test.future), "samples": str(out / "refine.npz"),
-            "plot": _plot(out, "refine.png", test.history, samples, test)}
+    return {
+        "base": args.base,
+        "method": args.method,
+        "base_metrics": evaluate_forecast(base, test.future),
+        "refined_metrics": evaluate_forecast(samples, test.future),
+        "samples": str(out / "refine.npz"),
+        "plot": _plot(out, "refine.png", test.history, samples, test),
+    }
 
 
 def cmd_synthesize(args) -> dict:
@@ -250,11 +357,19 @@ def cmd_synthesize(args) -> dict:
     train = test = None
     if args.data:  # read and check the data before sampling
         train, test = pipe.split(_series(args.data, args.freq), args.test_windows)
-    x = pipe.synthesize(args.num_samples, solver=args.solver, num_steps=args.steps, generator=_generator(args),
-                        progress=not args.quiet)
+    x = pipe.synthesize(
+        args.num_samples,
+        solver=args.solver,
+        num_steps=args.steps,
+        generator=_generator(args),
+        progress=not args.quiet,
+    )
     out = Path(args.out)
-    summary = {"windows": args.num_samples, "shape": list(x.shape),
-               "samples": str(_write_npz(out / "synthetic.npz", windows=x))}
+    summary = {
+        "windows": args.num_samples,
+        "shape": list(x.shape),
+        "samples": str(_write_npz(out / "synthetic.npz", windows=x)),
+    }
     if train is not None:
         from .data import training_windows
 
@@ -266,21 +381,31 @@ def cmd_synthesize(args) -> dict:
 
 
 def _evaluate(args, pipe: TSDiffPipeline, train, test) -> dict:
-    result = pipe.evaluate(train, test, generator=_generator(args), refine_steps=args.refine_steps,
-                           num_synthetic=args.synthetic, **_sampling(args))
+    result = pipe.evaluate(
+        train,
+        test,
+        generator=_generator(args),
+        refine_steps=args.refine_steps,
+        num_synthetic=args.synthetic,
+        **_sampling(args),
+    )
     samples = result.pop("samples")
     out = Path(args.out)
     plots = {}
     for name in dict.fromkeys(("tsdiff_q", result["best"])):
         if name is not None and samples.get(name) is not None:
-            plots[name] = _plot(out, f"forecast_{name.replace('+', '_')}.png", test.history, samples[name], test)
+            plots[name] = _plot(
+                out, f"forecast_{name.replace('+', '_')}.png", test.history, samples[name], test
+            )
     if not args.json and not args.quiet:
         _table("forecast CRPS on held-out rolling windows", result["forecast"])
         _table("TSDiff-Q with half the context missing", result["missing"])
         if "lps" in result:
             lps = result["lps"]
-            print(f"\nLPS (ridge trained on windows, CRPS on test): real {lps['real']['lps']:.4f}, "
-                  f"synthetic {lps['synthetic']['lps']:.4f}\n")
+            print(
+                f"\nLPS (ridge trained on windows, CRPS on test): real {lps['real']['lps']:.4f}, "
+                f"synthetic {lps['synthetic']['lps']:.4f}\n"
+            )
     return {**result, "windows": len(test.history), "plots": plots}
 
 
@@ -298,11 +423,20 @@ def cmd_demo(args) -> dict:
     return {"train": summary, "evaluate": _evaluate(args, pipe, train, test)}
 
 
-HANDLERS = {"data": cmd_data, "train": cmd_train, "forecast": cmd_forecast, "impute": cmd_impute,
-            "refine": cmd_refine, "synthesize": cmd_synthesize, "evaluate": cmd_evaluate, "demo": cmd_demo}
+HANDLERS = {
+    "data": cmd_data,
+    "train": cmd_train,
+    "forecast": cmd_forecast,
+    "impute": cmd_impute,
+    "refine": cmd_refine,
+    "synthesize": cmd_synthesize,
+    "evaluate": cmd_evaluate,
+    "demo": cmd_demo,
+}
 
 
 # ----------------------------------------------------------------------------------------------- parser
+
 
 def _one_line_errors(parser: argparse.ArgumentParser) -> None:
     """argparse errors as one line on stderr (exit 2) that names the problem and points to --help."""
@@ -312,8 +446,12 @@ def _one_line_errors(parser: argparse.ArgumentParser) -> None:
 
     parser.error = error  # type: ignore[method-assign]
     for action in parser._actions:  # a default of 0 is a default too: show it
-        if action.help and "%(default)" not in action.help and type(action.default) in (int, float) \
-                and action.default == 0:
+        if (
+            action.help
+            and "%(default)" not in action.help
+            and type(action.default) in (int, float)
+            and action.default == 0
+        ):
             action.help += " (default: %(default)s)"
 
 
@@ -323,42 +461,85 @@ def _data_flags(p: argparse.ArgumentParser, required: bool, default: str | None 
     elif default is not None:
         p.add_argument("--data", default=default, help=DATA_HELP)
     else:
-        p.add_argument("--data", default=None, help=f"{DATA_HELP}; default: the data the model was trained on")
+        p.add_argument(
+            "--data", default=None, help=f"{DATA_HELP}; default: the data the model was trained on"
+        )
     p.add_argument("--freq", default=None, help="frequency when the data does not carry one (e.g. H, D, M)")
 
 
 def _model_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", type=existing_dir, required=True,
-                   help="a model folder written by `train` (<train --out>/model) or by save_pretrained")
-    p.add_argument("--test-windows", type=positive_int, default=None,
-                   help="held-out rolling windows per series; default: the model's own split")
+    p.add_argument(
+        "--model",
+        type=existing_dir,
+        required=True,
+        help="a model folder written by `train` (<train --out>/model) or by save_pretrained",
+    )
+    p.add_argument(
+        "--test-windows",
+        type=positive_int,
+        default=None,
+        help="held-out rolling windows per series; default: the model's own split",
+    )
 
 
 def _guidance_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--guidance", choices=("quantile", "mse", "none"), default="quantile",
-                   help="self-guidance: quantile (TSDiff-Q), mse (TSDiff-MS) or none (unconditional)")
+    p.add_argument(
+        "--guidance",
+        choices=("quantile", "mse", "none"),
+        default="quantile",
+        help="self-guidance: quantile (TSDiff-Q), mse (TSDiff-MS) or none (unconditional)",
+    )
     p.add_argument("--scale", type=nonnegative_float, default=4.0, help="self-guidance scale s")
-    p.add_argument("--batch-windows", type=positive_int, default=None,
-                   help="windows sampled at once (each brings --num-samples rows); default: all")
+    p.add_argument(
+        "--batch-windows",
+        type=positive_int,
+        default=None,
+        help="windows sampled at once (each brings --num-samples rows); default: all",
+    )
 
 
-def _train_flags(p: argparse.ArgumentParser, *, context=168, hidden=64, blocks=3, d_state=64, train_steps=2000,
-                 test_windows=4, stride=1) -> None:
-    p.add_argument("--test-windows", type=positive_int, default=test_windows,
-                   help="held-out rolling test windows at the end of every series (never trained on)")
-    p.add_argument("--validation-windows", type=nonnegative_int, default=0,
-                   help="rolling windows before the test windows also left out of training (for model selection)")
+def _train_flags(
+    p: argparse.ArgumentParser,
+    *,
+    context=168,
+    hidden=64,
+    blocks=3,
+    d_state=64,
+    train_steps=2000,
+    test_windows=4,
+    stride=1,
+) -> None:
+    p.add_argument(
+        "--test-windows",
+        type=positive_int,
+        default=test_windows,
+        help="held-out rolling test windows at the end of every series (never trained on)",
+    )
+    p.add_argument(
+        "--validation-windows",
+        type=nonnegative_int,
+        default=0,
+        help="rolling windows before the test windows also left out of training (for model selection)",
+    )
     p.add_argument("--context", type=positive_int, default=context, help="context length (points)")
     p.add_argument("--prediction", type=positive_int, default=24, help="prediction length (points)")
     p.add_argument("--lags", default="auto", help="comma-separated lags, auto (by frequency) or none")
     p.add_argument("--hidden", type=positive_int, default=hidden, help="S4D channels")
     p.add_argument("--blocks", type=positive_int, default=blocks, help="S4D residual blocks")
     p.add_argument("--d-state", type=positive_int, default=d_state, help="S4D state size")
-    p.add_argument("--init-skip", action=argparse.BooleanOptionalAction, default=True,
-                   help="residual network (eps_hat = x_t + F); keeps self-guidance stable on short training")
-    p.add_argument("--scaling", choices=SCALINGS, default="mean",
-                   help="scale windows by the context mean |y| (the paper's) or standardise them by the context "
-                        "mean and std (for series that move little relative to their level)")
+    p.add_argument(
+        "--init-skip",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="residual network (eps_hat = x_t + F); keeps self-guidance stable on short training",
+    )
+    p.add_argument(
+        "--scaling",
+        choices=SCALINGS,
+        default="mean",
+        help="scale windows by the context mean |y| (the paper's) or standardise them by the context "
+        "mean and std (for series that move little relative to their level)",
+    )
     p.add_argument("--train-steps", type=positive_int, default=train_steps, help="training steps")
     p.add_argument("--batch-size", type=positive_int, default=64, help="training batch size")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (Adam)")
@@ -373,8 +554,11 @@ def build_parser() -> argparse.ArgumentParser:
     _data_flags(p, required=True)
     add_runtime_flags(p, out="runs/timeseries/data")
 
-    p = add("train", "train an unconditional TSDiff model; writes <out>/model (the bundle) and resumable "
-                     "checkpoints in <out>/checkpoint")
+    p = add(
+        "train",
+        "train an unconditional TSDiff model; writes <out>/model (the bundle) and resumable "
+        "checkpoints in <out>/checkpoint",
+    )
     _data_flags(p, required=True)
     _train_flags(p)
     add_runtime_flags(p, out="runs/timeseries/train")
@@ -382,8 +566,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("forecast", "self-guided forecasts of the held-out windows, with a fan chart")
     _model_flags(p)
     _data_flags(p, required=False)
-    p.add_argument("--scenario", choices=SCENARIOS, default="none",
-                   help="which half of the context to hide: none, random points, or a blackout at its start or end")
+    p.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default="none",
+        help="which half of the context to hide: none, random points, or a blackout at its start or end",
+    )
     _guidance_flags(p)
     add_sampling_flags(p, num_samples=100, steps=100, solver="ddpm", samples_help="sample paths per window")
     add_runtime_flags(p, out="runs/timeseries/forecast")
@@ -391,10 +579,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("impute", "fill missing context points of the held-out windows")
     _model_flags(p)
     _data_flags(p, required=False)
-    p.add_argument("--scenario", choices=SCENARIOS[1:], default="random",
-                   help="which context points are missing: random, or a blackout at its start or end")
-    p.add_argument("--k", type=nonnegative_int, default=None,
-                   help="missing points per window; default: half the context")
+    p.add_argument(
+        "--scenario",
+        choices=SCENARIOS[1:],
+        default="random",
+        help="which context points are missing: random, or a blackout at its start or end",
+    )
+    p.add_argument(
+        "--k", type=nonnegative_int, default=None, help="missing points per window; default: half the context"
+    )
     _guidance_flags(p)
     add_sampling_flags(p, num_samples=100, steps=100, solver="ddpm", samples_help="sample paths per window")
     add_runtime_flags(p, out="runs/timeseries/impute")
@@ -402,22 +595,46 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("refine", "refine a base forecaster's forecasts with the model's implicit density")
     _model_flags(p)
     _data_flags(p, required=False)
-    p.add_argument("--base", default="seasonal_naive",
-                   help="seasonal_naive, linear, or a .npy file of forecasts (test windows, samples, prediction)")
-    p.add_argument("--method", choices=REFINE_METHODS, default="ml",
-                   help="ml (gradient descent) or langevin (energy-based sampling)")
-    p.add_argument("--regularizer", choices=REGULARIZERS, default="quantile",
-                   help="penalty for moving away from the base forecast")
+    p.add_argument(
+        "--base",
+        default="seasonal_naive",
+        help="seasonal_naive, linear, or a .npy file of forecasts (test windows, samples, prediction)",
+    )
+    p.add_argument(
+        "--method",
+        choices=REFINE_METHODS,
+        default="ml",
+        help="ml (gradient descent) or langevin (energy-based sampling)",
+    )
+    p.add_argument(
+        "--regularizer",
+        choices=REGULARIZERS,
+        default="quantile",
+        help="penalty for moving away from the base forecast",
+    )
     p.add_argument("--refine-steps", type=positive_int, default=20, help="refinement iterations")
-    add_sampling_flags(p, num_samples=100, steps=None, solver=None,
-                       samples_help="refined paths per window (a multiple of the base's samples)")
+    add_sampling_flags(
+        p,
+        num_samples=100,
+        steps=None,
+        solver=None,
+        samples_help="refined paths per window (a multiple of the base's samples)",
+    )
     add_runtime_flags(p, out="runs/timeseries/refine")
 
     p = add("synthesize", "generate windows; with --data also the linear predictive score")
-    p.add_argument("--model", type=existing_dir, required=True,
-                   help="a model folder written by `train` (<train --out>/model) or by save_pretrained")
-    p.add_argument("--test-windows", type=positive_int, default=None,
-                   help="held-out rolling windows per series for the score; default: the model's own split")
+    p.add_argument(
+        "--model",
+        type=existing_dir,
+        required=True,
+        help="a model folder written by `train` (<train --out>/model) or by save_pretrained",
+    )
+    p.add_argument(
+        "--test-windows",
+        type=positive_int,
+        default=None,
+        help="held-out rolling windows per series for the score; default: the model's own split",
+    )
     p.add_argument("--data", default=None, help=f"{DATA_HELP}; given, the synthetic windows are scored (LPS)")
     p.add_argument("--freq", default=None, help="frequency when the data does not carry one (e.g. H, D, M)")
     add_sampling_flags(p, num_samples=1000, steps=100, solver="ddpm", samples_help="windows to generate")
@@ -426,15 +643,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = add("evaluate", "compare baselines, TSDiff-MS/Q, refinement, missing values and LPS")
     _model_flags(evaluate)
     _data_flags(evaluate, required=False)
-    demo = add("demo", "train a small model on a bundled real series and evaluate it (a few minutes on a CPU)")
+    demo = add(
+        "demo", "train a small model on a bundled real series and evaluate it (a few minutes on a CPU)"
+    )
     _data_flags(demo, required=False, default="elecdemand")
     _train_flags(demo, context=96, hidden=32, blocks=2, d_state=32, train_steps=600, test_windows=7, stride=2)
     for p, samples, out in ((evaluate, 100, "runs/timeseries/evaluate"), (demo, 16, "runs/timeseries/demo")):
         _guidance_flags(p)
         p.add_argument("--refine-steps", type=positive_int, default=20, help="refinement iterations")
-        p.add_argument("--synthetic", type=nonnegative_int, default=1000 if p is evaluate else 500,
-                       help="synthetic windows for the linear predictive score (0: skip it)")
-        add_sampling_flags(p, num_samples=samples, steps=100, solver="ddpm", samples_help="sample paths per window")
+        p.add_argument(
+            "--synthetic",
+            type=nonnegative_int,
+            default=1000 if p is evaluate else 500,
+            help="synthetic windows for the linear predictive score (0: skip it)",
+        )
+        add_sampling_flags(
+            p, num_samples=samples, steps=100, solver="ddpm", samples_help="sample paths per window"
+        )
         add_runtime_flags(p, out=out)
 
     for action in parser._subparsers._group_actions:  # noqa: SLF001 - the subcommand parsers

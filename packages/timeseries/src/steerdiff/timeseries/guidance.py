@@ -27,11 +27,19 @@ import math
 from dataclasses import dataclass
 
 import torch
+
 from steerdiff.core.guidance import ReconstructionGuidance
 from steerdiff.core.guidance.base import match_batch
 from steerdiff.core.solvers import DDIM
 
-__all__ = ["GUIDANCES", "ObservationLoss", "SelfGuidance", "ddpm_step_weight", "quantile_levels", "self_guidance"]
+__all__ = [
+    "GUIDANCES",
+    "ObservationLoss",
+    "SelfGuidance",
+    "ddpm_step_weight",
+    "quantile_levels",
+    "self_guidance",
+]
 
 GUIDANCES = ("none", "mse", "quantile")
 
@@ -56,7 +64,9 @@ class ObservationLoss:
 
     def __post_init__(self):
         if self.observed.ndim != 3:
-            raise ValueError(f"observed must have shape (N, channels, length), got {tuple(self.observed.shape)}")
+            raise ValueError(
+                f"observed must have shape (N, channels, length), got {tuple(self.observed.shape)}"
+            )
         if self.quantiles is not None:
             q = torch.as_tensor(self.quantiles, dtype=torch.float32)
             if q.ndim != 1 or not ((q > 0) & (q < 1)).all():
@@ -72,7 +82,9 @@ class ObservationLoss:
             return err.pow(2).flatten(1).sum(1)
         s = self.quantiles.numel()
         if rows % s:
-            raise ValueError(f"{rows} rows cannot carry {s} quantile levels; sample num_samples = {s} per window")
+            raise ValueError(
+                f"{rows} rows cannot carry {s} quantile levels; sample num_samples = {s} per window"
+            )
         k = self.quantiles.to(x0.device, x0.dtype).repeat(rows // s).reshape(-1, 1, 1)
         return torch.maximum(k * err, (k - 1) * err).flatten(1).sum(1)
 
@@ -80,8 +92,9 @@ class ObservationLoss:
 def ddpm_step_weight(sigma: float, sigma_next: float) -> float:
     """beta_tilde_t sqrt(alpha_t) / beta_t for the DDPM step sigma -> sigma_next (0 for the last step).
 
-    With x0-hat moved by -s w sigma^2 grad E, a DDPM step moves its VP mean by s w beta_t / sqrt(alpha_t) grad
-    log p; this w makes that the paper's s beta_tilde_t grad log p. In sigma space, alpha_bar = 1 / (1 + sigma^2).
+    With x0-hat moved by -s w sigma^2 grad E, a DDPM step moves its VP mean by s w beta_t / sqrt(alpha_t)
+    grad log p; this w makes that the paper's s beta_tilde_t grad log p. In sigma space,
+    alpha_bar = 1 / (1 + sigma^2).
     """
     if not 0 <= sigma_next < sigma:
         raise ValueError(f"need 0 <= sigma_next < sigma, got {sigma_next}, {sigma}")
@@ -106,8 +119,9 @@ class SelfGuidance(ReconstructionGuidance):
         return lambda x, s, **kw: step.denoise(fn, ctx, x, s, **kw)
 
 
-def self_guidance(observed: torch.Tensor, scale: float, kind: str = "quantile", num_samples: int | None = None,
-                  **options) -> SelfGuidance:
+def self_guidance(
+    observed: torch.Tensor, scale: float, kind: str = "quantile", num_samples: int | None = None, **options
+) -> SelfGuidance:
     """TSDiff self-guidance towards the finite entries of ``observed`` (N, C, L), mean-scaled.
 
     ``kind``: "mse" or "quantile" (then ``num_samples`` sets the levels i/(n+1)). ``options`` go to

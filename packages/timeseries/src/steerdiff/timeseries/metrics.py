@@ -18,11 +18,20 @@ QUANTILES = tuple(round(0.1 * i, 1) for i in range(1, 10))
 
 
 def _check(samples: torch.Tensor, target: torch.Tensor):
-    samples, target = torch.as_tensor(samples, dtype=torch.float64), torch.as_tensor(target, dtype=torch.float64)
-    if samples.ndim != 3 or target.ndim != 2 or samples.shape[0] != target.shape[0] \
-            or samples.shape[2] != target.shape[1]:
-        raise ValueError(f"samples must be (N, num_samples, horizon) and target (N, horizon); got "
-                         f"{tuple(samples.shape)} and {tuple(target.shape)}")
+    samples, target = (
+        torch.as_tensor(samples, dtype=torch.float64),
+        torch.as_tensor(target, dtype=torch.float64),
+    )
+    if (
+        samples.ndim != 3
+        or target.ndim != 2
+        or samples.shape[0] != target.shape[0]
+        or samples.shape[2] != target.shape[1]
+    ):
+        raise ValueError(
+            f"samples must be (N, num_samples, horizon) and target (N, horizon); got "
+            f"{tuple(samples.shape)} and {tuple(target.shape)}"
+        )
     if not torch.isfinite(target).all() or not torch.isfinite(samples).all():
         raise ValueError("samples and target must be finite (NaN in a target: score only observed points)")
     if target.abs().sum() == 0:
@@ -34,7 +43,7 @@ def weighted_quantile_loss(samples: torch.Tensor, target: torch.Tensor, quantile
     """wQL_q for each level: (len(quantiles),) float64."""
     samples, target = _check(samples, target)
     q = torch.tensor(quantiles, dtype=torch.float64)
-    pred = torch.quantile(samples, q, dim=1)                       # (Q, N, H)
+    pred = torch.quantile(samples, q, dim=1)  # (Q, N, H)
     indicator = (target <= pred).double()
     loss = 2 * ((pred - target) * (indicator - q[:, None, None])).abs().sum((1, 2))
     return loss / target.abs().sum()

@@ -6,8 +6,8 @@ continuous, sigma-space convention that is ``VPLinear(beta_min=0.01, beta_max=10
 T steps with betas in [b0, b1] is the continuous (b0 T, b1 T)) walked on 100 steps uniform in t. The network
 predicts the noise (eps parametrization), as in the paper.
 
-``init_skip`` (an option of the TSDiff code, on by default here) makes the network residual, eps_hat = x_t + F.
-Self-guidance differentiates x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t), whose Jacobian
+``init_skip`` (an option of the TSDiff code, on by default here) makes the network residual, eps_hat = x_t +
+F. Self-guidance differentiates x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t), whose Jacobian
 (I - sqrt(1 - abar_t) J_eps) / sqrt(abar_t) multiplies any error of J_eps by 1/sqrt(abar_T) = 13 at t = T. A
 plain network must learn eps_hat = x_t to that precision at high noise; with a few thousand CPU training steps
 it does not, and TSDiff-MS at s = 4 then diverged in the first steps. With the skip the network only has to
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
 from steerdiff.core.bundle import BundleError, load_pretrained, save_pretrained
 from steerdiff.core.denoiser import Denoiser
 from steerdiff.core.nets import build_network
@@ -54,22 +55,31 @@ class TSDiffConfig:
     num_blocks: int = 3
     d_state: int = 64
     emb_dim: int = 128
-    init_skip: bool = True   # the network adds its input to its output; see the module docstring
-    scaling: str = "mean"    # how windows are scaled by their context (data.SCALINGS)
+    init_skip: bool = True  # the network adds its input to its output; see the module docstring
+    scaling: str = "mean"  # how windows are scaled by their context (data.SCALINGS)
 
     def __post_init__(self):
         self.lags = tuple(int(lag) for lag in self.lags)
         self.freq = str(parse_freq(self.freq))
-        WindowSpec(self.context_length, self.prediction_length, self.lags, self.scaling)  # validates the window
+        WindowSpec(
+            self.context_length, self.prediction_length, self.lags, self.scaling
+        )  # validates the window
 
     @property
     def spec(self) -> WindowSpec:
         return WindowSpec(self.context_length, self.prediction_length, self.lags, self.scaling)
 
     def build_denoiser(self) -> Denoiser:
-        net = build_network("s4d", in_channels=self.spec.channels, hidden_channels=self.hidden_channels,
-                            num_blocks=self.num_blocks, d_state=self.d_state, emb_dim=self.emb_dim,
-                            init_skip=self.init_skip, bidirectional=True)
+        net = build_network(
+            "s4d",
+            in_channels=self.spec.channels,
+            hidden_channels=self.hidden_channels,
+            num_blocks=self.num_blocks,
+            d_state=self.d_state,
+            emb_dim=self.emb_dim,
+            init_skip=self.init_skip,
+            bidirectional=True,
+        )
         return Denoiser(net, "eps")
 
 
@@ -83,7 +93,7 @@ class DataSplit:
     trained on) and ``test_start`` (first test point), so later runs can check they see the same data.
     """
 
-    source: str | None = None          # a bundled dataset name, gluonts:<name> or a file path
+    source: str | None = None  # a bundled dataset name, gluonts:<name> or a file path
     freq: str | None = None
     test_windows: int = 1
     validation_windows: int = 0
@@ -91,17 +101,32 @@ class DataSplit:
 
     def __post_init__(self):
         if int(self.test_windows) < 1 or int(self.validation_windows) < 0:
-            raise ValueError(f"test_windows must be >= 1 and validation_windows >= 0, got {self.test_windows}, "
-                             f"{self.validation_windows}")
+            raise ValueError(
+                f"test_windows must be >= 1 and validation_windows >= 0, got {self.test_windows}, "
+                f"{self.validation_windows}"
+            )
         self.test_windows, self.validation_windows = int(self.test_windows), int(self.validation_windows)
 
     @classmethod
-    def of(cls, series: Sequence[Series], prediction_length: int, test_windows: int, validation_windows: int = 0,
-           source: str | None = None) -> DataSplit:
+    def of(
+        cls,
+        series: Sequence[Series],
+        prediction_length: int,
+        test_windows: int,
+        validation_windows: int = 0,
+        source: str | None = None,
+    ) -> DataSplit:
         """The split of ``series`` that holds out the last test (and validation) windows."""
         test, val = test_windows * prediction_length, validation_windows * prediction_length
-        rows = [{"item_id": s.item_id, "length": len(s), "train_end": len(s) - test - val,
-                 "test_start": len(s) - test} for s in series]
+        rows = [
+            {
+                "item_id": s.item_id,
+                "length": len(s),
+                "train_end": len(s) - test - val,
+                "test_start": len(s) - test,
+            }
+            for s in series
+        ]
         return cls(source, str(series[0].freq) if series else None, test_windows, validation_windows, rows)
 
 
@@ -131,18 +156,34 @@ class TSDiff:
         """The sampling grid: ``num_steps`` levels uniform in diffusion time (TSDiff's DDPM for 100)."""
         return sigma_grid(self.schedule, num_steps, "uniform_t")
 
-    def fit(self, windows: torch.Tensor, config: TrainConfig | None = None, out_dir=None, *,
-            progress: bool = True, device=None) -> TrainResult:
+    def fit(
+        self,
+        windows: torch.Tensor,
+        config: TrainConfig | None = None,
+        out_dir=None,
+        *,
+        progress: bool = True,
+        device=None,
+    ) -> TrainResult:
         """Train on scaled windows (N, channels, L) from :func:`data.training_windows` with this model's spec;
         the model then holds the EMA weights. With ``out_dir``, resumable training checkpoints go to
         ``out_dir/checkpoint`` (a second call with the same folder resumes)."""
         spec = self.spec
         if windows.ndim != 3 or windows.shape[1:] != (spec.channels, spec.length):
-            raise ValueError(f"windows must have shape (N, {spec.channels}, {spec.length}) for this config "
-                             f"(channels = 1 + {len(spec.lags)} lags, length = context + prediction), got "
-                             f"{tuple(windows.shape)}; build them with data.training_windows(series, spec)")
-        result = train(self.denoiser, self.schedule, windows, config or TrainConfig(), out_dir=out_dir,
-                       progress=progress, device=device)
+            raise ValueError(
+                f"windows must have shape (N, {spec.channels}, {spec.length}) for this config "
+                f"(channels = 1 + {len(spec.lags)} lags, length = context + prediction), got "
+                f"{tuple(windows.shape)}; build them with data.training_windows(series, spec)"
+            )
+        result = train(
+            self.denoiser,
+            self.schedule,
+            windows,
+            config or TrainConfig(),
+            out_dir=out_dir,
+            progress=progress,
+            device=device,
+        )
         self.denoiser = result.ema.requires_grad_(False).eval()
         return result
 
@@ -150,16 +191,23 @@ class TSDiff:
         """The bundle's domain section: window, backbone and data split."""
         cfg = dataclasses.asdict(self.config)
         cfg["lags"] = list(cfg["lags"])
-        return {"window": {k: cfg[k] for k in WINDOW_KEYS}, "backbone": {k: cfg[k] for k in BACKBONE_KEYS},
-                "data": dataclasses.asdict(self.split) if self.split is not None else None}
+        return {
+            "window": {k: cfg[k] for k in WINDOW_KEYS},
+            "backbone": {k: cfg[k] for k in BACKBONE_KEYS},
+            "data": dataclasses.asdict(self.split) if self.split is not None else None,
+        }
 
     def save_pretrained(self, path) -> Path:
-        """Write the model as a bundle (config.json + model.safetensors) to the folder ``path``, atomically."""
+        """Write the model as a bundle (config.json + model.safetensors) to the folder ``path``,
+        atomically."""
         if not isinstance(self.denoiser, Denoiser):
-            raise ValueError("only a model with a network denoiser (a steerdiff Denoiser) can be saved; this one "
-                             f"holds {type(self.denoiser).__name__}")
-        return save_pretrained(path, domain=DOMAIN, config=self.bundle_config(), denoiser=self.denoiser,
-                               schedule=self.schedule)
+            raise ValueError(
+                "only a model with a network denoiser (a steerdiff Denoiser) can be saved; this one "
+                f"holds {type(self.denoiser).__name__}"
+            )
+        return save_pretrained(
+            path, domain=DOMAIN, config=self.bundle_config(), denoiser=self.denoiser, schedule=self.schedule
+        )
 
     @classmethod
     def from_pretrained(cls, path, device="cpu") -> TSDiff:
@@ -170,8 +218,10 @@ class TSDiff:
             config = TSDiffConfig(**section["window"], **section["backbone"])
             split = DataSplit(**section["data"]) if section.get("data") else None
         except (KeyError, TypeError, ValueError) as err:
-            raise BundleError(f"{Path(path) / 'config.json'}: the timeseries section is incomplete or corrupt "
-                              f"({err}); train the model again") from None
+            raise BundleError(
+                f"{Path(path) / 'config.json'}: the timeseries section is incomplete or corrupt "
+                f"({err}); train the model again"
+            ) from None
         if bundle.denoiser is None:
             raise BundleError(f"{path} holds no model weights; train the model again")
         model = cls(config, bundle.denoiser, split)

@@ -10,8 +10,8 @@
     paths = pipe.forecast(test.history, num_samples=100, seed=0)
 
 ``forecast`` / ``impute`` (self-guidance), ``refine`` (any base forecaster, with the model's density),
-``synthesize`` (unconditional windows) and ``evaluate`` (the paper's comparisons) call the library functions of
-:mod:`~steerdiff.timeseries.forecast`, :mod:`~steerdiff.timeseries.refine`,
+``synthesize`` (unconditional windows) and ``evaluate`` (the paper's comparisons) call the library functions
+of :mod:`~steerdiff.timeseries.forecast`, :mod:`~steerdiff.timeseries.refine`,
 :mod:`~steerdiff.timeseries.synthesis` and :mod:`~steerdiff.timeseries.evaluation`.
 """
 
@@ -21,13 +21,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
+
 from steerdiff.core.runtime import resolve_device
 from steerdiff.core.training import TrainConfig, TrainResult
 
 from .data import Series, TestWindows, WindowSpec, parse_freq, split_last, training_windows
+from .evaluation import METHODS, base_forecasts, compare_forecasters, compare_missing, compare_training_data
 from .forecast import forecast as _forecast
 from .forecast import impute as _impute
-from .evaluation import METHODS, base_forecasts, compare_forecasters, compare_missing, compare_training_data
 from .model import NUM_STEPS, DataSplit, TSDiff, TSDiffConfig
 from .refine import refine as _refine
 from .synthesis import generate
@@ -67,17 +68,31 @@ class TSDiffPipeline:
 
     def __repr__(self) -> str:
         c = self.config
-        return (f"TSDiffPipeline(context={c.context_length}, prediction={c.prediction_length}, lags={list(c.lags)}, "
-                f"freq={c.freq!r}, scaling={c.scaling!r}, device={self.device})")
+        return (
+            f"TSDiffPipeline(context={c.context_length}, prediction={c.prediction_length}, "
+            f"lags={list(c.lags)}, freq={c.freq!r}, scaling={c.scaling!r}, device={self.device})"
+        )
 
     # --------------------------------------------------------------------------------- training and files
 
     @classmethod
-    def train(cls, series: Sequence[Series], config: TSDiffConfig, train_config: TrainConfig | None = None, *,
-              test_windows: int = 1, validation_windows: int = 0, stride: int = 1, source: str | None = None,
-              out_dir=None, device=None, seed: int | None = None, progress: bool = False) -> TSDiffPipeline:
-        """Train a model on everything before the last ``validation_windows + test_windows`` rolling windows of
-        every series (``prediction_length`` points each) and remember that split.
+    def train(
+        cls,
+        series: Sequence[Series],
+        config: TSDiffConfig,
+        train_config: TrainConfig | None = None,
+        *,
+        test_windows: int = 1,
+        validation_windows: int = 0,
+        stride: int = 1,
+        source: str | None = None,
+        out_dir=None,
+        device=None,
+        seed: int | None = None,
+        progress: bool = False,
+    ) -> TSDiffPipeline:
+        """Train a model on everything before the last ``validation_windows + test_windows`` rolling windows
+        of every series (``prediction_length`` points each) and remember that split.
 
         ``seed`` fixes the network's initial weights (training draws from ``train_config.seed``); ``out_dir``
         keeps resumable training checkpoints (``out_dir/checkpoint``); ``source`` names the data in the bundle
@@ -87,15 +102,21 @@ class TSDiffPipeline:
         _check_freq(series, config)
         held = test_windows + validation_windows
         if test_windows < 1 or validation_windows < 0:
-            raise ValueError(f"test_windows must be >= 1 and validation_windows >= 0, got {test_windows}, "
-                             f"{validation_windows}")
+            raise ValueError(
+                f"test_windows must be >= 1 and validation_windows >= 0, got {test_windows}, "
+                f"{validation_windows}"
+            )
         train, _ = split_last(series, config.spec, held)
         windows = training_windows(train, config.spec, stride)
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
                 torch.manual_seed(seed)  # the network's initial weights
-            model = TSDiff(config, split=DataSplit.of(series, config.prediction_length, test_windows,
-                                                      validation_windows, source))
+            model = TSDiff(
+                config,
+                split=DataSplit.of(
+                    series, config.prediction_length, test_windows, validation_windows, source
+                ),
+            )
         pipe = cls(model)
         pipe.train_windows = int(windows.shape[0])
         pipe.train_result = model.fit(windows, train_config, out_dir, progress=progress, device=device)
@@ -117,11 +138,17 @@ class TSDiffPipeline:
 
     # ----------------------------------------------------------------------------------------------- data
 
-    def split(self, series: Sequence[Series], test_windows: int | None = None) -> tuple[list[Series], TestWindows]:
+    def split(
+        self, series: Sequence[Series], test_windows: int | None = None
+    ) -> tuple[list[Series], TestWindows]:
         """(everything before the test windows, the rolling test windows) of ``series``, cut as the model's
         training data was (``test_windows`` overrides the number of test windows)."""
         _check_freq(series, self.config)
-        n = test_windows if test_windows is not None else (self.data_split.test_windows if self.data_split else 1)
+        n = (
+            test_windows
+            if test_windows is not None
+            else (self.data_split.test_windows if self.data_split else 1)
+        )
         return split_last(series, self.spec, n)
 
     # ---------------------------------------------------------------------------------------------- jobs
@@ -131,50 +158,116 @@ class TSDiffPipeline:
             return generator
         return torch.Generator(self.device).manual_seed(int(seed))
 
-    def forecast(self, history: torch.Tensor, *, num_samples: int = 100, guidance: str = "quantile",
-                 scale: float = 4.0, solver: str = "ddpm", num_steps: int = NUM_STEPS, batch_size: int | None = None,
-                 generator: torch.Generator | None = None, seed: int | None = None, progress: bool = False,
-                 **solver_options) -> torch.Tensor:
-        """Sample paths of the next ``prediction_length`` points: history (N, max_lag + context) -> (N, S, pred).
+    def forecast(
+        self,
+        history: torch.Tensor,
+        *,
+        num_samples: int = 100,
+        guidance: str = "quantile",
+        scale: float = 4.0,
+        solver: str = "ddpm",
+        num_steps: int = NUM_STEPS,
+        batch_size: int | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        progress: bool = False,
+        **solver_options,
+    ) -> torch.Tensor:
+        """Sample paths of the next ``prediction_length`` points: history (N, max_lag + context) ->
+        (N, S, pred).
 
         NaN in the history marks missing points. ``guidance``: "quantile" (TSDiff-Q), "mse" (TSDiff-MS) or
         "none"; ``scale``: the paper's s. ``seed`` (or a ``generator``) makes the draw repeatable.
         """
-        return _forecast(self.model, history, num_samples=num_samples, guidance=guidance, scale=scale,
-                          solver=solver, num_steps=num_steps, batch_size=batch_size,
-                          generator=self._generator(generator, seed), progress=progress, **solver_options)
+        return _forecast(
+            self.model,
+            history,
+            num_samples=num_samples,
+            guidance=guidance,
+            scale=scale,
+            solver=solver,
+            num_steps=num_steps,
+            batch_size=batch_size,
+            generator=self._generator(generator, seed),
+            progress=progress,
+            **solver_options,
+        )
 
-    def impute(self, y: torch.Tensor, *, num_samples: int = 100, guidance: str = "quantile", scale: float = 4.0,
-               solver: str = "ddpm", num_steps: int = NUM_STEPS, batch_size: int | None = None,
-               generator: torch.Generator | None = None, seed: int | None = None, progress: bool = False,
-               **solver_options) -> torch.Tensor:
+    def impute(
+        self,
+        y: torch.Tensor,
+        *,
+        num_samples: int = 100,
+        guidance: str = "quantile",
+        scale: float = 4.0,
+        solver: str = "ddpm",
+        num_steps: int = NUM_STEPS,
+        batch_size: int | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        progress: bool = False,
+        **solver_options,
+    ) -> torch.Tensor:
         """Fill the NaNs of windows (N, max_lag + context + prediction): samples (N, S, context + prediction)
         that keep every observed value exactly."""
-        return _impute(self.model, y, num_samples=num_samples, guidance=guidance, scale=scale, solver=solver,
-                        num_steps=num_steps, batch_size=batch_size, generator=self._generator(generator, seed),
-                        progress=progress, **solver_options)
+        return _impute(
+            self.model,
+            y,
+            num_samples=num_samples,
+            guidance=guidance,
+            scale=scale,
+            solver=solver,
+            num_steps=num_steps,
+            batch_size=batch_size,
+            generator=self._generator(generator, seed),
+            progress=progress,
+            **solver_options,
+        )
 
-    def refine(self, history: torch.Tensor, base: torch.Tensor | str, *, method: str = "ml",
-               regularizer: str = "quantile", steps: int = 20, num_samples: int | None = None,
-               train: Sequence[Series] | None = None, generator: torch.Generator | None = None,
-               seed: int | None = None, **options) -> torch.Tensor:
+    def refine(
+        self,
+        history: torch.Tensor,
+        base: torch.Tensor | str,
+        *,
+        method: str = "ml",
+        regularizer: str = "quantile",
+        steps: int = 20,
+        num_samples: int | None = None,
+        train: Sequence[Series] | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        **options,
+    ) -> torch.Tensor:
         """Refine a base forecaster's sample paths (N, S_base, pred) given history (N, max_lag + context).
 
-        ``base`` may also name a built-in base forecaster, "seasonal_naive" or "linear" (the ridge is fitted on
-        ``train``, the series before the test windows). ``method``: "ml" or "langevin"; ``steps``: refinement
-        iterations. Returns (N, S, pred).
+        ``base`` may also name a built-in base forecaster, "seasonal_naive" or "linear" (the ridge is fitted
+        on ``train``, the series before the test windows). ``method``: "ml" or "langevin"; ``steps``:
+        refinement iterations. Returns (N, S, pred).
         """
         if isinstance(base, str):
             base = self.base_forecast(base, history, train)
-        return _refine(self.model, history, base, method=method, regularizer=regularizer, steps=steps,
-                       num_samples=num_samples, generator=self._generator(generator, seed), **options)
+        return _refine(
+            self.model,
+            history,
+            base,
+            method=method,
+            regularizer=regularizer,
+            steps=steps,
+            num_samples=num_samples,
+            generator=self._generator(generator, seed),
+            **options,
+        )
 
-    def base_forecast(self, name: str, history: torch.Tensor, train: Sequence[Series] | None = None) -> torch.Tensor:
+    def base_forecast(
+        self, name: str, history: torch.Tensor, train: Sequence[Series] | None = None
+    ) -> torch.Tensor:
         """A built-in base forecaster's point forecast (N, 1, pred): "seasonal_naive" or "linear" (needs
         ``train``)."""
         if name not in ("seasonal_naive", "linear"):
-            raise ValueError(f"unknown base forecaster {name!r}; choose seasonal_naive or linear, or pass sample "
-                             "paths (N, samples, prediction_length)")
+            raise ValueError(
+                f"unknown base forecaster {name!r}; choose seasonal_naive or linear, or pass sample "
+                "paths (N, samples, prediction_length)"
+            )
         history = torch.as_tensor(history, dtype=torch.float32)
         if name == "linear" and train is None:
             raise ValueError("the linear base forecaster is fitted on training series; pass train=...")
@@ -182,34 +275,77 @@ class TSDiffPipeline:
         if name == "seasonal_naive" and train is None:
             from .baselines import seasonal_naive
 
-            return seasonal_naive(history, self.spec.prediction_length, parse_freq(self.config.freq).season_length)
+            return seasonal_naive(
+                history, self.spec.prediction_length, parse_freq(self.config.freq).season_length
+            )
         return base_forecasts(self.model, train, test)[name]
 
-    def synthesize(self, n: int, *, solver: str = "ddpm", num_steps: int = NUM_STEPS, batch_size: int = 1024,
-                   generator: torch.Generator | None = None, seed: int | None = None,
-                   progress: bool = False) -> torch.Tensor:
+    def synthesize(
+        self,
+        n: int,
+        *,
+        solver: str = "ddpm",
+        num_steps: int = NUM_STEPS,
+        batch_size: int = 1024,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        progress: bool = False,
+    ) -> torch.Tensor:
         """``n`` unconditional windows (n, channels, context + prediction) in the model's scaled units."""
-        return generate(self.model, n, solver=solver, num_steps=num_steps, batch_size=batch_size,
-                        generator=self._generator(generator, seed), progress=progress)
+        return generate(
+            self.model,
+            n,
+            solver=solver,
+            num_steps=num_steps,
+            batch_size=batch_size,
+            generator=self._generator(generator, seed),
+            progress=progress,
+        )
 
-    def evaluate(self, train: Sequence[Series], test: TestWindows, *, methods=METHODS, num_samples: int = 100,
-                 scale: float | Mapping[str, float] = 4.0, solver: str = "ddpm", num_steps: int = NUM_STEPS,
-                 refine_steps: int = 20, num_synthetic: int = 1000, batch_size: int | None = None,
-                 generator: torch.Generator | None = None, seed: int | None = None) -> dict:
+    def evaluate(
+        self,
+        train: Sequence[Series],
+        test: TestWindows,
+        *,
+        methods=METHODS,
+        num_samples: int = 100,
+        scale: float | Mapping[str, float] = 4.0,
+        solver: str = "ddpm",
+        num_steps: int = NUM_STEPS,
+        refine_steps: int = 20,
+        num_synthetic: int = 1000,
+        batch_size: int | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+    ) -> dict:
         """The paper's comparisons on the test windows: ``forecast`` (every method's CRPS, ND, NRMSE and
         seconds), ``missing`` (TSDiff-Q with half the context missing), ``lps`` (synthetic against real
         training windows; skipped with ``num_synthetic=0``), ``best`` (the lowest CRPS) and ``samples`` (each
         method's sample paths)."""
         g = self._generator(generator, seed)
-        opts = {"num_samples": num_samples, "solver": solver, "num_steps": num_steps, "batch_size": batch_size}
-        metrics, samples = compare_forecasters(self.model, train, test, methods=methods, scale=scale,
-                                               refine_steps=refine_steps, generator=g, **opts)
+        opts = {
+            "num_samples": num_samples,
+            "solver": solver,
+            "num_steps": num_steps,
+            "batch_size": batch_size,
+        }
+        metrics, samples = compare_forecasters(
+            self.model,
+            train,
+            test,
+            methods=methods,
+            scale=scale,
+            refine_steps=refine_steps,
+            generator=g,
+            **opts,
+        )
         q_scale = scale["tsdiff_q"] if isinstance(scale, Mapping) else scale
         missing = compare_missing(self.model, test, generator=g, scale=q_scale, **opts)
         out = {"forecast": metrics, "missing": missing}
         if num_synthetic:
-            out["lps"] = compare_training_data(self.model, train, test, num_synthetic, solver=solver,
-                                               num_steps=num_steps, generator=g)
+            out["lps"] = compare_training_data(
+                self.model, train, test, num_synthetic, solver=solver, num_steps=num_steps, generator=g
+            )
         scored = [k for k in metrics if metrics[k]["crps"] is not None]
         out["best"] = min(scored, key=lambda k: metrics[k]["crps"]) if scored else None
         out["samples"] = samples
@@ -222,5 +358,7 @@ def _check_freq(series: Sequence[Series], config: TSDiffConfig) -> None:
     model = parse_freq(config.freq)
     other = [s for s in series if s.freq != model]
     if other:
-        raise ValueError(f"series {other[0].item_id!r} has frequency {other[0].freq}, but the model works on "
-                         f"{model}; give data of frequency {model} (or train a model for {other[0].freq})")
+        raise ValueError(
+            f"series {other[0].item_id!r} has frequency {other[0].freq}, but the model works on "
+            f"{model}; give data of frequency {model} (or train a model for {other[0].freq})"
+        )

@@ -5,15 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+
 from steerdiff.core.io import save_figure
 
 __all__ = ["fan_chart"]
 
 
-def fan_chart(path, history: torch.Tensor, samples: torch.Tensor, future: torch.Tensor | None = None,
-              titles=None, max_panels: int = 4, show_history: int | None = None) -> Path:
+def fan_chart(
+    path,
+    history: torch.Tensor,
+    samples: torch.Tensor,
+    future: torch.Tensor | None = None,
+    titles=None,
+    max_panels: int = 4,
+    show_history: int | None = None,
+) -> Path:
     """Write a PNG of up to ``max_panels`` windows: history (N, T), samples (N, S, H), future (N, H)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -22,8 +31,9 @@ def fan_chart(path, history: torch.Tensor, samples: torch.Tensor, future: torch.
     fig, axes = plt.subplots(n, 1, figsize=(9, 2.4 * n), squeeze=False)
     t_hist = torch.arange(-hist_len, 0)
     t_fut = torch.arange(samples.shape[2])
-    q = torch.quantile(samples[:n].double(), torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95], dtype=torch.float64),
-                       dim=1)
+    q = torch.quantile(
+        samples[:n].double(), torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95], dtype=torch.float64), dim=1
+    )
     for i in range(n):
         ax = axes[i, 0]
         ax.plot(t_hist, history[i, -hist_len:], color="black", lw=1, label="history")

@@ -27,11 +27,15 @@ __all__ = ["METHODS", "REGULARIZERS", "refine", "representative_sigma"]
 
 METHODS = ("ml", "langevin")
 REGULARIZERS = ("mse", "quantile")
-DEFAULT_T = 0.2   # TSDiff's default representative step 20 of 100
+DEFAULT_T = 0.2  # TSDiff's default representative step 20 of 100
 
 
-def representative_sigma(model: TSDiff, windows: torch.Tensor | None = None, num_levels: int = 100,
-                         generator: torch.Generator | None = None) -> float:
+def representative_sigma(
+    model: TSDiff,
+    windows: torch.Tensor | None = None,
+    num_levels: int = 100,
+    generator: torch.Generator | None = None,
+) -> float:
     """The noise level whose denoising loss on ``windows`` is closest to the mean over all levels
     (TSDiff's choice of tau). Without windows, the level at diffusion time 0.2 (step 20 of 100)."""
     if windows is None:
@@ -39,9 +43,14 @@ def representative_sigma(model: TSDiff, windows: torch.Tensor | None = None, num
     levels = model.sigmas(num_levels)[:-1].float()
     w = windows.to(model.device)
     with torch.no_grad():
-        losses = torch.stack([
-            model.denoiser.loss(w, s.to(w.device), torch.randn(w.shape, generator=generator, device=w.device)).mean()
-            for s in levels])
+        losses = torch.stack(
+            [
+                model.denoiser.loss(
+                    w, s.to(w.device), torch.randn(w.shape, generator=generator, device=w.device)
+                ).mean()
+                for s in levels
+            ]
+        )
     return float(levels[(losses - losses.mean()).abs().argmin()])
 
 
@@ -49,10 +58,20 @@ def _pinball(err: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return torch.maximum(k * err, (k - 1) * err)
 
 
-def refine(model: TSDiff, history: torch.Tensor, base: torch.Tensor, method: str = "ml",
-           regularizer: str = "quantile", weight: float = 1.0, steps: int = 20, lr: float = 0.1,
-           noise_scale: float = 0.1, sigma: float | None = None, num_samples: int | None = None,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+def refine(
+    model: TSDiff,
+    history: torch.Tensor,
+    base: torch.Tensor,
+    method: str = "ml",
+    regularizer: str = "quantile",
+    weight: float = 1.0,
+    steps: int = 20,
+    lr: float = 0.1,
+    noise_scale: float = 0.1,
+    sigma: float | None = None,
+    num_samples: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Refine base sample paths ``base`` (N, S_base, pred) given ``history`` (N, max_lag + context).
 
     Returns (N, S, pred), S = ``num_samples`` (default S_base; a point forecast with S_base = 1 is repeated).
@@ -67,8 +86,10 @@ def refine(model: TSDiff, history: torch.Tensor, base: torch.Tensor, method: str
     if history.ndim != 2 or history.shape[1] != spec.history_length:
         raise ValueError(f"history must be (N, {spec.history_length}), got {tuple(history.shape)}")
     if base.ndim != 3 or base.shape[0] != history.shape[0] or base.shape[2] != spec.prediction_length:
-        raise ValueError(f"base forecast must be (N={history.shape[0]}, samples, {spec.prediction_length}), got "
-                         f"{tuple(base.shape)}")
+        raise ValueError(
+            f"base forecast must be (N={history.shape[0]}, samples, {spec.prediction_length}), got "
+            f"{tuple(base.shape)}"
+        )
     if not torch.isfinite(history).all() or not torch.isfinite(base).all():
         raise ValueError("refinement needs a fully observed history and finite base forecasts")
     n, s_base = base.shape[:2]
@@ -77,8 +98,8 @@ def refine(model: TSDiff, history: torch.Tensor, base: torch.Tensor, method: str
         raise ValueError(f"num_samples={s} must be a multiple of the {s_base} base samples")
     device = model.device
     sigma = representative_sigma(model) if sigma is None else float(sigma)
-    hist, loc, scale = scale_by_context(history, spec)                                 # loc, scale: (N, 1)
-    hist = hist.to(device).repeat_interleave(s, 0)                                     # (N*S, T)
+    hist, loc, scale = scale_by_context(history, spec)  # loc, scale: (N, 1)
+    hist = hist.to(device).repeat_interleave(s, 0)  # (N*S, T)
     f_base = ((base - loc[:, None]) / scale[:, None]).sort(dim=1).values.repeat_interleave(s // s_base, 1)
     f_base = f_base.reshape(n * s, -1).to(device)
     k = quantile_levels(s).to(device).repeat(n)[:, None]

@@ -9,6 +9,7 @@ built with the model's spec, so one ridge fit (with the model's scaling) serves 
 from __future__ import annotations
 
 import torch
+
 from steerdiff.core.sampling import sample
 
 from .baselines import LinearForecaster
@@ -19,22 +20,31 @@ from .model import NUM_STEPS, TSDiff
 __all__ = ["generate", "linear_predictive_score"]
 
 
-def generate(model: TSDiff, n: int, solver: str = "ddpm", num_steps: int = NUM_STEPS, batch_size: int = 1024,
-             generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
+def generate(
+    model: TSDiff,
+    n: int,
+    solver: str = "ddpm",
+    num_steps: int = NUM_STEPS,
+    batch_size: int = 1024,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
     """``n`` unconditional windows (n, channels, L) in the model's scaled units."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     spec, sigmas, out = model.spec, model.sigmas(num_steps), []
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
-        x = sigmas[0].item() * torch.randn((m, spec.channels, spec.length), generator=generator,
-                                           device=model.device)
+        x = sigmas[0].item() * torch.randn(
+            (m, spec.channels, spec.length), generator=generator, device=model.device
+        )
         out.append(sample(model.denoiser, x, sigmas, solver, generator=generator, progress=progress).x.cpu())
     return torch.cat(out)
 
 
-def linear_predictive_score(windows: torch.Tensor, test: TestWindows, context_length: int,
-                            alpha: float = 1.0, scaling: str = "mean") -> float:
+def linear_predictive_score(
+    windows: torch.Tensor, test: TestWindows, context_length: int, alpha: float = 1.0, scaling: str = "mean"
+) -> float:
     """CRPS on the real ``test`` windows of a ridge forecaster fitted on ``windows`` (N, C, L) or (N, L),
     scaled by their context as ``scaling`` says (the model's ``spec.scaling`` for its windows)."""
     w = windows[:, 0] if windows.ndim == 3 else windows
