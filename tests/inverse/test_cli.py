@@ -26,7 +26,11 @@ def test_every_option_has_help_and_shows_its_default():
             if not action.option_strings or action.dest == "help":
                 continue
             assert action.help, f"{name} {action.option_strings} has no help"
-            if action.default not in (None, False, argparse.SUPPRESS):
+            if (
+                action.default is not None
+                and action.default is not False
+                and action.default != argparse.SUPPRESS
+            ):
                 assert f"(default: {action.default})" in text, (
                     f"{name} {action.option_strings} hides its default"
                 )

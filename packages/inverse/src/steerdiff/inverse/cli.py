@@ -228,8 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _one_line_errors(make_parser(PROG, __doc__, distribution="steerdiff-inverse"))
     new = subcommands(parser)
 
+    subs = []
+
     def add(name: str, help: str) -> argparse.ArgumentParser:
-        return _one_line_errors(new(name, help))
+        subs.append(_one_line_errors(new(name, help)))
+        return subs[-1]
 
     p = add(
         "make-data", "simulate training fields, test fields and their measurements into a data set folder"
@@ -308,6 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime_flags(p, out="runs/inverse/demo")
     p.add_argument("--num-train", type=positive_int, default=256, help="training fields for the prior")
     p.add_argument("--train-steps", type=positive_int, default=300, help="prior training steps")
+    for sub in subs:  # a default of 0 (--seed, --threads) is shown too
+        for action in sub._actions:
+            if (
+                action.default == 0
+                and not isinstance(action.default, bool)
+                and "%(default)" not in (action.help or "")
+            ):
+                action.help = f"{action.help} (default: %(default)s)"
     return parser
 
 
