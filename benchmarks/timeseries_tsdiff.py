@@ -4,7 +4,7 @@ The protocol (validation, selection, refit, test scoring) is ``steerdiff.timeser
 parses the arguments, runs it and prints the tables.
 
     python benchmarks/timeseries_tsdiff.py --quick        # < 1 min, tiny models: plumbing, not quality
-    python benchmarks/timeseries_tsdiff.py --train-only   # train (or resume) the cached models, then stop
+    python benchmarks/timeseries_tsdiff.py --train-only   # train (or resume) the cached models, then exit
     python benchmarks/timeseries_tsdiff.py --json out.json
     python benchmarks/timeseries_tsdiff.py --datasets us_employment --validation-curve 1500,4000,8000
 
@@ -73,7 +73,7 @@ def main() -> None:
     p.add_argument(
         "--train-only",
         action="store_true",
-        help="train, or resume, the cached models, select on validation and refit the selection, then stop",
+        help="train, or resume, the cached models, select on validation and refit the selection, then exit",
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument(
