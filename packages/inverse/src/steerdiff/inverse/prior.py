@@ -162,7 +162,8 @@ def train_prior(
     progress: bool = True,
     problem=None,
 ) -> FieldPrior:
-    """Train the field prior on (N, 1, H, W) fields.
+    """Train the field prior on (N, 1, H, W) fields; the same fields and ``config`` (its ``seed`` sets the
+    initial weights and the training noise) give the same prior on the same device and thread count.
 
     With ``out_dir`` the training checkpoints go to ``out_dir/checkpoint`` (a killed run resumes from there)
     and the finished prior is saved as a bundle to ``out_dir/model``. ``problem`` (an
@@ -179,7 +180,9 @@ def train_prior(
     if not std > 0:
         raise ValueError("the training fields are constant (standard deviation 0); give varied fields")
     scale = std / SIGMA_DATA
-    denoiser = Denoiser(build_prior_network(config), "edm")
+    with torch.random.fork_rng(devices=[]):  # the initial weights follow config.seed, not the global state
+        torch.manual_seed(config.seed)
+        denoiser = Denoiser(build_prior_network(config), "edm")
     tc = TrainConfig(
         steps=config.steps,
         batch_size=min(config.batch_size, fields.shape[0]),
