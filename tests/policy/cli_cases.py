@@ -14,9 +14,15 @@ def _dataset(obs_dim: int, env_id: str = "Pendulum-v1"):
     n = 40
     term = np.zeros(n, bool)
     term[[19, 39]] = True
-    return OfflineDataset(observations=rng.normal(size=(n, obs_dim)), actions=rng.uniform(-1, 1, (n, 1)),
-                          rewards=rng.normal(size=n), terminals=term, timeouts=np.zeros(n, bool),
-                          next_observations=rng.normal(size=(n, obs_dim)), env_id=env_id)
+    return OfflineDataset(
+        observations=rng.normal(size=(n, obs_dim)),
+        actions=rng.uniform(-1, 1, (n, 1)),
+        rewards=rng.normal(size=n),
+        terminals=term,
+        timeouts=np.zeros(n, bool),
+        next_observations=rng.normal(size=(n, obs_dim)),
+        env_id=env_id,
+    )
 
 
 def _agent_bundle(path: Path) -> Path:
@@ -44,16 +50,23 @@ def user_errors(tmp_path) -> list[tuple[list[str], str]]:
         # missing paths
         (["train", "--data", str(tmp_path / "missing.hdf5"), "--out", out], "does not exist"),
         (["synthesize", "--model", str(tmp_path / "no-model"), "--out", out], "does not exist"),
-        (["evaluate", "--agent", str(tmp_path / "no-agent"), "--env", "Pendulum-v1", "--out", out],
-         "does not exist"),
+        (
+            ["evaluate", "--agent", str(tmp_path / "no-agent"), "--env", "Pendulum-v1", "--out", out],
+            "does not exist",
+        ),
         # wrong types and out-of-range values
         (["train", "--data", str(good), "--train-steps", "many", "--out", out], "not a positive integer"),
         (["train", "--data", str(good), "--train-steps", "0", "--out", out], "not a positive integer"),
-        (["train-agent", "--data", str(good), "--synth-ratio", "1.5", "--out", out], "not a number in [0, 1]"),
+        (
+            ["train-agent", "--data", str(good), "--synth-ratio", "1.5", "--out", out],
+            "not a number in [0, 1]",
+        ),
         (["synthesize", "--model", str(agent), "--coeff", "-1", "--out", out], "not a number >= 0"),
         (["synthesize", "--model", str(agent), "--solver", "rk45", "--out", out], "invalid choice"),
-        (["train-agent", "--data", str(good), "--agent", "td3bc", "--beta", "1", "--out", out],
-         "--beta is not a td3bc setting"),
+        (
+            ["train-agent", "--data", str(good), "--agent", "td3bc", "--beta", "1", "--out", out],
+            "--beta is not a td3bc setting",
+        ),
         (["train-agent", "--data", str(good), "--synth-ratio", "0.5", "--out", out], "needs --model"),
         (["collect", "--env", "CartPole-v1", "--out", out], "invalid choice"),
         # bundles: not one, corrupt, or of the wrong kind
@@ -63,8 +76,10 @@ def user_errors(tmp_path) -> list[tuple[list[str], str]]:
         # datasets whose shapes do not fit, or that are not datasets
         (["train", "--data", str(wrong_shape), "--out", out], "observation dimension 5"),
         (["train-agent", "--data", str(wrong_shape), "--out", out], "observation dimension 5"),
-        (["train", "--data", str(good), "--horizon", "500", "--train-steps", "1", "--out", out],
-         "shorter than the window length 500"),
+        (
+            ["train", "--data", str(good), "--horizon", "500", "--train-steps", "1", "--out", out],
+            "shorter than the window length 500",
+        ),
         (["train", "--data", str(not_hdf5), "--out", out], "not a readable hdf5 file"),
         (["evaluate", "--agent", str(agent), "--env", "Hopper-v5", "--out", out], "pass the --env the agent"),
     ]

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from steerdiff.core import BundleError
 from steerdiff.policy.agents import load_agent, make_agent
 from steerdiff.policy.data import OfflineDataset
@@ -16,9 +17,15 @@ def _bandit(n=2000, seed=0):
     rng = np.random.default_rng(seed)
     s = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
     a = rng.uniform(-1, 1, (n, 1)).astype(np.float32)
-    r = -(a[:, 0] - 0.6 * s[:, 0]) ** 2
-    return OfflineDataset(observations=s, actions=a, rewards=r, terminals=np.ones(n, bool),
-                          timeouts=np.zeros(n, bool), next_observations=s)
+    r = -((a[:, 0] - 0.6 * s[:, 0]) ** 2)
+    return OfflineDataset(
+        observations=s,
+        actions=a,
+        rewards=r,
+        terminals=np.ones(n, bool),
+        timeouts=np.zeros(n, bool),
+        next_observations=s,
+    )
 
 
 @pytest.mark.parametrize("name", ["td3bc", "iql"])
@@ -58,8 +65,15 @@ def test_agent_bundle_round_trip_and_resume(name, tmp_path):
     full = fresh()
     train_agent(full, data, 20, batch_size=32, seed=3)
     half = fresh()
-    train_agent(half, data, 10, batch_size=32, seed=3, save=lambda step, ag: ag.save_pretrained(tmp_path / "a"),
-                save_every=5)
+    train_agent(
+        half,
+        data,
+        10,
+        batch_size=32,
+        seed=3,
+        save=lambda step, ag: ag.save_pretrained(tmp_path / "a"),
+        save_every=5,
+    )
     back = load_agent(tmp_path / "a", device="cpu")
     assert back.updates == 10 and back.name == name and back.env_id == "Bandit" and back.config == half.config
     obs = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
@@ -86,11 +100,13 @@ def test_mixed_training_regenerates_from_the_current_policy():
         return _bandit(300, seed=len(calls))
 
     agent = make_agent("td3bc", 2, 1, hidden=32)
-    hist = train_agent(agent, data, 25, batch_size=32, synthesizer=synthesizer, synth_ratio=0.75,
-                       regenerate_every=10)
+    hist = train_agent(
+        agent, data, 25, batch_size=32, synthesizer=synthesizer, synth_ratio=0.75, regenerate_every=10
+    )
     assert hist["regenerations"] == 3 and calls[0] is None and calls[1] is agent and calls[2] is agent
-    only_synth = train_agent(make_agent("iql", 2, 1, hidden=32), None, 5, batch_size=16,
-                             synthesizer=synthesizer, synth_ratio=1.0)
+    only_synth = train_agent(
+        make_agent("iql", 2, 1, hidden=32), None, 5, batch_size=16, synthesizer=synthesizer, synth_ratio=1.0
+    )
     assert only_synth["regenerations"] == 1
     with pytest.raises(ValueError, match="synth_ratio must lie in"):
         train_agent(agent, data, 5, synth_ratio=1.5, synthesizer=synthesizer)
@@ -103,7 +119,9 @@ def test_mixed_training_regenerates_from_the_current_policy():
 def test_world_model_rollouts(pendulum, td3bc):
     wm = WorldModel.fit(pendulum, 2.0, WorldModelConfig(ensemble=3, hidden=64, layers=2, steps=200))
     starts = pendulum.observations[:20]
-    synth = wm.rollout(td3bc, starts, horizon=5, generator=torch.Generator().manual_seed(0), env_id="Pendulum-v1")
+    synth = wm.rollout(
+        td3bc, starts, horizon=5, generator=torch.Generator().manual_seed(0), env_id="Pendulum-v1"
+    )
     assert len(synth) == 100 and synth.obs_dim == 3
     np.testing.assert_array_equal(synth.observations[::5], starts)
     err = dynamics_error(synth)
@@ -118,8 +136,14 @@ def test_probabilistic_world_model_learns_and_samples_the_noise():
     s = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
     a = rng.uniform(-1, 1, (n, 1)).astype(np.float32)
     s2 = s + 0.5 * a + noise * rng.standard_normal((n, 2)).astype(np.float32)
-    data = OfflineDataset(observations=s, actions=a, rewards=np.zeros(n, np.float32),
-                          terminals=np.zeros(n, bool), timeouts=np.zeros(n, bool), next_observations=s2)
+    data = OfflineDataset(
+        observations=s,
+        actions=a,
+        rewards=np.zeros(n, np.float32),
+        terminals=np.zeros(n, bool),
+        timeouts=np.zeros(n, bool),
+        next_observations=s2,
+    )
     wm = WorldModel.fit(data, 1.0, WorldModelConfig(ensemble=2, hidden=32, layers=2, steps=600, lr=3e-3))
     obs, act = torch.zeros(3000, 2), torch.full((3000, 1), 0.4)
     gen = torch.Generator().manual_seed(0)
@@ -128,7 +152,8 @@ def test_probabilistic_world_model_learns_and_samples_the_noise():
     np.testing.assert_allclose(sampled.mean(0).numpy(), [0.2, 0.2], atol=0.03)
     mean, _, _ = wm.step(obs, act, gen, sample=False)
     assert mean.std(0).max() < 0.3 * noise.min()  # only the members' disagreement is left
-    mse = WorldModel.fit(data, 1.0, WorldModelConfig(ensemble=2, hidden=32, layers=2, steps=50,
-                                                     probabilistic=False))
+    mse = WorldModel.fit(
+        data, 1.0, WorldModelConfig(ensemble=2, hidden=32, layers=2, steps=50, probabilistic=False)
+    )
     with pytest.raises(ValueError, match="needs a probabilistic world model"):
         mse.rollout(None, s[:4], 3, sample=True)

@@ -3,6 +3,7 @@
 import argparse
 
 import pytest
+
 from steerdiff.policy.benchmark import (
     FULL,
     QUICK,
@@ -17,9 +18,26 @@ from steerdiff.policy.benchmark import (
     task_arg,
 )
 
-TINY = dict(QUICK, data=240, model_steps=4, wm_steps=4, agent_steps=4, regen=2, seeds=1, episodes=1, ep_steps=30,
-            num=4, sampler_steps=2, hidden=8, coeffs=(1.0,), long=6, ref_steps=2, ref_coeffs=(1.0,),
-            models={"Pendulum-v1/random": dict(base_channels=8, emb_dim=16, horizon=8)}, agents={})
+TINY = dict(
+    QUICK,
+    data=240,
+    model_steps=4,
+    wm_steps=4,
+    agent_steps=4,
+    regen=2,
+    seeds=1,
+    episodes=1,
+    ep_steps=30,
+    num=4,
+    sampler_steps=2,
+    hidden=8,
+    coeffs=(1.0,),
+    long=6,
+    ref_steps=2,
+    ref_coeffs=(1.0,),
+    models={"Pendulum-v1/random": dict(base_channels=8, emb_dim=16, horizon=8)},
+    agents={},
+)
 
 
 def test_tasks_and_settings():
@@ -48,7 +66,12 @@ def test_tasks_and_settings():
 def test_run_task_and_curve_on_a_tiny_setting(tmp_path):
     rows, dyn, info = run_task("Pendulum-v1/random", TINY, 0, tmp_path, agent_names=("td3bc",))
     sources = [r[2] for r in rows]
-    assert sources == ["real only", "unguided synthetic", "policy-guided synthetic", "behaviour data (its episodes)"]
+    assert sources == [
+        "real only",
+        "unguided synthetic",
+        "policy-guided synthetic",
+        "behaviour data (its episodes)",
+    ]
     labels = [d[1] for d in dyn]
     assert labels[0] == "diffusion, unguided" and "diffusion, guided λ=1, reference-style" in labels
     assert labels[-2:] == ["real data", "scale: real data with s' := s"]
@@ -56,6 +79,7 @@ def test_run_task_and_curve_on_a_tiny_setting(tmp_path):
     # the dataset and the trajectory model bundle are cached: a rerun loads them
     _, pipe, cached = dataset_and_model("Pendulum-v1/random", TINY, 0, tmp_path)
     assert cached and pipe.horizon == 8 and pipe.env_id == "Pendulum-v1"
-    updates, returns, per_seed, gen = curve("Pendulum-v1/random", "iql", TINY, 4, 2, 1, 1, 0, tmp_path, "guided",
-                                            hparams={"beta": 0.1})
+    updates, returns, per_seed, gen = curve(
+        "Pendulum-v1/random", "iql", TINY, 4, 2, 1, 1, 0, tmp_path, "guided", hparams={"beta": 0.1}
+    )
     assert updates.tolist() == [2, 4] and returns.shape == (1, 2) and len(gen) == 2 and per_seed > 0

@@ -9,11 +9,14 @@ import sys
 import numpy as np
 import pytest
 import torch
+
 from steerdiff.core import BundleError
 from steerdiff.policy import ModelConfig, PolicyGuidedPipeline, collect, load_agent, make_agent, train_agent
 from steerdiff.policy.cli import main
 
-TINY = ModelConfig(horizon=8, stride=4, base_channels=8, channel_mults=(1, 2), emb_dim=16, steps=10, batch_size=32)
+TINY = ModelConfig(
+    horizon=8, stride=4, base_channels=8, channel_mults=(1, 2), emb_dim=16, steps=10, batch_size=32
+)
 
 FRESH = """
 import sys, numpy as np
@@ -31,8 +34,16 @@ def trained(tmp_path_factory):
     data = collect("Pendulum-v1", "replay", 200, max_episode_steps=50, seed=0)
     pipe = PolicyGuidedPipeline.train(data, TINY, device="cpu")
     pipe.save_pretrained(root / "model")
-    agent = make_agent("td3bc", 3, 1, 2.0, data.observations.mean(0), data.observations.std(0), hidden=16,
-                       env_id="Pendulum-v1")
+    agent = make_agent(
+        "td3bc",
+        3,
+        1,
+        2.0,
+        data.observations.mean(0),
+        data.observations.std(0),
+        hidden=16,
+        env_id="Pendulum-v1",
+    )
     train_agent(agent, data, 10, batch_size=32)
     agent.save_pretrained(root / "agent")
     return root, pipe, agent
@@ -46,17 +57,24 @@ def test_round_trip_in_a_fresh_process(trained, tmp_path):
     root, pipe, agent = trained
     here = _rows(pipe.synthesize(agent=agent, coeff=1.0, num_samples=3, steps=4, seed=5))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-c", FRESH, str(root / "model"), str(root / "agent"), str(tmp_path / "x.npy")],
-                   check=True, env=env, timeout=120)
+    subprocess.run(
+        [sys.executable, "-c", FRESH, str(root / "model"), str(root / "agent"), str(tmp_path / "x.npy")],
+        check=True,
+        env=env,
+        timeout=120,
+    )
     there = np.load(tmp_path / "x.npy")
     assert there.shape == here.shape and np.abs(there - here).max() <= 1e-6
     # the same seed gives the same samples in this process too; the agent bundle loads back alike
     again = PolicyGuidedPipeline.from_pretrained(root / "model", device="cpu")
-    np.testing.assert_array_equal(_rows(again.synthesize(agent=root / "agent", num_samples=3, steps=4, seed=5)),
-                                  here)
+    np.testing.assert_array_equal(
+        _rows(again.synthesize(agent=root / "agent", num_samples=3, steps=4, seed=5)), here
+    )
     cfg = json.loads((root / "model" / "config.json").read_text())["domain"]
     assert cfg["name"] == "policy" and cfg["kind"] == "trajectory" and cfg["env_id"] == "Pendulum-v1"
-    assert (cfg["obs_dim"], cfg["act_dim"], cfg["horizon"]) == (3, 1, 8) and len(cfg["normalizer"]["mean"]) == 6
+    assert (cfg["obs_dim"], cfg["act_dim"], cfg["horizon"]) == (3, 1, 8) and len(
+        cfg["normalizer"]["mean"]
+    ) == 6
 
 
 def _copy(src, dst):
@@ -77,9 +95,18 @@ def test_a_cut_or_corrupt_bundle_is_refused(trained, tmp_path, capsys):
     (no_config / "config.json").unlink()
     with pytest.raises(BundleError, match="no config.json"):
         load_agent(no_config)
-    for argv in (["synthesize", "--model", str(cut), "--out", str(tmp_path / "s")],
-                 ["synthesize", "--model", str(root / "model"), "--agent", str(no_config), "--out",
-                  str(tmp_path / "s")]):
+    for argv in (
+        ["synthesize", "--model", str(cut), "--out", str(tmp_path / "s")],
+        [
+            "synthesize",
+            "--model",
+            str(root / "model"),
+            "--agent",
+            str(no_config),
+            "--out",
+            str(tmp_path / "s"),
+        ],
+    ):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err

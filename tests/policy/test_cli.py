@@ -2,7 +2,7 @@
 
 import json
 
-from steerdiff.policy import load_d4rl, load_agent
+from steerdiff.policy import load_agent, load_d4rl
 from steerdiff.policy.cli import main
 
 
@@ -15,15 +15,42 @@ def _exit_code(argv):
 
 def test_collect_and_evaluate_real_data(tmp_path, capsys):
     out = tmp_path / "collect"
-    assert main(["collect", "--env", "Pendulum-v1", "--transitions", "120", "--out", str(out), "--seed", "1",
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "collect",
+                "--env",
+                "Pendulum-v1",
+                "--transitions",
+                "120",
+                "--out",
+                str(out),
+                "--seed",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     ds = load_d4rl(out / "data.hdf5")
     assert len(ds) == 120 and ds.env_id == "Pendulum-v1"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["transitions"] == 120 and summary["dataset"] == str(out / "data.hdf5")
     # real data checked as if it were synthetic: zero dynamics error, with a state plot
-    assert main(["evaluate", "--synthetic", str(out / "data.hdf5"), "--data", str(out / "data.hdf5"),
-                 "--out", str(tmp_path / "ev")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--synthetic",
+                str(out / "data.hdf5"),
+                "--data",
+                str(out / "data.hdf5"),
+                "--out",
+                str(tmp_path / "ev"),
+            ]
+        )
+        == 0
+    )
     ev = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert ev["synthetic"]["dynamics_mse_mean"] < 1e-10
     assert (tmp_path / "ev" / "states.png").stat().st_size > 1000
@@ -39,10 +66,39 @@ def test_cli_errors_are_clear(tmp_path, capsys):
 
 def test_train_agent_takes_the_agents_own_settings(tmp_path, capsys):
     data = tmp_path / "collected" / "data.hdf5"
-    assert main(["collect", "--env", "Pendulum-v1", "--transitions", "200", "--out", str(data.parent), "--seed",
-                 "1", "--quiet"]) == 0
-    run = ["train-agent", "--data", str(data), "--train-steps", "20", "--batch-size", "32", "--hidden", "16",
-           "--eval-every", "20", "--eval-episodes", "1", "--quiet"]
+    assert (
+        main(
+            [
+                "collect",
+                "--env",
+                "Pendulum-v1",
+                "--transitions",
+                "200",
+                "--out",
+                str(data.parent),
+                "--seed",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    run = [
+        "train-agent",
+        "--data",
+        str(data),
+        "--train-steps",
+        "20",
+        "--batch-size",
+        "32",
+        "--hidden",
+        "16",
+        "--eval-every",
+        "20",
+        "--eval-episodes",
+        "1",
+        "--quiet",
+    ]
     iql = ["--agent", "iql", "--beta", "0.1", "--expectile", "0.9"]
     assert main([*run, *iql, "--out", str(tmp_path / "a")]) == 0
     config = json.loads((tmp_path / "a" / "agent" / "config.json").read_text())["domain"]["hyperparameters"]

@@ -4,6 +4,7 @@ traceback; every option has help and shows its default; --version works."""
 import argparse
 
 import pytest
+
 from steerdiff.policy.cli import build_parser, main
 
 from .cli_cases import user_errors
@@ -45,12 +46,28 @@ def test_every_option_has_help_and_shows_its_default():
             if not action.option_strings or action.help == argparse.SUPPRESS:
                 continue
             assert action.help, (name, action.option_strings)
-            if action.default is not None and action.default is not False and action.default != argparse.SUPPRESS:
+            if (
+                action.default is not None
+                and action.default is not False
+                and action.default != argparse.SUPPRESS
+            ):
                 assert "default" in action.help, (name, action.option_strings)
         assert "(default: 0)" in text  # --seed 0 is shown too
-    for flag in ("--num-samples", "--steps", "--solver", "--device", "--threads", "--seed", "--out", "--json"):
+    for flag in (
+        "--num-samples",
+        "--steps",
+        "--solver",
+        "--device",
+        "--threads",
+        "--seed",
+        "--out",
+        "--json",
+    ):
         assert flag in subs["synthesize"].format_help()
-    assert "--train-steps" in subs["train"].format_help() and "--train-steps" in subs["train-agent"].format_help()
+    assert (
+        "--train-steps" in subs["train"].format_help()
+        and "--train-steps" in subs["train-agent"].format_help()
+    )
 
 
 def test_version(capsys):

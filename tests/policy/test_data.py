@@ -3,6 +3,7 @@
 import h5py
 import numpy as np
 import pytest
+
 from steerdiff.policy.collect import collect
 from steerdiff.policy.data import (
     KEYS,
@@ -21,9 +22,15 @@ def _toy(n=7, obs_dim=3, act_dim=1, terminals=(), timeouts=()):
     term[list(terminals)] = True
     tout = np.zeros(n, bool)
     tout[list(timeouts)] = True
-    return OfflineDataset(observations=rng.normal(size=(n, obs_dim)), actions=rng.uniform(-1, 1, (n, act_dim)),
-                          rewards=rng.normal(size=n), terminals=term, timeouts=tout,
-                          next_observations=rng.normal(size=(n, obs_dim)), env_id="Pendulum-v1")
+    return OfflineDataset(
+        observations=rng.normal(size=(n, obs_dim)),
+        actions=rng.uniform(-1, 1, (n, act_dim)),
+        rewards=rng.normal(size=n),
+        terminals=term,
+        timeouts=tout,
+        next_observations=rng.normal(size=(n, obs_dim)),
+        env_id="Pendulum-v1",
+    )
 
 
 def test_d4rl_round_trip(tmp_path):
@@ -52,8 +59,9 @@ def test_missing_key_is_named(tmp_path):
 def test_episode_splitting_on_terminals_or_timeouts():
     ds = _toy(n=10, terminals=[2], timeouts=[5])
     assert ds.episode_bounds() == [(0, 3), (3, 6), (6, 10)]  # the unflagged tail is a last episode
-    np.testing.assert_allclose(ds.episode_returns(), [ds.rewards[0:3].sum(), ds.rewards[3:6].sum(),
-                                                      ds.rewards[6:].sum()], rtol=1e-6)
+    np.testing.assert_allclose(
+        ds.episode_returns(), [ds.rewards[0:3].sum(), ds.rewards[3:6].sum(), ds.rewards[6:].sum()], rtol=1e-6
+    )
     assert _toy(n=4, timeouts=[3]).episode_bounds() == [(0, 4)]
 
 
@@ -70,9 +78,12 @@ def test_empty_data_and_episodes_and_shapes():
     with pytest.raises(DatasetError, match="empty"):
         OfflineDataset(**{k: v[:0] for k, v in ds.as_dict().items()})
     with pytest.raises(DatasetError, match="episode 1 is empty"):
-        OfflineDataset.from_episodes([
-            dict(observations=np.zeros((3, 2)), actions=np.zeros((2, 1)), rewards=np.zeros(2)),
-            dict(observations=np.zeros((1, 2)), actions=np.zeros((0, 1)), rewards=np.zeros(0))])
+        OfflineDataset.from_episodes(
+            [
+                dict(observations=np.zeros((3, 2)), actions=np.zeros((2, 1)), rewards=np.zeros(2)),
+                dict(observations=np.zeros((1, 2)), actions=np.zeros((0, 1)), rewards=np.zeros(0)),
+            ]
+        )
     with pytest.raises(DatasetError, match="rewards has 6 rows"):
         OfflineDataset(**{**ds.as_dict(), "rewards": ds.rewards[:6]})
 
@@ -86,9 +97,17 @@ def test_dimensions_that_do_not_match_the_environment():
 
 
 def test_from_episodes_marks_ends():
-    ds = OfflineDataset.from_episodes([
-        dict(observations=np.arange(4.0)[:, None], actions=np.zeros((3, 1)), rewards=np.ones(3), terminated=True),
-        dict(observations=np.arange(3.0)[:, None], actions=np.zeros((2, 1)), rewards=np.ones(2))])
+    ds = OfflineDataset.from_episodes(
+        [
+            dict(
+                observations=np.arange(4.0)[:, None],
+                actions=np.zeros((3, 1)),
+                rewards=np.ones(3),
+                terminated=True,
+            ),
+            dict(observations=np.arange(3.0)[:, None], actions=np.zeros((2, 1)), rewards=np.ones(2)),
+        ]
+    )
     assert ds.terminals.tolist() == [False, False, True, False, False]
     assert ds.timeouts.tolist() == [False, False, False, False, True]
     np.testing.assert_array_equal(ds.next_observations[:3, 0], [1, 2, 3])
@@ -100,7 +119,7 @@ def test_collect_writes_the_d4rl_layout(env_id, tmp_path):
     assert len(ds) == 300 and ds.env_id == env_id
     assert (ds.terminals | ds.timeouts)[-1]
     for a, b in ds.episode_bounds():  # next_observations chain within an episode
-        np.testing.assert_array_equal(ds.next_observations[a:b - 1], ds.observations[a + 1:b])
+        np.testing.assert_array_equal(ds.next_observations[a : b - 1], ds.observations[a + 1 : b])
     back = load_d4rl(save_d4rl(ds, tmp_path / "c.hdf5"))
     assert back.metadata["behaviour"] == "replay"
     with pytest.raises(ValueError, match="unsupported environment"):

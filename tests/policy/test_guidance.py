@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from steerdiff.core.guidance import Inpainting
 from steerdiff.policy.diffusion import SamplerConfig
 from steerdiff.policy.evaluation import dynamics_error, policy_log_likelihood
@@ -41,11 +42,14 @@ def test_guidance_raises_policy_likelihood_with_bounded_dynamics_error(model, td
         return model.sample(32, guidance=[g], sampler=SAMPLER, generator=torch.Generator().manual_seed(0))
 
     plain, guided = run(0.0), run(1.0)
-    assert plain.costs.gradient_evals == 0 and guided.costs.gradient_evals == 32 * 2 * 15  # Heun: 2 per step, not the last
+    assert (
+        plain.costs.gradient_evals == 0 and guided.costs.gradient_evals == 32 * 2 * 15
+    )  # Heun: 2 per step, not the last
     # the reference's variant moves the noisy sample once per step, with the gradient taken there
     ref = run(1.0, apply="sample", at="noisy", normalize=True)
     assert ref.costs.gradient_evals == 32 * 15 and ref.costs.network_evals == plain.costs.network_evals
     from steerdiff.policy.trajectories import to_transitions
+
     ds_p, ds_g, ds_r = (to_transitions(r.x, model.normalizer, "Pendulum-v1") for r in (plain, guided, ref))
     ll_p, ll_g, ll_r = (policy_log_likelihood(td3bc, d) for d in (ds_p, ds_g, ds_r))
     err_p, err_g = np.nanmean(dynamics_error(ds_p)), np.nanmean(dynamics_error(ds_g))
@@ -56,15 +60,25 @@ def test_guidance_raises_policy_likelihood_with_bounded_dynamics_error(model, td
 
 def test_composes_with_inpainting_and_other_solvers(model, td3bc, pendulum):
     norm = model.normalizer
-    start = norm.encode(pendulum.observations[:1], pendulum.actions[:1], pendulum.rewards[:1],
-                        pendulum.terminals[:1].astype(float))[0]
+    start = norm.encode(
+        pendulum.observations[:1],
+        pendulum.actions[:1],
+        pendulum.rewards[:1],
+        pendulum.terminals[:1].astype(float),
+    )[0]
     values = torch.zeros(6, 8)
     mask = torch.zeros(6, 8, dtype=torch.bool)
     values[norm.obs, 0] = start[norm.obs]
     mask[norm.obs, 0] = True
-    res = model.sample(4, guidance=[PolicyGuidance(policy=td3bc, normalizer=norm, at="noisy"),
-                                    Inpainting(values=values, mask=mask)],
-                       sampler=SamplerConfig(steps=8, solver="ddim"), generator=torch.Generator().manual_seed(1))
+    res = model.sample(
+        4,
+        guidance=[
+            PolicyGuidance(policy=td3bc, normalizer=norm, at="noisy"),
+            Inpainting(values=values, mask=mask),
+        ],
+        sampler=SamplerConfig(steps=8, solver="ddim"),
+        generator=torch.Generator().manual_seed(1),
+    )
     torch.testing.assert_close(res.x[:, norm.obs, 0], start[norm.obs].expand(4, 3))
     assert res.costs.gradient_evals == 4 * 7
 
@@ -79,8 +93,14 @@ def test_bad_guidance_inputs(model, td3bc):
     with pytest.raises(ValueError, match="policy guidance needs trajectories"):
         model.denoiser.eval()
         from steerdiff.core.sampling import sample
-        sample(model.denoiser, torch.randn(2, 5, 8), [1.0, 0.0], "ddim",
-               guidance=[PolicyGuidance(policy=td3bc, normalizer=model.normalizer)])
+
+        sample(
+            model.denoiser,
+            torch.randn(2, 5, 8),
+            [1.0, 0.0],
+            "ddim",
+            guidance=[PolicyGuidance(policy=td3bc, normalizer=model.normalizer)],
+        )
 
 
 def test_model_save_load_and_synthesizer(pendulum, td3bc, tmp_path):
@@ -91,15 +111,18 @@ def test_model_save_load_and_synthesizer(pendulum, td3bc, tmp_path):
 
     from .conftest import SMALL_MODEL
 
-    fitted = TrajectoryDiffusion.fit(pendulum, replace(SMALL_MODEL, steps=5), checkpoint_dir=tmp_path / "run",
-                                     progress=False, device="cpu")
+    fitted = TrajectoryDiffusion.fit(
+        pendulum, replace(SMALL_MODEL, steps=5), checkpoint_dir=tmp_path / "run", progress=False, device="cpu"
+    )
     assert (tmp_path / "run" / "checkpoint").is_dir()  # the training checkpoint, for resuming
     fitted.save_pretrained(tmp_path / "m")
     loaded = TrajectoryDiffusion.from_pretrained(tmp_path / "m", device="cpu")
     assert loaded.normalizer == fitted.normalizer and loaded.horizon == 8 and loaded.env_id == "Pendulum-v1"
     assert loaded.config == replace(SMALL_MODEL, steps=5)
-    a, b = (m.sample(3, 12, sampler=SamplerConfig(steps=4), generator=torch.Generator().manual_seed(0)).x
-            for m in (fitted, loaded))
+    a, b = (
+        m.sample(3, 12, sampler=SamplerConfig(steps=4), generator=torch.Generator().manual_seed(0)).x
+        for m in (fitted, loaded)
+    )
     torch.testing.assert_close(a, b)  # same weights; and a length other than the training horizon works
     synth = Synthesizer(loaded, num=4, sampler=SamplerConfig(steps=4))
     unguided, guided = synth(None), synth(td3bc)

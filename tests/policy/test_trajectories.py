@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from steerdiff.policy.collect import collect
 from steerdiff.policy.data import DatasetError
 from steerdiff.policy.envs import identifiable, normalized_score
@@ -13,7 +14,9 @@ from steerdiff.policy.trajectories import Normalizer, to_transitions, windows
 def test_normalisation_is_invertible(pendulum):
     norm = Normalizer.fit(pendulum, 2.0)
     assert norm.channels == 3 + 1 + 2
-    z = norm.encode(pendulum.observations, pendulum.actions, pendulum.rewards, pendulum.terminals.astype(float))
+    z = norm.encode(
+        pendulum.observations, pendulum.actions, pendulum.rewards, pendulum.terminals.astype(float)
+    )
     assert abs(float(z.mean())) < 0.2  # roughly z-scored
     back = norm.decode(z, dim=-1)
     np.testing.assert_allclose(back["obs"], pendulum.observations, atol=1e-4)
@@ -32,7 +35,7 @@ def test_real_windows_round_trip_to_transitions(pendulum):
     # every generated-from-real transition is a real one: zero dynamics error
     assert np.nanmax(dynamics_error(trans)) < 1e-6
     first = pendulum.episode_bounds()[0][0]
-    np.testing.assert_allclose(trans.observations[:7], pendulum.observations[first:first + 7], atol=1e-4)
+    np.testing.assert_allclose(trans.observations[:7], pendulum.observations[first : first + 7], atol=1e-4)
 
 
 def test_a_generated_done_ends_the_window():

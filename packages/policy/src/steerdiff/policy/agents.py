@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from steerdiff.core.bundle import BundleError, load_pretrained, save_pretrained
 from steerdiff.core.runtime import resolve_device
-from torch import nn
 
 from .nets import EnsembleMLP, mlp
 
@@ -52,7 +53,7 @@ class AgentConfig:
     policy_noise: float = 0.2
     noise_clip: float = 0.5
     policy_freq: int = 2
-    explore_std: float = 0.1   # TD3+BC's sample_action: deterministic action + this Gaussian noise
+    explore_std: float = 0.1  # TD3+BC's sample_action: deterministic action + this Gaussian noise
     # IQL. beta = 3 is the IQL paper's for D4RL locomotion, whose rewards are normalised; the advantage
     # spread grows with the reward scale, so with raw rewards choose beta on validation episodes
     # (benchmarks/policy_curve.py --set beta=...): on Pendulum (rewards to -16 per step) beta = 3 degrades
@@ -62,11 +63,13 @@ class AgentConfig:
     adv_clip: float = 100.0
 
     def __post_init__(self):
-        for ok, msg in ((0.0 < self.expectile < 1.0, f"expectile must lie in (0, 1), got {self.expectile}"),
-                        (self.beta >= 0.0, f"beta must be >= 0 (0 = behaviour cloning), got {self.beta}"),
-                        (self.alpha > 0.0, f"alpha must be > 0, got {self.alpha}"),
-                        (0.0 < self.gamma <= 1.0, f"gamma must lie in (0, 1], got {self.gamma}"),
-                        (self.hidden >= 1 and self.layers >= 1, "hidden and layers must be >= 1")):
+        for ok, msg in (
+            (0.0 < self.expectile < 1.0, f"expectile must lie in (0, 1), got {self.expectile}"),
+            (self.beta >= 0.0, f"beta must be >= 0 (0 = behaviour cloning), got {self.beta}"),
+            (self.alpha > 0.0, f"alpha must be > 0, got {self.alpha}"),
+            (0.0 < self.gamma <= 1.0, f"gamma must lie in (0, 1], got {self.gamma}"),
+            (self.hidden >= 1 and self.layers >= 1, "hidden and layers must be >= 1"),
+        ):
             if not ok:
                 raise ValueError(f"AgentConfig: {msg}")
 
@@ -78,23 +81,34 @@ class Agent(nn.Module):
         super().__init__()
         self.config = c = config
         self.env_id = env_id
-        self.register_buffer("obs_mean", torch.zeros(c.obs_dim) if obs_mean is None
-                             else torch.as_tensor(obs_mean, dtype=torch.float32).clone())
-        self.register_buffer("obs_std", torch.ones(c.obs_dim) if obs_std is None
-                             else torch.as_tensor(obs_std, dtype=torch.float32).clamp_min(1e-3).clone())
+        self.register_buffer(
+            "obs_mean",
+            torch.zeros(c.obs_dim)
+            if obs_mean is None
+            else torch.as_tensor(obs_mean, dtype=torch.float32).clone(),
+        )
+        self.register_buffer(
+            "obs_std",
+            torch.ones(c.obs_dim)
+            if obs_std is None
+            else torch.as_tensor(obs_std, dtype=torch.float32).clamp_min(1e-3).clone(),
+        )
         self.updates = 0
 
     # ------------------------------------------------------------------------------------------- shared
     def _s(self, obs: torch.Tensor) -> torch.Tensor:
         if obs.shape[-1] != self.config.obs_dim:
-            raise ValueError(f"observations have dimension {obs.shape[-1]} but the agent was built for "
-                             f"{self.config.obs_dim}; use an agent trained on this environment")
+            raise ValueError(
+                f"observations have dimension {obs.shape[-1]} but the agent was built for "
+                f"{self.config.obs_dim}; use an agent trained on this environment"
+            )
         return (obs - self.obs_mean) / self.obs_std
 
     def _unit(self, action: torch.Tensor) -> torch.Tensor:
         if action.shape[-1] != self.config.act_dim:
-            raise ValueError(f"actions have dimension {action.shape[-1]} but the agent was built for "
-                             f"{self.config.act_dim}")
+            raise ValueError(
+                f"actions have dimension {action.shape[-1]} but the agent was built for {self.config.act_dim}"
+            )
         return action / self.config.action_bound
 
     def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
@@ -109,7 +123,7 @@ class Agent(nn.Module):
 
     def _polyak(self, target: nn.Module, source: nn.Module) -> None:
         with torch.no_grad():
-            for t, s in zip(target.parameters(), source.parameters()):
+            for t, s in zip(target.parameters(), source.parameters(), strict=True):
                 t.lerp_(s, self.config.tau)
 
     def batch_to_device(self, batch: dict) -> dict:
@@ -123,17 +137,29 @@ class Agent(nn.Module):
 
     def bundle_config(self) -> dict:
         """The ``domain`` section of the agent's bundle."""
-        hyper = {k: v for k, v in asdict(self.config).items() if k not in ("obs_dim", "act_dim", "action_bound")}
-        return {"kind": "agent", "algorithm": self.name, "env_id": self.env_id, "obs_dim": self.config.obs_dim,
-                "act_dim": self.config.act_dim, "action_bound": self.config.action_bound,
-                "hyperparameters": hyper,
-                "normalizer": {"obs_mean": self.obs_mean.tolist(), "obs_std": self.obs_std.tolist()},
-                "updates": int(self.updates)}
+        hyper = {
+            k: v for k, v in asdict(self.config).items() if k not in ("obs_dim", "act_dim", "action_bound")
+        }
+        return {
+            "kind": "agent",
+            "algorithm": self.name,
+            "env_id": self.env_id,
+            "obs_dim": self.config.obs_dim,
+            "act_dim": self.config.act_dim,
+            "action_bound": self.config.action_bound,
+            "hyperparameters": hyper,
+            "normalizer": {"obs_mean": self.obs_mean.tolist(), "obs_std": self.obs_std.tolist()},
+            "updates": int(self.updates),
+        }
 
     def save_pretrained(self, path) -> Path:
         """Write the agent (networks, target networks, optimizers, update step) as a bundle, atomically."""
-        return save_pretrained(path, domain="policy", config=self.bundle_config(),
-                               state={"networks": self, "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()}})
+        return save_pretrained(
+            path,
+            domain="policy",
+            config=self.bundle_config(),
+            state={"networks": self, "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()}},
+        )
 
     @classmethod
     def from_pretrained(cls, path, device="auto") -> Agent:
@@ -267,15 +293,27 @@ class IQL(Agent):
         self.actor_opt.step()
         self._polyak(self.critic_target, self.critic)
         self.updates += 1
-        return {"value_loss": float(value_loss.detach()), "critic_loss": float(critic_loss.detach()),
-                "actor_loss": float(actor_loss.detach())}
+        return {
+            "value_loss": float(value_loss.detach()),
+            "critic_loss": float(critic_loss.detach()),
+            "actor_loss": float(actor_loss.detach()),
+        }
 
 
 AGENTS = {"td3bc": TD3BC, "iql": IQL}
 
 
-def make_agent(name: str, obs_dim: int, act_dim: int, action_bound: float = 1.0, obs_mean=None, obs_std=None,
-               device="cpu", env_id: str | None = None, **overrides) -> Agent:
+def make_agent(
+    name: str,
+    obs_dim: int,
+    act_dim: int,
+    action_bound: float = 1.0,
+    obs_mean=None,
+    obs_std=None,
+    device="cpu",
+    env_id: str | None = None,
+    **overrides,
+) -> Agent:
     """A new agent: ``name`` one of :data:`AGENTS`; ``overrides``: :class:`AgentConfig` fields."""
     if name not in AGENTS:
         raise ValueError(f"unknown agent {name!r}; choose one of {sorted(AGENTS)}")
@@ -289,17 +327,24 @@ def load_agent(path, device="auto") -> Agent:
     bundle = load_pretrained(path, domain="policy", device=device)
     cfg = bundle.config
     if cfg.get("kind") != "agent":
-        raise BundleError(f"{path} holds a policy {cfg.get('kind', 'unknown')!r} bundle, not an agent; give the "
-                          "folder that steerdiff-policy train-agent wrote")
+        raise BundleError(
+            f"{path} holds a policy {cfg.get('kind', 'unknown')!r} bundle, not an agent; give the "
+            "folder that steerdiff-policy train-agent wrote"
+        )
     algorithm = cfg.get("algorithm")
     if algorithm not in AGENTS:
-        raise BundleError(f"{path} holds an agent of unknown algorithm {algorithm!r}; this version reads "
-                          f"{sorted(AGENTS)}")
+        raise BundleError(
+            f"{path} holds an agent of unknown algorithm {algorithm!r}; this version reads {sorted(AGENTS)}"
+        )
     known = {f.name for f in fields(AgentConfig)}
     try:
         hyper = {k: v for k, v in cfg["hyperparameters"].items() if k in known}
-        config = AgentConfig(obs_dim=int(cfg["obs_dim"]), act_dim=int(cfg["act_dim"]),
-                             action_bound=float(cfg["action_bound"]), **hyper)
+        config = AgentConfig(
+            obs_dim=int(cfg["obs_dim"]),
+            act_dim=int(cfg["act_dim"]),
+            action_bound=float(cfg["action_bound"]),
+            **hyper,
+        )
         agent = AGENTS[algorithm](config, env_id=cfg.get("env_id"))
         agent.load_state_dict(bundle.state["networks"])
         optimizers = agent.optimizers()
@@ -312,6 +357,8 @@ def load_agent(path, device="auto") -> Agent:
         agent.updates = int(cfg.get("updates", 0))
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         message = " ".join(str(err).split())[:300]
-        raise BundleError(f"{path} is not a usable {algorithm} agent ({message}); the bundle is corrupt or of "
-                          "another version, train the agent again") from None
+        raise BundleError(
+            f"{path} is not a usable {algorithm} agent ({message}); the bundle is corrupt or of "
+            "another version, train the agent again"
+        ) from None
     return agent.eval()

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from steerdiff.core.runtime import cache_dir
 
 from .agents import AGENTS, AgentConfig, make_agent
@@ -42,9 +43,25 @@ from .synthesis import Synthesizer
 from .training import train_agent
 from .world_model import WorldModel, WorldModelConfig
 
-__all__ = ["COEFF", "FULL", "MODEL", "QUICK", "TRAINING", "TimedSynthesizer", "agent_hparams", "agent_settings",
-           "curve", "dataset", "dataset_and_model", "default_cache", "model_settings", "parse_hparams",
-           "run_task", "split_task", "task_arg"]
+__all__ = [
+    "COEFF",
+    "FULL",
+    "MODEL",
+    "QUICK",
+    "TRAINING",
+    "TimedSynthesizer",
+    "agent_hparams",
+    "agent_settings",
+    "curve",
+    "dataset",
+    "dataset_and_model",
+    "default_cache",
+    "model_settings",
+    "parse_hparams",
+    "run_task",
+    "split_task",
+    "task_arg",
+]
 
 # agent training: `agent_steps` updates of batch 128, `synth_ratio` of each batch synthetic (the reference:
 # 240 of 256; half here, chosen on Pendulum's validation episodes with benchmarks/policy_curve.py, where
@@ -56,19 +73,59 @@ __all__ = ["COEFF", "FULL", "MODEL", "QUICK", "TRAINING", "TimedSynthesizer", "a
 # over the last half of the curve; with raw rewards (Pendulum's reach -16 per step) the advantage spread
 # grows to ~7 and beta = 3, tuned for D4RL-normalised rewards, degrades after 1000-2000 updates on both; full
 # Hopper: 5000 updates, where real-only TD3+BC's validation return flattens). Keys are tasks (below).
-QUICK = dict(data=2000, model_steps=150, wm_steps=200, agent_steps=100, regen=50, synth_ratio=0.5, seeds=2,
-             episodes=2, ep_steps=200, num=32, sampler_steps=12, hidden=64, coeffs=(0.3, 1.0, 3.0), long=32,
-             ref_steps=32, ref_coeffs=(1.0,), models={}, agents={})
-FULL = dict(data=20000, model_steps=3000, wm_steps=2000, agent_steps=2000, regen=500, synth_ratio=0.5, seeds=3,
-            episodes=5, ep_steps=500, num=128, sampler_steps=32, hidden=128, coeffs=(0.1, 0.3, 1.0, 3.0),
-            long=64, ref_steps=256, ref_coeffs=(0.3, 1.0),
-            agents={"Pendulum-v1": dict(agent_steps=7000, regen=1000, iql={"beta": 0.1}),
-                    "Pendulum-v1/random": {"agent_steps": 7000, "regen": 1000, "iql": {"beta": 0.3},
-                                           "td3bc": {"alpha": 160.0}},
-                    "Hopper-v5": dict(agent_steps=5000, iql={"beta": 0.3})},
-            models={"Pendulum-v1": dict(base_channels=64, emb_dim=128, steps=8000),
-                    "Pendulum-v1/random": {"base_channels": 64, "emb_dim": 128, "steps": 8000},
-                    "Hopper-v5": dict(base_channels=64, emb_dim=128, steps=10000)})
+QUICK = dict(
+    data=2000,
+    model_steps=150,
+    wm_steps=200,
+    agent_steps=100,
+    regen=50,
+    synth_ratio=0.5,
+    seeds=2,
+    episodes=2,
+    ep_steps=200,
+    num=32,
+    sampler_steps=12,
+    hidden=64,
+    coeffs=(0.3, 1.0, 3.0),
+    long=32,
+    ref_steps=32,
+    ref_coeffs=(1.0,),
+    models={},
+    agents={},
+)
+FULL = dict(
+    data=20000,
+    model_steps=3000,
+    wm_steps=2000,
+    agent_steps=2000,
+    regen=500,
+    synth_ratio=0.5,
+    seeds=3,
+    episodes=5,
+    ep_steps=500,
+    num=128,
+    sampler_steps=32,
+    hidden=128,
+    coeffs=(0.1, 0.3, 1.0, 3.0),
+    long=64,
+    ref_steps=256,
+    ref_coeffs=(0.3, 1.0),
+    agents={
+        "Pendulum-v1": dict(agent_steps=7000, regen=1000, iql={"beta": 0.1}),
+        "Pendulum-v1/random": {
+            "agent_steps": 7000,
+            "regen": 1000,
+            "iql": {"beta": 0.3},
+            "td3bc": {"alpha": 160.0},
+        },
+        "Hopper-v5": dict(agent_steps=5000, iql={"beta": 0.3}),
+    },
+    models={
+        "Pendulum-v1": dict(base_channels=64, emb_dim=128, steps=8000),
+        "Pendulum-v1/random": {"base_channels": 64, "emb_dim": 128, "steps": 8000},
+        "Hopper-v5": dict(base_channels=64, emb_dim=128, steps=10000),
+    },
+)
 # Pendulum-v1/random: the replay dataset leaves no headroom (real-only agents reach the swing-up optimum,
 # about -150); on 20k random transitions real-only TD3+BC returns -1094 and IQL -1002 (2 seeds, a pilot run
 # before any synthetic one). It takes Pendulum-v1's settings, tuned on the replay data, but the agents' own:
@@ -87,13 +144,15 @@ def split_task(task: str) -> tuple[str, str]:
     env_id, _, behaviour = task.partition("/")
     behaviour = behaviour or "replay"
     if behaviour not in BEHAVIOURS:
-        raise ValueError(f"task {task!r}: unknown behaviour {behaviour!r}; write ENV or ENV/BEHAVIOUR with "
-                         f"BEHAVIOUR one of {list(BEHAVIOURS)}")
+        raise ValueError(
+            f"task {task!r}: unknown behaviour {behaviour!r}; write ENV or ENV/BEHAVIOUR with "
+            f"BEHAVIOUR one of {list(BEHAVIOURS)}"
+        )
     return env_id, behaviour
 
 
 def task_arg(text: str) -> str:
-    """A command-line type for a task: ``text`` if :func:`split_task` accepts it, else a usage error naming why."""
+    """A command-line type for a task: ``text`` if :func:`split_task` accepts it, else a usage error."""
     try:
         split_task(text)
     except ValueError as e:
@@ -132,7 +191,7 @@ def agent_hparams(task: str, agent_name: str, cfg: dict) -> dict:
 
 
 def default_cache() -> Path:
-    """The benchmark's cache folder: ``$STEERDIFF_CACHE/policy_pgd`` (default ~/.cache/steerdiff/policy_pgd)."""
+    """The benchmark's cache: ``$STEERDIFF_CACHE/policy_pgd`` (default ~/.cache/steerdiff/policy_pgd)."""
     return cache_dir("policy_pgd", create=False)
 
 
@@ -143,8 +202,14 @@ def _key(*parts) -> str:
 def dataset(task: str, cfg: dict, seed: int, cache: Path | None):
     """The dataset collected for ``task`` and its cache folder (None without a cache)."""
     env_id, behaviour = split_task(task)
-    data_args = dict(env_id=env_id, behaviour=behaviour, num_steps=cfg["data"], noise=0.1, seed=seed,
-                     max_episode_steps=cfg["ep_steps"])
+    data_args = dict(
+        env_id=env_id,
+        behaviour=behaviour,
+        num_steps=cfg["data"],
+        noise=0.1,
+        seed=seed,
+        max_episode_steps=cfg["ep_steps"],
+    )
     if cache is None:
         return collect(**data_args), None
     root = cache / f"{env_id}-{_key(data_args)}"
@@ -156,8 +221,9 @@ def dataset(task: str, cfg: dict, seed: int, cache: Path | None):
     return real, root
 
 
-def dataset_and_model(task: str, cfg: dict, seed: int, cache: Path | None, progress: bool = False
-                      ) -> tuple[OfflineDataset, PolicyGuidedPipeline, bool]:
+def dataset_and_model(
+    task: str, cfg: dict, seed: int, cache: Path | None, progress: bool = False
+) -> tuple[OfflineDataset, PolicyGuidedPipeline, bool]:
     """The collected dataset, the trained trajectory model and whether it came from ``cache`` (trained and
     stored there as a bundle otherwise; an interrupted training run resumes from its last checkpoint)."""
     arch, steps = model_settings(task, cfg)
@@ -170,13 +236,21 @@ def dataset_and_model(task: str, cfg: dict, seed: int, cache: Path | None, progr
     cached = (bundle / "config.json").exists()
     if cached:
         return real, PolicyGuidedPipeline.from_pretrained(bundle, device="cpu"), True
-    pipe = PolicyGuidedPipeline.train(real, model_cfg, checkpoint_dir=run_dir, progress=progress, device="cpu")
+    pipe = PolicyGuidedPipeline.train(
+        real, model_cfg, checkpoint_dir=run_dir, progress=progress, device="cpu"
+    )
     pipe.save_pretrained(bundle)
     return real, pipe, False
 
 
-def run_task(task: str, cfg: dict, seed: int, cache: Path | None, agent_names=("td3bc", "iql"),
-             agent_seeds: range | None = None) -> tuple[list, list, dict]:
+def run_task(
+    task: str,
+    cfg: dict,
+    seed: int,
+    cache: Path | None,
+    agent_names=("td3bc", "iql"),
+    agent_seeds: range | None = None,
+) -> tuple[list, list, dict]:
     """Return rows, dynamics rows and info of ``task``. Agents train with seeds ``seed + s`` for s in
     ``agent_seeds`` (default range(cfg["seeds"])) and are evaluated on episodes 10 000 + s; the dataset and
     models keep ``seed``, so more agent seeds extend a run. The target policy of the dynamics table is the
@@ -188,35 +262,61 @@ def run_task(task: str, cfg: dict, seed: int, cache: Path | None, agent_names=("
     bound = action_bounds(env_id)
     t_model = time.perf_counter() - t0
     t0 = time.perf_counter()
-    wms = {kind: WorldModel.fit(real, bound, WorldModelConfig(steps=cfg["wm_steps"], hidden=128, seed=seed,
-                                                              probabilistic=kind == "nll"))
-           for kind in ("nll", "mse")}
+    wms = {
+        kind: WorldModel.fit(
+            real,
+            bound,
+            WorldModelConfig(steps=cfg["wm_steps"], hidden=128, seed=seed, probabilistic=kind == "nll"),
+        )
+        for kind in ("nll", "mse")
+    }
     t_wm = (time.perf_counter() - t0) / len(wms)
     rows, agents, per_seed = [], {}, {}
     for agent_name in agent_names:
         ag = agent_settings(task, cfg, agent_name)
         share = ag["synth_ratio"]
-        for source, ratio, coeff in (("real only", 0.0, 0.0), ("unguided synthetic", share, 0.0),
-                                     ("policy-guided synthetic", share, 1.0)):
+        for source, ratio, coeff in (
+            ("real only", 0.0, 0.0),
+            ("unguided synthetic", share, 0.0),
+            ("policy-guided synthetic", share, 1.0),
+        ):
             finals, norms, t0 = [], [], time.perf_counter()
             for s in agent_seeds:
                 torch.manual_seed(seed + s)
-                agent = make_agent(agent_name, real.obs_dim, real.act_dim, bound, real.observations.mean(0),
-                                   real.observations.std(0), **agent_hparams(task, agent_name, cfg))
+                agent = make_agent(
+                    agent_name,
+                    real.obs_dim,
+                    real.act_dim,
+                    bound,
+                    real.observations.mean(0),
+                    real.observations.std(0),
+                    **agent_hparams(task, agent_name, cfg),
+                )
                 synth = pipe.synthesizer(coeff, ag["synth_num"], cfg["sampler_steps"], seed=seed + s)
                 train_agent(agent, real, ag["agent_steps"], 128, synth, ratio, ag["regen"], seed + s)
-                ev = evaluate_policy(agent, env_id, cfg["episodes"], seed=10_000 + s,
-                                     max_episode_steps=cfg["ep_steps"])
+                ev = evaluate_policy(
+                    agent, env_id, cfg["episodes"], seed=10_000 + s, max_episode_steps=cfg["ep_steps"]
+                )
                 finals.append(ev["return_mean"])
                 norms.append(ev["normalized_mean"])
                 if s == agent_seeds[0]:
                     agents[(agent_name, source)] = agent
-            per_seed[f"{agent_name}, {source}"] = dict(zip(map(int, agent_seeds), finals))
+            per_seed[f"{agent_name}, {source}"] = dict(zip(map(int, agent_seeds), finals, strict=True))
             norm = None if norms[0] is None else (float(np.mean(norms)), float(np.std(norms)))
-            rows.append([task, agent_name, source, ag["agent_steps"], f"{ratio:.2f}",
-                         float(np.mean(finals)), float(np.std(finals)),
-                         None if norm is None else norm[0], None if norm is None else norm[1],
-                         (time.perf_counter() - t0) / len(agent_seeds)])
+            rows.append(
+                [
+                    task,
+                    agent_name,
+                    source,
+                    ag["agent_steps"],
+                    f"{ratio:.2f}",
+                    float(np.mean(finals)),
+                    float(np.std(finals)),
+                    None if norm is None else norm[0],
+                    None if norm is None else norm[1],
+                    (time.perf_counter() - t0) / len(agent_seeds),
+                ]
+            )
 
     target = agents[(agent_names[0], "policy-guided synthetic")]
     dyn_rows = []
@@ -226,31 +326,50 @@ def run_task(task: str, cfg: dict, seed: int, cache: Path | None, agent_names=("
         ds = make()
         dt = time.perf_counter() - t0
         err = dynamics_error(ds, env_id, seed=seed)  # every transition
-        dyn_rows.append([task, label, rows, policy_log_likelihood(target, ds), float(np.nanmean(err)),
-                         float(np.nanmedian(err)), len(ds), dt])
+        dyn_rows.append(
+            [
+                task,
+                label,
+                rows,
+                policy_log_likelihood(target, ds),
+                float(np.nanmean(err)),
+                float(np.nanmedian(err)),
+                len(ds),
+                dt,
+            ]
+        )
 
     def diffusion(coeff: float, length: int, steps: int = cfg["sampler_steps"], churn: float = 0.0, **kw):
-        return lambda: pipe.synthesize(target, coeff, cfg["num"], steps, length=length, seed=seed + 7, churn=churn,
-                                       **kw)
+        return lambda: pipe.synthesize(
+            target, coeff, cfg["num"], steps, length=length, seed=seed + 7, churn=churn, **kw
+        )
 
     def world_model(kind: str, sample: bool, length: int):
         starts = real.observations[np.random.default_rng(seed).choice(len(real), cfg["num"])]
         gen = torch.Generator().manual_seed(seed)
         return lambda: wms[kind].rollout(target, starts, length - 1, gen, env_id, sample=sample)
 
-    wm_kinds = [("MOPO-style: Gaussian ensemble, sampled", "nll", True),
-                ("Gaussian ensemble, member mean", "nll", False),
-                ("MSE ensemble, member mean (old baseline)", "mse", False)]
+    wm_kinds = [
+        ("MOPO-style: Gaussian ensemble, sampled", "nll", True),
+        ("Gaussian ensemble, member mean", "nll", False),
+        ("MSE ensemble, member mean (deterministic)", "mse", False),
+    ]
     short = pipe.horizon
     dyn_row("diffusion, unguided", diffusion(0.0, short), short)
     for c in cfg["coeffs"]:
         dyn_row(f"diffusion, guided λ={c:g}", diffusion(c, short), short)
     ref_steps, ref_churn = cfg["ref_steps"], min(80 / cfg["ref_steps"], 2**0.5 - 1)
-    dyn_row(f"diffusion, guided λ=1, Heun {ref_steps} + S_churn 80", diffusion(1.0, short, ref_steps, ref_churn),
-            short)
+    dyn_row(
+        f"diffusion, guided λ=1, Heun {ref_steps} + S_churn 80",
+        diffusion(1.0, short, ref_steps, ref_churn),
+        short,
+    )
     for c in cfg["ref_coeffs"]:
-        dyn_row(f"diffusion, guided λ={c:g}, reference-style",
-                diffusion(c, short, apply="sample", at="noisy"), short)
+        dyn_row(
+            f"diffusion, guided λ={c:g}, reference-style",
+            diffusion(c, short, apply="sample", at="noisy"),
+            short,
+        )
     for label, kind, smp in wm_kinds:
         dyn_row(f"world model, {label}", world_model(kind, smp, short), short)
     dyn_row("diffusion, guided λ=1", diffusion(1.0, cfg["long"]), cfg["long"])
@@ -258,18 +377,48 @@ def run_task(task: str, cfg: dict, seed: int, cache: Path | None, agent_names=("
         dyn_row(f"world model, {label}", world_model(kind, smp, cfg["long"]), cfg["long"])
     dyn_rows.append([task, "real data", "-", policy_log_likelihood(target, real), 0.0, 0.0, len(real), 0.0])
     copy = ((real.next_observations - real.observations).astype(np.float64) ** 2).mean(1)
-    dyn_rows.append([task, "scale: real data with s' := s", "-", None, float(copy.mean()),
-                     float(np.median(copy)), len(real), 0.0])
+    dyn_rows.append(
+        [
+            task,
+            "scale: real data with s' := s",
+            "-",
+            None,
+            float(copy.mean()),
+            float(np.median(copy)),
+            len(real),
+            0.0,
+        ]
+    )
     rets = real.episode_returns()
     norm = normalized_score(env_id, rets)
-    rows.append([task, "-", "behaviour data (its episodes)", "-", "-", float(rets.mean()), float(rets.std()),
-                 None if norm is None else float(norm.mean()), None if norm is None else float(norm.std()), 0.0])
+    rows.append(
+        [
+            task,
+            "-",
+            "behaviour data (its episodes)",
+            "-",
+            "-",
+            float(rets.mean()),
+            float(rets.std()),
+            None if norm is None else float(norm.mean()),
+            None if norm is None else float(norm.std()),
+            0.0,
+        ]
+    )
     arch, steps = model_settings(task, cfg)
-    info = {"env": task, "transitions": len(real), "model_width": arch["base_channels"],
-            "model_steps": steps, "model_cached": cached, "model_seconds": t_model,
-            "world_model_seconds": t_wm, "agents": ag, "rows": arch["horizon"], "returns_per_seed": per_seed}
+    info = {
+        "env": task,
+        "transitions": len(real),
+        "model_width": arch["base_channels"],
+        "model_steps": steps,
+        "model_cached": cached,
+        "model_seconds": t_model,
+        "world_model_seconds": t_wm,
+        "agents": ag,
+        "rows": arch["horizon"],
+        "returns_per_seed": per_seed,
+    }
     return rows, dyn_rows, info
-
 
 
 COEFF = {"unguided": 0.0, "guided": 1.0}  # the benchmark's guidance coefficients
@@ -288,10 +437,21 @@ class TimedSynthesizer:
         return out
 
 
-def curve(task: str, agent_name: str, cfg: dict, steps: int, every: int, seeds: int, episodes: int,
-          seed: int, cache: Path | None, data: str = "real", synth_num: int | None = None,
-          synth_ratio: float | None = None, hparams: dict | None = None
-          ) -> tuple[np.ndarray, np.ndarray, float, list]:
+def curve(
+    task: str,
+    agent_name: str,
+    cfg: dict,
+    steps: int,
+    every: int,
+    seeds: int,
+    episodes: int,
+    seed: int,
+    cache: Path | None,
+    data: str = "real",
+    synth_num: int | None = None,
+    synth_ratio: float | None = None,
+    hparams: dict | None = None,
+) -> tuple[np.ndarray, np.ndarray, float, list]:
     """(updates, returns of shape (seeds, evaluations), seconds per seed, seconds per synthetic set).
 
     ``data``: "real" (real batches only), "unguided" or "guided" (a ``synth_ratio`` share of each batch from
@@ -313,22 +473,40 @@ def curve(task: str, agent_name: str, cfg: dict, steps: int, every: int, seeds: 
     returns, gen_seconds, t0 = [], [], time.perf_counter()
     for s in range(seeds):
         torch.manual_seed(seed + s)
-        agent = make_agent(agent_name, real.obs_dim, real.act_dim, bound, real.observations.mean(0),
-                           real.observations.std(0),
-                           **agent_hparams(task, agent_name, cfg) | (hparams or {}))
+        agent = make_agent(
+            agent_name,
+            real.obs_dim,
+            real.act_dim,
+            bound,
+            real.observations.mean(0),
+            real.observations.std(0),
+            **agent_hparams(task, agent_name, cfg) | (hparams or {}),
+        )
 
         def score(step, policy, s=s):
-            ev = evaluate_policy(policy, env_id, episodes, seed=20_000 + 100 * s,
-                                 max_episode_steps=cfg["ep_steps"])
+            ev = evaluate_policy(
+                policy, env_id, episodes, seed=20_000 + 100 * s, max_episode_steps=cfg["ep_steps"]
+            )
             return {"return": ev["return_mean"]}
 
         synth, ratio = None, 0.0
         if model is not None:
-            synth = TimedSynthesizer(model.synthesizer(COEFF[data], ag["synth_num"], cfg["sampler_steps"],
-                                                       seed=seed + s))
+            synth = TimedSynthesizer(
+                model.synthesizer(COEFF[data], ag["synth_num"], cfg["sampler_steps"], seed=seed + s)
+            )
             ratio = ag["synth_ratio"]
-        hist = train_agent(agent, real, steps, 128, synth, ratio, ag["regen"], seed=seed + s, callback=score,
-                           eval_every=every)
+        hist = train_agent(
+            agent,
+            real,
+            steps,
+            128,
+            synth,
+            ratio,
+            ag["regen"],
+            seed=seed + s,
+            callback=score,
+            eval_every=every,
+        )
         returns.append([e["return"] for e in hist["evals"]])
         gen_seconds += [] if synth is None else synth.seconds
     updates = np.array([e["step"] for e in hist["evals"]])

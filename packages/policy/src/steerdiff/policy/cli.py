@@ -12,6 +12,7 @@ import sys
 import time
 
 import numpy as np
+
 from steerdiff.core.command import (
     UsageError,
     add_runtime_flags,
@@ -46,6 +47,7 @@ AGENT_OPTIONS = {"td3bc": ("alpha",), "iql": ("expectile", "beta")}  # train-age
 
 # ---------------------------------------------------------------------------------------------- helpers
 
+
 def _read_dataset(source: str, env: str | None = None) -> tuple[OfflineDataset, str]:
     """Load a dataset and check it against its environment, before any training."""
     ds = load_dataset(source)
@@ -53,8 +55,9 @@ def _read_dataset(source: str, env: str | None = None) -> tuple[OfflineDataset, 
     if env_id is None:
         raise UsageError(f"{source} names no environment; pass --env (one of {', '.join(SUPPORTED)})")
     if env_id not in SUPPORTED:
-        raise UsageError(f"unsupported environment {env_id!r} for {source}; pass --env, one of "
-                         f"{', '.join(SUPPORTED)}")
+        raise UsageError(
+            f"unsupported environment {env_id!r} for {source}; pass --env, one of {', '.join(SUPPORTED)}"
+        )
     ds.check_env(*env_dims(env_id), env_id)
     ds.env_id = env_id
     return ds, env_id
@@ -72,35 +75,68 @@ def _load_agent(path, device, pipe: PolicyGuidedPipeline | None = None):
 
 
 def _synth_kwargs(a) -> dict:
-    return dict(coeff=a.coeff, num_samples=a.num_samples, steps=a.steps, solver=a.solver, length=a.length,
-                seed=a.seed, normalize_gradient=not a.no_grad_norm)
+    return dict(
+        coeff=a.coeff,
+        num_samples=a.num_samples,
+        steps=a.steps,
+        solver=a.solver,
+        length=a.length,
+        seed=a.seed,
+        normalize_gradient=not a.no_grad_norm,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- commands
 
+
 def cmd_collect(a) -> dict:
-    ds = collect(a.env, a.behaviour, a.transitions, noise=a.noise, seed=a.seed,
-                 max_episode_steps=a.max_episode_steps, progress=not a.quiet)
+    ds = collect(
+        a.env,
+        a.behaviour,
+        a.transitions,
+        noise=a.noise,
+        seed=a.seed,
+        max_episode_steps=a.max_episode_steps,
+        progress=not a.quiet,
+    )
     path = save_d4rl(ds, a.out / DATASET)
     if a.minari_id:
         save_minari(ds, a.minari_id)
     ret = ds.episode_returns()
     norm = normalized_score(a.env, ret)
-    return {"env": a.env, "behaviour": a.behaviour, "transitions": len(ds), "episodes": len(ret),
-            "return_mean": float(ret.mean()), "normalized_mean": None if norm is None else float(norm.mean()),
-            "dataset": str(path)}
+    return {
+        "env": a.env,
+        "behaviour": a.behaviour,
+        "transitions": len(ds),
+        "episodes": len(ret),
+        "return_mean": float(ret.mean()),
+        "normalized_mean": None if norm is None else float(norm.mean()),
+        "dataset": str(path),
+    }
 
 
 def cmd_train(a) -> dict:
     ds, env_id = _read_dataset(a.data, a.env)
-    cfg = ModelConfig(horizon=a.horizon, stride=a.stride, base_channels=a.base_channels, steps=a.train_steps,
-                      batch_size=a.batch_size, lr=a.lr, seed=a.seed)
+    cfg = ModelConfig(
+        horizon=a.horizon,
+        stride=a.stride,
+        base_channels=a.base_channels,
+        steps=a.train_steps,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        seed=a.seed,
+    )
     t0 = time.perf_counter()
     pipe = PolicyGuidedPipeline.train(ds, cfg, checkpoint_dir=a.out, device=a.device, progress=not a.quiet)
     model = pipe.save_pretrained(a.out / MODEL)
-    return {"data": a.data, "env": env_id, "train_steps": a.train_steps,
-            "final_loss": float(np.mean(pipe.model.losses[-20:])), "seconds": time.perf_counter() - t0,
-            "model": str(model)}
+    return {
+        "data": a.data,
+        "env": env_id,
+        "train_steps": a.train_steps,
+        "final_loss": float(np.mean(pipe.model.losses[-20:])),
+        "seconds": time.perf_counter() - t0,
+        "model": str(model),
+    }
 
 
 def cmd_synthesize(a) -> dict:
@@ -108,8 +144,12 @@ def cmd_synthesize(a) -> dict:
     agent = _load_agent(a.agent, a.device, pipe) if a.agent else None
     ds = pipe.synthesize(agent=agent, **_synth_kwargs(a))
     path = save_d4rl(ds, a.out / SYNTHETIC)
-    summary = {"transitions": len(ds), "coeff": a.coeff if agent else 0.0, "dataset": str(path),
-               "costs": {k: v for k, v in ds.metadata.items() if k != "synthetic"}}
+    summary = {
+        "transitions": len(ds),
+        "coeff": a.coeff if agent else 0.0,
+        "dataset": str(path),
+        "costs": {k: v for k, v in ds.metadata.items() if k != "synthetic"},
+    }
     if agent is not None:
         summary["policy_log_likelihood"] = policy_log_likelihood(agent, ds)
     return summary
@@ -119,10 +159,14 @@ def cmd_train_agent(a) -> dict:
     options = {k: getattr(a, k) for keys in AGENT_OPTIONS.values() for k in keys if getattr(a, k) is not None}
     foreign = [k for k in options if k not in AGENT_OPTIONS[a.agent]]
     if foreign:
-        raise UsageError(f"--{foreign[0]} is not a {a.agent} setting; {a.agent} takes "
-                         f"{', '.join('--' + k for k in AGENT_OPTIONS[a.agent])}")
+        raise UsageError(
+            f"--{foreign[0]} is not a {a.agent} setting; {a.agent} takes "
+            f"{', '.join('--' + k for k in AGENT_OPTIONS[a.agent])}"
+        )
     if a.synth_ratio > 0 and not a.model:
-        raise UsageError("--synth-ratio > 0 needs --model (a trajectory model folder from steerdiff-policy train)")
+        raise UsageError(
+            "--synth-ratio > 0 needs --model (a trajectory model folder from steerdiff-policy train)"
+        )
     AgentConfig(obs_dim=1, act_dim=1, hidden=a.hidden, **options)  # checks the values before anything is read
     real, env_id = _read_dataset(a.data, a.env)
     pipe = _load_pipeline(a.model, a.device) if a.model else None
@@ -130,12 +174,24 @@ def cmd_train_agent(a) -> dict:
     if a.resume and (out / "config.json").exists():
         agent = _load_agent(out, a.device, pipe)
         if agent.name != a.agent:
-            raise UsageError(f"{out} holds a {agent.name} agent, not {a.agent}; pass --agent {agent.name} to "
-                             "resume it, or another --out")
+            raise UsageError(
+                f"{out} holds a {agent.name} agent, not {a.agent}; pass --agent {agent.name} to "
+                "resume it, or another --out"
+            )
         real.check_env(agent.config.obs_dim, agent.config.act_dim, env_id)
     else:
-        agent = make_agent(a.agent, real.obs_dim, real.act_dim, action_bounds(env_id), real.observations.mean(0),
-                           real.observations.std(0), device=a.device, env_id=env_id, hidden=a.hidden, **options)
+        agent = make_agent(
+            a.agent,
+            real.obs_dim,
+            real.act_dim,
+            action_bounds(env_id),
+            real.observations.mean(0),
+            real.observations.std(0),
+            device=a.device,
+            env_id=env_id,
+            hidden=a.hidden,
+            **options,
+        )
         if pipe is not None:
             pipe.check_agent(agent)
     start = agent.updates
@@ -144,17 +200,38 @@ def cmd_train_agent(a) -> dict:
     def evaluate(step, ag):
         return evaluate_policy(ag, env_id, a.eval_episodes, seed=10_000 + a.seed)
 
-    hist = train_agent(agent, real, a.train_steps, a.batch_size, synth, a.synth_ratio if pipe else 0.0,
-                       a.regenerate_every, a.seed, progress=not a.quiet, callback=evaluate,
-                       eval_every=a.eval_every, resume=a.resume, save=lambda step, ag: ag.save_pretrained(out),
-                       save_every=a.save_every)
+    hist = train_agent(
+        agent,
+        real,
+        a.train_steps,
+        a.batch_size,
+        synth,
+        a.synth_ratio if pipe else 0.0,
+        a.regenerate_every,
+        a.seed,
+        progress=not a.quiet,
+        callback=evaluate,
+        eval_every=a.eval_every,
+        resume=a.resume,
+        save=lambda step, ag: ag.save_pretrained(out),
+        save_every=a.save_every,
+    )
     curve = [(e["step"], e["return_mean"]) for e in hist["evals"]]
     label = f"{a.agent} ({'synthetic ' + str(a.synth_ratio) if pipe else 'real'})"
     plot = plot_return_curves({label: curve}, a.out / "returns.png", title=env_id)
-    return {"agent": a.agent, "env": env_id, "train_steps": a.train_steps, "resumed_from": start,
-            "synth_ratio": a.synth_ratio if pipe else 0.0, "coeff": a.coeff,
-            "regenerations": hist["regenerations"], "final": hist["evals"][-1] if hist["evals"] else None,
-            "curve": curve, "agent_bundle": str(out), "plot": str(plot)}
+    return {
+        "agent": a.agent,
+        "env": env_id,
+        "train_steps": a.train_steps,
+        "resumed_from": start,
+        "synth_ratio": a.synth_ratio if pipe else 0.0,
+        "coeff": a.coeff,
+        "regenerations": hist["regenerations"],
+        "final": hist["evals"][-1] if hist["evals"] else None,
+        "curve": curve,
+        "agent_bundle": str(out),
+        "plot": str(plot),
+    }
 
 
 def cmd_evaluate(a) -> dict:
@@ -168,22 +245,30 @@ def cmd_evaluate(a) -> dict:
     if agent is not None:
         obs_dim, act_dim = env_dims(a.env)
         if (agent.config.obs_dim, agent.config.act_dim) != (obs_dim, act_dim):
-            raise UsageError(f"the agent acts in ({agent.config.obs_dim}, {agent.config.act_dim}) dimensions but "
-                             f"{a.env} has ({obs_dim}, {act_dim}); pass the --env the agent was trained in "
-                             f"({agent.env_id})")
+            raise UsageError(
+                f"the agent acts in ({agent.config.obs_dim}, {agent.config.act_dim}) dimensions but "
+                f"{a.env} has ({obs_dim}, {act_dim}); pass the --env the agent was trained in "
+                f"({agent.env_id})"
+            )
     summary = {}
     if agent is not None:
         summary["policy"] = evaluate_policy(agent, a.env, a.episodes, seed=a.seed)
     if syn is not None:
         err = dynamics_error(syn, syn.env_id, max_transitions=a.max_transitions, seed=a.seed)
-        summary["synthetic"] = {"transitions": len(syn), "dynamics_mse_mean": float(np.nanmean(err)),
-                                "dynamics_mse_median": float(np.nanmedian(err)),
-                                "identifiable_fraction": float(np.mean(np.isfinite(err)))}
+        summary["synthetic"] = {
+            "transitions": len(syn),
+            "dynamics_mse_mean": float(np.nanmean(err)),
+            "dynamics_mse_median": float(np.nanmedian(err)),
+            "identifiable_fraction": float(np.mean(np.isfinite(err))),
+        }
         if agent is not None:
             summary["synthetic"]["policy_log_likelihood"] = policy_log_likelihood(agent, syn)
         if real is not None:
-            summary["plot"] = str(plot_state_trajectories(episode_windows(real), {"synthetic": episode_windows(syn)},
-                                                          a.out / "states.png"))
+            summary["plot"] = str(
+                plot_state_trajectories(
+                    episode_windows(real), {"synthetic": episode_windows(syn)}, a.out / "states.png"
+                )
+            )
     return summary
 
 
@@ -192,6 +277,7 @@ def cmd_demo(a) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ parser
+
 
 def _finish(parser: argparse.ArgumentParser) -> None:
     """Usage errors (a wrong type, an out-of-range value, a missing argument) as one line with exit code 2,
@@ -205,20 +291,37 @@ def _finish(parser: argparse.ArgumentParser) -> None:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 _finish(sub)
-        elif (action.option_strings and action.help and "%(default)" not in action.help
-              and action.default is not None and action.default is not False
-              and action.default is not argparse.SUPPRESS):
+        elif (
+            action.option_strings
+            and action.help
+            and "%(default)" not in action.help
+            and action.default is not None
+            and action.default is not False
+            and action.default is not argparse.SUPPRESS
+        ):
             action.help += " (default: %(default)s)"
 
 
 def _synthesis_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--coeff", type=nonnegative_float, default=1.0, help="policy guidance strength (0: unguided)")
-    add_sampling_flags(p, num_samples=64, steps=32, solver="heun",
-                       samples_help="windows (synthetic trajectories) per synthetic set")
-    p.add_argument("--length", type=positive_int, default=None,
-                   help="rows per window (at least 2; default: the model's training window)")
-    p.add_argument("--no-grad-norm", action="store_true",
-                   help="do not normalise the guidance gradient per window")
+    p.add_argument(
+        "--coeff", type=nonnegative_float, default=1.0, help="policy guidance strength (0: unguided)"
+    )
+    add_sampling_flags(
+        p,
+        num_samples=64,
+        steps=32,
+        solver="heun",
+        samples_help="windows (synthetic trajectories) per synthetic set",
+    )
+    p.add_argument(
+        "--length",
+        type=positive_int,
+        default=None,
+        help="rows per window (at least 2; default: the model's training window)",
+    )
+    p.add_argument(
+        "--no-grad-norm", action="store_true", help="do not normalise the guidance gradient per window"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -227,13 +330,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = add("collect", "roll out a behaviour policy and write a D4RL HDF5 dataset (<out>/data.hdf5)")
     s.add_argument("--env", default="Pendulum-v1", choices=SUPPORTED, help="gymnasium environment")
-    s.add_argument("--behaviour", default="replay", choices=BEHAVIOURS,
-                   help="random actions, a noisy scripted controller, or replay: noise decaying over episodes")
+    s.add_argument(
+        "--behaviour",
+        default="replay",
+        choices=BEHAVIOURS,
+        help="random actions, a noisy scripted controller, or replay: noise decaying over episodes",
+    )
     s.add_argument("--transitions", type=positive_int, default=20000, help="transitions to collect")
-    s.add_argument("--noise", type=nonnegative_float, default=0.1,
-                   help="action noise of the scripted controller, as a fraction of the action bound")
-    s.add_argument("--max-episode-steps", type=positive_int, default=None,
-                   help="cut episodes at this length (default: the environment's limit)")
+    s.add_argument(
+        "--noise",
+        type=nonnegative_float,
+        default=0.1,
+        help="action noise of the scripted controller, as a fraction of the action bound",
+    )
+    s.add_argument(
+        "--max-episode-steps",
+        type=positive_int,
+        default=None,
+        help="cut episodes at this length (default: the environment's limit)",
+    )
     s.add_argument("--minari-id", default=None, help="also write a local Minari dataset with this id")
     add_runtime_flags(s, out="runs/policy/collect")
 
@@ -241,7 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True, help="D4RL .hdf5 file or minari:<dataset_id>")
     s.add_argument("--env", default=None, choices=SUPPORTED, help="environment (default: the dataset's)")
     s.add_argument("--horizon", type=positive_int, default=32, help="window length (rows) to train on")
-    s.add_argument("--stride", type=positive_int, default=8, help="rows between the starts of training windows")
+    s.add_argument(
+        "--stride", type=positive_int, default=8, help="rows between the starts of training windows"
+    )
     s.add_argument("--base-channels", type=positive_int, default=32, help="width of the temporal U-Net")
     s.add_argument("--train-steps", type=positive_int, default=2000, help="training updates")
     s.add_argument("--batch-size", type=positive_int, default=64, help="windows per update")
@@ -250,8 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = add("synthesize", "sample synthetic transitions (<out>/synthetic.hdf5), policy-guided with --agent")
     s.add_argument("--model", required=True, type=existing_dir, help="trajectory model folder (from train)")
-    s.add_argument("--agent", default=None, type=existing_dir,
-                   help="target policy folder (from train-agent); without it the samples are unguided")
+    s.add_argument(
+        "--agent",
+        default=None,
+        type=existing_dir,
+        help="target policy folder (from train-agent); without it the samples are unguided",
+    )
     _synthesis_flags(s)
     add_runtime_flags(s, out="runs/policy/synthesize")
 
@@ -262,35 +383,70 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--train-steps", type=positive_int, default=10000, help="agent updates in all")
     s.add_argument("--batch-size", type=positive_int, default=256, help="transitions per update")
     s.add_argument("--hidden", type=positive_int, default=256, help="hidden units of each network layer")
-    s.add_argument("--alpha", type=positive_float, default=None, help="TD3+BC: weight of the Q term (default 2.5)")
-    s.add_argument("--expectile", type=probability, default=None,
-                   help="IQL: expectile of the value, in (0, 1) (default 0.7)")
-    s.add_argument("--beta", type=nonnegative_float, default=None,
-                   help="IQL: inverse temperature of the advantage weights (default 3, for D4RL-normalised "
-                   "rewards; with raw rewards choose it on validation episodes, e.g. 0.1 on Pendulum)")
-    s.add_argument("--model", default=None, type=existing_dir,
-                   help="trajectory model folder (from train) for synthetic data")
+    s.add_argument(
+        "--alpha", type=positive_float, default=None, help="TD3+BC: weight of the Q term (default 2.5)"
+    )
+    s.add_argument(
+        "--expectile",
+        type=probability,
+        default=None,
+        help="IQL: expectile of the value, in (0, 1) (default 0.7)",
+    )
+    s.add_argument(
+        "--beta",
+        type=nonnegative_float,
+        default=None,
+        help="IQL: inverse temperature of the advantage weights (default 3, for D4RL-normalised "
+        "rewards; with raw rewards choose it on validation episodes, e.g. 0.1 on Pendulum)",
+    )
+    s.add_argument(
+        "--model",
+        default=None,
+        type=existing_dir,
+        help="trajectory model folder (from train) for synthetic data",
+    )
     s.add_argument("--synth-ratio", type=probability, default=0.0, help="synthetic share of each batch")
-    s.add_argument("--regenerate-every", type=positive_int, default=2000,
-                   help="draw a new synthetic set from the current policy every this many updates")
-    s.add_argument("--eval-every", type=positive_int, default=1000, help="evaluate in the simulator every N updates")
+    s.add_argument(
+        "--regenerate-every",
+        type=positive_int,
+        default=2000,
+        help="draw a new synthetic set from the current policy every this many updates",
+    )
+    s.add_argument(
+        "--eval-every", type=positive_int, default=1000, help="evaluate in the simulator every N updates"
+    )
     s.add_argument("--eval-episodes", type=positive_int, default=5, help="episodes per evaluation")
-    s.add_argument("--save-every", type=positive_int, default=1000,
-                   help="save the agent bundle every N updates (and at the end)")
-    s.add_argument("--resume", action="store_true",
-                   help="continue the agent saved in <out>/agent from its update step")
+    s.add_argument(
+        "--save-every",
+        type=positive_int,
+        default=1000,
+        help="save the agent bundle every N updates (and at the end)",
+    )
+    s.add_argument(
+        "--resume", action="store_true", help="continue the agent saved in <out>/agent from its update step"
+    )
     _synthesis_flags(s)
     add_runtime_flags(s, out="runs/policy/train-agent")
 
     s = add("evaluate", "returns in the simulator; dynamics error and likelihood of synthetic data")
     s.add_argument("--agent", default=None, type=existing_dir, help="agent folder (from train-agent)")
-    s.add_argument("--env", default=None, choices=SUPPORTED,
-                   help="environment (needed with --agent; default for datasets: the dataset's)")
+    s.add_argument(
+        "--env",
+        default=None,
+        choices=SUPPORTED,
+        help="environment (needed with --agent; default for datasets: the dataset's)",
+    )
     s.add_argument("--episodes", type=positive_int, default=10, help="evaluation episodes of the agent")
-    s.add_argument("--synthetic", default=None, help="synthetic dataset (.hdf5) to check against the simulator")
+    s.add_argument(
+        "--synthetic", default=None, help="synthetic dataset (.hdf5) to check against the simulator"
+    )
     s.add_argument("--data", default=None, help="real dataset (.hdf5), to plot real against synthetic states")
-    s.add_argument("--max-transitions", type=positive_int, default=5000,
-                   help="synthetic transitions checked in the simulator (a random subset beyond this)")
+    s.add_argument(
+        "--max-transitions",
+        type=positive_int,
+        default=5000,
+        help="synthetic transitions checked in the simulator (a random subset beyond this)",
+    )
     add_runtime_flags(s, out="runs/policy/evaluate")
 
     s = add("demo", "Pendulum end to end on a small setting (a few minutes on a CPU)")
@@ -300,8 +456,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-HANDLERS = {"collect": cmd_collect, "train": cmd_train, "synthesize": cmd_synthesize,
-            "train-agent": cmd_train_agent, "evaluate": cmd_evaluate, "demo": cmd_demo}
+HANDLERS = {
+    "collect": cmd_collect,
+    "train": cmd_train,
+    "synthesize": cmd_synthesize,
+    "train-agent": cmd_train_agent,
+    "evaluate": cmd_evaluate,
+    "demo": cmd_demo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

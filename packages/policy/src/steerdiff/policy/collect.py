@@ -51,7 +51,7 @@ class ScriptedPolicy:
             energy = 0.5 * thdot**2 + 10.0 * (cos - 1.0)  # zero at the top, at rest
             return np.array([2.0 * np.sign(thdot * -energy) if abs(thdot) > 1e-3 else 1.0])
         nq, nj = self.obs_dim - self.act_dim - 3, self.act_dim  # obs = qpos[1:] (nq-1) + qvel (nv)
-        q, qd = obs[nq - 1 - nj:nq - 1], obs[-nj:]
+        q, qd = obs[nq - 1 - nj : nq - 1], obs[-nj:]
         return 0.6 * np.sin(2 * math.pi * self.t / 10.0 + self.phase_offsets) - 1.0 * q - 0.05 * qd
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
@@ -80,8 +80,15 @@ def make_behaviour(kind: str, env_id: str, noise: float = 0.1, seed: int = 0):
     raise ValueError(f"unknown behaviour {kind!r}; choose one of {list(BEHAVIOURS)} or pass a callable")
 
 
-def collect(env_id: str, behaviour: str | Callable = "scripted", num_steps: int = 10_000, noise: float = 0.1,
-            seed: int = 0, max_episode_steps: int | None = None, progress: bool = False) -> OfflineDataset:
+def collect(
+    env_id: str,
+    behaviour: str | Callable = "scripted",
+    num_steps: int = 10_000,
+    noise: float = 0.1,
+    seed: int = 0,
+    max_episode_steps: int | None = None,
+    progress: bool = False,
+) -> OfflineDataset:
     """Roll out ``behaviour`` for ``num_steps`` transitions (the last episode is cut there, as a timeout).
 
     ``max_episode_steps`` shortens episodes below the environment's own limit (useful for small data).
@@ -100,6 +107,7 @@ def collect(env_id: str, behaviour: str | Callable = "scripted", num_steps: int 
     bar = None
     if progress:
         from tqdm.auto import tqdm
+
         bar = tqdm(total=num_steps, desc=f"collect {env_id}")
     for _ in range(num_steps):
         if replay and steps_in_episode == 0:
@@ -126,7 +134,13 @@ def collect(env_id: str, behaviour: str | Callable = "scripted", num_steps: int 
     if not (term_l[-1] or tout_l[-1]):
         tout_l[-1] = True
     kind = behaviour if isinstance(behaviour, str) else "custom"
-    return OfflineDataset(observations=np.array(obs_l), actions=np.array(act_l), rewards=np.array(rew_l),
-                          terminals=np.array(term_l), timeouts=np.array(tout_l),
-                          next_observations=np.array(next_l), env_id=env_id,
-                          metadata={"behaviour": kind, "noise": float(noise), "seed": int(seed)})
+    return OfflineDataset(
+        observations=np.array(obs_l),
+        actions=np.array(act_l),
+        rewards=np.array(rew_l),
+        terminals=np.array(term_l),
+        timeouts=np.array(tout_l),
+        next_observations=np.array(next_l),
+        env_id=env_id,
+        metadata={"behaviour": kind, "noise": float(noise), "seed": int(seed)},
+    )

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from steerdiff.core.io import atomic_path
 
 __all__ = [
@@ -66,34 +67,45 @@ class OfflineDataset:
         for name in ("observations", "actions", "next_observations"):
             a = getattr(self, name)
             if a.ndim != 2:
-                raise DatasetError(f"{name} must be 2-D (N, dim), got shape {a.shape}; reshape it to "
-                                   f"(num_transitions, dim)")
+                raise DatasetError(
+                    f"{name} must be 2-D (N, dim), got shape {a.shape}; reshape it to (num_transitions, dim)"
+                )
         for name in KEYS:
             a = getattr(self, name)
             if len(a) != n:
-                raise DatasetError(f"{name} has {len(a)} rows but observations has {n}; every key of the "
-                                   "D4RL layout needs one row per transition")
+                raise DatasetError(
+                    f"{name} has {len(a)} rows but observations has {n}; every key of the "
+                    "D4RL layout needs one row per transition"
+                )
         if self.next_observations.shape != self.observations.shape:
-            raise DatasetError(f"next_observations has shape {self.next_observations.shape} but observations "
-                               f"{self.observations.shape}; they must match")
+            raise DatasetError(
+                f"next_observations has shape {self.next_observations.shape} but observations "
+                f"{self.observations.shape}; they must match"
+            )
         for name in ("observations", "actions", "rewards", "next_observations"):
             a = getattr(self, name)
             bad = ~np.isfinite(a)
             if bad.any():
                 row = int(np.argwhere(bad)[0][0])
-                raise DatasetError(f"{name} contains {int(bad.sum())} NaN/inf value(s); the first is in row "
-                                   f"{row}. Drop or repair those transitions (e.g. dataset.select(mask)) "
-                                   "before training")
+                raise DatasetError(
+                    f"{name} contains {int(bad.sum())} NaN/inf value(s); the first is in row "
+                    f"{row}. Drop or repair those transitions (e.g. dataset.select(mask)) "
+                    "before training"
+                )
 
     def check_env(self, obs_dim: int, act_dim: int, env_id: str | None = None) -> None:
         """Raise if the dataset's dimensions differ from an environment's."""
         what = f"environment {env_id}" if env_id else "the environment"
         if self.obs_dim != obs_dim:
-            raise DatasetError(f"the dataset has observation dimension {self.obs_dim} but {what} has "
-                               f"{obs_dim}; use the dataset that was collected in {what}")
+            raise DatasetError(
+                f"the dataset has observation dimension {self.obs_dim} but {what} has "
+                f"{obs_dim}; use the dataset that was collected in {what}"
+            )
         if self.act_dim != act_dim:
-            raise DatasetError(f"the dataset has action dimension {self.act_dim} but {what} has {act_dim}; "
-                               f"use the dataset that was collected in {what}")
+            raise DatasetError(
+                f"the dataset has action dimension {self.act_dim} but {what} has {act_dim}; "
+                f"use the dataset that was collected in {what}"
+            )
 
     # ------------------------------------------------------------------------------------------ views
     def __len__(self) -> int:
@@ -113,7 +125,7 @@ class OfflineDataset:
         if len(ends) == 0 or ends[-1] != len(self):
             ends = np.append(ends, len(self))
         starts = np.concatenate([[0], ends[:-1]])
-        return list(zip(starts.tolist(), ends.tolist()))
+        return list(zip(starts.tolist(), ends.tolist(), strict=True))
 
     def episode_returns(self) -> np.ndarray:
         csum = np.concatenate([[0.0], np.cumsum(self.rewards, dtype=np.float64)])
@@ -122,8 +134,9 @@ class OfflineDataset:
 
     def select(self, rows) -> OfflineDataset:
         """The transitions at ``rows`` (an index array or bool mask)."""
-        return OfflineDataset(**{k: getattr(self, k)[rows] for k in KEYS}, env_id=self.env_id,
-                              metadata=dict(self.metadata))
+        return OfflineDataset(
+            **{k: getattr(self, k)[rows] for k in KEYS}, env_id=self.env_id, metadata=dict(self.metadata)
+        )
 
     def as_dict(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k) for k in KEYS}
@@ -134,9 +147,14 @@ class OfflineDataset:
             raise DatasetError("nothing to concatenate: pass at least one dataset")
         dims = {(p.obs_dim, p.act_dim) for p in parts}
         if len(dims) > 1:
-            raise DatasetError(f"cannot concatenate datasets with different (obs_dim, act_dim): {sorted(dims)}")
-        return cls(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in KEYS},
-                   env_id=parts[0].env_id, metadata=dict(parts[0].metadata))
+            raise DatasetError(
+                f"cannot concatenate datasets with different (obs_dim, act_dim): {sorted(dims)}"
+            )
+        return cls(
+            **{k: np.concatenate([getattr(p, k) for p in parts]) for k in KEYS},
+            env_id=parts[0].env_id,
+            metadata=dict(parts[0].metadata),
+        )
 
     @classmethod
     def from_episodes(cls, episodes: list[dict], env_id: str | None = None) -> OfflineDataset:
@@ -151,18 +169,29 @@ class OfflineDataset:
             if t == 0:
                 raise DatasetError(f"episode {i} is empty (0 steps); drop it before building the dataset")
             if len(obs) != t + 1:
-                raise DatasetError(f"episode {i} has {len(obs)} observations for {t} actions; give T+1 "
-                                   "observations (the last state included) for T actions")
+                raise DatasetError(
+                    f"episode {i} has {len(obs)} observations for {t} actions; give T+1 "
+                    "observations (the last state included) for T actions"
+                )
             term = np.zeros(t, bool)
             tout = np.zeros(t, bool)
             term[-1] = bool(ep.get("terminated", False))
             tout[-1] = not term[-1]  # an episode that did not terminate was cut: a timeout
-            parts.append(dict(observations=obs[:-1], actions=ep["actions"], rewards=ep["rewards"],
-                              terminals=term, timeouts=tout, next_observations=obs[1:]))
+            parts.append(
+                dict(
+                    observations=obs[:-1],
+                    actions=ep["actions"],
+                    rewards=ep["rewards"],
+                    terminals=term,
+                    timeouts=tout,
+                    next_observations=obs[1:],
+                )
+            )
         return cls(**{k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in KEYS}, env_id=env_id)
 
 
 # ----------------------------------------------------------------------------------------------- HDF5
+
 
 def _h5py():
     try:
@@ -191,8 +220,10 @@ def load_d4rl(path, env_id: str | None = None) -> OfflineDataset:
     h5py = _h5py()
     path = Path(path)
     if not path.exists():
-        raise DatasetError(f"{path} does not exist; collect a dataset first (steerdiff-policy collect) or "
-                           "pass the path of a D4RL .hdf5 file")
+        raise DatasetError(
+            f"{path} does not exist; collect a dataset first (steerdiff-policy collect) or "
+            "pass the path of a D4RL .hdf5 file"
+        )
     try:
         f = h5py.File(path, "r")
     except OSError as e:
@@ -200,30 +231,43 @@ def load_d4rl(path, env_id: str | None = None) -> OfflineDataset:
     with f:
         missing = [k for k in KEYS if k not in f]
         if missing:
-            raise DatasetError(f"{path} lacks the D4RL key(s) {missing}; a D4RL file needs {list(KEYS)} at "
-                               "its root (for a file without next_observations, rebuild it with "
-                               "OfflineDataset.from_episodes)")
+            raise DatasetError(
+                f"{path} lacks the D4RL key(s) {missing}; a D4RL file needs {list(KEYS)} at "
+                "its root (for a file without next_observations, rebuild it with "
+                "OfflineDataset.from_episodes)"
+            )
         arrays = {k: f[k][()] for k in KEYS}
         stored = f.attrs.get("env_id")
-        meta = {k[5:]: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()
-                if k.startswith("meta_")}
-    return OfflineDataset(**arrays, env_id=env_id or (str(stored) if stored is not None else None),
-                          metadata=meta)
+        meta = {
+            k[5:]: (v.item() if hasattr(v, "item") else v)
+            for k, v in f.attrs.items()
+            if k.startswith("meta_")
+        }
+    return OfflineDataset(
+        **arrays, env_id=env_id or (str(stored) if stored is not None else None), metadata=meta
+    )
 
 
 # --------------------------------------------------------------------------------------------- Minari
+
 
 def _minari():
     try:
         import minari
         from minari.data_collector.episode_buffer import EpisodeBuffer
     except ImportError as e:
-        raise ImportError("Minari datasets need the minari extra: pip install 'steerdiff-policy[minari]'") from e
+        raise ImportError(
+            "Minari datasets need the minari extra: pip install 'steerdiff-policy[minari]'"
+        ) from e
     return minari, EpisodeBuffer
 
 
-def save_minari(dataset: OfflineDataset, dataset_id: str, env_id: str | None = None,
-                algorithm_name: str = "steerdiff-policy"):
+def save_minari(
+    dataset: OfflineDataset,
+    dataset_id: str,
+    env_id: str | None = None,
+    algorithm_name: str = "steerdiff-policy",
+):
     """Write a local Minari dataset (under ``MINARI_DATASETS_PATH``) without jax, episode by episode."""
     minari, EpisodeBuffer = _minari()
     import gymnasium as gym
@@ -234,30 +278,52 @@ def save_minari(dataset: OfflineDataset, dataset_id: str, env_id: str | None = N
     env = gym.make(env_id)
     buffers = []
     for i, (a, b) in enumerate(dataset.episode_bounds()):
-        obs = np.concatenate([dataset.observations[a:b], dataset.next_observations[b - 1:b]])
-        buffers.append(EpisodeBuffer(id=i, observations=obs, actions=dataset.actions[a:b],
-                                     rewards=dataset.rewards[a:b], terminations=dataset.terminals[a:b],
-                                     truncations=dataset.timeouts[a:b] | (np.arange(a, b) == b - 1)
-                                     & ~dataset.terminals[a:b]))
-    return minari.create_dataset_from_buffers(dataset_id=dataset_id, buffer=buffers, env=env,
-                                              algorithm_name=algorithm_name, author="steerdiff",
-                                              author_email="none@example.com", code_permalink="none",
-                                              description=f"{env_id} data written by steerdiff-policy")
+        obs = np.concatenate([dataset.observations[a:b], dataset.next_observations[b - 1 : b]])
+        buffers.append(
+            EpisodeBuffer(
+                id=i,
+                observations=obs,
+                actions=dataset.actions[a:b],
+                rewards=dataset.rewards[a:b],
+                terminations=dataset.terminals[a:b],
+                truncations=dataset.timeouts[a:b] | (np.arange(a, b) == b - 1) & ~dataset.terminals[a:b],
+            )
+        )
+    return minari.create_dataset_from_buffers(
+        dataset_id=dataset_id,
+        buffer=buffers,
+        env=env,
+        algorithm_name=algorithm_name,
+        author="steerdiff",
+        author_email="none@example.com",
+        code_permalink="none",
+        description=f"{env_id} data written by steerdiff-policy",
+    )
 
 
 def load_minari(dataset_id: str) -> OfflineDataset:
     """Read a local Minari dataset into the D4RL layout (no download: it must already be on disk)."""
     minari, _ = _minari()
     if dataset_id not in minari.list_local_datasets():
-        raise DatasetError(f"no local Minari dataset {dataset_id!r} under MINARI_DATASETS_PATH; local ones: "
-                           f"{sorted(minari.list_local_datasets())}. Create it with save_minari")
+        raise DatasetError(
+            f"no local Minari dataset {dataset_id!r} under MINARI_DATASETS_PATH; local ones: "
+            f"{sorted(minari.list_local_datasets())}. Create it with save_minari"
+        )
     ds = minari.load_dataset(dataset_id)
     episodes = []
     for ep in ds.iterate_episodes():
         if len(ep.actions) == 0:
-            raise DatasetError(f"Minari dataset {dataset_id!r} holds an empty episode (id {ep.id}); remove it")
-        episodes.append(dict(observations=ep.observations, actions=ep.actions, rewards=ep.rewards,
-                             terminated=bool(ep.terminations[-1])))
+            raise DatasetError(
+                f"Minari dataset {dataset_id!r} holds an empty episode (id {ep.id}); remove it"
+            )
+        episodes.append(
+            dict(
+                observations=ep.observations,
+                actions=ep.actions,
+                rewards=ep.rewards,
+                terminated=bool(ep.terminations[-1]),
+            )
+        )
     env_spec = ds.spec.env_spec
     return OfflineDataset.from_episodes(episodes, env_id=env_spec.id if env_spec is not None else None)
 
@@ -265,5 +331,5 @@ def load_minari(dataset_id: str) -> OfflineDataset:
 def load_dataset(source: str) -> OfflineDataset:
     """A path to a D4RL HDF5 file, or ``minari:<dataset_id>`` for a local Minari dataset."""
     if source.startswith("minari:"):
-        return load_minari(source[len("minari:"):])
+        return load_minari(source[len("minari:") :])
     return load_d4rl(source)

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+
 from steerdiff.core.bundle import BundleError, load_pretrained, save_pretrained
 from steerdiff.core.denoiser import Denoiser
 from steerdiff.core.nets import build_network
@@ -32,7 +33,7 @@ DOMAIN = "policy"  # the domain name of this package's model bundles
 
 @dataclass
 class ModelConfig:
-    horizon: int = 32                 # window length (rows) used for training
+    horizon: int = 32  # window length (rows) used for training
     stride: int = 8
     base_channels: int = 32
     channel_mults: tuple[int, ...] = (1, 2, 4)
@@ -47,11 +48,11 @@ class ModelConfig:
 
 @dataclass
 class SamplerConfig:
-    """EDM sampling (the reference uses Heun, 256 steps, S_churn 80 on [0.05, 50]); smaller here by default."""
+    """EDM sampling (the reference uses Heun, 256 steps, S_churn 80 on [0.05, 50]); fewer steps by default."""
 
     steps: int = 32
     solver: str = "heun"
-    churn: float = 0.0                # EDM's S_churn / steps per step, i.e. the solver's gamma
+    churn: float = 0.0  # EDM's S_churn / steps per step, i.e. the solver's gamma
     churn_min: float = 0.05
     churn_max: float = 50.0
     churn_noise: float = 1.003
@@ -61,8 +62,13 @@ class SamplerConfig:
 
     def options(self) -> dict:
         if self.solver in ("heun", "euler"):
-            return {"churn": self.churn, "churn_min": self.churn_min, "churn_max": self.churn_max,
-                    "churn_noise": self.churn_noise, **self.solver_options}
+            return {
+                "churn": self.churn,
+                "churn_min": self.churn_min,
+                "churn_max": self.churn_max,
+                "churn_noise": self.churn_noise,
+                **self.solver_options,
+            }
         return dict(self.solver_options)
 
 
@@ -81,27 +87,56 @@ class TrajectoryDiffusion:
 
     # ---------------------------------------------------------------------------------------------- train
     @classmethod
-    def fit(cls, dataset: OfflineDataset, config: ModelConfig | None = None, checkpoint_dir=None,
-            action_bound: float | None = None, device="auto", progress: bool = True) -> TrajectoryDiffusion:
+    def fit(
+        cls,
+        dataset: OfflineDataset,
+        config: ModelConfig | None = None,
+        checkpoint_dir=None,
+        action_bound: float | None = None,
+        device="auto",
+        progress: bool = True,
+    ) -> TrajectoryDiffusion:
         """Train a model on ``dataset``'s episodes. With ``checkpoint_dir`` the core trainer keeps a training
         checkpoint in ``checkpoint_dir/checkpoint`` and a run that was cut resumes from it."""
         config = config or ModelConfig()
         if action_bound is None:
             if dataset.env_id is None:
-                raise ValueError("the dataset names no environment; pass action_bound=... (the symmetric "
-                                 "action limit) or set dataset.env_id")
+                raise ValueError(
+                    "the dataset names no environment; pass action_bound=... (the symmetric "
+                    "action limit) or set dataset.env_id"
+                )
             action_bound = action_bounds(dataset.env_id)
         normalizer = Normalizer.fit(dataset, action_bound)
         data = windows(dataset, normalizer, config.horizon, config.stride)
-        net = build_network("unet1d", in_channels=normalizer.channels, base_channels=config.base_channels,
-                            channel_mults=tuple(config.channel_mults), emb_dim=config.emb_dim)
+        with torch.random.fork_rng(devices=[]):  # the initial weights follow config.seed, like the batches
+            torch.manual_seed(config.seed)
+            net = build_network(
+                "unet1d",
+                in_channels=normalizer.channels,
+                base_channels=config.base_channels,
+                channel_mults=tuple(config.channel_mults),
+                emb_dim=config.emb_dim,
+            )
         denoiser = Denoiser(net, "edm", sigma_data=1.0)
-        tc = TrainConfig(steps=config.steps, batch_size=min(config.batch_size, len(data)), lr=config.lr,
-                         warmup_steps=config.warmup_steps, ema_decay=config.ema_decay, seed=config.seed,
-                         checkpoint_every=0 if checkpoint_dir is None else max(500, config.steps // 4),
-                         log_every=max(1, min(100, config.steps)))
-        result = train(denoiser, EDM(), data, tc, out_dir=checkpoint_dir, progress=progress,
-                       device=resolve_device(device))
+        tc = TrainConfig(
+            steps=config.steps,
+            batch_size=min(config.batch_size, len(data)),
+            lr=config.lr,
+            warmup_steps=config.warmup_steps,
+            ema_decay=config.ema_decay,
+            seed=config.seed,
+            checkpoint_every=0 if checkpoint_dir is None else max(500, config.steps // 4),
+            log_every=max(1, min(100, config.steps)),
+        )
+        result = train(
+            denoiser,
+            EDM(),
+            data,
+            tc,
+            out_dir=checkpoint_dir,
+            progress=progress,
+            device=resolve_device(device),
+        )
         model = cls(result.ema.eval().requires_grad_(False), normalizer, dataset.env_id, config.horizon)
         model.losses = result.losses
         model.config = config
@@ -111,25 +146,37 @@ class TrajectoryDiffusion:
     def bundle_config(self) -> dict:
         """The ``domain`` section of the model's bundle."""
         n = self.normalizer
-        return {"kind": "trajectory", "env_id": self.env_id, "obs_dim": n.obs_dim, "act_dim": n.act_dim,
-                "action_bound": n.action_bound, "horizon": self.horizon, "normalizer": asdict(n),
-                "training": None if self.config is None else asdict(self.config)}
+        return {
+            "kind": "trajectory",
+            "env_id": self.env_id,
+            "obs_dim": n.obs_dim,
+            "act_dim": n.act_dim,
+            "action_bound": n.action_bound,
+            "horizon": self.horizon,
+            "normalizer": asdict(n),
+            "training": None if self.config is None else asdict(self.config),
+        }
 
     def save_pretrained(self, path) -> Path:
         """Write the model as a bundle (domain ``"policy"``) to the folder ``path``, atomically."""
-        return save_pretrained(path, domain=DOMAIN, config=self.bundle_config(), denoiser=self.denoiser,
-                               schedule=self.schedule)
+        return save_pretrained(
+            path, domain=DOMAIN, config=self.bundle_config(), denoiser=self.denoiser, schedule=self.schedule
+        )
 
     @classmethod
     def from_pretrained(cls, path, device="auto") -> TrajectoryDiffusion:
-        """Load a trajectory model bundle written by :meth:`save_pretrained` (or ``steerdiff-policy train``)."""
+        """Load a trajectory model bundle from :meth:`save_pretrained` (or ``steerdiff-policy train``)."""
         bundle = load_pretrained(path, domain=DOMAIN, device=device)
         cfg = bundle.config
         if cfg.get("kind") != "trajectory":
-            raise BundleError(f"{path} holds a policy {cfg.get('kind', 'unknown')!r} bundle, not a trajectory "
-                              "model; give the folder that steerdiff-policy train wrote")
+            raise BundleError(
+                f"{path} holds a policy {cfg.get('kind', 'unknown')!r} bundle, not a trajectory "
+                "model; give the folder that steerdiff-policy train wrote"
+            )
         if bundle.denoiser is None:
-            raise BundleError(f"{path} holds no denoiser weights; the bundle is corrupt, train the model again")
+            raise BundleError(
+                f"{path} holds no denoiser weights; the bundle is corrupt, train the model again"
+            )
         try:
             normalizer = Normalizer(**cfg["normalizer"])
             horizon = int(cfg["horizon"])
@@ -137,29 +184,54 @@ class TrajectoryDiffusion:
             if training:
                 training = ModelConfig(**{**training, "channel_mults": tuple(training["channel_mults"])})
         except (KeyError, TypeError, ValueError) as err:
-            raise BundleError(f"{path}/config.json has a corrupt policy section ({err}); train the model "
-                              "again") from None
+            raise BundleError(
+                f"{path}/config.json has a corrupt policy section ({err}); train the model again"
+            ) from None
         model = cls(bundle.denoiser, normalizer, cfg.get("env_id"), horizon)
         model.config = training
         return model
 
     # --------------------------------------------------------------------------------------------- sample
-    def sample(self, num: int, length: int | None = None, guidance=(), sampler: SamplerConfig | None = None,
-               generator: torch.Generator | None = None, progress: bool = False) -> SampleResult:
+    def sample(
+        self,
+        num: int,
+        length: int | None = None,
+        guidance=(),
+        sampler: SamplerConfig | None = None,
+        generator: torch.Generator | None = None,
+        progress: bool = False,
+    ) -> SampleResult:
         """``num`` normalised windows (num, C, length) with the given guidance (one batched run)."""
         sampler = sampler or SamplerConfig()
         length = length or self.horizon
         if length < 2:
             raise ValueError(f"length must be >= 2 rows (one transition), got {length}")
-        sigmas = sigma_grid(self.schedule, sampler.steps, "karras", sigma_min=sampler.sigma_min,
-                            sigma_max=sampler.sigma_max)
-        x = sampler.sigma_max * torch.randn((num, self.normalizer.channels, length), generator=generator,
-                                            device=self.device)
-        return sample(self.denoiser, x, sigmas, sampler.solver, guidance=list(guidance), generator=generator,
-                      progress=progress, **sampler.options())
+        sigmas = sigma_grid(
+            self.schedule, sampler.steps, "karras", sigma_min=sampler.sigma_min, sigma_max=sampler.sigma_max
+        )
+        x = sampler.sigma_max * torch.randn(
+            (num, self.normalizer.channels, length), generator=generator, device=self.device
+        )
+        return sample(
+            self.denoiser,
+            x,
+            sigmas,
+            sampler.solver,
+            guidance=list(guidance),
+            generator=generator,
+            progress=progress,
+            **sampler.options(),
+        )
 
-    def synthesize(self, num: int, length: int | None = None, guidance=(), sampler: SamplerConfig | None = None,
-                   generator: torch.Generator | None = None, progress: bool = False) -> OfflineDataset:
+    def synthesize(
+        self,
+        num: int,
+        length: int | None = None,
+        guidance=(),
+        sampler: SamplerConfig | None = None,
+        generator: torch.Generator | None = None,
+        progress: bool = False,
+    ) -> OfflineDataset:
         """Sample windows and turn them into a dataset of transitions in the D4RL layout."""
         res = self.sample(num, length, guidance, sampler, generator, progress)
         ds = to_transitions(res.x, self.normalizer, self.env_id)

@@ -74,8 +74,8 @@ def set_state(env, env_id: str, obs: np.ndarray) -> None:
         return
     _check(env_id)
     nq, nv = u.model.nq, u.model.nv
-    qpos = np.concatenate([[0.0], obs[:nq - 1]])
-    u.set_state(qpos, obs[nq - 1:nq - 1 + nv])
+    qpos = np.concatenate([[0.0], obs[: nq - 1]])
+    u.set_state(qpos, obs[nq - 1 : nq - 1 + nv])
 
 
 VELOCITY_CLIP = {"Hopper-v5": 10.0, "Walker2d-v5": 10.0}  # their observations clip qvel to [-10, 10]

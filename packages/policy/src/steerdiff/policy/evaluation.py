@@ -11,8 +11,9 @@ from .envs import env_dims, identifiable, make_env, normalized_score, observe, s
 __all__ = ["dynamics_error", "evaluate_policy", "policy_log_likelihood"]
 
 
-def evaluate_policy(policy, env_id: str, episodes: int = 5, seed: int = 0,
-                    max_episode_steps: int | None = None) -> dict:
+def evaluate_policy(
+    policy, env_id: str, episodes: int = 5, seed: int = 0, max_episode_steps: int | None = None
+) -> dict:
     """Run ``episodes`` episodes in lockstep (one batched ``policy.act`` call per step).
 
     Returns mean/std return, the per-episode returns and the D4RL-normalised score where one exists."""
@@ -31,14 +32,18 @@ def evaluate_policy(policy, env_id: str, episodes: int = 5, seed: int = 0,
         if not alive.any():
             break
     norm = normalized_score(env_id, returns)
-    return {"return_mean": float(returns.mean()), "return_std": float(returns.std()),
-            "returns": returns.tolist(),
-            "normalized_mean": None if norm is None else float(norm.mean()),
-            "normalized_std": None if norm is None else float(norm.std())}
+    return {
+        "return_mean": float(returns.mean()),
+        "return_std": float(returns.std()),
+        "returns": returns.tolist(),
+        "normalized_mean": None if norm is None else float(norm.mean()),
+        "normalized_std": None if norm is None else float(norm.std()),
+    }
 
 
-def dynamics_error(dataset: OfflineDataset, env_id: str | None = None, max_transitions: int | None = None,
-                   seed: int = 0) -> np.ndarray:
+def dynamics_error(
+    dataset: OfflineDataset, env_id: str | None = None, max_transitions: int | None = None, seed: int = 0
+) -> np.ndarray:
     """Per-transition mean squared error between the dataset's next observation and the simulator's.
 
     The simulator is reset to each transition's observation, steps its action, and its next observation is

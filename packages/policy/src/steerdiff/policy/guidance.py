@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
 from steerdiff.core.guidance import Guidance
 
 from .trajectories import Normalizer
@@ -54,8 +55,10 @@ def trajectory_log_likelihood(policy, traj: torch.Tensor, normalizer: Normalizer
     act = normalizer.channel_to_action(raw[:, normalizer.act]).transpose(1, 2).reshape(b * length, -1)
     lp = policy.log_prob(obs, act)
     if lp.shape != (b * length,):
-        raise ValueError(f"policy.log_prob(obs, action) must return one value per row, shape ({b * length},); "
-                         f"got {tuple(lp.shape)}")
+        raise ValueError(
+            f"policy.log_prob(obs, action) must return one value per row, shape ({b * length},); "
+            f"got {tuple(lp.shape)}"
+        )
     return lp.reshape(b, length).sum(1)
 
 
@@ -78,15 +81,18 @@ class PolicyGuidance(Guidance):
         if self.at not in ("denoised", "noisy"):
             raise ValueError(f"at must be 'denoised' or 'noisy', got {self.at!r}")
         if self.apply not in ("estimate", "sample"):
-            raise ValueError(f"apply must be 'estimate' (move x0-hat) or 'sample' (move the noisy sample, as "
-                             f"the reference code does), got {self.apply!r}")
+            raise ValueError(
+                f"apply must be 'estimate' (move x0-hat) or 'sample' (move the noisy sample, as "
+                f"the reference code does), got {self.apply!r}"
+            )
         if not math.isfinite(self.coeff) or self.coeff < 0:
             raise ValueError(f"coeff must be a finite number >= 0, got {self.coeff}")
 
     def check(self, ctx, x):
         if x.ndim != 3 or x.shape[1] != self.normalizer.channels:
-            raise ValueError(f"policy guidance needs trajectories (B, {self.normalizer.channels}, L); got "
-                             f"{tuple(x.shape)}")
+            raise ValueError(
+                f"policy guidance needs trajectories (B, {self.normalizer.channels}, L); got {tuple(x.shape)}"
+            )
 
     def action_gradient(self, traj: torch.Tensor) -> torch.Tensor:
         """grad of the summed log-likelihood w.r.t. the normalised trajectory; zero outside the actions."""

@@ -34,12 +34,21 @@ class EnsembleLinear(nn.Module):
 class EnsembleMLP(nn.Module):
     """E MLPs evaluated together. Input (N, in) is shared by all members, or (E, N, in) one per member."""
 
-    def __init__(self, ensemble: int, inp: int, out: int, hidden: int = 256, layers: int = 2,
-                 activation: type[nn.Module] = nn.ReLU):
+    def __init__(
+        self,
+        ensemble: int,
+        inp: int,
+        out: int,
+        hidden: int = 256,
+        layers: int = 2,
+        activation: type[nn.Module] = nn.ReLU,
+    ):
         super().__init__()
         self.ensemble = ensemble
         dims = [inp] + [hidden] * layers
-        self.layers = nn.ModuleList(EnsembleLinear(ensemble, a, b) for a, b in zip(dims, dims[1:]))
+        self.layers = nn.ModuleList(
+            EnsembleLinear(ensemble, a, b) for a, b in zip(dims, dims[1:], strict=False)
+        )
         self.head = EnsembleLinear(ensemble, dims[-1], out)
         self.act = activation()
 

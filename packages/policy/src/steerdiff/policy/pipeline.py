@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+
 from steerdiff.core.sampling import SampleResult
 from steerdiff.core.solvers import SOLVERS
 
@@ -32,16 +33,33 @@ class PolicyGuidedPipeline:
 
     def __init__(self, model: TrajectoryDiffusion):
         if not isinstance(model, TrajectoryDiffusion):
-            raise TypeError(f"PolicyGuidedPipeline needs a TrajectoryDiffusion model, got {type(model).__name__}")
+            raise TypeError(
+                f"PolicyGuidedPipeline needs a TrajectoryDiffusion model, got {type(model).__name__}"
+            )
         self.model = model
 
     # ------------------------------------------------------------------------------------------ creation
     @classmethod
-    def train(cls, dataset: OfflineDataset, config: ModelConfig | None = None, checkpoint_dir=None,
-              action_bound: float | None = None, device="auto", progress: bool = False) -> PolicyGuidedPipeline:
+    def train(
+        cls,
+        dataset: OfflineDataset,
+        config: ModelConfig | None = None,
+        checkpoint_dir=None,
+        action_bound: float | None = None,
+        device="auto",
+        progress: bool = False,
+    ) -> PolicyGuidedPipeline:
         """Train the trajectory model on ``dataset`` (``checkpoint_dir``: where a cut run resumes from)."""
-        return cls(TrajectoryDiffusion.fit(dataset, config, checkpoint_dir=checkpoint_dir,
-                                           action_bound=action_bound, device=device, progress=progress))
+        return cls(
+            TrajectoryDiffusion.fit(
+                dataset,
+                config,
+                checkpoint_dir=checkpoint_dir,
+                action_bound=action_bound,
+                device=device,
+                progress=progress,
+            )
+        )
 
     @classmethod
     def from_pretrained(cls, path, device="auto") -> PolicyGuidedPipeline:
@@ -75,13 +93,24 @@ class PolicyGuidedPipeline:
         """Raise if ``agent`` acts in another environment than the model's data."""
         n = self.normalizer
         if agent.config.obs_dim != n.obs_dim or agent.config.act_dim != n.act_dim:
-            raise DatasetError(f"the agent has observation/action dimensions ({agent.config.obs_dim}, "
-                               f"{agent.config.act_dim}) but the trajectory model ({n.obs_dim}, {n.act_dim}); "
-                               f"use an agent trained in the model's environment ({self.env_id})")
+            raise DatasetError(
+                f"the agent has observation/action dimensions ({agent.config.obs_dim}, "
+                f"{agent.config.act_dim}) but the trajectory model ({n.obs_dim}, {n.act_dim}); "
+                f"use an agent trained in the model's environment ({self.env_id})"
+            )
 
-    def synthesizer(self, coeff: float = 1.0, num_samples: int = 64, steps: int = 32, solver: str = "heun",
-                    length: int | None = None, seed: int = 0, normalize_gradient: bool = True,
-                    churn: float = 0.0, **guidance) -> Synthesizer:
+    def synthesizer(
+        self,
+        coeff: float = 1.0,
+        num_samples: int = 64,
+        steps: int = 32,
+        solver: str = "heun",
+        length: int | None = None,
+        seed: int = 0,
+        normalize_gradient: bool = True,
+        churn: float = 0.0,
+        **guidance,
+    ) -> Synthesizer:
         """A callable ``synth(agent or None) -> OfflineDataset`` that ``train_agent`` regenerates data with;
         each call draws a new set. ``guidance``: further :class:`PolicyGuidance` settings (``cosine``,
         ``at``, ``apply``)."""
@@ -93,12 +122,30 @@ class PolicyGuidedPipeline:
         if length is not None and length < 2:
             raise ValueError(f"length must be >= 2 rows (one transition), got {length}")
         sampler = SamplerConfig(steps=steps, solver=solver, churn=churn)
-        return Synthesizer(self.model, num=num_samples, length=length, coeff=coeff, normalize=normalize_gradient,
-                           sampler=sampler, seed=seed, **guidance)
+        return Synthesizer(
+            self.model,
+            num=num_samples,
+            length=length,
+            coeff=coeff,
+            normalize=normalize_gradient,
+            sampler=sampler,
+            seed=seed,
+            **guidance,
+        )
 
-    def synthesize(self, agent: Agent | str | Path | None = None, coeff: float = 1.0, num_samples: int = 64,
-                   steps: int = 32, solver: str = "heun", length: int | None = None, seed: int = 0,
-                   normalize_gradient: bool = True, churn: float = 0.0, **guidance) -> OfflineDataset:
+    def synthesize(
+        self,
+        agent: Agent | str | Path | None = None,
+        coeff: float = 1.0,
+        num_samples: int = 64,
+        steps: int = 32,
+        solver: str = "heun",
+        length: int | None = None,
+        seed: int = 0,
+        normalize_gradient: bool = True,
+        churn: float = 0.0,
+        **guidance,
+    ) -> OfflineDataset:
         """Synthetic transitions: ``num_samples`` windows of ``length`` rows (default: the training window),
         guided toward ``agent``'s actions with strength ``coeff`` (unguided without an agent or with
         ``coeff=0``), sampled with ``solver`` in ``steps`` steps. ``agent`` may be an agent or its bundle
@@ -107,19 +154,35 @@ class PolicyGuidedPipeline:
             agent = load_agent(agent, device=self.device)
         if agent is not None:
             self.check_agent(agent)
-        synth = self.synthesizer(coeff, num_samples, steps, solver, length, seed, normalize_gradient, churn,
-                                 **guidance)
+        synth = self.synthesizer(
+            coeff, num_samples, steps, solver, length, seed, normalize_gradient, churn, **guidance
+        )
         return synth(agent)
 
-    def sample(self, num_samples: int = 64, agent: Agent | None = None, coeff: float = 1.0, steps: int = 32,
-               solver: str = "heun", length: int | None = None, seed: int = 0,
-               normalize_gradient: bool = True, extra_guidance=()) -> SampleResult:
+    def sample(
+        self,
+        num_samples: int = 64,
+        agent: Agent | None = None,
+        coeff: float = 1.0,
+        steps: int = 32,
+        solver: str = "heun",
+        length: int | None = None,
+        seed: int = 0,
+        normalize_gradient: bool = True,
+        extra_guidance=(),
+    ) -> SampleResult:
         """The normalised windows themselves (num_samples, C, length), with their sampling costs; other
         guidance (e.g. core ``Inpainting`` of a start state) composes through ``extra_guidance``."""
         guidance = list(extra_guidance)
         if agent is not None and coeff > 0:
             self.check_agent(agent)
-            guidance.insert(0, PolicyGuidance(policy=agent, normalizer=self.normalizer, coeff=coeff,
-                                              normalize=normalize_gradient))
+            guidance.insert(
+                0,
+                PolicyGuidance(
+                    policy=agent, normalizer=self.normalizer, coeff=coeff, normalize=normalize_gradient
+                ),
+            )
         gen = torch.Generator(self.device).manual_seed(seed)
-        return self.model.sample(num_samples, length, guidance, SamplerConfig(steps=steps, solver=solver), gen)
+        return self.model.sample(
+            num_samples, length, guidance, SamplerConfig(steps=steps, solver=solver), gen
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from steerdiff.core.io import save_figure
 
 __all__ = ["episode_windows", "plot_likelihood_vs_error", "plot_return_curves", "plot_state_trajectories"]
@@ -15,7 +16,7 @@ def episode_windows(dataset, max_windows: int = 8) -> np.ndarray:
     episode shown), for :func:`plot_state_trajectories`."""
     bounds = dataset.episode_bounds()[:max_windows]
     length = min(b - a for a, b in bounds)
-    return np.stack([dataset.observations[a:a + length] for a, _ in bounds])
+    return np.stack([dataset.observations[a : a + length] for a, _ in bounds])
 
 
 def _figure():
@@ -32,13 +33,15 @@ def _save(fig, path) -> Path:
     return Path(save_figure(fig, path))
 
 
-def plot_return_curves(curves: dict[str, list[tuple[int, float]]], path, title: str = "evaluation return") -> Path:
+def plot_return_curves(
+    curves: dict[str, list[tuple[int, float]]], path, title: str = "evaluation return"
+) -> Path:
     """``curves``: label -> [(update, return), ...]."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, pts in curves.items():
         if pts:
-            x, y = zip(*pts)
+            x, y = zip(*pts, strict=True)
             ax.plot(x, y, marker="o", label=label)
     ax.set_xlabel("agent updates")
     ax.set_ylabel("return")
@@ -50,13 +53,14 @@ def plot_return_curves(curves: dict[str, list[tuple[int, float]]], path, title: 
     return out
 
 
-def plot_state_trajectories(real: np.ndarray, synthetic: dict[str, np.ndarray], path, dims: int = 3,
-                            names: list[str] | None = None) -> Path:
+def plot_state_trajectories(
+    real: np.ndarray, synthetic: dict[str, np.ndarray], path, dims: int = 3, names: list[str] | None = None
+) -> Path:
     """``real`` and each synthetic entry: (num_windows, L, obs_dim) states; one panel per state dimension.
     Real sequences are cut to the longest synthetic window, so both share the time axis."""
     plt = _figure()
     if synthetic:
-        real = real[:, :max(w.shape[1] for w in synthetic.values())]
+        real = real[:, : max(w.shape[1] for w in synthetic.values())]
     dims = min(dims, real.shape[-1])
     fig, axes = plt.subplots(1, dims, figsize=(4 * dims, 3.2), squeeze=False)
     colors = ["tab:orange", "tab:green", "tab:red", "tab:purple"]
@@ -64,13 +68,13 @@ def plot_state_trajectories(real: np.ndarray, synthetic: dict[str, np.ndarray], 
         ax = axes[0, d]
         for w in real[:8]:
             ax.plot(w[:, d], color="tab:blue", alpha=0.5, lw=1)
-        for (label, syn), c in zip(synthetic.items(), colors):
+        for syn, c in zip(synthetic.values(), colors, strict=False):
             for w in syn[:8]:
                 ax.plot(w[:, d], color=c, alpha=0.5, lw=1)
         ax.set_title(names[d] if names else f"obs[{d}]")
         ax.set_xlabel("step")
     handles = [plt.Line2D([], [], color="tab:blue", label="real")]
-    handles += [plt.Line2D([], [], color=c, label=k) for k, c in zip(synthetic, colors)]
+    handles += [plt.Line2D([], [], color=c, label=k) for k, c in zip(synthetic, colors, strict=False)]
     axes[0, -1].legend(handles=handles, loc="best", fontsize=8)
     out = _save(fig, path)
     plt.close(fig)
@@ -78,11 +82,11 @@ def plot_state_trajectories(real: np.ndarray, synthetic: dict[str, np.ndarray], 
 
 
 def plot_likelihood_vs_error(points: dict[str, list[tuple[float, float]]], path) -> Path:
-    """``points``: label -> [(target-policy log-likelihood, dynamics error), ...] (the paper's Fig. 4 view)."""
+    """``points``: label -> [(target-policy log-likelihood, dynamics error), ...] (the paper's Fig. 4)."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(5, 4))
     for label, pts in points.items():
-        x, y = zip(*pts)
+        x, y = zip(*pts, strict=True)
         ax.plot(x, y, marker="o", label=label)
     ax.set_xlabel("target-policy log-likelihood of actions")
     ax.set_ylabel("dynamics error (MSE)")

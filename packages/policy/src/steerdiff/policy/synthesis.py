@@ -33,9 +33,17 @@ class Synthesizer:
     def guidance(self, policy) -> list:
         if policy is None or self.coeff == 0:
             return []
-        return [PolicyGuidance(policy=policy, normalizer=self.model.normalizer, coeff=self.coeff,
-                               cosine=self.cosine, normalize=self.normalize, at=self.at,
-                               apply=self.apply)]
+        return [
+            PolicyGuidance(
+                policy=policy,
+                normalizer=self.model.normalizer,
+                coeff=self.coeff,
+                cosine=self.cosine,
+                normalize=self.normalize,
+                at=self.at,
+                apply=self.apply,
+            )
+        ]
 
     def __call__(self, policy=None) -> OfflineDataset:
         gen = torch.Generator(self.model.device).manual_seed(self.seed * 10_007 + self.calls)

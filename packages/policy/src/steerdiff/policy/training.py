@@ -1,4 +1,4 @@
-"""Agent training on real, synthetic or mixed batches, with synthetic data regenerated from the current policy.
+"""Agent training on real, synthetic or mixed batches, synthetic data regenerated from the current policy.
 
 ``train_agent(agent, real, steps, synthesizer=..., synth_ratio=..., regenerate_every=K)``: each batch holds
 round(batch_size * synth_ratio) synthetic transitions and the rest real ones (the paper: 240 of 256). The
@@ -26,7 +26,8 @@ class TransitionBuffer:
 
     def __init__(self, dataset: OfflineDataset, device="cpu"):
         self.tensors = {
-            "obs": torch.from_numpy(dataset.observations), "action": torch.from_numpy(dataset.actions),
+            "obs": torch.from_numpy(dataset.observations),
+            "action": torch.from_numpy(dataset.actions),
             "reward": torch.from_numpy(dataset.rewards),
             "done": torch.from_numpy(dataset.terminals.astype(np.float32)),
             "next_obs": torch.from_numpy(dataset.next_observations),
@@ -39,11 +40,22 @@ class TransitionBuffer:
         return {k: v[idx.to(v.device)] for k, v in self.tensors.items()}
 
 
-def train_agent(agent, real: OfflineDataset | None, steps: int, batch_size: int = 256,
-                synthesizer: Callable | None = None, synth_ratio: float = 0.0, regenerate_every: int = 10_000,
-                seed: int = 0, progress: bool = False, callback: Callable | None = None,
-                eval_every: int = 0, resume: bool = False, save: Callable | None = None,
-                save_every: int = 0) -> dict:
+def train_agent(
+    agent,
+    real: OfflineDataset | None,
+    steps: int,
+    batch_size: int = 256,
+    synthesizer: Callable | None = None,
+    synth_ratio: float = 0.0,
+    regenerate_every: int = 10_000,
+    seed: int = 0,
+    progress: bool = False,
+    callback: Callable | None = None,
+    eval_every: int = 0,
+    resume: bool = False,
+    save: Callable | None = None,
+    save_every: int = 0,
+) -> dict:
     """Train ``agent`` up to ``steps`` updates. ``callback(step, agent)`` runs every ``eval_every`` updates
     and its return values are collected in the history (e.g. evaluation returns).
 
@@ -65,8 +77,10 @@ def train_agent(agent, real: OfflineDataset | None, steps: int, batch_size: int 
     n_real = batch_size - n_synth
     start = int(agent.updates) if resume else 0
     if start > steps:
-        raise ValueError(f"the agent has already made {start} updates, more than the {steps} asked for; ask for "
-                         f"more steps to continue it")
+        raise ValueError(
+            f"the agent has already made {start} updates, more than the {steps} asked for; ask for "
+            f"more steps to continue it"
+        )
     gen = torch.Generator().manual_seed(seed if start == 0 else seed * 1_000_003 + start)
     real_buf = TransitionBuffer(real, device) if n_real else None
     synth_buf = None
@@ -74,6 +88,7 @@ def train_agent(agent, real: OfflineDataset | None, steps: int, batch_size: int 
     it = range(start, steps)
     if progress:
         from tqdm.auto import tqdm
+
         it = tqdm(it, desc=f"train {agent.name}", initial=start, total=steps)
     for step in it:
         if n_synth and (step % regenerate_every == 0 or synth_buf is None):

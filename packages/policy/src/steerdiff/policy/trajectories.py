@@ -38,8 +38,10 @@ class Normalizer:
     def __post_init__(self):
         c = self.channels
         if len(self.mean) != c or len(self.std) != c:
-            raise ValueError(f"mean/std must have {c} entries (obs_dim + act_dim + 2), got "
-                             f"{len(self.mean)} and {len(self.std)}")
+            raise ValueError(
+                f"mean/std must have {c} entries (obs_dim + act_dim + 2), got "
+                f"{len(self.mean)} and {len(self.std)}"
+            )
         if self.action_bound <= 0:
             raise ValueError(f"action_bound must be positive, got {self.action_bound}")
 
@@ -98,15 +100,26 @@ class Normalizer:
     def encode(self, obs, act, rew, done) -> torch.Tensor:
         """(..., obs_dim), (..., act_dim), (...), (...) in env units -> (..., C) normalised rows."""
         obs, rew, done = (torch.as_tensor(v, dtype=torch.float32) for v in (obs, rew, done))
-        raw = torch.cat([obs, self.action_to_channel(torch.as_tensor(act, dtype=torch.float32)),
-                         rew[..., None], done[..., None]], dim=-1)
+        raw = torch.cat(
+            [
+                obs,
+                self.action_to_channel(torch.as_tensor(act, dtype=torch.float32)),
+                rew[..., None],
+                done[..., None],
+            ],
+            dim=-1,
+        )
         return self.normalize(raw, dim=-1)
 
     def decode(self, z: torch.Tensor, dim: int = 1) -> dict[str, torch.Tensor]:
         """Normalised trajectories -> env units: obs, action (tanh, scaled), reward, done (continuous)."""
         raw = self.unnormalize(z, dim).movedim(dim, -1)
-        return {"obs": raw[..., self.obs], "action": self.channel_to_action(raw[..., self.act]),
-                "reward": raw[..., self.reward], "done": raw[..., self.done]}
+        return {
+            "obs": raw[..., self.obs],
+            "action": self.channel_to_action(raw[..., self.act]),
+            "reward": raw[..., self.reward],
+            "done": raw[..., self.done],
+        }
 
     # persistence --------------------------------------------------------------------------------------
     def to_json(self) -> str:
@@ -122,8 +135,15 @@ def episode_rows(dataset: OfflineDataset, action_bound: float) -> list[np.ndarra
     out = []
     u_all = np.arctanh(np.clip(dataset.actions / action_bound, -ACTION_CLIP, ACTION_CLIP))
     for a, b in dataset.episode_bounds():
-        body = np.concatenate([dataset.observations[a:b], u_all[a:b], dataset.rewards[a:b, None],
-                               dataset.terminals[a:b, None].astype(np.float32)], axis=1)
+        body = np.concatenate(
+            [
+                dataset.observations[a:b],
+                u_all[a:b],
+                dataset.rewards[a:b, None],
+                dataset.terminals[a:b, None].astype(np.float32),
+            ],
+            axis=1,
+        )
         last = np.concatenate([dataset.next_observations[b - 1], np.zeros(dataset.act_dim + 2, np.float32)])
         out.append(np.concatenate([body, last[None]]).astype(np.float32))
     return out
@@ -144,8 +164,10 @@ def windows(dataset: OfflineDataset, normalizer: Normalizer, length: int, stride
         out.append(rows[idx])
     if not out:
         longest = max(b - a for a, b in dataset.episode_bounds()) + 1
-        raise DatasetError(f"every episode is shorter than the window length {length} rows (the longest has "
-                           f"{longest}); use a horizon of at most {longest}")
+        raise DatasetError(
+            f"every episode is shorter than the window length {length} rows (the longest has "
+            f"{longest}); use a horizon of at most {longest}"
+        )
     raw = torch.from_numpy(np.concatenate(out))  # (N, L, C)
     return normalizer.normalize(raw, dim=-1).transpose(1, 2).contiguous()
 
@@ -157,7 +179,9 @@ def to_transitions(traj: torch.Tensor, normalizer: Normalizer, env_id: str | Non
     dropped. Actions come back through tanh, so they always lie inside the action bounds.
     """
     if traj.ndim != 3 or traj.shape[1] != normalizer.channels:
-        raise ValueError(f"trajectories must have shape (B, {normalizer.channels}, L), got {tuple(traj.shape)}")
+        raise ValueError(
+            f"trajectories must have shape (B, {normalizer.channels}, L), got {tuple(traj.shape)}"
+        )
     d = {k: v.detach().cpu().numpy() for k, v in normalizer.decode(traj.float(), dim=1).items()}
     obs, nxt = d["obs"][:, :-1], d["obs"][:, 1:]
     act, rew = d["action"][:, :-1], d["reward"][:, :-1]
@@ -165,6 +189,13 @@ def to_transitions(traj: torch.Tensor, normalizer: Normalizer, env_id: str | Non
     after_done = np.cumsum(done, axis=1) - done > 0  # rows after the first done
     keep = ~after_done
     last = keep & ~np.concatenate([keep[:, 1:], np.zeros_like(keep[:, :1])], axis=1)
-    return OfflineDataset(observations=obs[keep], actions=act[keep], rewards=rew[keep],
-                          terminals=done[keep], timeouts=(last & ~done)[keep], next_observations=nxt[keep],
-                          env_id=env_id, metadata={"synthetic": 1})
+    return OfflineDataset(
+        observations=obs[keep],
+        actions=act[keep],
+        rewards=rew[keep],
+        terminals=done[keep],
+        timeouts=(last & ~done)[keep],
+        next_observations=nxt[keep],
+        env_id=env_id,
+        metadata={"synthetic": 1},
+    )

@@ -33,18 +33,21 @@ class WorldModelConfig:
     lr: float = 1e-3
     steps: int = 2000
     batch_size: int = 256
-    probabilistic: bool = True     # Gaussian NLL with a log-variance head (PETS/MOPO); False: mean by MSE
+    probabilistic: bool = True  # Gaussian NLL with a log-variance head (PETS/MOPO); False: mean by MSE
     seed: int = 0
 
 
 class WorldModel(torch.nn.Module):
-    def __init__(self, obs_dim: int, act_dim: int, action_bound: float, stats: dict, config: WorldModelConfig):
+    def __init__(
+        self, obs_dim: int, act_dim: int, action_bound: float, stats: dict, config: WorldModelConfig
+    ):
         super().__init__()
         self.obs_dim, self.act_dim, self.action_bound, self.config = obs_dim, act_dim, action_bound, config
         d = obs_dim + 1  # (s' - s, r)
         out = 2 * d + 1 if config.probabilistic else d + 1
-        self.net = EnsembleMLP(config.ensemble, obs_dim + act_dim, out, config.hidden, config.layers,
-                               activation=torch.nn.SiLU)
+        self.net = EnsembleMLP(
+            config.ensemble, obs_dim + act_dim, out, config.hidden, config.layers, activation=torch.nn.SiLU
+        )
         if config.probabilistic:  # soft limits of the log-variance (z-scored units), learned as in PETS
             self.max_logvar = torch.nn.Parameter(torch.full((d,), 0.5))
             self.min_logvar = torch.nn.Parameter(torch.full((d,), -10.0))
@@ -52,16 +55,27 @@ class WorldModel(torch.nn.Module):
             self.register_buffer(k, torch.as_tensor(v, dtype=torch.float32))
 
     @classmethod
-    def fit(cls, dataset: OfflineDataset, action_bound: float, config: WorldModelConfig | None = None,
-            progress: bool = False) -> WorldModel:
+    def fit(
+        cls,
+        dataset: OfflineDataset,
+        action_bound: float,
+        config: WorldModelConfig | None = None,
+        progress: bool = False,
+    ) -> WorldModel:
         config = config or WorldModelConfig()
         s = torch.from_numpy(dataset.observations)
         a = torch.from_numpy(dataset.actions) / action_bound
         delta = torch.from_numpy(dataset.next_observations) - s
         r = torch.from_numpy(dataset.rewards)
         d = torch.from_numpy(dataset.terminals.astype(np.float32))
-        stats = {"s_mean": s.mean(0), "s_std": s.std(0).clamp_min(1e-3), "d_mean": delta.mean(0),
-                 "d_std": delta.std(0).clamp_min(1e-3), "r_mean": r.mean(), "r_std": r.std().clamp_min(1e-3)}
+        stats = {
+            "s_mean": s.mean(0),
+            "s_std": s.std(0).clamp_min(1e-3),
+            "d_mean": delta.mean(0),
+            "d_std": delta.std(0).clamp_min(1e-3),
+            "r_mean": r.mean(),
+            "r_std": r.std().clamp_min(1e-3),
+        }
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)
             model = cls(dataset.obs_dim, dataset.act_dim, action_bound, stats, config)
@@ -73,6 +87,7 @@ class WorldModel(torch.nn.Module):
         steps = range(config.steps)
         if progress:
             from tqdm.auto import tqdm
+
             steps = tqdm(steps, desc="world model")
         for _ in steps:
             idx = torch.randint(0, n, (e, min(config.batch_size, n)), generator=gen)  # bootstrap per member
@@ -94,15 +109,17 @@ class WorldModel(torch.nn.Module):
         d = self.obs_dim + 1
         if not self.config.probabilistic:
             return out[..., :d], None, out[..., -1]
-        logvar = self.max_logvar - F.softplus(self.max_logvar - out[..., d:2 * d])
+        logvar = self.max_logvar - F.softplus(self.max_logvar - out[..., d : 2 * d])
         logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
         return out[..., :d], logvar, out[..., -1]
 
     def _sample(self, sample: bool | None) -> bool:
         sample = self.config.probabilistic if sample is None else sample
         if sample and not self.config.probabilistic:
-            raise ValueError("sample=True needs a probabilistic world model (WorldModelConfig(probabilistic="
-                             "True)); this one predicts means only, so pass sample=False or None")
+            raise ValueError(
+                "sample=True needs a probabilistic world model (WorldModelConfig(probabilistic="
+                "True)); this one predicts means only, so pass sample=False or None"
+            )
         return sample
 
     @torch.no_grad()
@@ -118,13 +135,20 @@ class WorldModel(torch.nn.Module):
         if sample:
             noise = torch.randn(o.shape, generator=generator, device=o.device)
             o = o + torch.exp(0.5 * logvar[pick, rows]) * noise
-        nxt = obs + o[:, :self.obs_dim] * self.d_std + self.d_mean
+        nxt = obs + o[:, : self.obs_dim] * self.d_std + self.d_mean
         rew = o[:, self.obs_dim] * self.r_std + self.r_mean
         return nxt, rew, torch.sigmoid(done_logit[pick, rows]) > 0.5
 
     @torch.no_grad()
-    def rollout(self, policy, start_obs: np.ndarray, horizon: int, generator=None,
-                env_id: str | None = None, sample: bool | None = None) -> OfflineDataset:
+    def rollout(
+        self,
+        policy,
+        start_obs: np.ndarray,
+        horizon: int,
+        generator=None,
+        env_id: str | None = None,
+        sample: bool | None = None,
+    ) -> OfflineDataset:
         """Truncated rollouts of ``policy.sample_action`` from ``start_obs`` (N, obs_dim): N * horizon
         transitions at most (fewer when a predicted done ends a rollout); ``sample`` as in :meth:`step`."""
         sample = self._sample(sample)
@@ -134,14 +158,20 @@ class WorldModel(torch.nn.Module):
         for _ in range(horizon):
             act = policy.sample_action(obs, generator)
             nxt, rew, done = self.step(obs, act, generator, sample)
-            for k, v in zip(rows, (obs, act, rew, done, nxt, alive.clone())):
+            for k, v in zip(rows, (obs, act, rew, done, nxt, alive.clone()), strict=True):
                 rows[k].append(v)
             alive = alive & ~done
             obs = nxt
         st = {k: torch.stack(v, 1).numpy() for k, v in rows.items()}  # (N, H, ...)
         keep = st["alive"]
         last = keep & ~np.concatenate([keep[:, 1:], np.zeros_like(keep[:, :1])], axis=1)
-        return OfflineDataset(observations=st["obs"][keep], actions=st["act"][keep], rewards=st["rew"][keep],
-                              terminals=st["done"][keep], timeouts=(last & ~st["done"])[keep],
-                              next_observations=st["next"][keep], env_id=env_id,
-                              metadata={"world_model": 1, "sampled": int(sample)})
+        return OfflineDataset(
+            observations=st["obs"][keep],
+            actions=st["act"][keep],
+            rewards=st["rew"][keep],
+            terminals=st["done"][keep],
+            timeouts=(last & ~st["done"])[keep],
+            next_observations=st["next"][keep],
+            env_id=env_id,
+            metadata={"world_model": 1, "sampled": int(sample)},
+        )
