@@ -77,7 +77,7 @@ def main(argv=None) -> int:
         default=None,
         metavar=("START", "STOP"),
         help="agent seeds range(START, STOP) (default: the setting's 0..seeds-1); the data and "
-        "models stay those of --seed, so a run with new seeds extends an earlier one",
+        "models stay those of --seed, so a run with new seeds extends one with others",
     )
     a = p.parse_args(argv)
     a.agents = list(dict.fromkeys(a.agents))  # each agent once, in the order given

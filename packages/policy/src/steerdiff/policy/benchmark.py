@@ -127,10 +127,10 @@ FULL = dict(
     },
 )
 # Pendulum-v1/random: the replay dataset leaves no headroom (real-only agents reach the swing-up optimum,
-# about -150); on 20k random transitions real-only TD3+BC returns -1094 and IQL -1002 (2 seeds, a pilot run
-# before any synthetic one). It takes Pendulum-v1's settings, tuned on the replay data, but the agents' own:
-# TD3+BC's alpha of {2.5, 10, 40, 160} and IQL's beta of {0.1, 0.3, 1, 3} with the best real-only validation
-# return over updates 4000-7000 (benchmarks/policy_curve.py, 3 seeds; a rule fixed before the sweep):
+# about -150); on 20k random transitions real-only TD3+BC returns -1094 and IQL -1002 (2 seeds, real data
+# only). It takes Pendulum-v1's settings, tuned on the replay data, but the agents' own: TD3+BC's alpha of
+# {2.5, 10, 40, 160} and IQL's beta of {0.1, 0.3, 1, 3} with the best real-only validation return over
+# updates 4000-7000 (benchmarks/policy_curve.py, 3 seeds):
 # alpha 160 (-1124, -978, -597, -395), a weak pull toward the random actions, and beta 0.3
 # (-1045, -981, -1019, -1124).
 # the trajectory model: windows of 16 rows (the reference trains on 32 with stride 8 and a base-1024 U-Net);
