@@ -37,7 +37,7 @@ PITCH_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
 CHORD_NAMES = PITCH_NAMES + [n + "m" for n in PITCH_NAMES] + ["N"]
 NO_CHORD = 24
 # Aarden-Essen key profiles (C = index 0): the weights of music21's default key finder, stream.analyze('key'),
-# which the SCG anchor runs on every candidate before naming its chords as Roman numerals
+# which the SCG reference code runs on every candidate before naming its chords as Roman numerals
 _KEY_MAJOR = (17.7661, 0.145624, 14.9265, 0.160186, 19.8049, 11.3587, 0.291248, 22.062, 0.145624, 8.15494,
               0.232998, 4.95122)
 _KEY_MINOR = (18.2648, 0.737619, 14.0499, 16.8599, 0.702494, 14.4362, 0.702494, 18.6161, 4.56621, 1.93186,
