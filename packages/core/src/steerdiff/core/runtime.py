@@ -9,14 +9,26 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["CACHE_ENV", "cache_dir", "configure", "resolve_device", "seed_everything", "set_threads"]
+__all__ = [
+    "CACHE_ENV",
+    "PRECISIONS",
+    "accelerate",
+    "autocast",
+    "cache_dir",
+    "configure",
+    "resolve_device",
+    "seed_everything",
+    "set_threads",
+]
 
 CACHE_ENV = "STEERDIFF_CACHE"
+PRECISIONS = ("fp32", "bf16")
 
 
 def resolve_device(
@@ -96,3 +108,44 @@ def configure(
     if seed is not None:
         seed_everything(seed)
     return resolve_device(device)
+
+
+def autocast(device: torch.device | str, precision: str = "fp32"):
+    """A context in which the network runs at ``precision``: "fp32" (as is) or "bf16" (bfloat16 autocast)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    device_type = torch.device(device).type
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+class _Accelerated(nn.Module):
+    """A denoiser whose network runs under autocast and/or torch.compile; outputs stay in the input's dtype."""
+
+    def __init__(self, denoiser: nn.Module, precision: str, compile: bool | str):
+        super().__init__()
+        self.denoiser = denoiser
+        self.precision = precision
+        self._call: Any = denoiser
+        if compile:
+            backend = "inductor" if compile is True else str(compile)
+            self._call = torch.compile(denoiser, backend=backend, dynamic=True)
+        for name in ("parametrization", "sigma_data"):
+            if hasattr(denoiser, name):
+                setattr(self, name, getattr(denoiser, name))
+
+    def forward(self, x: torch.Tensor, sigma, **cond) -> torch.Tensor:
+        with autocast(x.device, self.precision):
+            out = self._call(x, sigma, **cond)
+        return out.to(x.dtype)
+
+
+def accelerate(denoiser: nn.Module, precision: str = "bf16", compile: bool | str = False) -> nn.Module:
+    """The denoiser for sampling at lower precision and/or compiled: ``sample(accelerate(d), ...)``.
+
+    ``precision="bf16"`` runs the network under bfloat16 autocast (about twice the throughput on recent GPUs,
+    relative error around 1e-2 in x0-hat); ``compile=True`` compiles it with torch.compile (inductor), or
+    give a backend name. Guidance and solver arithmetic stay in the input's precision.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return _Accelerated(denoiser, precision, compile)

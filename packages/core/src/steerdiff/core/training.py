@@ -28,6 +28,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -43,7 +44,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .denoiser import Denoiser
-from .runtime import resolve_device
+from .runtime import PRECISIONS, autocast, resolve_device
 from .schedules import Schedule, get_schedule
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
@@ -70,6 +71,8 @@ class TrainConfig:
     checkpoint_every: int = 1000  # 0: only at the end (checkpoints need out_dir)
     log_every: int = 100
     cfg_dropout: float = 0.0  # probability of dropping the condition (classifier-free guidance)
+    precision: str = "fp32"  # "bf16": the network's forward and backward under bfloat16 autocast (GPU speed)
+    compile: bool | str = False  # torch.compile the loss: True (inductor) or a backend name ("aot_eager")
 
     def __post_init__(self):
         checks = [
@@ -84,6 +87,7 @@ class TrainConfig:
             (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
             (self.log_every >= 1, "log_every must be >= 1"),
             (0 <= self.cfg_dropout < 1, "cfg_dropout must be in [0, 1)"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -102,6 +106,7 @@ _RUN_FIELDS = (
     "ema_warmup",
     "seed",
     "cfg_dropout",
+    "precision",
 )
 
 
@@ -347,11 +352,13 @@ def _train(denoiser, schedule, data, config, out_dir, resume, progress, cond, de
         _check_and_load_weights(ckpt, denoiser, schedule, config)
 
     ema = copy.deepcopy(net).requires_grad_(False).eval()
-    model: nn.Module = _DSMLoss(denoiser)
+    model: Any = _DSMLoss(denoiser)
     if world > 1:  # broadcasts rank 0's weights
         ids = [device] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     ema.load_state_dict(net.state_dict())  # after the broadcast
+    if config.compile:
+        model = torch.compile(model, backend="inductor" if config.compile is True else str(config.compile))
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     start, losses = _restore(ckpt, ema, optimizer, sampler, gen, device, rank) if ckpt else (0, [])
     if start >= config.steps:
@@ -395,7 +402,9 @@ def _train(denoiser, schedule, data, config, out_dir, resume, progress, cond, de
             kwargs = {"cond": cond[idx[mine]].to(device), "cond_mask": keep[mine]}
         for group in optimizer.param_groups:
             group["lr"] = _lr(config, step)
-        loss = model(data[idx[mine]].to(device), sigma[mine], noise[mine], **kwargs).mean()
+        with autocast(device, config.precision):
+            loss = model(data[idx[mine]].to(device), sigma[mine], noise[mine], **kwargs)
+        loss = loss.mean(dtype=torch.float32) if config.precision == "bf16" else loss.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip is not None:
