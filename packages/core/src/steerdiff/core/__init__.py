@@ -32,7 +32,7 @@ from .guidance.search import TreeSearchGuidance
 from .io import atomic_directory, atomic_open, atomic_path, save_figure, save_npy, write_json
 from .nets import MLP, NETWORKS, S4DNet, UNet1D, UNet2D, build_network
 from .parallel import ForwardModelError, map_rows
-from .runtime import cache_dir, configure, resolve_device, seed_everything, set_threads
+from .runtime import accelerate, autocast, cache_dir, configure, resolve_device, seed_everything, set_threads
 from .sampling import Costs, SampleResult, sample
 from .schedules import EDM, SCHEDULES, SPACINGS, VE, Schedule, VPCosine, VPLinear, get_schedule, sigma_grid
 from .solvers import DDIM, DDPM, SOLVERS, DPMSolverPP2M, Euler, Heun, Solver, get_solver
@@ -119,6 +119,8 @@ __all__ = [
     "ForwardModelError",
     # runtime, files and errors
     "resolve_device",
+    "accelerate",
+    "autocast",
     "set_threads",
     "seed_everything",
     "cache_dir",
