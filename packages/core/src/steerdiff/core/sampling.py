@@ -2,11 +2,13 @@
 
 The loop walks a decreasing grid of noise levels. At each step it
 
-1. lets every guidance adjust the particles before the step (``before_step``: ensemble updates such as EnKG);
-2. takes the solver step with a denoiser wrapped by every guidance's ``denoise`` (estimate corrections:
+1. decides, once, which guidance is on for this step (:meth:`Guidance.is_active`: its noise interval and step
+   window, judged at the step's *starting* sigma and index; this holds for every evaluation in the step);
+2. lets every active guidance adjust the particles before the step (``before_step``: ensemble updates, EnKG);
+3. takes the solver step with a denoiser wrapped by every active guidance's ``denoise`` (estimate corrections:
    classifier-free, classifier, reconstruction guidance ...). One guidance may own the ``transition``
    instead (transition selection: SCG, SMC), drawing candidates or particles through the same step;
-3. lets every guidance adjust the result (``after_step``: replacement of known entries).
+4. lets every active guidance adjust the result (``after_step``: replacement of known entries).
 
 Costs are counted in sample units: ``network_evals`` adds the batch size of every network call, so
 ``nfe`` (= network_evals / num_samples) is the familiar number of function evaluations per sample.
@@ -87,6 +89,15 @@ class _CountingDenoiser:
         return out
 
 
+def _changes_estimate(g) -> bool:
+    from .guidance.base import Guidance
+
+    t = type(g)
+    return any(
+        getattr(t, h) is not getattr(Guidance, h) for h in ("denoise", "wrap_denoise", "wrap_inactive")
+    )
+
+
 @dataclass
 class SamplingContext:
     """What guidance hooks see: the model, the guided denoiser, the grid, the generator and the costs."""
@@ -100,17 +111,26 @@ class SamplingContext:
     step_index: int = 0
     guidance: Sequence = ()
     _cache: tuple | None = None
+    _active: tuple[bool, ...] | None = None  # per guidance: on for the current step (set by the loop)
+
+    def is_active(self, g) -> bool:
+        """Whether guidance ``g`` is on for the current step (decided once per step by the loop)."""
+        if self._active is None:
+            return True
+        return next((on for h, on in zip(self.guidance, self._active) if h is g), False)
 
     def randn_like(self, x: torch.Tensor) -> torch.Tensor:
         return torch.randn(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
 
     def denoise(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
         """x0-hat with every active estimate correction applied (the denoiser the solver uses)."""
-        if self._cache is not None and self._cache[0] is x and self._cache[1] == sigma:
-            return self._cache[2]
+        c = self._cache
+        if c is not None and c[0] is x and c[1] == sigma and c[3] == self._denoise_key():
+            return c[2]
         fn = self.model
-        for g in self.guidance:
-            fn = g.wrap_denoise(fn, self, sigma)
+        for i, g in enumerate(self.guidance):
+            on = g.active(sigma) if self._active is None else self._active[i]
+            fn = g.wrap_denoise(fn, self, sigma) if on else g.wrap_inactive(fn, self, sigma)
         return fn(x, sigma)
 
     def unguided(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -118,8 +138,17 @@ class SamplingContext:
         return self.model(x, sigma)
 
     def remember(self, x: torch.Tensor, sigma: float, x0: torch.Tensor) -> None:
-        """Tell the loop that x0-hat at (x, sigma) is known, so the next step does not evaluate it again."""
-        self._cache = (x, sigma, x0)
+        """Tell the loop that x0-hat at (x, sigma) is known, so the next step does not evaluate it again.
+
+        The value is reused only while the same guidance is on: at the edge of an interval or window the next
+        step evaluates x0-hat afresh with its own guidance."""
+        self._cache = (x, sigma, x0, self._denoise_key())
+
+    def _denoise_key(self) -> tuple[bool, ...] | None:
+        """Which of the guidance that change x0-hat are on: what a remembered x0-hat depends on."""
+        if self._active is None:
+            return None
+        return tuple(on for g, on in zip(self.guidance, self._active) if _changes_estimate(g))
 
     def step(self, x: torch.Tensor, state, sigma: float, sigma_next: float):
         """One solver step with the guided denoiser."""
@@ -135,25 +164,49 @@ def sample(
     generator: torch.Generator | None = None,
     progress: bool = False,
     callback: Callable[[dict], None] | None = None,
+    allow_nonzero_end: bool = False,
     **solver_options,
 ) -> SampleResult:
     """Integrate from ``x`` (noise at ``sigmas[0]``, e.g. ``sigmas[0] * randn``) down the grid.
 
     ``denoiser(x, sigma) -> x0_hat`` takes sigma of shape (B,). ``sigmas`` must be decreasing and
-    non-negative (``schedules.sigma_grid`` builds one). Returns the final sample, the costs and whatever
-    the guidance recorded in ``info`` (weights, ESS traces ...).
+    non-negative and end at 0 (``schedules.sigma_grid`` builds one); a grid that stops above 0 returns samples
+    that still carry that much noise, so it is refused unless ``allow_nonzero_end=True`` (e.g. to run part of
+    a grid, then continue from the result). ``guidance``: :class:`~steerdiff.core.guidance.Guidance` objects
+    (a list, or one alone). Returns the final sample, the costs and whatever the guidance recorded in
+    ``info`` (weights, ESS traces ...).
     """
+    from .guidance.base import Guidance
+
     solver = get_solver(solver, **solver_options)
     sig = [float(s) for s in (sigmas.tolist() if isinstance(sigmas, torch.Tensor) else sigmas)]
     if len(sig) < 2:
         raise ValueError(f"need at least two noise levels (start and end), got {len(sig)}")
     if any(not math.isfinite(s) or s < 0 for s in sig) or any(a <= b for a, b in zip(sig, sig[1:])):
         raise ValueError("sigmas must be finite, non-negative and strictly decreasing, e.g. sigma_grid(...)")
+    if sig[-1] != 0 and not allow_nonzero_end:
+        raise ValueError(
+            f"the step grid ends at sigma={sig[-1]:.4g}, not 0, so the samples would still carry that much "
+            f"noise; end it at 0 (sigma_grid does), or pass allow_nonzero_end=True to stop early on purpose"
+        )
     if not isinstance(x, torch.Tensor) or x.ndim < 2:
         raise ValueError("x must be a batched tensor of shape (batch, ...) holding the initial noise")
+    if x.shape[0] == 0:
+        raise ValueError(
+            f"x has an empty batch (shape {tuple(x.shape)}); pass at least one sample of initial noise"
+        )
     if not torch.isfinite(x).all():
         raise ValueError("the initial x contains NaN or inf")
-    guidance = list(guidance)
+    guidance = [guidance] if isinstance(guidance, Guidance) else list(guidance)
+    for i, g in enumerate(guidance):
+        if not isinstance(g, Guidance):
+            what = "a function" if callable(g) else f"a {type(g).__name__}"
+            name = getattr(g, "__name__", "f") if callable(g) else "f"
+            raise ValueError(
+                f"guidance[{i}] is {what} ({g!r}), not a Guidance; pass guidance objects from "
+                f"steerdiff.core.guidance, e.g. ReconstructionGuidance({name}) for a differentiable loss of "
+                f"x0-hat, StochasticControlGuidance({name}) or FeynmanKacSteering({name}, K) for a reward"
+            )
     owners = [g for g in guidance if g.owns_transition]
     if len(owners) > 1:
         names = ", ".join(type(g).__name__ for g in owners)
@@ -184,19 +237,22 @@ def sample(
 
 
 def _run(ctx, x, sig, steps, guidance, owner, callback):
-    state = None
+    state, n = None, len(sig) - 1
     for i in steps:
         ctx.step_index = i
         s, s_next = sig[i], sig[i + 1]
-        for g in guidance:
-            if g.active(s):
+        # the one place that decides which guidance is on: the step's starting sigma and index, for every hook
+        # and every evaluation of this step (Heun's second one, churn's raised level, candidates)
+        ctx._active = on = tuple(g.is_active(s, i, n) for g in guidance)
+        for g, g_on in zip(guidance, on):
+            if g_on:
                 x = g.before_step(ctx, x, s, s_next)
-        if owner is not None and owner.active(s):
+        if owner is not None and ctx.is_active(owner):
             x, state = owner.transition(ctx, x, state, s, s_next)
         else:
             x, state = ctx.step(x, state, s, s_next)
-        for g in guidance:
-            if g.active(s):
+        for g, g_on in zip(guidance, on):
+            if g_on:
                 x = g.after_step(ctx, x, s, s_next)
         if callback is not None:
             callback({"i": i, "x": x, "sigma": s, "sigma_next": s_next, "costs": ctx.costs})

@@ -1,11 +1,13 @@
 """The guidance library: estimate corrections, transition selection and ensemble updates.
 
 Every guidance plugs into :func:`steerdiff.core.sampling.sample` through ``guidance=[...]`` and composes
-with every solver; several can run at once (at most one transition-selection method).
+with every solver; several can run at once (at most one transition-selection method). Every guidance takes
+``interval=(sigma_lo, sigma_hi)`` and ``window=(start, stop)`` (fractions of the run's steps); the step's
+starting point decides whether it is on.
 """
 
 from .base import Guidance, evaluate_reward, match_batch, weighted_reward
-from .ensemble import EnsembleKalmanGuidance, enkg_direction
+from .ensemble import ENKG_STEP_SIZES, EnsembleKalmanGuidance, enkg_direction, enkg_step_size
 from .estimate import (
     AdaptiveProjectedGuidance,
     ClassifierFreeGuidance,
@@ -36,4 +38,6 @@ __all__ = [
     "systematic_resample",
     "EnsembleKalmanGuidance",
     "enkg_direction",
+    "enkg_step_size",
+    "ENKG_STEP_SIZES",
 ]

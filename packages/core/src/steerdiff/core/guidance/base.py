@@ -1,4 +1,4 @@
-"""What every guidance shares: the hooks the sampling loop calls, the noise interval, reward checks.
+"""What every guidance shares: the hooks the sampling loop calls, when they run, reward checks.
 
 A guidance is a dataclass with up to five hooks (all optional, see ``sampling.sample``):
 
@@ -8,8 +8,17 @@ A guidance is a dataclass with up to five hooks (all optional, see ``sampling.sa
 * ``after_step(ctx, x, sigma, sigma_next)`` — adjust the result (replacement of known entries);
 * ``finish(ctx, x)`` — at the end (final weights).
 
-``interval = (sigma_lo, sigma_hi)`` switches a guidance on only for sigma_lo < sigma <= sigma_hi (limited-
-interval guidance, Kynkäänniemi et al. 2024); outside it the loop behaves exactly as without the guidance.
+When a guidance runs: ``interval = (sigma_lo, sigma_hi)`` switches it on only for the steps that start at
+sigma_lo < sigma <= sigma_hi (limited-interval guidance, Kynkäänniemi et al. 2024), and ``window = (start,
+stop)``, fractions of the run's N steps, only for steps i with floor(start N) <= i < floor(stop N) (diffusers'
+guiders' start/stop). Both hold together. One rule for every hook: the step's *starting* point decides, so
+every evaluation inside a step (Heun's second one, churn's raised level, SCG/SMC candidates) is guided or
+not as a whole. Outside, the loop behaves exactly as without the guidance. The sampling loop enforces this
+in one place (:meth:`Guidance.is_active`); hooks need not check it.
+
+``shifts_proposal`` says whether a guidance changes the transitions the model proposes, which would bias the
+weights of Feynman-Kac steering. It is derived, safely: a class that overrides ``denoise``, ``wrap_denoise``,
+``before_step`` or ``after_step`` shifts the proposal unless the class itself sets ``shifts_proposal``.
 
 Candidates and particles are laid out sample-major: the rows of sample b are b*K ... b*K + K - 1
 (``repeat_interleave``), and per-sample inputs (conditions, measurements) are expanded the same way.
@@ -23,38 +32,82 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Guidance", "match_batch", "evaluate_reward", "weighted_reward", "group"]
+__all__ = ["Guidance", "PROPOSAL_HOOKS", "match_batch", "evaluate_reward", "weighted_reward", "group"]
+
+
+PROPOSAL_HOOKS = ("denoise", "wrap_denoise", "before_step", "after_step")
+
+
+def _bad_pair(value) -> bool:
+    try:
+        lo, hi = value
+        return not (math.isfinite(float(lo)) and not math.isnan(float(hi)))
+    except (TypeError, ValueError):
+        return True
 
 
 @dataclass(kw_only=True)
 class Guidance:
     interval: tuple[float, float] | None = None
+    window: tuple[float, float] | None = None
     owns_transition = False
-    shifts_proposal = (
-        False  # True for gradient corrections that move x0-hat away from the model's own estimate
-    )
+    # whether the guidance moves the model's transitions (derived per class in __init_subclass__)
+    shifts_proposal = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # safe by default: overriding a hook that moves x0-hat or the particles shifts the proposal, unless
+        # this very class says otherwise; a class that overrides nothing inherits its parent's answer
+        if "shifts_proposal" not in cls.__dict__ and any(h in cls.__dict__ for h in PROPOSAL_HOOKS):
+            cls.shifts_proposal = True
 
     def __post_init__(self):
         if self.interval is not None:
-            lo, hi = self.interval
-            if not 0 <= lo < hi:
+            if _bad_pair(self.interval) or not 0 <= self.interval[0] < self.interval[1]:
                 raise ValueError(
                     f"interval must be (sigma_lo, sigma_hi) with 0 <= sigma_lo < sigma_hi, got {self.interval}"
                 )
+            self.interval = (float(self.interval[0]), float(self.interval[1]))
+        if self.window is not None:
+            if _bad_pair(self.window) or not 0 <= self.window[0] < self.window[1] <= 1:
+                raise ValueError(
+                    f"window must be (start, stop), fractions of the run's steps with 0 <= start < stop <= 1 "
+                    f"(e.g. (0.0, 0.75) guides the first three quarters), got {self.window}"
+                )
+            self.window = (float(self.window[0]), float(self.window[1]))
 
     def active(self, sigma: float) -> bool:
+        """Whether ``sigma`` lies in the noise interval (sigma_lo, sigma_hi]."""
         if self.interval is None:
             return True
         lo, hi = self.interval
         return lo < sigma <= hi
 
+    def in_window(self, step: int, num_steps: int) -> bool:
+        """Whether step ``step`` of ``num_steps`` lies in the step window (diffusers' start/stop rule)."""
+        if self.window is None:
+            return True
+        start, stop = self.window
+        return math.floor(start * num_steps + 1e-9) <= step < math.floor(stop * num_steps + 1e-9)
+
+    def is_active(self, sigma: float, step: int, num_steps: int) -> bool:
+        """Whether the step ``step`` of ``num_steps``, starting at ``sigma``, is guided: the one rule the
+        sampling loop applies to every hook of every step."""
+        return self.active(sigma) and self.in_window(step, num_steps)
+
     def check(self, ctx, x: torch.Tensor) -> None:
         """Validate against the run before it starts (solver, batch layout, shapes)."""
 
     def wrap_denoise(self, fn: Callable, ctx, sigma: float) -> Callable:
-        if type(self).denoise is Guidance.denoise or not self.active(sigma):
+        """The denoiser of a guided step (the loop calls it only on steps where the guidance is active)."""
+        if type(self).denoise is Guidance.denoise:
             return fn
         return lambda x, s, **kw: self.denoise(fn, ctx, x, s, **kw)
+
+    def wrap_inactive(self, fn: Callable, ctx, sigma: float) -> Callable:
+        """The denoiser of a step where the guidance is off: unchanged, unless the guidance is what makes the
+        model usable at all (classifier-free guidance still passes its condition)."""
+        return fn
 
     def denoise(self, fn: Callable, ctx, x: torch.Tensor, sigma: float, **kw) -> torch.Tensor:
         return fn(x, sigma, **kw)

@@ -45,6 +45,10 @@ class ClassifierFreeGuidance(Guidance):
     network evaluation per sample is saved). ``rescale`` in [0, 1] blends in the std-rescaled output.
     """
 
+    # CFG defines the (conditional) model being sampled rather than shifting it away from that model, so
+    # Feynman-Kac steering may reweight it: the weights then target the guided model tilted by the reward
+    shifts_proposal = False
+
     cond: Any
     scale: float = 1.0
     uncond: Any = None
@@ -65,9 +69,10 @@ class ClassifierFreeGuidance(Guidance):
         }
 
     def wrap_denoise(self, fn, ctx, sigma):
-        if not self.active(sigma):
-            return lambda x, s, **kw: fn(x, s, **kw, **self._branch_kwargs(x.shape[0], True))
         return lambda x, s, **kw: self.denoise(fn, ctx, x, s, **kw)
+
+    def wrap_inactive(self, fn, ctx, sigma):
+        return lambda x, s, **kw: fn(x, s, **kw, **self._branch_kwargs(x.shape[0], True))
 
     def denoise(self, fn, ctx, x, sigma, **kw):
         n = x.shape[0]
@@ -245,6 +250,10 @@ class Inpainting(Guidance):
     Lugmayr et al. 2022), which harmonises the unknown part with the known one at r+1 times the cost.
     ``values`` and ``mask`` have the sample shape, with or without the batch dimension.
     """
+
+    # replacement defines the conditional model being sampled (known entries fixed), so Feynman-Kac steering
+    # may reweight it: the weights then target that conditional model tilted by the reward
+    shifts_proposal = False
 
     values: torch.Tensor
     mask: torch.Tensor

@@ -13,6 +13,7 @@ all candidates coincide. Candidates and particles go through the network in one 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,6 +23,13 @@ from ..sampling import take
 from .base import Guidance, evaluate_reward, group
 
 __all__ = ["StochasticControlGuidance", "FeynmanKacSteering", "systematic_resample", "effective_sample_size"]
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def _require_stochastic(ctx, name: str) -> None:
@@ -141,15 +149,22 @@ class FeynmanKacSteering(Guidance):
             raise ValueError(f"resampling must be one of {list(_RESAMPLERS)}, got {self.resampling!r}")
         if not 0.0 <= self.ess_threshold <= 1.0:
             raise ValueError(f"ess_threshold must lie in [0, 1], got {self.ess_threshold}")
+        if not _finite(self.lam):
+            raise ValueError(
+                f"lam must be a finite number (the reward's inverse temperature; 1 targets p(x0) exp(r(x0))), "
+                f"got {self.lam!r}"
+            )
 
     def check(self, ctx, x):
         _require_stochastic(ctx, "FeynmanKacSteering")
-        shifted = [type(g).__name__ for g in ctx.guidance if getattr(g, "shifts_proposal", False)]
+        shifted = [type(g).__name__ for g in ctx.guidance if g is not self and g.shifts_proposal]
         if shifted:
             raise ValueError(
                 f"FeynmanKacSteering weights assume the model's own transitions, but {', '.join(shifted)} "
                 f"shifts them, which would bias the weighted result; steer with the reward alone "
-                f"(put the likelihood into the reward) or use the gradient guidance without SMC"
+                f"(put the likelihood into the reward) or use that guidance without SMC. A guidance that "
+                f"leaves the model's transitions as they are can say so with shifts_proposal = False on "
+                f"its class"
             )
         if x.shape[0] % self.num_particles:
             raise ValueError(
