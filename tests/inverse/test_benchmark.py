@@ -3,6 +3,7 @@
 import dataclasses
 import math
 
+import pytest
 import torch
 
 from steerdiff.core.benchmarking import format_table
@@ -40,7 +41,14 @@ TINY = Setting(
 )
 
 
-def test_run_tunes_caches_and_reports_every_method(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One cache for the module: the tiny prior is trained once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def test_run_tunes_caches_and_reports_every_method(cache, monkeypatch):
+    tmp_path = cache
     logged = []
     rows, chosen = run(TINY, tmp_path, log=logged.append, progress=False)
     assert [(r["noise"], r["method"]) for r in rows] == [(n, m) for n in (0.0, 1.0) for m in TINY.methods]
@@ -95,3 +103,21 @@ def test_identifiability_row_on_a_small_grid():
     row = identifiability_row(16, 2, 5e-2, num_fields=1, iterations=3)
     assert len(row) == len(IDENTIFIABILITY_HEADERS) and row[:2] == ["16x16", "every 2"]
     assert 0 <= row[2] <= 1 and row[3] > 0 and math.isfinite(row[4]) and row[6] >= 0
+
+
+def test_the_benchmark_command_runs_the_protocol(cache, tmp_path, monkeypatch, capsys):
+    import json
+
+    import steerdiff.inverse.benchmark as bench
+    from steerdiff.inverse.cli import main
+
+    tiny = dataclasses.replace(TINY, noise_levels=(0.0,), methods=("eki", "smc"), tune={})
+    monkeypatch.setattr(bench, "QUICK", tiny)
+    argv = ["benchmark", "--quick", "--cache", str(cache), "--out", str(tmp_path / "out"), "--json"]
+    assert main([*argv, "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert set(summary["rel_l2"]) == {"eki noise 0", "smc noise 0"}
+    assert "| noise | method |" in captured.err  # the table goes to stderr, the JSON alone to stdout
+    rows = json.loads((tmp_path / "out" / "benchmark.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["eki", "smc"]

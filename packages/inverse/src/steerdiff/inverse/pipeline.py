@@ -65,6 +65,11 @@ class InversePipeline:
         if problem is None and prior.problem_spec:
             spec = prior.problem_spec
             problem = make_problem(spec["name"], **{**spec.get("options", {}), **problem_options})
+        elif problem_options and problem is not None:
+            raise ValueError(
+                f"pass either problem=... or problem options {sorted(problem_options)}, not both; build the "
+                "problem with those options instead"
+            )
         elif problem_options:
             raise ValueError(
                 f"problem options {sorted(problem_options)} need a problem: {path} records none, "
