@@ -1,12 +1,12 @@
 """Rule-guided symbolic music: SCG against unguided, best-of-n, DPS on a relaxation and SMC, at equal budgets.
 
 The protocol (budgets, validation grids, test run) is ``steerdiff.music.benchmark``; this script parses the
-arguments, runs it and prints the validation grid and the test table. The model is the ``steerdiff-music demo``
-U-Net trained on music21's Bach chorales (cached under ``$STEERDIFF_CACHE``; trained or resumed to 3000 steps if
-short of them).
+arguments, runs it and prints the validation grid and the test table. The model is the ``steerdiff-music
+demo`` U-Net trained on music21's Bach chorales (cached under ``$STEERDIFF_CACHE``; trained or resumed to 3000
+steps if short of them).
 
-    python benchmarks/music_scg.py --quick     # < 1 min: 6 samples, S=10, k=3, small grid (cached model, else stand-in)
-    python benchmarks/music_scg.py             # 12 validation + 32 test samples, S=28, k=6
+    python benchmarks/music_scg.py --quick     # < 1 min: 6 samples, S=10, k=3, small grid (cached model, else
+    stand-in) python benchmarks/music_scg.py             # 12 validation + 32 test samples, S=28, k=6
     python benchmarks/music_scg.py --objectives chord_progression --k 16   # one rule at a larger budget
 """
 
@@ -23,21 +23,30 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="a small run: 6 samples, S=10, k=3, a small grid")
     p.add_argument("--samples", type=int, default=32, help="test samples (one held-out target each)")
-    p.add_argument("--val-samples", type=int, default=12, help="validation samples for choosing hyper-parameters")
+    p.add_argument(
+        "--val-samples", type=int, default=12, help="validation samples for choosing hyper-parameters"
+    )
     p.add_argument("--val-pieces", type=int, default=15, help="validation chorales (after the demo's 60)")
     p.add_argument("--steps", type=int, default=28, help="DDPM steps S")
     p.add_argument("--k", type=int, default=6, help="budget: k S network evaluations per guided sample")
-    p.add_argument("--bootstrap", type=int, default=50, help="bootstrap repetitions for the OA standard error")
+    p.add_argument(
+        "--bootstrap", type=int, default=50, help="bootstrap repetitions for the OA standard error"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--objectives", default=None, metavar="NAMES",
-                   help=f"comma-separated subset of: {', '.join(OBJECTIVES)}")
+    p.add_argument(
+        "--objectives",
+        default=None,
+        metavar="NAMES",
+        help=f"comma-separated subset of: {', '.join(OBJECTIVES)}",
+    )
     p.add_argument("--json", default="benchmarks/results/music_scg.json", help="where to write the results")
     a = p.parse_args(argv)
     wanted = OBJECTIVES if a.objectives is None else tuple(a.objectives.split(","))
     if set(wanted) - set(OBJECTIVES):
-        p.error(f"unknown objective(s) {sorted(set(wanted) - set(OBJECTIVES))}; choose from {', '.join(OBJECTIVES)}")
+        unknown = sorted(set(wanted) - set(OBJECTIVES))
+        p.error(f"unknown objective(s) {unknown}; choose from {', '.join(OBJECTIVES)}")
     if a.quick:
         a.samples, a.val_samples, a.steps, a.k, a.bootstrap = 6, 3, 10, 3, 10
     device = configure(a.device, a.threads, a.seed)
@@ -45,30 +54,69 @@ def main(argv=None):
     data = load_benchmark_data(a.quick, a.val_pieces, a.seed, device)
     for note in data.notes:
         print("NOTE:", note)
-    r = run_benchmark(data, a.samples, a.val_samples, a.steps, a.k, a.bootstrap, a.seed, a.quick, wanted,
-                      log=lambda line: print(line, flush=True))
-    print_table("Validation (choosing hyper-parameters): rule loss on validation targets",
-                ["objective", "setting", "val loss", "+- se", "val OA", "NFE/sample", "wall s"], r["val_rows"],
-                notes=[f"{a.val_samples} samples, targets from {a.val_samples} windows of {len(data.val_pieces)} "
-                       f"validation chorales (disjoint from the model's training and the test chorales); OA "
-                       f"against all {r['num_val_real']} validation windows; lowest val loss wins"])
+    r = run_benchmark(
+        data,
+        a.samples,
+        a.val_samples,
+        a.steps,
+        a.k,
+        a.bootstrap,
+        a.seed,
+        a.quick,
+        wanted,
+        log=lambda line: print(line, flush=True),
+    )
+    print_table(
+        "Validation (choosing hyper-parameters): rule loss on validation targets",
+        ["objective", "setting", "val loss", "+- se", "val OA", "NFE/sample", "wall s"],
+        r["val_rows"],
+        notes=[
+            f"{a.val_samples} samples, targets from {a.val_samples} windows of {len(data.val_pieces)} "
+            f"validation chorales (disjoint from the model's training and the test chorales); OA "
+            f"against all {r['num_val_real']} validation windows; lowest val loss wins"
+        ],
+    )
     real_oa = r["real_oa"]
-    print_table("Rule-guided music (test): rule loss (lower better) and OA vs held-out chorales (higher better)",
-                ["objective", "method (validation choice)", "rule loss", "+- se", "OA", "+- se", "NFE/sample",
-                 "grads/sample", "wall s"], r["rows"],
-                notes=[f"model: {data.model_name}",
-                       f"{a.samples} samples of {r['length']} steps ({DEMO_BARS} bars); targets from {a.samples} "
-                       f"held-out windows of {len(data.held_out)} held-out chorales; OA against all {r['num_real']} "
-                       f"held-out windows (bootstrap se)",
-                       f"budget <= {r['budget_nfe']} NFE/sample for every guided method (k={a.k} x S={a.steps} DDPM "
-                       f"steps); SCG G = guided steps of S; SMC steers the last {SMC_FRACTION:g} of its steps, lambda "
-                       f"in units of 1/spread of the unguided validation loss; DPS counts 1 forward + 1 gradient per "
-                       f"step; unguided {a.steps} NFE",
-                       f"reference: {a.samples} real training windows score OA {real_oa[0]:.3f} +- {real_oa[1]:.3f}; "
-                       f"DPS '-' = the rule has no differentiable relaxation"])
-    write_json(a.json, {"benchmark": "music_scg", "args": vars(a), "model": data.model_name,
-                        "budget_nfe": r["budget_nfe"], "real_train_oa": real_oa, "results": r["records"],
-                        "validation_pieces": data.val_pieces.names, "environment": environment()})
+    print_table(
+        "Rule-guided music (test): rule loss (lower better) and OA vs held-out chorales (higher better)",
+        [
+            "objective",
+            "method (validation choice)",
+            "rule loss",
+            "+- se",
+            "OA",
+            "+- se",
+            "NFE/sample",
+            "grads/sample",
+            "wall s",
+        ],
+        r["rows"],
+        notes=[
+            f"model: {data.model_name}",
+            f"{a.samples} samples of {r['length']} steps ({DEMO_BARS} bars); targets from {a.samples} "
+            f"held-out windows of {len(data.held_out)} held-out chorales; OA against all {r['num_real']} "
+            f"held-out windows (bootstrap se)",
+            f"budget <= {r['budget_nfe']} NFE/sample for every guided method (k={a.k} x S={a.steps} DDPM "
+            f"steps); SCG G = guided steps of S; SMC steers the last {SMC_FRACTION:g} of its steps, lambda "
+            f"in units of 1/spread of the unguided validation loss; DPS counts 1 forward + 1 gradient per "
+            f"step; unguided {a.steps} NFE",
+            f"reference: {a.samples} real training windows score OA {real_oa[0]:.3f} +- {real_oa[1]:.3f}; "
+            f"DPS '-' = the rule has no differentiable relaxation",
+        ],
+    )
+    write_json(
+        a.json,
+        {
+            "benchmark": "music_scg",
+            "args": vars(a),
+            "model": data.model_name,
+            "budget_nfe": r["budget_nfe"],
+            "real_train_oa": real_oa,
+            "results": r["records"],
+            "validation_pieces": data.val_pieces.names,
+            "environment": environment(),
+        },
+    )
     print(f"\nwrote {a.json}")
 
 

@@ -1,4 +1,5 @@
-"""User errors of ``steerdiff-music``: argv (without the program name) and a fragment of the one-line message."""
+"""User errors of ``steerdiff-music``: argv (without the program name) and a fragment of the one-line
+message."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from steerdiff.music import MusicPipeline, RollConfig, save_split, split, synthe
 
 def tiny_bundle(path, roll: RollConfig | None = None):
     """A small untrained model bundle (no training: it checks formats and errors, not music)."""
-    return MusicPipeline.untrained(roll or RollConfig(steps_per_beat=2), bars=4, channels=8).save_pretrained(path)
+    return MusicPipeline.untrained(roll or RollConfig(steps_per_beat=2), bars=4, channels=8).save_pretrained(
+        path
+    )
 
 
 def tiny_data(path, roll: RollConfig, num_bars: int = 8):
@@ -35,9 +38,14 @@ def user_errors(tmp_path) -> list[tuple[list[str], str]]:
         # missing paths
         (["generate", "--model", str(tmp_path / "missing"), "--out", out], "does not exist"),
         (["train", "--data", str(tmp_path / "missing"), "--out", out], "does not exist"),
-        (["evaluate", "--samples", str(tmp_path / "missing.npz"), "--data", str(short), "--out", out],
-         "does not exist"),
-        (["prepare", "--source", "folder", "--folder", str(tmp_path / "missing"), "--out", out], "not a folder"),
+        (
+            ["evaluate", "--samples", str(tmp_path / "missing.npz"), "--data", str(short), "--out", out],
+            "does not exist",
+        ),
+        (
+            ["prepare", "--source", "folder", "--folder", str(tmp_path / "missing"), "--out", out],
+            "not a folder",
+        ),
         # wrong types
         (["generate", "--num-samples", "many"], "not a positive integer"),
         (["train", "--lr", "fast"], "not a positive number"),
@@ -49,8 +57,10 @@ def user_errors(tmp_path) -> list[tuple[list[str], str]]:
         (["generate", "--solver", "rk45"], "invalid choice"),
         (gen + ["--model", str(model), "--rules", "groove"], "unknown rule"),
         (gen + ["--model", str(model), "--chords", "X,Y"], "cannot read the chords"),
-        (gen + ["--model", str(model), "--method", "scg", "--chords", "I,V,vi,IV", "--solver", "heun"],
-         "deterministic"),
+        (
+            gen + ["--model", str(model), "--method", "scg", "--chords", "I,V,vi,IV", "--solver", "heun"],
+            "deterministic",
+        ),
         (["generate", "--model", str(model), "--device", "tpu9", "--out", out], "unknown device"),
         # corrupt bundles
         (gen + ["--model", str(truncated)], "model.safetensors"),
@@ -58,8 +68,25 @@ def user_errors(tmp_path) -> list[tuple[list[str], str]]:
         (gen + ["--model", str(short)], "not a steerdiff model bundle"),
         # data that does not fit
         (gen + ["--model", str(model), "--data", str(other), "--rules", "note_density"], "roll layout"),
-        (["train", "--data", str(short), "--bars", "4", "--train-steps", "1", "--out", out], "no piece is at least"),
+        (
+            ["train", "--data", str(short), "--bars", "4", "--train-steps", "1", "--out", out],
+            "no piece is at least",
+        ),
         (["train", "--data", str(junk), "--train-steps", "1", "--out", out], "not a pieces file"),
-        (["generate", "--model", str(model), "--bars", "3", "--rules", "note_density", "--data", str(short),
-          "--out", out], "no piece is at least"),
+        (
+            [
+                "generate",
+                "--model",
+                str(model),
+                "--bars",
+                "3",
+                "--rules",
+                "note_density",
+                "--data",
+                str(short),
+                "--out",
+                out,
+            ],
+            "no piece is at least",
+        ),
     ]

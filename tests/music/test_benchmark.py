@@ -1,4 +1,5 @@
-"""The benchmark protocol (steerdiff.music.benchmark) on a tiny setting: budgets, grids, validation, records."""
+"""The benchmark protocol (steerdiff.music.benchmark) on a tiny setting: budgets, grids, validation,
+records."""
 
 import pytest
 
@@ -28,18 +29,37 @@ def test_every_setting_fits_the_budget(steps, k):
                 assert method == "unguided" or nfe <= budget, (label(c), nfe, budget)
     wide = scg_configs(28, 6, (6, 16))
     assert [c["G"] for c in wide] == [28, 10]  # n = 16 only fits on the last 10 of 28 steps
-    assert scg_configs(28, 6, (), (3,))[0] == {"method": "scg", "n": 3, "steps": 56, "guide_fraction": 1.0, "G": 56}
-    assert label(wide[0]) == "scg n=6 G=28/28" and label(grids(28, 6, False)["smc"][0]) == "smc 2p 84 st, lam 8"
+    assert scg_configs(28, 6, (), (3,))[0] == {
+        "method": "scg",
+        "n": 3,
+        "steps": 56,
+        "guide_fraction": 1.0,
+        "G": 56,
+    }
+    assert (
+        label(wide[0]) == "scg n=6 G=28/28" and label(grids(28, 6, False)["smc"][0]) == "smc 2p 84 st, lam 8"
+    )
 
 
 def test_protocol_validates_then_tests_each_method():
     data = stand_in_data(synthetic_pieces(RollConfig(steps_per_beat=2), 10, 6), seed=0)
     lines = []
-    r = run_benchmark(data, samples=2, val_samples=2, steps=4, k=2, bootstrap=2, quick=True,
-                      wanted=("note_density", "chord_progression"), log=lines.append)
+    r = run_benchmark(
+        data,
+        samples=2,
+        val_samples=2,
+        steps=4,
+        k=2,
+        bootstrap=2,
+        quick=True,
+        wanted=("note_density", "chord_progression"),
+        log=lines.append,
+    )
     assert [row[0] for row in r["rows"]] == ["note_density"] * 5 + ["chord_progression"] * 5
     assert r["rows"][7] == ("chord_progression", "dps", None, None, None, None, None, None, None)
-    assert [rec["method"] for rec in r["records"]] == list(BENCH_METHODS) + [m for m in BENCH_METHODS if m != "dps"]
+    assert [rec["method"] for rec in r["records"]] == list(BENCH_METHODS) + [
+        m for m in BENCH_METHODS if m != "dps"
+    ]
     for rec in r["records"]:
         assert rec["method"] == "unguided" or rec["budget"] <= r["budget_nfe"]
         assert rec["rule_loss"] >= 0 and 0 <= rec["oa_mean"] <= 1 + 1e-6

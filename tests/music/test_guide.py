@@ -1,11 +1,11 @@
 import pytest
 import torch
 
+from steerdiff.core.training import TrainConfig
 from steerdiff.music.guide import bars_mask, generate
 from steerdiff.music.metrics import attributes, oa_table, overlapping_area
 from steerdiff.music.model import EmpiricalDenoiser, load_model, save_model, train_model
 from steerdiff.music.roll import roll_to_midi
-from steerdiff.core.training import TrainConfig
 from steerdiff.music.rules import ChordProgression, NoteDensity, Objective, PitchHistogram
 
 from .conftest import hand_roll
@@ -21,7 +21,9 @@ def model(train_windows):
 def _mean_loss(model, cfg, obj, method, n, steps=12):
     out = []
     for seed in SEEDS:
-        res = generate(model, cfg, 8, 32, steps, method, obj, n=n, generator=torch.Generator().manual_seed(seed))
+        res = generate(
+            model, cfg, 8, 32, steps, method, obj, n=n, generator=torch.Generator().manual_seed(seed)
+        )
         out.append(obj.loss(res.x).mean())
     return float(torch.stack(out).mean()), res
 
@@ -29,8 +31,11 @@ def _mean_loss(model, cfg, obj, method, n, steps=12):
 @pytest.mark.parametrize("rule", ["note_density", "chord_progression"])
 def test_scg_with_more_candidates_lowers_the_rule_loss(cfg, model, train_windows, rule):
     r = NoteDensity(cfg) if rule == "note_density" else ChordProgression(cfg)
-    target = r.attribute(train_windows[-1:]).expand(8, -1) if rule == "note_density" else \
-        torch.tensor([2.0, 6, 3, 7])  # a progression the data rarely has: ii vi iii vii
+    target = (
+        r.attribute(train_windows[-1:]).expand(8, -1)
+        if rule == "note_density"
+        else torch.tensor([2.0, 6, 3, 7])
+    )  # a progression the data rarely has: ii vi iii vii
     obj = Objective([(r, target)], 32)
     losses = [_mean_loss(model, cfg, obj, "scg" if n > 1 else "unguided", n)[0] for n in (1, 4, 16)]
     assert losses[0] > losses[1] > losses[2], losses
@@ -39,9 +44,21 @@ def test_scg_with_more_candidates_lowers_the_rule_loss(cfg, model, train_windows
 def test_methods_report_equal_budgets(cfg, model, train_windows):
     obj = Objective.from_reference([PitchHistogram(cfg)], train_windows[:4])
     steps = 10
-    costs = {m: generate(model, cfg, 4, 32, steps, m, obj, n=4, guide_fraction=1.0,
-                         generator=torch.Generator().manual_seed(0)).costs for m in
-             ("unguided", "best_of_n", "smc", "scg", "dps")}
+    costs = {
+        m: generate(
+            model,
+            cfg,
+            4,
+            32,
+            steps,
+            m,
+            obj,
+            n=4,
+            guide_fraction=1.0,
+            generator=torch.Generator().manual_seed(0),
+        ).costs
+        for m in ("unguided", "best_of_n", "smc", "scg", "dps")
+    }
     assert costs["unguided"].nfe == steps
     assert costs["best_of_n"].nfe == costs["smc"].nfe == 4 * steps
     assert 3 * steps < costs["scg"].nfe <= 4 * steps
@@ -65,8 +82,19 @@ def test_given_bars_are_kept_exactly_and_combine_with_rules(cfg, model, train_wi
     known = train_windows[7]
     mask = bars_mask(cfg, 32, [0, 1])
     obj = Objective([(NoteDensity(cfg), torch.tensor([3.0, 3, 3, 3, 4, 4, 4, 4]))], 32)
-    res = generate(model, cfg, 3, 32, 12, "scg", obj, n=4, known=known, known_mask=mask,
-                   generator=torch.Generator().manual_seed(0))
+    res = generate(
+        model,
+        cfg,
+        3,
+        32,
+        12,
+        "scg",
+        obj,
+        n=4,
+        known=known,
+        known_mask=mask,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert torch.equal(res.x[:, mask], known[mask].expand(3, -1))
     with pytest.raises(ValueError, match="outside the 4 bars"):
         bars_mask(cfg, 32, [4])
@@ -88,8 +116,13 @@ def test_metrics_known_values_and_oa(cfg, train_windows):
 
 
 def test_unet_trains_saves_loads_and_samples_to_midi(cfg, train_windows, tmp_path):
-    res = train_model(train_windows[:64], cfg, tmp_path / "run", config=TrainConfig(steps=20, batch_size=8, lr=1e-3,
-                                                                                    checkpoint_every=0), progress=False)
+    res = train_model(
+        train_windows[:64],
+        cfg,
+        tmp_path / "run",
+        config=TrainConfig(steps=20, batch_size=8, lr=1e-3, checkpoint_every=0),
+        progress=False,
+    )
     assert res.losses[-1] < res.losses[0]
     save_model(tmp_path / "model", res.ema, cfg, 32)
     loaded = load_model(tmp_path / "model")
@@ -109,8 +142,18 @@ def test_unet_trains_saves_loads_and_samples_to_midi(cfg, train_windows, tmp_pat
 @pytest.mark.parametrize("fraction, guided", [(0.75, 9), (1.0, 12), (0.01, 1)])
 def test_scg_guides_exactly_the_last_fraction_of_steps(cfg, model, train_windows, fraction, guided):
     obj = Objective.from_reference([NoteDensity(cfg)], train_windows[:2])
-    res = generate(model, cfg, 2, 32, 12, "scg", obj, n=4, guide_fraction=fraction,
-                   generator=torch.Generator().manual_seed(0))
+    res = generate(
+        model,
+        cfg,
+        2,
+        32,
+        12,
+        "scg",
+        obj,
+        n=4,
+        guide_fraction=fraction,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert res.costs.reward_evals == 2 * 4 * guided
     # unguided steps cost 1, the first guided step 1 + n, later guided steps n, the last one (sigma -> 0) 0
     assert res.costs.nfe == 12 - guided + 1 + (guided - 1) * 4

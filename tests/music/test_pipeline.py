@@ -7,8 +7,8 @@ import textwrap
 
 import pytest
 import torch
-from steerdiff.core import BundleError, save_pretrained
 
+from steerdiff.core import BundleError, save_pretrained
 from steerdiff.music import (
     EmpiricalDenoiser,
     MusicPipeline,
@@ -26,8 +26,9 @@ GENERATE = dict(rules="note_density,chord_progression", method="scg", num_sample
 def trained(tmp_path_factory):
     roll = RollConfig(steps_per_beat=2)
     train, val = split(synthetic_pieces(roll, 6, 4), 0.34)
-    pipe = MusicPipeline.train(train, bars=2, transpose=0, train_steps=6, batch_size=4, channels=8, device="cpu",
-                               progress=False)
+    pipe = MusicPipeline.train(
+        train, bars=2, transpose=0, train_steps=6, batch_size=4, channels=8, device="cpu", progress=False
+    )
     path = pipe.save_pretrained(tmp_path_factory.mktemp("bundle") / "model")
     return pipe, path, windows(val, 16)
 
@@ -44,8 +45,9 @@ def test_bundle_loads_in_a_fresh_process_and_gives_the_same_samples(trained, tmp
         out = pipe.generate(reference=ref, **{GENERATE!r})
         out.save({str(tmp_path / "gen")!r}, plot=False)
     """)
-    subprocess.run([sys.executable, "-c", script], check=True, env={"OMP_NUM_THREADS": "1", "PATH": ""},
-                   timeout=120)
+    subprocess.run(
+        [sys.executable, "-c", script], check=True, env={"OMP_NUM_THREADS": "1", "PATH": ""}, timeout=120
+    )
     there, roll = load_samples(tmp_path / "gen" / "samples.npz")
     assert roll == pipe.roll and there.shape == (2, 2, 48, 16)
     assert torch.equal(there, here.x.cpu())
@@ -68,7 +70,9 @@ def test_corrupt_or_foreign_bundles_are_refused(trained, tmp_path):
     with pytest.raises(BundleError, match="'timeseries' model, not a 'music' one"):
         MusicPipeline.from_pretrained(other, device="cpu")
     with pytest.raises(ValueError, match="Denoiser"):
-        MusicPipeline(EmpiricalDenoiser(torch.zeros(2, 2, 48, 16)), pipe.roll, 16).save_pretrained(tmp_path / "e")
+        MusicPipeline(EmpiricalDenoiser(torch.zeros(2, 2, 48, 16)), pipe.roll, 16).save_pretrained(
+            tmp_path / "e"
+        )
     # a bundle whose write was cut before its rename is not there at all; the previous one stays
     good = pipe.save_pretrained(tmp_path / "good")
     (tmp_path / ".good.tmp-123-abc").mkdir()
@@ -77,8 +81,9 @@ def test_corrupt_or_foreign_bundles_are_refused(trained, tmp_path):
 
 def test_generate_targets_outputs_and_evaluation(trained, tmp_path):
     pipe, _, ref = trained
-    out = pipe.generate(rules="chord_progression", targets={"chord_progression": "C,G"}, num_samples=3, steps=4,
-                        n=2)
+    out = pipe.generate(
+        rules="chord_progression", targets={"chord_progression": "C,G"}, num_samples=3, steps=4, n=2
+    )
     assert out.method == "scg" and out.rule_losses["chord_progression"].shape == (3,)
     assert out.rolls.min() >= 0 and out.rolls.max() <= 1 and len(out) == 3
     assert pipe.generate(num_samples=1, steps=3).method == "unguided"

@@ -3,9 +3,25 @@ import pretty_midi
 import pytest
 import torch
 
-from steerdiff.music.data import bach_chorales, load_midi_folder, load_pieces, save_pieces, split, synthetic_pieces, windows
-from steerdiff.music.roll import (MidiError, RollConfig, midi_to_roll, note_masks, roll_to_midi, roll_to_notes,
-                                  save_midi, to_model)
+from steerdiff.music.data import (
+    bach_chorales,
+    load_midi_folder,
+    load_pieces,
+    save_pieces,
+    split,
+    synthetic_pieces,
+    windows,
+)
+from steerdiff.music.roll import (
+    MidiError,
+    RollConfig,
+    midi_to_roll,
+    note_masks,
+    roll_to_midi,
+    roll_to_notes,
+    save_midi,
+    to_model,
+)
 
 NOTES = [(60, 0, 4, 100), (64, 0, 2, 90), (64, 2, 4, 70), (67, 4, 12, 60), (48, 8, 9, 127)]
 
@@ -25,13 +41,17 @@ def test_midi_round_trip_keeps_notes_tempo_and_time_signature(tmp_path):
     cfg = RollConfig(velocity=True)
     save_midi(_midi(), tmp_path / "in.mid")
     roll, info = midi_to_roll(tmp_path / "in.mid", cfg)
-    assert roll.shape == (3, 48, 12) and info.time_signature == (3, 4) and info.tempo == pytest.approx(90, rel=1e-4)
+    assert (
+        roll.shape == (3, 48, 12)
+        and info.time_signature == (3, 4)
+        and info.tempo == pytest.approx(90, rel=1e-4)
+    )
     save_midi(roll_to_midi(roll, cfg, info), tmp_path / "out.mid")
     back, info2 = midi_to_roll(tmp_path / "out.mid", cfg)
     np.testing.assert_array_equal(back, roll)
     assert info2.time_signature == (3, 4) and info2.tempo == pytest.approx(90, rel=1e-4)
     n = roll_to_notes(back, cfg)
-    got = sorted(zip(n.pitch.tolist(), n.start.tolist(), n.end.tolist(), n.velocity.tolist()))
+    got = sorted(zip(n.pitch.tolist(), n.start.tolist(), n.end.tolist(), n.velocity.tolist(), strict=False))
     assert got == sorted(NOTES)  # repeated E4 stays two notes; velocities kept
 
 
@@ -110,14 +130,18 @@ def test_folder_windows_transposition_and_split(tmp_path, cfg):
     assert len(train) == 8 and len(val) == 2 and not set(train.names) & set(val.names)
     save_pieces(tmp_path / "p.npz", pieces)
     again = load_pieces(tmp_path / "p.npz")
-    assert again.names == pieces.names and all(np.array_equal(a, b) for a, b in zip(again.rolls, pieces.rolls))
+    assert again.names == pieces.names and all(
+        np.array_equal(a, b) for a, b in zip(again.rolls, pieces.rolls, strict=False)
+    )
 
 
 def test_bach_chorales_convert_once_and_cache(tmp_path, cfg):
     pieces = bach_chorales(cfg, num_pieces=2, cache_dir=tmp_path, progress=False)
     assert len(pieces) == 2 and len(list(tmp_path.glob("*.npz"))) == 1
     x = torch.from_numpy(np.concatenate(pieces.rolls, -1))
-    assert 3 <= x[1].sum(0).max() <= 4          # four voices (unisons merge)
+    assert 3 <= x[1].sum(0).max() <= 4  # four voices (unisons merge)
     assert x[0].sum() > 50
     again = bach_chorales(cfg, num_pieces=2, cache_dir=tmp_path)
-    assert again.names == pieces.names and all(np.array_equal(a, b) for a, b in zip(again.rolls, pieces.rolls))
+    assert again.names == pieces.names and all(
+        np.array_equal(a, b) for a, b in zip(again.rolls, pieces.rolls, strict=False)
+    )

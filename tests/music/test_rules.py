@@ -1,8 +1,18 @@
 import pytest
 import torch
 
-from steerdiff.music.rules import (CHORD_NAMES, ChordProgression, CustomRule, NoteDensity, Objective, PitchHistogram,
-                                   chord_index, chord_root, degree_index, estimate_key)
+from steerdiff.music.rules import (
+    CHORD_NAMES,
+    ChordProgression,
+    CustomRule,
+    NoteDensity,
+    Objective,
+    PitchHistogram,
+    chord_index,
+    chord_root,
+    degree_index,
+    estimate_key,
+)
 
 from .conftest import hand_roll
 
@@ -41,12 +51,14 @@ def test_chord_progression_known_values(cfg):
 
 def _progression(cfg, chords):
     bar = cfg.steps_per_bar
-    return hand_roll(cfg, [(p, i * bar, (i + 1) * bar) for i, c in enumerate(chords) for p in c], len(chords) * bar)
+    return hand_roll(
+        cfg, [(p, i * bar, (i + 1) * bar) for i, c in enumerate(chords) for p in c], len(chords) * bar
+    )
 
 
 def test_chord_degrees_are_relative_to_the_estimated_key(cfg):
     in_c = _progression(cfg, [[48, 52, 55], [53, 57, 60], [43, 55, 59, 62], [48, 52, 55]])  # C F G C
-    in_a = _progression(cfg, [[45, 48, 52], [50, 53, 57], [52, 56, 59], [45, 48, 52]])      # Am Dm E Am
+    in_a = _progression(cfg, [[45, 48, 52], [50, 53, 57], [52, 56, 59], [45, 48, 52]])  # Am Dm E Am
     for shift in (0, 2, 7):  # transposing a piece changes its chords' names but not their degrees
         d = ChordProgression(cfg).attribute(torch.roll(in_c, shift, dims=2))[0].tolist()
         assert d == [1, 4, 5, 1], (shift, d)
@@ -68,8 +80,15 @@ def test_chord_degrees_are_relative_to_the_estimated_key(cfg):
         ChordProgression(cfg, mode="roman")
 
 
-@pytest.mark.parametrize("make", [PitchHistogram, NoteDensity, ChordProgression,
-                                  lambda c: CustomRule(c, lambda r: r[:, 0].sum((1, 2)), name="note_count")])
+@pytest.mark.parametrize(
+    "make",
+    [
+        PitchHistogram,
+        NoteDensity,
+        ChordProgression,
+        lambda c: CustomRule(c, lambda r: r[:, 0].sum((1, 2)), name="note_count"),
+    ],
+)
 def test_a_rule_loss_is_zero_at_its_own_target_and_positive_elsewhere(cfg, train_windows, make):
     rule = make(cfg)
     x = train_windows[:6]

@@ -1,4 +1,5 @@
-"""The rule-guided music benchmark: SCG against unguided, best-of-n, DPS on a relaxation and SMC, at equal budgets.
+"""The rule-guided music benchmark: SCG against unguided, best-of-n, DPS on a relaxation and SMC, at equal
+budgets.
 
 For each rule (pitch-class histogram, note density, chord progression) and the SCG paper's weighted multi-rule
 objective (40 / 1 / 1), every method samples pieces with targets taken from held-out chorale windows, one per
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
 from steerdiff.core.benchmarking import Stopwatch
 
 from .data import Pieces, bach_chorales, load_split, split, windows
@@ -90,11 +92,19 @@ def grids(steps: int, k: int, quick: bool) -> dict[str, list[dict]]:
             for c in ((1.0, 3.0, 10.0, 30.0) if not quick else (1.0,))
         ],
         "smc": [
-            {"method": "smc", "n": m, "steps": k * steps // m, "guide_fraction": SMC_FRACTION, "lam_units": lu}
+            {
+                "method": "smc",
+                "n": m,
+                "steps": k * steps // m,
+                "guide_fraction": SMC_FRACTION,
+                "lam_units": lu,
+            }
             for m in parts
             for lu in lams
         ],
-        "scg": scg_configs(steps, k, (6, 8, 11, 16), (2, 3, 4)) if not quick else scg_configs(steps, k, (4, 6)),
+        "scg": scg_configs(steps, k, (6, 8, 11, 16), (2, 3, 4))
+        if not quick
+        else scg_configs(steps, k, (4, 6)),
     }
 
 
@@ -112,33 +122,51 @@ def label(c: dict) -> str:
     return m
 
 
-def run_setting(pipe: MusicPipeline, obj: Objective, c: dict, num: int, lam: float | None,
-                seed: int) -> tuple[Generation, float]:
-    """One setting ``c`` (from ``grids``) on ``num`` samples toward ``obj``: the pieces and the wall seconds."""
+def run_setting(
+    pipe: MusicPipeline, obj: Objective, c: dict, num: int, lam: float | None, seed: int
+) -> tuple[Generation, float]:
+    """One setting ``c`` (from ``grids``) on ``num`` samples toward ``obj``: the pieces and the wall
+    seconds."""
     with Stopwatch() as sw:
-        gen = pipe.generate(rules=obj, method=c["method"], num_samples=num, steps=c["steps"], n=c["n"],
-                            guide_fraction=c.get("guide_fraction", 1.0), lam=lam or 1.0,
-                            dps_scale=c.get("dps_scale", 1.0), seed=seed)
+        gen = pipe.generate(
+            rules=obj,
+            method=c["method"],
+            num_samples=num,
+            steps=c["steps"],
+            n=c["n"],
+            guide_fraction=c.get("guide_fraction", 1.0),
+            lam=lam or 1.0,
+            dps_scale=c.get("dps_scale", 1.0),
+            seed=seed,
+        )
     return gen, sw.seconds
 
 
-def oa_with_se(x: torch.Tensor, real: torch.Tensor, cfg: RollConfig, g: torch.Generator,
-               reps: int) -> tuple[float, float]:
+def oa_with_se(
+    x: torch.Tensor, real: torch.Tensor, cfg: RollConfig, g: torch.Generator, reps: int
+) -> tuple[float, float]:
     """Mean OA and its bootstrap standard error over the generated samples."""
     x = x.cpu()
     oa = oa_table(x, real, cfg)["mean"]
-    boots = [oa_table(x[torch.randint(x.shape[0], (x.shape[0],), generator=g)], real, cfg)["mean"]
-             for _ in range(reps)]
+    boots = [
+        oa_table(x[torch.randint(x.shape[0], (x.shape[0],), generator=g)], real, cfg)["mean"]
+        for _ in range(reps)
+    ]
     return oa, float(torch.tensor(boots).std())
 
 
 def objectives(cfg: RollConfig, ref: torch.Tensor) -> dict[str, Objective]:
     """The four objectives with targets from the reference windows ``ref`` (one per sample)."""
-    rules = {"pitch_histogram": PitchHistogram(cfg), "note_density": NoteDensity(cfg),
-             "chord_progression": ChordProgression(cfg)}
+    rules = {
+        "pitch_histogram": PitchHistogram(cfg),
+        "note_density": NoteDensity(cfg),
+        "chord_progression": ChordProgression(cfg),
+    }
     out = {name: Objective.from_reference([r], ref) for name, r in rules.items()}
     out["multi (40/1/1)"] = Objective.from_reference(
-        [(rules["pitch_histogram"], 40.0), (rules["note_density"], 1.0), (rules["chord_progression"], 1.0)], ref)
+        [(rules["pitch_histogram"], 40.0), (rules["note_density"], 1.0), (rules["chord_progression"], 1.0)],
+        ref,
+    )
     return out
 
 
@@ -155,20 +183,23 @@ class BenchmarkData:
 
 
 def stand_in_data(pieces: Pieces, seed: int = 0, device="cpu") -> BenchmarkData:
-    """A small stand-in: the exact empirical denoiser of 60 % of ``pieces`` (it can only reproduce its training
-    windows), validation and test on 20 % each."""
+    """A small stand-in: the exact empirical denoiser of 60 % of ``pieces`` (it can only reproduce its
+    training windows), validation and test on 20 % each."""
     train_pieces, held_out = split(pieces, 0.4, seed=seed)
     val_pieces, held_out = split(held_out, 0.5, seed=seed)
     length = DEMO_BARS * pieces.config.steps_per_bar
     den = EmpiricalDenoiser(windows(train_pieces, length, transpose=range(-3, 4)), bandwidth=0.1)
     pipe = MusicPipeline(den, pieces.config, length, device=device)
-    name = (f"STAND-IN: exact empirical denoiser of {len(train_pieces)} pieces' training windows "
-            "(not a trained model)")
+    name = (
+        f"STAND-IN: exact empirical denoiser of {len(train_pieces)} pieces' training windows "
+        "(not a trained model)"
+    )
     return BenchmarkData(pipe, name, held_out, val_pieces, train_pieces)
 
 
-def load_benchmark_data(quick: bool, val_pieces: int = 15, seed: int = 0, device="cpu",
-                        progress: bool = True) -> BenchmarkData:
+def load_benchmark_data(
+    quick: bool, val_pieces: int = 15, seed: int = 0, device="cpu", progress: bool = True
+) -> BenchmarkData:
     """The cached demo model (trained or resumed now to ``TRAIN_STEPS``, except with ``quick``), its held-out
     chorales and ``val_pieces`` validation chorales after the demo's; with ``quick`` and no cached model, the
     stand-in on 24 chorales."""
@@ -179,11 +210,15 @@ def load_benchmark_data(quick: bool, val_pieces: int = 15, seed: int = 0, device
         if quick:
             pieces = bach_chorales(RollConfig(steps_per_beat=2), num_pieces=24, progress=False)
             data = stand_in_data(pieces, seed=seed, device=device)
-            data.notes.append("no trained demo model is cached (run `steerdiff-music demo` or the benchmark without "
-                              "--quick); using the SMALL STAND-IN: the exact denoiser of the training windows, which "
-                              "can only reproduce them")
+            data.notes.append(
+                "no trained demo model is cached (run `steerdiff-music demo` or the benchmark without "
+                "--quick); using the SMALL STAND-IN: the exact denoiser of the training windows, which "
+                "can only reproduce them"
+            )
             return data
-        ensure_demo_model(run_dir, num_pieces=DEMO_PIECES, train_steps=TRAIN_STEPS, device=device, progress=progress)
+        ensure_demo_model(
+            run_dir, num_pieces=DEMO_PIECES, train_steps=TRAIN_STEPS, device=device, progress=progress
+        )
     pipe = MusicPipeline.from_pretrained(model_dir, device=device)
     train_pieces, held_out = load_split(run_dir / "data")
     more = bach_chorales(RollConfig(**DEMO_ROLL), num_pieces=DEMO_PIECES + val_pieces, progress=False)
@@ -195,9 +230,18 @@ def load_benchmark_data(quick: bool, val_pieces: int = 15, seed: int = 0, device
     return BenchmarkData(pipe, name, held_out, val, train_pieces)
 
 
-def run_benchmark(data: BenchmarkData, samples: int = 32, val_samples: int = 12, steps: int = 28, k: int = 6,
-                  bootstrap: int = 50, seed: int = 0, quick: bool = False,
-                  wanted: Sequence[str] = OBJECTIVES, log: Callable[[str], None] | None = print) -> dict:
+def run_benchmark(
+    data: BenchmarkData,
+    samples: int = 32,
+    val_samples: int = 12,
+    steps: int = 28,
+    k: int = 6,
+    bootstrap: int = 50,
+    seed: int = 0,
+    quick: bool = False,
+    wanted: Sequence[str] = OBJECTIVES,
+    log: Callable[[str], None] | None = print,
+) -> dict:
     """The protocol: validation over each method's grid, then the chosen setting once on the test targets.
 
     Returns ``rows`` (the test table), ``val_rows`` (the validation grid), ``records`` (JSON-ready, one per
@@ -241,11 +285,22 @@ def run_benchmark(data: BenchmarkData, samples: int = 32, val_samples: int = 12,
                 val_loss = float(losses.mean())
                 scored.append((val_loss, c))
                 if len(options) > 1 or method == "unguided":
-                    val_rows.append((obj_name, label(c), val_loss, float(losses.std() / math.sqrt(val_samples)),
-                                     oa_table(res.x.cpu(), val_real, cfg)["mean"], res.costs.nfe, sec))
+                    val_rows.append(
+                        (
+                            obj_name,
+                            label(c),
+                            val_loss,
+                            float(losses.std() / math.sqrt(val_samples)),
+                            oa_table(res.x.cpu(), val_real, cfg)["mean"],
+                            res.costs.nfe,
+                            sec,
+                        )
+                    )
             best = min(scored, key=lambda t: t[0])[1]  # a single option is taken without validation
-            log(f"  {obj_name:>18} {method:>9}: validation picks {label(best)}"
-                + (f" (of {len(options)})" if len(options) > 1 else ""))
+            log(
+                f"  {obj_name:>18} {method:>9}: validation picks {label(best)}"
+                + (f" (of {len(options)})" if len(options) > 1 else "")
+            )
             # test: the chosen setting once on the test targets
             lam = best["lam_units"] * lam_scale if method == "smc" else None
             res, sec = run_setting(pipe, obj, best, samples, lam, seed)
@@ -253,17 +308,40 @@ def run_benchmark(data: BenchmarkData, samples: int = 32, val_samples: int = 12,
             oa, oa_se = oa_with_se(res.x, real, cfg, boot, bootstrap)
             loss, loss_se = float(losses.mean()), float(losses.std() / math.sqrt(samples))
             grads = res.costs.gradient_evals / samples
-            records.append({"objective": obj_name, "method": method, "setting": best, "label": label(best),
-                            "smc_lam": lam, "rule_loss": loss, "rule_loss_se": loss_se,
-                            "per_rule": {k_: float(v.mean()) for k_, v in obj.losses(res.x).items()},
-                            "oa_mean": oa, "oa_se": oa_se, "nfe": res.costs.nfe, "grad_per_sample": grads,
-                            "budget": res.costs.nfe + grads, "seconds": sec,
-                            "validation": [{"label": label(c), "loss": v} for v, c in scored]})
+            records.append(
+                {
+                    "objective": obj_name,
+                    "method": method,
+                    "setting": best,
+                    "label": label(best),
+                    "smc_lam": lam,
+                    "rule_loss": loss,
+                    "rule_loss_se": loss_se,
+                    "per_rule": {k_: float(v.mean()) for k_, v in obj.losses(res.x).items()},
+                    "oa_mean": oa,
+                    "oa_se": oa_se,
+                    "nfe": res.costs.nfe,
+                    "grad_per_sample": grads,
+                    "budget": res.costs.nfe + grads,
+                    "seconds": sec,
+                    "validation": [{"label": label(c), "loss": v} for v, c in scored],
+                }
+            )
             rows.append((obj_name, label(best), loss, loss_se, oa, oa_se, res.costs.nfe, grads, sec))
-            log(f"  {obj_name:>18} {label(best):>30}: loss {loss:.4g} +- {loss_se:.2g}  OA {oa:.3f} +- "
-                f"{oa_se:.3f}  ({sec:.1f} s)")
+            log(
+                f"  {obj_name:>18} {label(best):>30}: loss {loss:.4g} +- {loss_se:.2g}  OA {oa:.3f} +- "
+                f"{oa_se:.3f}  ({sec:.1f} s)"
+            )
     train_windows = windows(data.train_pieces, length)
     pick = torch.randperm(train_windows.shape[0], generator=torch.Generator().manual_seed(seed))[:samples]
     real_oa = oa_with_se(train_windows[pick], real, cfg, boot, bootstrap)
-    return {"rows": rows, "val_rows": val_rows, "records": records, "real_oa": real_oa, "budget_nfe": budget,
-            "length": length, "num_real": int(real.shape[0]), "num_val_real": int(val_real.shape[0])}
+    return {
+        "rows": rows,
+        "val_rows": val_rows,
+        "records": records,
+        "real_oa": real_oa,
+        "budget_nfe": budget,
+        "length": length,
+        "num_real": int(real.shape[0]),
+        "num_val_real": int(val_real.shape[0]),
+    }

@@ -15,7 +15,6 @@ A prepared dataset is a folder with ``train.npz`` and ``val.npz`` (:func:`prepar
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import warnings
 import zipfile
@@ -26,7 +25,6 @@ import numpy as np
 import torch
 
 from steerdiff.core import runtime
-
 from steerdiff.core.io import atomic_open
 
 from .roll import MidiError, Notes, RollConfig, midi_to_roll, notes_to_roll, to_model
@@ -59,7 +57,7 @@ class Pieces:
     def __len__(self) -> int:
         return len(self.rolls)
 
-    def subset(self, index) -> "Pieces":
+    def subset(self, index) -> Pieces:
         return Pieces([self.rolls[i] for i in index], [self.names[i] for i in index], self.config)
 
 
@@ -71,21 +69,30 @@ def default_cache_dir() -> Path:
 def save_pieces(path, pieces: Pieces) -> Path:
     """Write pieces to one .npz (rolls concatenated along time; uint8 in [0, 255]) atomically."""
     lengths = np.array([r.shape[-1] for r in pieces.rolls], dtype=np.int64)
-    data = np.concatenate(pieces.rolls, axis=-1) if pieces.rolls else np.zeros((pieces.config.num_channels,
-                                                                                 pieces.config.num_pitches, 0))
+    data = (
+        np.concatenate(pieces.rolls, axis=-1)
+        if pieces.rolls
+        else np.zeros((pieces.config.num_channels, pieces.config.num_pitches, 0))
+    )
     with atomic_open(path, "wb") as f:
-        np.savez_compressed(f, rolls=np.rint(data * 255).astype(np.uint8), lengths=lengths,
-                            names=np.array(json.dumps(pieces.names)),
-                            config=np.array(json.dumps(pieces.config.to_dict())))
+        np.savez_compressed(
+            f,
+            rolls=np.rint(data * 255).astype(np.uint8),
+            lengths=lengths,
+            names=np.array(json.dumps(pieces.names)),
+            config=np.array(json.dumps(pieces.config.to_dict())),
+        )
     return Path(path)
 
 
 def load_pieces(path) -> Pieces:
-    """Read pieces written by :func:`save_pieces`; a missing, truncated or foreign file raises a clear error."""
+    """Read pieces written by :func:`save_pieces`; a missing, truncated or foreign file raises a clear
+    error."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; prepare the data first (steerdiff-music prepare --out "
-                                f"{path.parent})")
+        raise FileNotFoundError(
+            f"{path} does not exist; prepare the data first (steerdiff-music prepare --out {path.parent})"
+        )
     try:
         with np.load(path, allow_pickle=False) as z:
             config = RollConfig(**json.loads(str(z["config"])))
@@ -93,17 +100,27 @@ def load_pieces(path) -> Pieces:
             rolls = np.split(z["rolls"].astype(np.float32) / 255, np.cumsum(lengths)[:-1], axis=-1)
             names = json.loads(str(z["names"]))
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path} is not a pieces file written by save_pieces ({type(err).__name__}: {err}); "
-                         f"prepare the data again (steerdiff-music prepare)") from None
+        raise ValueError(
+            f"{path} is not a pieces file written by save_pieces ({type(err).__name__}: {err}); "
+            f"prepare the data again (steerdiff-music prepare)"
+        ) from None
     shape = (config.num_channels, config.num_pitches)
     if any(r.shape[:2] != shape for r in rolls) or len(names) != len(rolls):
-        raise ValueError(f"{path} holds rolls that do not match its own roll layout {shape}; prepare the data again")
+        raise ValueError(
+            f"{path} holds rolls that do not match its own roll layout {shape}; prepare the data again"
+        )
     return Pieces(list(rolls), names, config)
 
 
-def prepare_data(source: str = "chorales", config: RollConfig | None = None, num_pieces: int | None = None,
-                 folder=None, val_fraction: float = 0.15, seed: int = 0,
-                 progress: bool = True) -> tuple[Pieces, Pieces]:
+def prepare_data(
+    source: str = "chorales",
+    config: RollConfig | None = None,
+    num_pieces: int | None = None,
+    folder=None,
+    val_fraction: float = 0.15,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[Pieces, Pieces]:
     """Pieces from ``source`` ("chorales": music21's Bach chorales, "folder": the MIDI files of ``folder``,
     "synthetic": made-up pieces), split by piece into (train, validation)."""
     config = config or RollConfig()
@@ -129,23 +146,31 @@ def save_split(folder, train: Pieces, val: Pieces) -> Path:
 
 
 def load_split(folder, which: str = "both"):
-    """Read a prepared dataset folder: ``(train, val)`` pieces, or one of them with ``which="train"``/``"val"``."""
+    """Read a prepared dataset folder: ``(train, val)`` pieces, or one of them with
+    ``which="train"``/``"val"``."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"data folder {folder} does not exist; prepare it with steerdiff-music prepare "
-                                f"--out {folder}")
+        raise FileNotFoundError(
+            f"data folder {folder} does not exist; prepare it with steerdiff-music prepare --out {folder}"
+        )
     names = ("train", "val") if which == "both" else (which,)
     for name in names:
         if not (folder / f"{name}.npz").is_file():
-            raise FileNotFoundError(f"{folder} holds no {name}.npz, so it is not a prepared dataset; prepare it "
-                                    f"with steerdiff-music prepare --out {folder}")
+            raise FileNotFoundError(
+                f"{folder} holds no {name}.npz, so it is not a prepared dataset; prepare it "
+                f"with steerdiff-music prepare --out {folder}"
+            )
     out = tuple(load_pieces(folder / f"{name}.npz") for name in names)
     if len(out) == 2 and out[0].config != out[1].config:
-        raise ValueError(f"{folder}: train.npz and val.npz have different roll layouts; prepare the data again")
+        raise ValueError(
+            f"{folder}: train.npz and val.npz have different roll layouts; prepare the data again"
+        )
     return out if which == "both" else out[0]
 
 
-def load_midi_folder(folder, config: RollConfig, out_of_range: str = "fold", skip_bad: bool = False) -> Pieces:
+def load_midi_folder(
+    folder, config: RollConfig, out_of_range: str = "fold", skip_bad: bool = False
+) -> Pieces:
     """Every .mid/.midi file under ``folder`` (recursively), sorted by path.
 
     Unreadable or empty files raise :class:`MidiError` naming the file, unless ``skip_bad``, which warns and
@@ -164,7 +189,7 @@ def load_midi_folder(folder, config: RollConfig, out_of_range: str = "fold", ski
         except MidiError as e:
             if not skip_bad:
                 raise
-            warnings.warn(f"skipped {f}: {e}")
+            warnings.warn(f"skipped {f}: {e}", stacklevel=2)
             continue
         rolls.append(roll)
         names.append(str(f.relative_to(folder)))
@@ -191,8 +216,9 @@ def _score_to_roll(score, config: RollConfig) -> np.ndarray:
     return notes_to_roll(Notes(np.array(pitch), s, e, np.full(len(pitch), 80)), config, out_of_range="fold")
 
 
-def bach_chorales(config: RollConfig | None = None, num_pieces: int | None = None, cache_dir=None,
-                  progress: bool = True) -> Pieces:
+def bach_chorales(
+    config: RollConfig | None = None, num_pieces: int | None = None, cache_dir=None, progress: bool = True
+) -> Pieces:
     """The four-part Bach chorales of music21's corpus (needs the ``data`` extra: ``pip install
     steerdiff-music[data]``), the first ``num_pieces`` of them in corpus order (None: all, ~2 minutes the
     first time), converted once and cached."""
@@ -204,7 +230,9 @@ def bach_chorales(config: RollConfig | None = None, num_pieces: int | None = Non
     try:
         from music21 import corpus
     except ImportError:
-        raise ImportError("the Bach chorales come from music21's corpus: pip install 'steerdiff-music[data]'") from None
+        raise ImportError(
+            "the Bach chorales come from music21's corpus: pip install 'steerdiff-music[data]'"
+        ) from None
     from tqdm.auto import tqdm
 
     rolls, names = [], []
@@ -269,8 +297,13 @@ def split(pieces: Pieces, val_fraction: float = 0.1, seed: int = 0) -> tuple[Pie
     return pieces.subset(sorted(perm[n_val:])), pieces.subset(sorted(perm[:n_val]))
 
 
-def windows(pieces: Pieces, length: int, hop: int | None = None, transpose: range | list[int] = (0,),
-            min_notes: int = 1) -> torch.Tensor:
+def windows(
+    pieces: Pieces,
+    length: int,
+    hop: int | None = None,
+    transpose: range | list[int] = (0,),
+    min_notes: int = 1,
+) -> torch.Tensor:
     """Fixed-length windows (N, C, P, length) in model space.
 
     Windows start every ``hop`` steps (default one bar); each is repeated for every semitone shift in
@@ -280,14 +313,18 @@ def windows(pieces: Pieces, length: int, hop: int | None = None, transpose: rang
     hop = hop or pieces.config.steps_per_bar
     if length < 1 or hop < 1:
         raise ValueError(f"length and hop must be positive, got {length}, {hop}")
-    cuts = [torch.from_numpy(r).unfold(-1, length, hop).permute(2, 0, 1, 3) for r in pieces.rolls
-            if r.shape[-1] >= length]
+    cuts = [
+        torch.from_numpy(r).unfold(-1, length, hop).permute(2, 0, 1, 3)
+        for r in pieces.rolls
+        if r.shape[-1] >= length
+    ]
     if not cuts:
-        raise ValueError(f"no piece is at least {length} steps long; use shorter windows (fewer --bars) or "
-                         f"longer pieces")
+        raise ValueError(
+            f"no piece is at least {length} steps long; use shorter windows (fewer --bars) or longer pieces"
+        )
     w = torch.cat(cuts)
     w = w[w[:, 0].flatten(1).sum(1) >= min_notes]
-    sounding = w[:, 1].amax(-1) > 0.5                        # (N, P)
+    sounding = w[:, 1].amax(-1) > 0.5  # (N, P)
     rows = torch.arange(w.shape[2])
     low = torch.where(sounding, rows, w.shape[2]).amin(1)
     high = torch.where(sounding, rows, -1).amax(1)

@@ -29,30 +29,59 @@ def demo_run_dir(num_pieces: int = 60, seed: int = 0) -> Path:
     return cache_dir("music", f"demo_chorales{num_pieces}_seed{seed}")
 
 
-def ensure_demo_model(run, num_pieces: int = 60, train_steps: int = 1500, seed: int = 0, device="auto",
-                      progress: bool = True) -> tuple[MusicPipeline, Path]:
+def ensure_demo_model(
+    run, num_pieces: int = 60, train_steps: int = 1500, seed: int = 0, device="auto", progress: bool = True
+) -> tuple[MusicPipeline, Path]:
     """(pipeline, data folder) of the demo run in ``run``: chorales prepared once, the model trained once —
     resumed from its last checkpoint if a run was interrupted, reused when it has ``train_steps`` steps."""
     run = Path(run)
     data, model = run / "data", run / "model"
     if not (data / "train.npz").is_file() or not (data / "val.npz").is_file():
-        train, val = prepare_data("chorales", RollConfig(**DEMO_ROLL), num_pieces, val_fraction=0.15, seed=seed,
-                                  progress=progress)
+        train, val = prepare_data(
+            "chorales", RollConfig(**DEMO_ROLL), num_pieces, val_fraction=0.15, seed=seed, progress=progress
+        )
         save_split(data, train, val)
     if trained_steps(model) >= train_steps:
         return MusicPipeline.from_pretrained(model, device=device), data
     train, val = load_split(data)
-    info = {"source": "chorales", "folder": str(data), "train_pieces": len(train), "val_pieces": len(val),
-            "val_names": val.names}
-    pipe = MusicPipeline.train(train, bars=DEMO_BARS, transpose=3, train_steps=train_steps, batch_size=32, lr=1e-3,
-                               channels=16, seed=seed, checkpoint_dir=run / "train", device=device,
-                               progress=progress, data_info=info)
+    info = {
+        "source": "chorales",
+        "folder": str(data),
+        "train_pieces": len(train),
+        "val_pieces": len(val),
+        "val_names": val.names,
+    }
+    pipe = MusicPipeline.train(
+        train,
+        bars=DEMO_BARS,
+        transpose=3,
+        train_steps=train_steps,
+        batch_size=32,
+        lr=1e-3,
+        channels=16,
+        seed=seed,
+        checkpoint_dir=run / "train",
+        device=device,
+        progress=progress,
+        data_info=info,
+    )
     pipe.save_pretrained(model)
     return pipe, data
 
 
-def run_demo(out, run=None, num_pieces: int = 60, train_steps: int = 1500, num_samples: int = 4, steps: int = 30,
-             n: int = 8, seed: int = 0, device="auto", wav: bool = False, progress: bool = True) -> dict:
+def run_demo(
+    out,
+    run=None,
+    num_pieces: int = 60,
+    train_steps: int = 1500,
+    num_samples: int = 4,
+    steps: int = 30,
+    n: int = 8,
+    seed: int = 0,
+    device="auto",
+    wav: bool = False,
+    progress: bool = True,
+) -> dict:
     """Chorales -> small model (trained, resumed or reused from the cache run) -> unguided and SCG pieces with
     chord and note-density targets from held-out windows: MIDI, piano-roll PNG and a summary per method in
     ``out/<method>``; returns the side-by-side summary."""
@@ -63,8 +92,16 @@ def run_demo(out, run=None, num_pieces: int = 60, train_steps: int = 1500, num_s
     reference = draw_reference(real, num_samples, seed)
     results: dict = {"run": str(run), "model": str(run / "model")}
     for method in ("unguided", "scg"):
-        gen = pipe.generate(rules=DEMO_RULES, method=method, num_samples=num_samples, steps=steps, n=n,
-                            reference=reference, seed=seed, progress=progress)
+        gen = pipe.generate(
+            rules=DEMO_RULES,
+            method=method,
+            num_samples=num_samples,
+            steps=steps,
+            n=n,
+            reference=reference,
+            seed=seed,
+            progress=progress,
+        )
         gen.save(out / method, wav=wav)
         summary = gen.summary()
         summary["oa_mean"] = evaluate_samples(gen.x.cpu(), real, pipe.roll)["oa"]["mean"]

@@ -1,8 +1,9 @@
 """Quality metrics: musical attributes per piece and the overlapping area (OA) of their distributions.
 
-OA (Yang & Lerch 2020, mgeval; used by the SCG paper): for one attribute, fit a Gaussian KDE to its values over
-the generated set and over the real set; OA = integral of min(p_gen, p_real), 1 for identical distributions,
-0 for disjoint ones. Attributes are read from the decoded rolls (the notes the MIDI file would hold).
+OA (Yang & Lerch 2020, mgeval; used by the SCG paper): for one attribute, fit a Gaussian KDE to its values
+over the generated set and over the real set; OA = integral of min(p_gen, p_real), 1 for identical
+distributions, 0 for disjoint ones. Attributes are read from the decoded rolls (the notes the MIDI file would
+hold).
 """
 
 from __future__ import annotations
@@ -14,8 +15,15 @@ from .roll import RollConfig, note_masks
 
 __all__ = ["ATTRIBUTES", "attributes", "overlapping_area", "oa_table"]
 
-ATTRIBUTES = ("used_pitches", "pitch_range", "polyphony", "notes_per_bar", "mean_duration", "mean_ioi",
-              "pc_entropy")
+ATTRIBUTES = (
+    "used_pitches",
+    "pitch_range",
+    "polyphony",
+    "notes_per_bar",
+    "mean_duration",
+    "mean_ioi",
+    "pc_entropy",
+)
 
 
 def attributes(x: torch.Tensor, config: RollConfig) -> dict[str, torch.Tensor]:
@@ -30,12 +38,12 @@ def attributes(x: torch.Tensor, config: RollConfig) -> dict[str, torch.Tensor]:
     s, a = starts.float(), sounding.float()
     b, p, t = a.shape
     rows = torch.arange(p, device=x.device)
-    used = a.amax(-1)                                                       # (B, P)
+    used = a.amax(-1)  # (B, P)
     low = torch.where(used > 0, rows, p).amin(1)
     high = torch.where(used > 0, rows, -1).amax(1)
     n_notes = s.sum((1, 2))
     active_steps = (a.sum(1) > 0).float().sum(1)
-    onset_steps = s.amax(1)                                                 # (B, T)
+    onset_steps = s.amax(1)  # (B, T)
     steps = torch.arange(t, device=x.device, dtype=torch.float32)
     first = torch.where(onset_steps > 0, steps, float(t)).amin(1)
     last = torch.where(onset_steps > 0, steps, -1.0).amax(1)

@@ -1,7 +1,7 @@
 """The piano-roll diffusion model: a 2-D U-Net over (pitch, time) in pixel space, EDM preconditioning.
 
-``build_denoiser`` makes the network, ``train_model`` trains it with the core trainer (resumable checkpoints in
-``checkpoint_dir``), ``save_model`` writes a trained model as a core model bundle (domain ``"music"``) and
+``build_denoiser`` makes the network, ``train_model`` trains it with the core trainer (resumable checkpoints
+in ``checkpoint_dir``), ``save_model`` writes a trained model as a core model bundle (domain ``"music"``) and
 ``load_model`` reads one back. The bundle's domain section holds everything needed to use the model: the roll
 layout, the window length and the data it was trained on.
 """
@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+
 from steerdiff.core.bundle import Bundle, load_pretrained, save_pretrained
 from steerdiff.core.denoiser import Denoiser
 from steerdiff.core.nets import build_network
@@ -116,11 +117,18 @@ def train_model(
     )
 
 
-def domain_config(roll: RollConfig, length: int, model: ModelConfig | None = None, data: dict | None = None,
-                  training: dict | None = None) -> dict:
+def domain_config(
+    roll: RollConfig,
+    length: int,
+    model: ModelConfig | None = None,
+    data: dict | None = None,
+    training: dict | None = None,
+) -> dict:
     """The bundle's domain section: roll layout, window, model size, training data and run."""
     if length % roll.steps_per_bar:
-        raise ValueError(f"the window length {length} is not a whole number of bars of {roll.steps_per_bar} steps")
+        raise ValueError(
+            f"the window length {length} is not a whole number of bars of {roll.steps_per_bar} steps"
+        )
     return {
         "roll": roll.to_dict(),
         "pitch_range": [roll.pitch_low, roll.pitch_high],
@@ -134,12 +142,21 @@ def domain_config(roll: RollConfig, length: int, model: ModelConfig | None = Non
     }
 
 
-def save_model(path, denoiser: Denoiser, roll: RollConfig, length: int, model: ModelConfig | None = None,
-               data: dict | None = None, training: dict | None = None) -> Path:
+def save_model(
+    path,
+    denoiser: Denoiser,
+    roll: RollConfig,
+    length: int,
+    model: ModelConfig | None = None,
+    data: dict | None = None,
+    training: dict | None = None,
+) -> Path:
     """Write a trained model (pass the EMA denoiser) as a model bundle at ``path`` (atomically)."""
     if not isinstance(denoiser, Denoiser):
-        raise ValueError(f"only a trained network (a Denoiser) can be saved as a model bundle, got "
-                         f"{type(denoiser).__name__}; train one with train_model")
+        raise ValueError(
+            f"only a trained network (a Denoiser) can be saved as a model bundle, got "
+            f"{type(denoiser).__name__}; train one with train_model"
+        )
     config = domain_config(roll, length, model, data, training)
     return save_pretrained(path, domain=DOMAIN, config=config, denoiser=denoiser, schedule=schedule())
 
@@ -151,8 +168,10 @@ def model_from_bundle(bundle: Bundle) -> MusicModel:
         roll = RollConfig(**cfg["roll"])
         length = int(cfg["length"])
     except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{bundle.path}/config.json has no valid roll layout in its music section ({err}); the "
-                         f"bundle is corrupt, save the model again") from None
+        raise ValueError(
+            f"{bundle.path}/config.json has no valid roll layout in its music section ({err}); the "
+            f"bundle is corrupt, save the model again"
+        ) from None
     if bundle.denoiser is None:
         raise ValueError(f"{bundle.path} holds no network weights; save the model again with its denoiser")
     info = {k: v for k, v in cfg.items() if k not in ("roll", "length")}
@@ -165,9 +184,10 @@ def load_model(path, device="cpu") -> MusicModel:
 
 
 class EmpiricalDenoiser(torch.nn.Module):
-    """The exact denoiser of a set of rolls smoothed by isotropic Gaussians of std ``bandwidth``: what denoising
-    score matching converges to on that set (it reproduces training pieces). No training: a reference model
-    for tests and quick benchmarks. ``x0_hat = sum_k r_k(x) [m_k + s^2 / (s^2 + sigma^2) (x - m_k)]``.
+    """The exact denoiser of a set of rolls smoothed by isotropic Gaussians of std ``bandwidth``: what
+    denoising score matching converges to on that set (it reproduces training pieces). No training: a
+    reference model for tests and quick benchmarks. ``x0_hat = sum_k r_k(x) [m_k + s^2 / (s^2 + sigma^2) (x -
+    m_k)]``.
     """
 
     def __init__(self, data: torch.Tensor, bandwidth: float = 0.05):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from steerdiff.core.bundle import read_bundle_config
 from steerdiff.core.io import atomic_open
 from steerdiff.core.runtime import resolve_device
@@ -57,10 +58,15 @@ __all__ = [
     "trained_steps",
 ]
 
-WEIGHTS = {"pitch_histogram": 40.0, "note_density": 1.0, "chord_progression": 1.0}  # the paper's multi-rule weights
+WEIGHTS = {
+    "pitch_histogram": 40.0,
+    "note_density": 1.0,
+    "chord_progression": 1.0,
+}  # the paper's multi-rule weights
 
 
 # ------------------------------------------------------------------------------------------- objectives
+
 
 def _rule_names(rules) -> list:
     if rules is None:
@@ -79,21 +85,30 @@ def _chord_rule(config: RollConfig, target) -> tuple[Rule, torch.Tensor]:
         target = [c.strip() for c in target.split(",") if c.strip()]
     if isinstance(target, (list, tuple)) and target and all(isinstance(c, str) for c in target):
         try:
-            return get_rule("chord_progression", config), torch.tensor(degree_index(target), dtype=torch.float32)
+            return get_rule("chord_progression", config), torch.tensor(
+                degree_index(target), dtype=torch.float32
+            )
         except ValueError:
             try:
                 index = chord_index(target)
             except (ValueError, KeyError, IndexError) as err:
-                raise ValueError(f"cannot read the chords {','.join(target)} ({err}); give Roman numerals like "
-                                 f"I,V,vi,IV or chord names like C,G,Am,F") from None
+                raise ValueError(
+                    f"cannot read the chords {','.join(target)} ({err}); give Roman numerals like "
+                    f"I,V,vi,IV or chord names like C,G,Am,F"
+                ) from None
             rule = get_rule("chord_progression", config, mode="absolute")
             return rule, torch.tensor(index, dtype=torch.float32)
     return get_rule("chord_progression", config), torch.as_tensor(target, dtype=torch.float32)
 
 
-def build_objective(config: RollConfig, length: int, rules=None, targets: Mapping | None = None,
-                    reference: torch.Tensor | None = None, weights: Mapping[str, float] | None = None
-                    ) -> Objective | None:
+def build_objective(
+    config: RollConfig,
+    length: int,
+    rules=None,
+    targets: Mapping | None = None,
+    reference: torch.Tensor | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> Objective | None:
     """The :class:`Objective` of ``rules`` (names, "a,b" or Rule objects; None or "" for none) for rolls of
     ``length`` steps.
 
@@ -121,8 +136,10 @@ def build_objective(config: RollConfig, length: int, rules=None, targets: Mappin
     if reference is not None:
         check_batch(reference, config, "the reference rolls")
         if reference.shape[-1] != length:
-            raise ValueError(f"the reference rolls have {reference.shape[-1]} steps but the pieces have {length}; "
-                             f"cut reference windows of the same length")
+            raise ValueError(
+                f"the reference rolls have {reference.shape[-1]} steps but the pieces have {length}; "
+                f"cut reference windows of the same length"
+            )
     terms = []
     for item in names:
         rule = item if isinstance(item, Rule) else get_rule(item, config)
@@ -135,8 +152,10 @@ def build_objective(config: RollConfig, length: int, rules=None, targets: Mappin
         elif reference is not None:
             target = rule.attribute(reference)
         else:
-            raise ValueError(f"rule {name!r} needs a target: give targets={{{name!r}: ...}} or reference rolls "
-                             f"(held-out windows) to take targets from")
+            raise ValueError(
+                f"rule {name!r} needs a target: give targets={{{name!r}: ...}} or reference rolls "
+                f"(held-out windows) to take targets from"
+            )
         w = (weights or {}).get(name, WEIGHTS.get(name, 1.0) if len(names) > 1 else 1.0)
         terms.append((rule, target, float(w)))
     return Objective(terms, length)
@@ -152,6 +171,7 @@ def draw_reference(pool: torch.Tensor, num: int, seed: int = 0) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- results
+
 
 @dataclass
 class Generation:
@@ -177,17 +197,23 @@ class Generation:
         return int(self.x.shape[0])
 
     def titles(self) -> list[str]:
-        return [f"#{i} " + " ".join(f"{k[:5]}={float(v[i]):.3g}" for k, v in self.rule_losses.items())
-                for i in range(len(self))]
+        return [
+            f"#{i} " + " ".join(f"{k[:5]}={float(v[i]):.3g}" for k, v in self.rule_losses.items())
+            for i in range(len(self))
+        ]
 
     def to_midi(self, tempo: float = 100.0) -> list:
         """One ``pretty_midi.PrettyMIDI`` per piece, at ``tempo`` beats per minute."""
-        return [roll_to_midi(self.x[i].cpu(), self.roll, MidiInfo(tempo=tempo, name=f"sample_{i}"), model_space=True)
-                for i in range(len(self))]
+        return [
+            roll_to_midi(
+                self.x[i].cpu(), self.roll, MidiInfo(tempo=tempo, name=f"sample_{i}"), model_space=True
+            )
+            for i in range(len(self))
+        ]
 
     def save(self, folder, tempo: float = 100.0, wav: bool = False, plot: bool = True) -> list[Path]:
-        """Write ``samples.npz`` (the rolls), ``sample_XX.mid`` per piece (``.wav`` previews with ``wav``) and a
-        ``pianoroll.png`` into ``folder``; returns the paths."""
+        """Write ``samples.npz`` (the rolls), ``sample_XX.mid`` per piece (``.wav`` previews with ``wav``) and
+        a ``pianoroll.png`` into ``folder``; returns the paths."""
         folder = Path(folder)
         paths = [save_samples(folder / "samples.npz", self.x, self.roll)]
         for i, pm in enumerate(self.to_midi(tempo)):
@@ -200,10 +226,14 @@ class Generation:
 
     def summary(self) -> dict:
         """A JSON-ready summary: method, settings, mean rule loss per rule, costs, seconds."""
-        return {"method": self.method, **self.settings, "rules": list(self.rule_losses),
-                "rule_loss": {k: float(v.float().mean()) for k, v in self.rule_losses.items()},
-                "costs": self.costs.as_dict() if self.costs is not None else {},
-                "seconds": round(self.seconds, 2)}
+        return {
+            "method": self.method,
+            **self.settings,
+            "rules": list(self.rule_losses),
+            "rule_loss": {k: float(v.float().mean()) for k, v in self.rule_losses.items()},
+            "costs": self.costs.as_dict() if self.costs is not None else {},
+            "seconds": round(self.seconds, 2),
+        }
 
 
 def save_samples(path, x: torch.Tensor, config: RollConfig) -> Path:
@@ -222,20 +252,26 @@ def load_samples(path) -> tuple[torch.Tensor, RollConfig]:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"samples file {path} does not exist; give the samples.npz a generate run wrote")
+        raise FileNotFoundError(
+            f"samples file {path} does not exist; give the samples.npz a generate run wrote"
+        )
     try:
         with np.load(path, allow_pickle=False) as z:
             x, config = torch.from_numpy(z["x"]), RollConfig(**json.loads(str(z["config"])))
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path} is not a samples file written by generate ({type(err).__name__}: {err}); give "
-                         f"the samples.npz a generate run wrote") from None
+        raise ValueError(
+            f"{path} is not a samples file written by generate ({type(err).__name__}: {err}); give "
+            f"the samples.npz a generate run wrote"
+        ) from None
     check_batch(x, config, f"the rolls in {path}")
     return x, config
 
 
-def evaluate_samples(x: torch.Tensor, real: torch.Tensor, config: RollConfig,
-                     objective: Objective | None = None) -> dict:
-    """OA of the generated rolls' attributes against real rolls (both model space), and each rule's mean loss."""
+def evaluate_samples(
+    x: torch.Tensor, real: torch.Tensor, config: RollConfig, objective: Objective | None = None
+) -> dict:
+    """OA of the generated rolls' attributes against real rolls (both model space), and each rule's mean
+    loss."""
     check_batch(x, config, "the generated rolls")
     check_batch(real, config, "the real rolls")
     out = {"oa": oa_table(x, real, config), "num_samples": int(x.shape[0]), "num_real": int(real.shape[0])}
@@ -255,19 +291,28 @@ def trained_steps(path) -> int:
 
 # --------------------------------------------------------------------------------------------- pipeline
 
+
 class MusicPipeline:
     """A piano-roll diffusion model ready to generate: its denoiser, roll layout and window length.
 
-    ``from_pretrained(path)`` loads a model bundle; ``train(...)`` trains one; ``save_pretrained(path)`` writes
-    it; ``generate(...)`` samples pieces, unguided or steered toward rules; ``to_midi`` / ``write_midi`` write
-    them; ``evaluate`` scores them against real pieces.
+    ``from_pretrained(path)`` loads a model bundle; ``train(...)`` trains one; ``save_pretrained(path)``
+    writes it; ``generate(...)`` samples pieces, unguided or steered toward rules; ``to_midi`` /
+    ``write_midi`` write them; ``evaluate`` scores them against real pieces.
     """
 
-    def __init__(self, denoiser: torch.nn.Module, roll: RollConfig, length: int, info: dict | None = None,
-                 device="auto"):
+    def __init__(
+        self,
+        denoiser: torch.nn.Module,
+        roll: RollConfig,
+        length: int,
+        info: dict | None = None,
+        device="auto",
+    ):
         if length < 1 or length % roll.steps_per_bar:
-            raise ValueError(f"length must be a positive whole number of bars ({roll.steps_per_bar} steps each), "
-                             f"got {length}")
+            raise ValueError(
+                f"length must be a positive whole number of bars ({roll.steps_per_bar} steps each), "
+                f"got {length}"
+            )
         self.device = resolve_device(device)
         self.denoiser = denoiser.to(self.device).eval()
         self.roll = roll
@@ -275,8 +320,10 @@ class MusicPipeline:
         self.info = dict(info or {})
 
     def __repr__(self) -> str:
-        return (f"MusicPipeline(bars={self.bars}, steps_per_bar={self.roll.steps_per_bar}, pitches="
-                f"{self.roll.pitch_low}..{self.roll.pitch_high}, device={self.device})")
+        return (
+            f"MusicPipeline(bars={self.bars}, steps_per_bar={self.roll.steps_per_bar}, pitches="
+            f"{self.roll.pitch_low}..{self.roll.pitch_high}, device={self.device})"
+        )
 
     @property
     def bars(self) -> int:
@@ -291,18 +338,38 @@ class MusicPipeline:
         return cls(m.denoiser, m.roll, m.length, m.info, device)
 
     def save_pretrained(self, path) -> Path:
-        """Write the model as a bundle at ``path`` (atomically: a reader sees the old bundle or the new one)."""
+        """Write the model as a bundle at ``path`` (atomically: a reader sees the old bundle or the new
+        one)."""
         model = ModelConfig(**self.info["model"]) if "model" in self.info else None
-        return save_model(path, self.denoiser, self.roll, self.length, model, self.info.get("data"),
-                          self.info.get("training"))
+        return save_model(
+            path,
+            self.denoiser,
+            self.roll,
+            self.length,
+            model,
+            self.info.get("data"),
+            self.info.get("training"),
+        )
 
     @classmethod
-    def train(cls, train: Pieces | torch.Tensor, roll: RollConfig | None = None, bars: int = 4, transpose: int = 3,
-              train_steps: int = 2000, batch_size: int = 32, lr: float = 1e-3, channels: int = 16, seed: int = 0,
-              checkpoint_dir=None, device="auto", progress: bool = True, data_info: dict | None = None
-              ) -> MusicPipeline:
-        """Train the U-Net on training pieces (cut into ``bars``-bar windows, transposed by -k..k semitones) or
-        on ready windows (N, C, P, T) in model space (then give ``roll``).
+    def train(
+        cls,
+        train: Pieces | torch.Tensor,
+        roll: RollConfig | None = None,
+        bars: int = 4,
+        transpose: int = 3,
+        train_steps: int = 2000,
+        batch_size: int = 32,
+        lr: float = 1e-3,
+        channels: int = 16,
+        seed: int = 0,
+        checkpoint_dir=None,
+        device="auto",
+        progress: bool = True,
+        data_info: dict | None = None,
+    ) -> MusicPipeline:
+        """Train the U-Net on training pieces (cut into ``bars``-bar windows, transposed by -k..k semitones)
+        or on ready windows (N, C, P, T) in model space (then give ``roll``).
 
         With ``checkpoint_dir`` training keeps a checkpoint there and resumes from it when run again.
         """
@@ -315,17 +382,31 @@ class MusicPipeline:
             data = train
         check_batch(data, roll, "the training windows")
         if data.shape[-1] % roll.steps_per_bar:
-            raise ValueError(f"the training windows have {data.shape[-1]} steps, not a whole number of bars of "
-                             f"{roll.steps_per_bar} steps")
+            raise ValueError(
+                f"the training windows have {data.shape[-1]} steps, not a whole number of bars of "
+                f"{roll.steps_per_bar} steps"
+            )
         model = ModelConfig(base_channels=channels)
-        config = TrainConfig(steps=train_steps, batch_size=min(batch_size, data.shape[0]), lr=lr, seed=seed,
-                             checkpoint_every=max(1, min(100, train_steps // 5)), ema_decay=0.99)
+        config = TrainConfig(
+            steps=train_steps,
+            batch_size=min(batch_size, data.shape[0]),
+            lr=lr,
+            seed=seed,
+            checkpoint_every=max(1, min(100, train_steps // 5)),
+            ema_decay=0.99,
+        )
         t0 = time.time()
         res = train_model(data, roll, checkpoint_dir, model, config, device=device, progress=progress)
-        training = {"steps": res.step, "resumed_from": res.resumed_from, "batch_size": config.batch_size, "lr": lr,
-                    "seed": seed, "ema_decay": config.ema_decay,
-                    "final_loss": float(np.mean(res.losses[-50:])) if res.losses else None,
-                    "seconds": round(time.time() - t0, 1)}
+        training = {
+            "steps": res.step,
+            "resumed_from": res.resumed_from,
+            "batch_size": config.batch_size,
+            "lr": lr,
+            "seed": seed,
+            "ema_decay": config.ema_decay,
+            "final_loss": float(np.mean(res.losses[-50:])) if res.losses else None,
+            "seconds": round(time.time() - t0, 1),
+        }
         data_section = {"windows": int(data.shape[0]), "transpose": transpose, **(data_info or {})}
         if isinstance(train, Pieces):
             data_section.setdefault("train_pieces", len(train))
@@ -334,8 +415,9 @@ class MusicPipeline:
         return cls(res.ema, roll, data.shape[-1], info, device)
 
     @classmethod
-    def untrained(cls, roll: RollConfig, bars: int = 4, channels: int = 16, seed: int = 0,
-                  device="cpu") -> MusicPipeline:
+    def untrained(
+        cls, roll: RollConfig, bars: int = 4, channels: int = 16, seed: int = 0, device="cpu"
+    ) -> MusicPipeline:
         """A pipeline around a freshly initialised network (for checking a setup end to end)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -345,24 +427,45 @@ class MusicPipeline:
         return cls(den, roll, bars * roll.steps_per_bar, info, device)
 
     # ------------------------------------------------------------------------------------------- generate
-    def objective(self, rules=None, targets: Mapping | None = None, reference: torch.Tensor | None = None,
-                  weights: Mapping[str, float] | None = None, bars: int | None = None) -> Objective | None:
+    def objective(
+        self,
+        rules=None,
+        targets: Mapping | None = None,
+        reference: torch.Tensor | None = None,
+        weights: Mapping[str, float] | None = None,
+        bars: int | None = None,
+    ) -> Objective | None:
         """The :class:`Objective` ``generate`` would steer toward (see :func:`build_objective`)."""
         length = self.length if bars is None else bars * self.roll.steps_per_bar
         return build_objective(self.roll, length, rules, targets, reference, weights)
 
-    def generate(self, rules=None, targets: Mapping | None = None, method: str = "scg", num_samples: int = 4,
-                 steps: int = 50, n: int = 8, reference: torch.Tensor | None = None,
-                 weights: Mapping[str, float] | None = None, bars: int | None = None, seed: int = 0,
-                 guide_fraction: float = 0.75, lam: float = 10.0, dps_scale: float = 1.0, solver: str = "ddpm",
-                 known: torch.Tensor | None = None, known_bars: Sequence[int] | None = None,
-                 progress: bool = False) -> Generation:
+    def generate(
+        self,
+        rules=None,
+        targets: Mapping | None = None,
+        method: str = "scg",
+        num_samples: int = 4,
+        steps: int = 50,
+        n: int = 8,
+        reference: torch.Tensor | None = None,
+        weights: Mapping[str, float] | None = None,
+        bars: int | None = None,
+        seed: int = 0,
+        guide_fraction: float = 0.75,
+        lam: float = 10.0,
+        dps_scale: float = 1.0,
+        solver: str = "ddpm",
+        known: torch.Tensor | None = None,
+        known_bars: Sequence[int] | None = None,
+        progress: bool = False,
+    ) -> Generation:
         """Sample ``num_samples`` pieces of ``bars`` bars (default: the model's window) with ``steps`` sampler
-        steps, steered toward ``rules`` by ``method`` (one of ``METHODS``; "unguided" when there are no rules).
+        steps, steered toward ``rules`` by ``method`` (one of ``METHODS``; "unguided" when there are no
+        rules).
 
-        ``n``: candidates per step (SCG), particles (SMC), samples per output (best-of-n). ``reference``: rolls
-        to take targets from when ``targets`` does not give them (one per sample: a pool of another size is
-        drawn from with :func:`draw_reference`). ``known`` with ``known_bars``: keep those bars of the roll
+        ``n``: candidates per step (SCG), particles (SMC), samples per output (best-of-n). ``reference``:
+        rolls to take targets from when ``targets`` does not give them (one per sample: a pool of another size
+        is drawn from with :func:`draw_reference`). ``known`` with ``known_bars``: keep those bars of the roll
         ``known`` (C, P, T) and generate the rest. The same ``seed`` gives the same pieces.
         """
         if not isinstance(num_samples, int) or num_samples < 1:
@@ -386,20 +489,43 @@ class MusicPipeline:
 
             mask = bars_mask(self.roll, length, known_bars)
         t0 = time.time()
-        res = generate(self.denoiser, self.roll, num_samples, length, steps, method, obj, n=n,
-                       guide_fraction=guide_fraction, lam=lam, dps_scale=dps_scale, known=known, known_mask=mask,
-                       generator=torch.Generator(self.device).manual_seed(int(seed)), device=self.device,
-                       progress=progress, solver=solver)
+        res = generate(
+            self.denoiser,
+            self.roll,
+            num_samples,
+            length,
+            steps,
+            method,
+            obj,
+            n=n,
+            guide_fraction=guide_fraction,
+            lam=lam,
+            dps_scale=dps_scale,
+            known=known,
+            known_mask=mask,
+            generator=torch.Generator(self.device).manual_seed(int(seed)),
+            device=self.device,
+            progress=progress,
+            solver=solver,
+        )
         losses = obj.losses(res.x) if obj is not None else {}
         settings = {"n": n, "steps": steps, "bars": length // self.roll.steps_per_bar, "seed": seed}
         if method in ("scg", "smc"):
             settings["guide_fraction"] = guide_fraction
-        return Generation(res.x, self.roll, method, {k: v.detach().cpu() for k, v in losses.items()}, res.costs,
-                          time.time() - t0, settings)
+        return Generation(
+            res.x,
+            self.roll,
+            method,
+            {k: v.detach().cpu() for k, v in losses.items()},
+            res.costs,
+            time.time() - t0,
+            settings,
+        )
 
     # --------------------------------------------------------------------------------------- output
     def to_midi(self, x, tempo: float = 100.0) -> list:
-        """``pretty_midi.PrettyMIDI`` objects for rolls (B, C, P, T) in model space or a :class:`Generation`."""
+        """``pretty_midi.PrettyMIDI`` objects for rolls (B, C, P, T) in model space or a
+        :class:`Generation`."""
         if isinstance(x, Generation):
             return x.to_midi(tempo)
         check_batch(x, self.roll, "the rolls")
@@ -414,9 +540,16 @@ class MusicPipeline:
                 paths.append(save_wav(pm, Path(folder) / f"sample_{i:02d}.wav"))
         return paths
 
-    def evaluate(self, x, real: torch.Tensor, rules=None, targets: Mapping | None = None,
-                 reference: torch.Tensor | None = None) -> dict:
-        """OA against ``real`` rolls and, with ``rules``, each rule's mean loss (see :func:`evaluate_samples`)."""
+    def evaluate(
+        self,
+        x,
+        real: torch.Tensor,
+        rules=None,
+        targets: Mapping | None = None,
+        reference: torch.Tensor | None = None,
+    ) -> dict:
+        """OA against ``real`` rolls and, with ``rules``, each rule's mean loss (see
+        :func:`evaluate_samples`)."""
         x = x.x if isinstance(x, Generation) else x
         obj = build_objective(self.roll, x.shape[-1], rules, targets, reference)
         return evaluate_samples(x, real, self.roll, obj)

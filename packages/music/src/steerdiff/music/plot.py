@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
+
 from steerdiff.core.io import save_figure
 
 from .roll import RollConfig, note_masks
@@ -13,8 +14,9 @@ from .roll import RollConfig, note_masks
 __all__ = ["plot_rolls"]
 
 
-def plot_rolls(x: torch.Tensor, config: RollConfig, path, titles: Sequence[str] | None = None, cols: int = 4
-               ) -> Path:
+def plot_rolls(
+    x: torch.Tensor, config: RollConfig, path, titles: Sequence[str] | None = None, cols: int = 4
+) -> Path:
     """Write a PNG of rolls (B, C, P, T) in model space to ``path`` (atomically)."""
     import matplotlib
 
@@ -31,7 +33,9 @@ def plot_rolls(x: torch.Tensor, config: RollConfig, path, titles: Sequence[str] 
         ax.axis("off")
         if i >= b:
             continue
-        ax.imshow(img[i], origin="lower", aspect="auto", cmap="Greys", vmin=0, vmax=1, interpolation="nearest")
+        ax.imshow(
+            img[i], origin="lower", aspect="auto", cmap="Greys", vmin=0, vmax=1, interpolation="nearest"
+        )
         for t in range(config.steps_per_bar, img.shape[-1], config.steps_per_bar):
             ax.axvline(t - 0.5, color="tab:blue", lw=0.5, alpha=0.5)
         if titles is not None:

@@ -4,17 +4,18 @@ A roll is a float array of shape (C, P, T) with values in [0, 1] (a batch adds a
 
 * channel 0, ``onset``: 1 where a note starts;
 * channel 1, ``sustain``: 1 wherever a note sounds, its onset step included;
-* channel 2, ``velocity`` (only with ``RollConfig(velocity=True)``): the note's velocity / 127 where it sounds.
+* channel 2, ``velocity`` (only with ``RollConfig(velocity=True)``): the note's velocity / 127 where it
+  sounds.
 
-Pitch row ``p`` is MIDI pitch ``pitch_low + p`` (low pitches first); time column ``t`` is step ``t`` of the grid,
-``steps_per_beat`` steps per quarter-note beat, so a roll follows the score's beats, not seconds: tempo changes
-in the MIDI are undone on the way in, and one tempo is written on the way out.
+Pitch row ``p`` is MIDI pitch ``pitch_low + p`` (low pitches first); time column ``t`` is step ``t`` of the
+grid, ``steps_per_beat`` steps per quarter-note beat, so a roll follows the score's beats, not seconds: tempo
+changes in the MIDI are undone on the way in, and one tempo is written on the way out.
 
 Models work in *model space*, x = 2 * roll - 1 (background -1); :func:`to_model` / :func:`from_model` convert.
 Decoding a roll (model space or not) into notes uses one rule everywhere (MIDI export, rules, metrics): a cell
 sounds when its sustain value is above the threshold; a note starts where a cell sounds and either its onset
-value is above the threshold or the cell before it was silent; it lasts while the cells keep sounding and no new
-onset comes.
+value is above the threshold or the cell before it was silent; it lasts while the cells keep sounding and no
+new onset comes.
 """
 
 from __future__ import annotations
@@ -27,11 +28,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from steerdiff.core.io import atomic_open
 
 __all__ = [
-    "RollConfig", "MidiError", "MidiInfo", "Notes", "notes_to_roll", "roll_to_notes", "midi_to_roll",
-    "roll_to_midi", "to_model", "from_model", "note_masks", "check_batch", "save_midi", "save_wav",
+    "RollConfig",
+    "MidiError",
+    "MidiInfo",
+    "Notes",
+    "notes_to_roll",
+    "roll_to_notes",
+    "midi_to_roll",
+    "roll_to_midi",
+    "to_model",
+    "from_model",
+    "note_masks",
+    "check_batch",
+    "save_midi",
+    "save_wav",
 ]
 
 
@@ -41,9 +55,11 @@ class MidiError(ValueError):
 
 @dataclass(frozen=True)
 class RollConfig:
-    """The grid: ``steps_per_beat`` steps per quarter note, pitches ``pitch_low .. pitch_low + num_pitches - 1``.
+    """The grid: ``steps_per_beat`` steps per quarter note, pitches ``pitch_low .. pitch_low + num_pitches -
+    1``.
 
-    ``beats_per_bar`` sets what one bar is for windows (rules, infilling); ``velocity`` adds a velocity channel.
+    ``beats_per_bar`` sets what one bar is for windows (rules, infilling); ``velocity`` adds a velocity
+    channel.
     """
 
     steps_per_beat: int = 4
@@ -57,8 +73,10 @@ class RollConfig:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"RollConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
         if not 0 <= self.pitch_low or self.pitch_low + self.num_pitches > 128:
-            raise ValueError(f"RollConfig pitches {self.pitch_low}..{self.pitch_low + self.num_pitches - 1} must lie "
-                             f"in the MIDI range 0..127; lower pitch_low or num_pitches")
+            raise ValueError(
+                f"RollConfig pitches {self.pitch_low}..{self.pitch_low + self.num_pitches - 1} must lie "
+                f"in the MIDI range 0..127; lower pitch_low or num_pitches"
+            )
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -101,12 +119,13 @@ class Notes:
     def __len__(self) -> int:
         return len(self.pitch)
 
-    def sorted(self) -> "Notes":
+    def sorted(self) -> Notes:
         order = np.lexsort((self.pitch, self.start))
         return Notes(self.pitch[order], self.start[order], self.end[order], self.velocity[order])
 
 
 # ------------------------------------------------------------------------------------------- conversions
+
 
 def to_model(roll):
     """[0, 1] roll -> model space [-1, 1]."""
@@ -121,20 +140,26 @@ def from_model(x):
 def check_batch(x: torch.Tensor, config: RollConfig, what: str = "roll") -> None:
     """Raise a clear error unless ``x`` is a (B, C, P, T) tensor laid out as ``config`` says."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{what} must be a torch.Tensor of shape (batch, {config.num_channels}, "
-                        f"{config.num_pitches}, time); got {type(x).__name__}")
+        raise TypeError(
+            f"{what} must be a torch.Tensor of shape (batch, {config.num_channels}, "
+            f"{config.num_pitches}, time); got {type(x).__name__}"
+        )
     want = f"(batch, {config.num_channels} channels {config.channels}, {config.num_pitches} pitches, time)"
     if x.ndim != 4:
         hint = "; add the batch dimension with x[None]" if x.ndim == 3 else ""
         raise ValueError(f"{what} must have shape {want}, got {tuple(x.shape)}{hint}")
     if x.shape[1] != config.num_channels or x.shape[2] != config.num_pitches:
-        raise ValueError(f"{what} must have shape {want}, got {tuple(x.shape)}; build the roll with the same "
-                         f"RollConfig ({config})")
+        raise ValueError(
+            f"{what} must have shape {want}, got {tuple(x.shape)}; build the roll with the same "
+            f"RollConfig ({config})"
+        )
     if x.shape[3] < 1:
         raise ValueError(f"{what} has no time steps")
 
 
-def note_masks(x: torch.Tensor, config: RollConfig, model_space: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def note_masks(
+    x: torch.Tensor, config: RollConfig, model_space: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Boolean (B, P, T) masks ``(starts, sounding)`` of a batch of rolls, by the module's decoding rule."""
     check_batch(x, config)
     threshold = 0.0 if model_space else 0.5
@@ -144,8 +169,9 @@ def note_masks(x: torch.Tensor, config: RollConfig, model_space: bool = True) ->
     return starts, sounding
 
 
-def notes_to_roll(notes: Notes, config: RollConfig, num_steps: int | None = None,
-                  out_of_range: str = "error") -> np.ndarray:
+def notes_to_roll(
+    notes: Notes, config: RollConfig, num_steps: int | None = None, out_of_range: str = "error"
+) -> np.ndarray:
     """Rasterise notes (times in grid steps) to a (C, P, T) roll in {0, 1} (velocity channel in [0, 1]).
 
     ``out_of_range``: "error" (default) refuses pitches outside the config's range, "fold" moves them by
@@ -160,19 +186,27 @@ def notes_to_roll(notes: Notes, config: RollConfig, num_steps: int | None = None
     outside = (pitch < config.pitch_low) | (pitch > config.pitch_high)
     if outside.any():
         if out_of_range == "error":
-            raise MidiError(f"{int(outside.sum())} of {len(pitch)} notes lie outside the pitch range "
-                            f"{config.pitch_low}..{config.pitch_high} (lowest {pitch.min()}, highest {pitch.max()}); "
-                            f"widen RollConfig(pitch_low=..., num_pitches=...) or pass out_of_range='fold' or 'drop'")
+            raise MidiError(
+                f"{int(outside.sum())} of {len(pitch)} notes lie outside the pitch range "
+                f"{config.pitch_low}..{config.pitch_high} (lowest {pitch.min()}, highest {pitch.max()}); "
+                f"widen RollConfig(pitch_low=..., num_pitches=...) or pass out_of_range='fold' or 'drop'"
+            )
         if out_of_range == "drop":
             keep = ~outside
             pitch, start, end, vel = pitch[keep], start[keep], end[keep], vel[keep]
         else:
             if config.num_pitches < 12:
-                raise ValueError("out_of_range='fold' needs a pitch range of at least one octave (12 pitches)")
+                raise ValueError(
+                    "out_of_range='fold' needs a pitch range of at least one octave (12 pitches)"
+                )
             low = pitch < config.pitch_low
-            pitch = np.where(low, pitch + 12 * np.ceil((config.pitch_low - pitch) / 12).astype(np.int64), pitch)
+            pitch = np.where(
+                low, pitch + 12 * np.ceil((config.pitch_low - pitch) / 12).astype(np.int64), pitch
+            )
             high = pitch > config.pitch_high
-            pitch = np.where(high, pitch - 12 * np.ceil((pitch - config.pitch_high) / 12).astype(np.int64), pitch)
+            pitch = np.where(
+                high, pitch - 12 * np.ceil((pitch - config.pitch_high) / 12).astype(np.int64), pitch
+            )
     if (start < 0).any():
         raise MidiError("notes start before step 0")
     steps = int(end.max()) if len(end) else 0
@@ -182,7 +216,7 @@ def notes_to_roll(notes: Notes, config: RollConfig, num_steps: int | None = None
     roll = np.zeros((config.num_channels, config.num_pitches, num_steps), dtype=np.float32)
     row = pitch - config.pitch_low
     order = np.argsort(start, kind="stable")  # later notes win the velocity of overlapping cells
-    for r, s, e, v in zip(row[order], start[order], end[order], vel[order]):
+    for r, s, e, v in zip(row[order], start[order], end[order], vel[order], strict=False):
         roll[1, r, s:e] = 1.0
         if config.velocity:
             roll[2, r, s:e] = v / 127.0
@@ -194,8 +228,10 @@ def roll_to_notes(roll, config: RollConfig, model_space: bool = False, default_v
     """Decode one (C, P, T) roll into notes (grid steps), by the rule in the module docstring."""
     x = torch.as_tensor(np.asarray(roll, dtype=np.float32) if not isinstance(roll, torch.Tensor) else roll)
     if x.ndim != 3:
-        raise ValueError(f"roll must have shape ({config.num_channels}, {config.num_pitches}, time) for one piece, "
-                         f"got {tuple(x.shape)}; decode a batch one piece at a time")
+        raise ValueError(
+            f"roll must have shape ({config.num_channels}, {config.num_pitches}, time) for one piece, "
+            f"got {tuple(x.shape)}; decode a batch one piece at a time"
+        )
     starts, sounding = note_masks(x[None].float(), config, model_space)
     starts, sounding = starts[0].numpy(), sounding[0].numpy()
     rows, t0 = np.nonzero(starts)
@@ -219,6 +255,7 @@ def roll_to_notes(roll, config: RollConfig, model_space: bool = False, default_v
 
 # -------------------------------------------------------------------------------------------------- MIDI
 
+
 def _load_pretty_midi(source):
     import pretty_midi
 
@@ -230,8 +267,10 @@ def _load_pretty_midi(source):
     try:
         pm = pretty_midi.PrettyMIDI(io.BytesIO(source) if isinstance(source, bytes) else str(source))
     except Exception as e:  # mido / pretty_midi raise many types for corrupt files
-        raise MidiError(f"{name} is not a readable MIDI file ({type(e).__name__}: {e}); check that it is a Standard "
-                        f"MIDI File (.mid), not audio, MusicXML or a truncated download") from None
+        raise MidiError(
+            f"{name} is not a readable MIDI file ({type(e).__name__}: {e}); check that it is a Standard "
+            f"MIDI File (.mid), not audio, MusicXML or a truncated download"
+        ) from None
     return pm, name
 
 
@@ -246,8 +285,9 @@ def _beats(pm, times: np.ndarray) -> np.ndarray:
     return beat_at[k] + (times - change_times[k]) * tempi[k] / 60.0
 
 
-def midi_to_roll(source, config: RollConfig, out_of_range: str = "error",
-                 include_drums: bool = False) -> tuple[np.ndarray, MidiInfo]:
+def midi_to_roll(
+    source, config: RollConfig, out_of_range: str = "error", include_drums: bool = False
+) -> tuple[np.ndarray, MidiInfo]:
     """Read a MIDI file (path, bytes or ``PrettyMIDI``) into a (C, P, T) roll and its :class:`MidiInfo`.
 
     All non-drum instruments are merged. Note starts and ends snap to the nearest grid step (a note keeps at
@@ -261,19 +301,26 @@ def midi_to_roll(source, config: RollConfig, out_of_range: str = "error",
     start = _beats(pm, np.array([n.start for n in notes])) * config.steps_per_beat
     end = _beats(pm, np.array([n.end for n in notes])) * config.steps_per_beat
     s = np.rint(start).astype(np.int64)
-    raw = Notes(np.array([n.pitch for n in notes]), s, np.maximum(np.rint(end).astype(np.int64), s + 1),
-                np.array([n.velocity for n in notes]))
+    raw = Notes(
+        np.array([n.pitch for n in notes]),
+        s,
+        np.maximum(np.rint(end).astype(np.int64), s + 1),
+        np.array([n.velocity for n in notes]),
+    )
     roll = notes_to_roll(raw, config, out_of_range=out_of_range)
     _, tempi = pm.get_tempo_changes()
     ts = pm.time_signature_changes
-    info = MidiInfo(tempo=float(tempi[0]) if len(tempi) else 120.0,
-                    time_signature=(ts[0].numerator, ts[0].denominator) if ts else (4, 4),
-                    name=Path(name).stem if not name.startswith("<") else "")
+    info = MidiInfo(
+        tempo=float(tempi[0]) if len(tempi) else 120.0,
+        time_signature=(ts[0].numerator, ts[0].denominator) if ts else (4, 4),
+        name=Path(name).stem if not name.startswith("<") else "",
+    )
     return roll, info
 
 
-def roll_to_midi(roll, config: RollConfig, info: MidiInfo | None = None, model_space: bool = False,
-                 program: int = 0):
+def roll_to_midi(
+    roll, config: RollConfig, info: MidiInfo | None = None, model_space: bool = False, program: int = 0
+):
     """One (C, P, T) roll -> ``pretty_midi.PrettyMIDI`` with one instrument, the tempo and time signature of
     ``info`` (default 120 BPM, 4/4)."""
     import pretty_midi
@@ -283,17 +330,21 @@ def roll_to_midi(roll, config: RollConfig, info: MidiInfo | None = None, model_s
         raise ValueError(f"tempo must be a positive number of beats per minute, got {info.tempo}")
     notes = roll_to_notes(roll, config, model_space=model_space)
     pm = pretty_midi.PrettyMIDI(initial_tempo=float(info.tempo))
-    pm.time_signature_changes.append(pretty_midi.TimeSignature(int(info.time_signature[0]),
-                                                               int(info.time_signature[1]), 0.0))
+    pm.time_signature_changes.append(
+        pretty_midi.TimeSignature(int(info.time_signature[0]), int(info.time_signature[1]), 0.0)
+    )
     inst = pretty_midi.Instrument(program=program, name=info.name or "steerdiff")
     step = 60.0 / info.tempo / config.steps_per_beat
-    for p, s, e, v in zip(notes.pitch.tolist(), notes.start.tolist(), notes.end.tolist(), notes.velocity.tolist()):
+    for p, s, e, v in zip(
+        notes.pitch.tolist(), notes.start.tolist(), notes.end.tolist(), notes.velocity.tolist(), strict=False
+    ):
         inst.notes.append(pretty_midi.Note(velocity=int(v), pitch=int(p), start=s * step, end=e * step))
     pm.instruments.append(inst)
     return pm
 
 
 # ------------------------------------------------------------------------------------------------ writing
+
 
 def _write_bytes(path, data: bytes) -> Path:
     with atomic_open(path, "wb") as f:  # the core's atomic write: the file appears whole or not at all

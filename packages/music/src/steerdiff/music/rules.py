@@ -1,15 +1,16 @@
 """Symbolic rules, vectorised over a batch of rolls, and the losses that guidance turns into rewards.
 
-A :class:`Rule` maps a batch of rolls (B, C, P, T) in model space to an attribute (B, D) and compares it with a
-target by a loss (B,). Rules read the *decoded* roll (``roll.note_masks``): the same notes the MIDI file would
-hold, so a rule's value on a sample is its value on the written piece. That makes most rules piecewise
+A :class:`Rule` maps a batch of rolls (B, C, P, T) in model space to an attribute (B, D) and compares it with
+a target by a loss (B,). Rules read the *decoded* roll (``roll.note_masks``): the same notes the MIDI file
+would hold, so a rule's value on a sample is its value on the written piece. That makes most rules piecewise
 constant in x — no gradient — which is what stochastic control guidance is for. Rules that have a natural
 relaxation (pitch histogram, note density) also answer ``attribute(x, relaxed=True)``: the same formula on the
 soft roll (x + 1) / 2, differentiable, for DPS-style gradient guidance.
 
-* :class:`PitchHistogram` — 12-bin pitch-class histogram of sounding cells (duration-weighted), sums to 1; MSE.
-* :class:`NoteDensity` — per window: vertical density (mean number of sounding pitches per step) and horizontal
-  density (number of steps where a note starts); MSE.
+* :class:`PitchHistogram` — 12-bin pitch-class histogram of sounding cells (duration-weighted), sums to 1;
+  MSE.
+* :class:`NoteDensity` — per window: vertical density (mean number of sounding pitches per step) and
+  horizontal density (number of steps where a note starts); MSE.
 * :class:`ChordProgression` — per window, the chord as in the SCG paper: the scale degree (1..7, 0 = no chord)
   of its root in the piece's key, both estimated from the roll itself, so a progression matches in any key
   (``mode="absolute"``: one of 24 major/minor triads instead); loss = fraction of windows whose chord differs
@@ -22,26 +23,64 @@ soft roll (x + 1) / 2, differentiable, for DPS-style gradient guidance.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
+
 from steerdiff.core.guidance import match_batch, weighted_reward
 
 from .roll import RollConfig, check_batch, note_masks
 
-__all__ = ["Rule", "PitchHistogram", "NoteDensity", "ChordProgression", "CustomRule", "Objective", "CHORD_NAMES",
-           "chord_index", "chord_root", "degree_index", "estimate_key", "RULES", "get_rule"]
+__all__ = [
+    "Rule",
+    "PitchHistogram",
+    "NoteDensity",
+    "ChordProgression",
+    "CustomRule",
+    "Objective",
+    "CHORD_NAMES",
+    "chord_index",
+    "chord_root",
+    "degree_index",
+    "estimate_key",
+    "RULES",
+    "get_rule",
+]
 
 PITCH_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
 CHORD_NAMES = PITCH_NAMES + [n + "m" for n in PITCH_NAMES] + ["N"]
 NO_CHORD = 24
 # Aarden-Essen key profiles (C = index 0): the weights of music21's default key finder, stream.analyze('key'),
 # which the SCG reference code runs on every candidate before naming its chords as Roman numerals
-_KEY_MAJOR = (17.7661, 0.145624, 14.9265, 0.160186, 19.8049, 11.3587, 0.291248, 22.062, 0.145624, 8.15494,
-              0.232998, 4.95122)
-_KEY_MINOR = (18.2648, 0.737619, 14.0499, 16.8599, 0.702494, 14.4362, 0.702494, 18.6161, 4.56621, 1.93186,
-              7.37619, 1.75623)
+_KEY_MAJOR = (
+    17.7661,
+    0.145624,
+    14.9265,
+    0.160186,
+    19.8049,
+    11.3587,
+    0.291248,
+    22.062,
+    0.145624,
+    8.15494,
+    0.232998,
+    4.95122,
+)
+_KEY_MINOR = (
+    18.2648,
+    0.737619,
+    14.0499,
+    16.8599,
+    0.702494,
+    14.4362,
+    0.702494,
+    18.6161,
+    4.56621,
+    1.93186,
+    7.37619,
+    1.75623,
+)
 # semitones from the tonic to a chord root -> scale degree 1..7 (chromatic roots: bII, bIII, #IV, bVI, bVII)
 _DEGREE_OF_INTERVAL = (1, 2, 2, 3, 3, 4, 4, 5, 6, 6, 7, 7)
 _NUMERALS = ("VII", "VI", "V", "IV", "III", "II", "I")  # longest first, for parsing
@@ -61,15 +100,18 @@ def chord_index(names: Sequence[str | int]) -> list[int]:
             root = alias.get(root, root)
             name = root + ("m" if minor else "")
             if name not in CHORD_NAMES:
-                raise ValueError(f"unknown chord {n!r}; use a root C, C#, D, Eb, E, F, F#, G, Ab, A, Bb, B with an "
-                                 f"optional 'm' for minor, or 'N' for no chord")
+                raise ValueError(
+                    f"unknown chord {n!r}; use a root C, C#, D, Eb, E, F, F#, G, Ab, A, Bb, B with an "
+                    f"optional 'm' for minor, or 'N' for no chord"
+                )
             i = CHORD_NAMES.index(name)
         out.append(i)
     return out
 
 
 def degree_index(numerals: Sequence[str | int]) -> list[int]:
-    """Roman numerals ("I", "V7", "vi", "bVII", "viio"; "N" or "0" for no chord) or degrees -> degrees 0..7."""
+    """Roman numerals ("I", "V7", "vi", "bVII", "viio"; "N" or "0" for no chord) or degrees -> degrees
+    0..7."""
     out = []
     for n in numerals:
         s = str(n).strip()
@@ -84,8 +126,10 @@ def degree_index(numerals: Sequence[str | int]) -> list[int]:
         core = s.lstrip("b#").upper()
         match = next((r for r in _NUMERALS if core.startswith(r)), None)
         if match is None:
-            raise ValueError(f"unknown Roman numeral {n!r}; use I..VII (any case, optional b/# and suffix such as "
-                             f"V7 or viio), a degree 0..7, or 'N' for no chord")
+            raise ValueError(
+                f"unknown Roman numeral {n!r}; use I..VII (any case, optional b/# and suffix such as "
+                f"V7 or viio), a degree 0..7, or 'N' for no chord"
+            )
         out.append(7 - _NUMERALS.index(match))
     return out
 
@@ -93,9 +137,13 @@ def degree_index(numerals: Sequence[str | int]) -> list[int]:
 def estimate_key(profile: torch.Tensor) -> torch.Tensor:
     """Key index per row of a duration-weighted pitch-class profile (..., 12): 0..11 = C..B major, 12..23 =
     c..b minor, the key whose Aarden-Essen profile correlates best with it (Pearson; music21's key finder)."""
-    w = torch.tensor([_KEY_MAJOR, _KEY_MINOR], dtype=profile.dtype, device=profile.device)        # (2, 12)
-    shift = (torch.arange(12, device=profile.device)[None] - torch.arange(12, device=profile.device)[:, None]) % 12
-    templates = w[:, shift].reshape(24, 12)  # row 12 m + k: the mode-m profile with its tonic on pitch class k
+    w = torch.tensor([_KEY_MAJOR, _KEY_MINOR], dtype=profile.dtype, device=profile.device)  # (2, 12)
+    shift = (
+        torch.arange(12, device=profile.device)[None] - torch.arange(12, device=profile.device)[:, None]
+    ) % 12
+    templates = w[:, shift].reshape(
+        24, 12
+    )  # row 12 m + k: the mode-m profile with its tonic on pitch class k
     templates = templates - templates.mean(-1, keepdim=True)
     centred = profile - profile.mean(-1, keepdim=True)
     return (centred @ (templates / templates.norm(dim=-1, keepdim=True)).T).argmax(-1)
@@ -120,7 +168,8 @@ class Rule:
 
     name: str = "rule"
     differentiable: bool = False
-    # guidance reads the soft x0-hat (x + 1) / 2 instead of its decoded notes (as the SCG paper's pitch rule does)
+    # guidance reads the soft x0-hat (x + 1) / 2 instead of its decoded notes (as the SCG paper's pitch rule
+    # does)
     soft_guidance: bool = False
 
     def __init__(self, config: RollConfig):
@@ -141,8 +190,10 @@ class Rule:
         check_batch(x, self.config, f"the roll given to rule {self.name!r}")
         if relaxed:
             if not self.differentiable:
-                raise TypeError(f"rule {self.name!r} has no differentiable relaxation; gradient guidance (DPS) cannot "
-                                f"use it — use StochasticControlGuidance or FeynmanKacSteering")
+                raise TypeError(
+                    f"rule {self.name!r} has no differentiable relaxation; gradient guidance (DPS) cannot "
+                    f"use it — use StochasticControlGuidance or FeynmanKacSteering"
+                )
             soft = ((x + 1) / 2).clamp(0, 1)
             return soft[:, 0] * soft[:, 1], soft[:, 1]
         starts, sounding = note_masks(x, self.config)
@@ -150,8 +201,10 @@ class Rule:
 
     def _windows(self, t: int, window: int) -> int:
         if t % window:
-            raise ValueError(f"rule {self.name!r} uses windows of {window} steps, but the roll has {t} steps, which is "
-                             f"not a multiple; use a length that is a multiple of {window} or set window=...")
+            raise ValueError(
+                f"rule {self.name!r} uses windows of {window} steps, but the roll has {t} steps, which is "
+                f"not a multiple; use a length that is a multiple of {window} or set window=..."
+            )
         return t // window
 
     def check_target(self, target, num_steps: int) -> torch.Tensor:
@@ -160,8 +213,10 @@ class Rule:
         if target.ndim == 1:
             target = target[None]
         if target.ndim != 2 or target.shape[1] != d:
-            raise ValueError(f"the target of rule {self.name!r} must have {d} entries for rolls of {num_steps} steps "
-                             f"(shape ({d},) or (batch, {d})), got shape {tuple(target.shape)}")
+            raise ValueError(
+                f"the target of rule {self.name!r} must have {d} entries for rolls of {num_steps} steps "
+                f"(shape ({d},) or (batch, {d})), got shape {tuple(target.shape)}"
+            )
         if not torch.isfinite(target).all():
             raise ValueError(f"the target of rule {self.name!r} contains NaN or inf")
         return target
@@ -178,8 +233,9 @@ def _pitch_class_matrix(config: RollConfig, like: torch.Tensor) -> torch.Tensor:
 class PitchHistogram(Rule):
     """12-bin pitch-class histogram (C = bin 0) of sounding cells, normalised to sum 1 (all zeros if silent).
 
-    During guidance it reads the soft x0-hat (``soft_guidance``): the SCG paper's pitch rule sums the continuous
-    (velocity-weighted) decoded x0-hat over time, while its density and chord rules threshold it into notes."""
+    During guidance it reads the soft x0-hat (``soft_guidance``): the SCG paper's pitch rule sums the
+    continuous (velocity-weighted) decoded x0-hat over time, while its density and chord rules threshold it
+    into notes."""
 
     name = "pitch_histogram"
     differentiable = True
@@ -234,14 +290,15 @@ def _chord_templates(like: torch.Tensor) -> torch.Tensor:
 class ChordProgression(Rule):
     """One chord per window of ``window`` steps (default one bar); not differentiable.
 
-    ``mode="degree"`` (default) follows the SCG paper's rule (music21: key analysis, chordify, Roman numerals):
-    the key is estimated from the whole roll (``estimate_key``); the roll is cut into slices wherever a note
-    starts or stops (chordify); in each window the slice with the longest overlap is the window's chord, and
-    the scale degree 1..7 of its root (``chord_root``) in that key is the window's value, 0 if nothing sounds.
-    So "I IV V I" in G matches "I IV V I" in C, and a target taken from a reference piece is in its own key.
-    ``mode="absolute"``: the major/minor triad template with the highest cosine similarity to the window's
-    duration-weighted pitch-class profile (ties go to the lower index), an index into ``CHORD_NAMES`` (24 = no
-    chord), for hand-written targets such as C G Am F. The loss is the fraction of windows that differ.
+    ``mode="degree"`` (default) follows the SCG paper's rule (music21: key analysis, chordify, Roman
+    numerals): the key is estimated from the whole roll (``estimate_key``); the roll is cut into slices
+    wherever a note starts or stops (chordify); in each window the slice with the longest overlap is the
+    window's chord, and the scale degree 1..7 of its root (``chord_root``) in that key is the window's value,
+    0 if nothing sounds. So "I IV V I" in G matches "I IV V I" in C, and a target taken from a reference piece
+    is in its own key. ``mode="absolute"``: the major/minor triad template with the highest cosine similarity
+    to the window's duration-weighted pitch-class profile (ties go to the lower index), an index into
+    ``CHORD_NAMES`` (24 = no chord), for hand-written targets such as C G Am F. The loss is the fraction of
+    windows that differ.
     """
 
     name = "chord_progression"
@@ -264,7 +321,11 @@ class ChordProgression(Rule):
             target = degree_index(target) if self.mode == "degree" else chord_index(target)
         target = super().check_target(target, num_steps)
         if ((target < 0) | (target > top) | (target != target.round())).any():
-            names = "Roman numerals like 'I', 'V7', 'vi'" if self.mode == "degree" else "names like 'C', 'Am', 'N'"
+            names = (
+                "Roman numerals like 'I', 'V7', 'vi'"
+                if self.mode == "degree"
+                else "names like 'C', 'Am', 'N'"
+            )
             raise ValueError(f"chord targets ({self.mode} mode) must be integers 0..{top} (or {names})")
         return target
 
@@ -274,23 +335,25 @@ class ChordProgression(Rule):
         n, w = self._windows(t, self.window), self.window
         pcm = _pitch_class_matrix(self.config, x)
         if self.mode == "absolute":
-            profile = sounding.reshape(b, p, n, w).sum(-1).transpose(1, 2) @ pcm        # (B, n, 12)
-            chord = (profile @ _chord_templates(x).T).argmax(-1)                          # (B, n): 0..23
+            profile = sounding.reshape(b, p, n, w).sum(-1).transpose(1, 2) @ pcm  # (B, n, 12)
+            chord = (profile @ _chord_templates(x).T).argmax(-1)  # (B, n): 0..23
             silent = profile.sum(-1) == 0
             return torch.where(silent, torch.full_like(chord, NO_CHORD), chord).to(x.dtype)
-        tonic = estimate_key(sounding.sum(-1) @ pcm) % 12                                 # (B,)
+        tonic = estimate_key(sounding.sum(-1) @ pcm) % 12  # (B,)
         # slices: a new one wherever the set of sounding pitches changes or a note starts
         change = torch.ones(b, t, dtype=torch.bool, device=x.device)
         change[:, 1:] = (sounding[..., 1:] != sounding[..., :-1]).any(1) | (starts[..., 1:] > 0).any(1)
         slice_id = change.long().cumsum(1).reshape(b, n, w)
         voiced = (sounding.sum(1) > 0).reshape(b, n, w)
         length = ((slice_id[..., :, None] == slice_id[..., None, :]) & voiced[..., None, :]).sum(-1)
-        length = length.masked_fill(~voiced, -1)                                          # (B, n, w)
-        step = length.argmax(-1) + w * torch.arange(n, device=x.device)                   # the longest slice
-        column = sounding.gather(2, step[:, None, :].expand(b, p, n)) > 0                 # (B, P, n)
-        pcs = (column.transpose(1, 2).to(x.dtype) @ pcm).clamp_max(1)                     # (B, n, 12)
+        length = length.masked_fill(~voiced, -1)  # (B, n, w)
+        step = length.argmax(-1) + w * torch.arange(n, device=x.device)  # the longest slice
+        column = sounding.gather(2, step[:, None, :].expand(b, p, n)) > 0  # (B, P, n)
+        pcs = (column.transpose(1, 2).to(x.dtype) @ pcm).clamp_max(1)  # (B, n, 12)
         rows = torch.arange(p, device=x.device)
-        bass = (torch.where(column, rows[None, :, None], p).amin(1).clamp_max(p - 1) + self.config.pitch_low) % 12
+        bass = (
+            torch.where(column, rows[None, :, None], p).amin(1).clamp_max(p - 1) + self.config.pitch_low
+        ) % 12
         root = chord_root(pcs, bass)
         degree = torch.tensor(_DEGREE_OF_INTERVAL, device=x.device)[(root - tonic[:, None]) % 12]
         return torch.where(pcs.sum(-1) > 0, degree, torch.zeros_like(degree)).to(x.dtype)
@@ -308,8 +371,14 @@ class CustomRule(Rule):
 
     differentiable = False
 
-    def __init__(self, config: RollConfig, fn: Callable, name: str = "custom", size: int | None = None,
-                 loss: str | Callable = "mse"):
+    def __init__(
+        self,
+        config: RollConfig,
+        fn: Callable,
+        name: str = "custom",
+        size: int | None = None,
+        loss: str | Callable = "mse",
+    ):
         super().__init__(config)
         if not callable(fn):
             raise TypeError(f"CustomRule needs a callable fn(roll) -> (B, D), got {fn!r}")
@@ -328,8 +397,10 @@ class CustomRule(Rule):
         out = torch.as_tensor(self.fn(torch.stack([starts, sounding], 1)), dtype=x.dtype, device=x.device)
         out = out[:, None] if out.ndim == 1 else out
         if out.ndim != 2 or out.shape[0] != x.shape[0]:
-            raise ValueError(f"custom rule {self.name!r} must return shape ({x.shape[0]}, D) or ({x.shape[0]},) for "
-                             f"{x.shape[0]} rolls, got {tuple(out.shape)}")
+            raise ValueError(
+                f"custom rule {self.name!r} must return shape ({x.shape[0]}, D) or ({x.shape[0]},) for "
+                f"{x.shape[0]} rolls, got {tuple(out.shape)}"
+            )
         return out
 
     def loss(self, attribute, target):
@@ -339,8 +410,11 @@ class CustomRule(Rule):
         return diff.abs().mean(-1) if self._loss == "l1" else diff.pow(2).mean(-1)
 
 
-RULES: dict[str, type[Rule]] = {"pitch_histogram": PitchHistogram, "note_density": NoteDensity,
-                                "chord_progression": ChordProgression}
+RULES: dict[str, type[Rule]] = {
+    "pitch_histogram": PitchHistogram,
+    "note_density": NoteDensity,
+    "chord_progression": ChordProgression,
+}
 
 
 def get_rule(name: str, config: RollConfig, **kwargs) -> Rule:
@@ -378,12 +452,14 @@ class Objective:
         if len(set(names)) != len(names):
             raise ValueError(f"rule names must be unique within an objective, got {names}")
         self._reward = weighted_reward([(t.weight, self._negative_loss(t)) for t in self.terms])
-        self._guidance_reward = weighted_reward([(t.weight, self._negative_loss(t, t.rule.soft_guidance))
-                                                 for t in self.terms])
+        self._guidance_reward = weighted_reward(
+            [(t.weight, self._negative_loss(t, t.rule.soft_guidance)) for t in self.terms]
+        )
 
     @classmethod
     def from_reference(cls, rules: Sequence[Rule] | Sequence[tuple[Rule, float]], reference: torch.Tensor):
-        """Targets taken from reference rolls (B, C, P, T) in model space: one target row per reference piece."""
+        """Targets taken from reference rolls (B, C, P, T) in model space: one target row per reference
+        piece."""
         pairs = [(r, 1.0) if isinstance(r, Rule) else r for r in rules]
         return cls([(r, r.attribute(reference), w) for r, w in pairs], reference.shape[-1])
 
@@ -397,12 +473,16 @@ class Objective:
 
     def _check(self, x):
         if x.shape[-1] != self.num_steps:
-            raise ValueError(f"the objective was built for rolls of {self.num_steps} steps, got {x.shape[-1]}; build "
-                             f"it for this length")
+            raise ValueError(
+                f"the objective was built for rolls of {self.num_steps} steps, got {x.shape[-1]}; build "
+                f"it for this length"
+            )
 
     def _term_loss(self, term: _Term, x: torch.Tensor, relaxed: bool) -> torch.Tensor:
         self._check(x)
-        target = match_batch(term.target.to(x.device, x.dtype), x.shape[0], f"the target of {term.rule.name!r}")
+        target = match_batch(
+            term.target.to(x.device, x.dtype), x.shape[0], f"the target of {term.rule.name!r}"
+        )
         return term.rule.loss(term.rule.attribute(x, relaxed), target)
 
     def _negative_loss(self, term, relaxed: bool = False):
@@ -432,5 +512,7 @@ class Objective:
         only the differentiable terms (as DPS baselines do in the SCG paper)."""
         terms = [t for t in self.terms if t.rule.differentiable] if partial else self.terms
         if not terms:
-            raise TypeError(f"no rule of {self.names} has a differentiable relaxation; use StochasticControlGuidance")
+            raise TypeError(
+                f"no rule of {self.names} has a differentiable relaxation; use StochasticControlGuidance"
+            )
         return sum(t.weight * self._term_loss(t, x, True) for t in terms)
