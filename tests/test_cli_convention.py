@@ -51,7 +51,7 @@ def test_every_option_has_help_and_shows_its_default(package):
                 continue
             seen.update(action.option_strings)
             assert action.help, f"{package} {name} {action.option_strings[0]} has no help line"
-            if action.default not in (None, False, argparse.SUPPRESS):
+            if not (action.default is None or action.default is False or action.default is argparse.SUPPRESS):
                 assert "%(default)" in formatter._get_help_string(action), (
                     f"{package} {name} {action.option_strings[0]} does not show its default"
                 )
@@ -86,7 +86,5 @@ def test_user_errors_exit_2_with_one_line(package, tmp_path, capsys):
         where = f"{package} {' '.join(argv)}"
         assert code == 2, f"{where}: exit code {code}, stderr {err!r}"
         assert "Traceback" not in err, f"{where}: traceback\n{err}"
-        # argparse prints its usage line before the error; ours print the error alone
-        message = [line for line in lines if not line.startswith("usage:") and not line.startswith(" ")]
-        assert len(message) == 1, f"{where}: expected one error line, got {lines}"
-        assert fragment.lower() in message[0].lower(), f"{where}: {fragment!r} not in {message[0]!r}"
+        assert len(lines) == 1, f"{where}: expected one error line, got {lines}"
+        assert fragment.lower() in lines[0].lower(), f"{where}: {fragment!r} not in {lines[0]!r}"

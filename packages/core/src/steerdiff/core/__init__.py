@@ -35,6 +35,7 @@ from .parallel import ForwardModelError, map_rows
 from .runtime import accelerate, autocast, cache_dir, configure, resolve_device, seed_everything, set_threads
 from .sampling import Costs, SampleResult, sample
 from .schedules import EDM, SCHEDULES, SPACINGS, VE, Schedule, VPCosine, VPLinear, get_schedule, sigma_grid
+from .sharding import sample_in_shards
 from .solvers import DDIM, DDPM, SOLVERS, DPMSolverPP2M, Euler, Heun, Solver, get_solver
 from .toy import TOY_DATASETS, toy_dataset
 from .training import TrainConfig, TrainResult, train
@@ -116,6 +117,7 @@ __all__ = [
     "read_bundle_config",
     # black-box models on executors
     "map_rows",
+    "sample_in_shards",
     "ForwardModelError",
     # runtime, files and errors
     "resolve_device",

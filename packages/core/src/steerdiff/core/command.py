@@ -50,13 +50,19 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if (
-            "%(default)" in text
-            or action.default in (None, False, argparse.SUPPRESS)
-            or not action.option_strings
-        ):
+        default = action.default
+        if "%(default)" in text or default is None or default is False or default is argparse.SUPPRESS:
+            return text
+        if not action.option_strings:
             return text
         return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (``prog: error: ...``, exit code 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def package_version(distribution: str) -> str:
@@ -68,7 +74,7 @@ def package_version(distribution: str) -> str:
 
 def make_parser(prog: str, description: str, distribution: str) -> argparse.ArgumentParser:
     """A top-level parser with ``--version`` (the installed version of ``distribution``)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=_HelpFormatter)
+    parser = _Parser(prog=prog, description=description, formatter_class=_HelpFormatter)
     parser.add_argument(
         "--version",
         action="version",
@@ -80,7 +86,7 @@ def make_parser(prog: str, description: str, distribution: str) -> argparse.Argu
 
 def subcommands(parser: argparse.ArgumentParser) -> Callable[..., argparse.ArgumentParser]:
     """``add(name, help)`` creates a subcommand parser with the same help formatting."""
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def add(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
         return sub.add_parser(
