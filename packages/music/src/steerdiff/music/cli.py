@@ -238,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     def rule_flags(sp, data_help: str, data_default=None):
         sp.add_argument("--data", type=Path, default=data_default, help=data_help)
         sp.add_argument(
-            "--rules", default="", help=f"comma-separated rules to steer toward, from {sorted(RULES)}"
+            "--rules",
+            default=None,
+            help=f"comma-separated rules to steer toward, from {', '.join(sorted(RULES))} (default: none)",
         )
         sp.add_argument(
             "--chords",

@@ -16,7 +16,9 @@ says otherwise.
 
 from __future__ import annotations
 
+import json
 import time
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +33,7 @@ from steerdiff.core.sampling import Costs
 from steerdiff.core.training import TrainConfig
 
 from .data import Pieces, windows
-from .guide import METHODS, generate
+from .guide import METHODS, bars_mask, generate
 from .metrics import oa_table
 from .model import (
     DOMAIN,
@@ -238,8 +240,6 @@ class Generation:
 
 def save_samples(path, x: torch.Tensor, config: RollConfig) -> Path:
     """Write rolls (B, C, P, T) in model space and their roll layout to one .npz (atomically, no pickle)."""
-    import json
-
     with atomic_open(path, "wb") as f:
         np.savez_compressed(f, x=x.detach().cpu().numpy(), config=np.array(json.dumps(config.to_dict())))
     return Path(path)
@@ -247,9 +247,6 @@ def save_samples(path, x: torch.Tensor, config: RollConfig) -> Path:
 
 def load_samples(path) -> tuple[torch.Tensor, RollConfig]:
     """Rolls and roll layout written by :func:`save_samples` (``Generation.save``), with clear errors."""
-    import json
-    import zipfile
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -485,8 +482,6 @@ class MusicPipeline:
         if known is not None or known_bars is not None:
             if known is None or known_bars is None:
                 raise ValueError("keeping given bars needs both known (the roll) and known_bars (which bars)")
-            from .guide import bars_mask
-
             mask = bars_mask(self.roll, length, known_bars)
         t0 = time.time()
         res = generate(
