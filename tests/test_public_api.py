@@ -35,7 +35,7 @@ def _imports(code: str):
         line = line.strip()
         if not line.startswith(("from steerdiff", "import steerdiff")):
             continue
-        if line.endswith("("):  # a parenthesised list: take the block up to its closing parenthesis
+        if "(" in line and ")" not in line:  # a parenthesised list: take it up to its closing parenthesis
             start = code.index(line)
             line = code[start : code.index(")", start) + 1]
         node = ast.parse(line).body[0]
