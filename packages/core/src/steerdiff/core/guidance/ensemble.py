@@ -100,7 +100,7 @@ class EnsembleKalmanGuidance(Guidance):
     ``ode_steps``: inner Euler steps of phi; None uses the reference rule min(1 + (N - i) // ode_factor,
     max_ode_steps) at step i of N (more steps early, when x is noisy; 1 step = Tweedie's estimate).
     ``num_updates`` correction iterations per guided step. Use ``interval`` or ``window`` for the guidance
-    window (the reference skips the first and last 5% of the steps: ``window=(0.05, 0.95)``).
+    window (the reference skips about the first and last 5% of the steps: ``window=(0.05, 0.95)``).
 
     ``step_size``: ``"trace"`` (default) — scale / (tr C_yy + m noise_std^2), safe on linear-Gaussian problems
     (see the module notes; the default ``scale`` is 1/2); ``"frobenius"`` — scale / ||A||_F as the reference code
