@@ -201,7 +201,9 @@ def timestep_sigmas(alphas_cumprod, timesteps, final_alpha_cumprod: float = 1.0)
     """The sigma grid of a discrete sampler's timesteps, ending at the final level (0 when it is 1).
 
     ``timesteps`` is e.g. a diffusers scheduler's ``timesteps`` after ``set_timesteps(N)``; steerdiff's DDIM
-    on this grid takes the same steps as the scheduler's DDIM.
+    on this grid takes the same steps as the scheduler's DDIM. A scheduler whose final level is not clean
+    (``set_alpha_to_one=False``: ``final_alpha_cumprod = alphas_cumprod[0]``) ends the grid above 0; sample it
+    with ``sample(..., allow_nonzero_end=True)``, or take one more step to 0 with a grid from ``sigma_grid``.
     """
     ac = torch.as_tensor(alphas_cumprod, dtype=torch.float64).flatten()
     t = torch.as_tensor(timesteps).long().flatten()
