@@ -20,6 +20,11 @@ Methods (stochastic ones on DDPM ancestral steps, EnKG on Euler steps as in the 
 * DPS: ReconstructionGuidance, loss = ||A x0_hat - y||^2 / (2 s_y^2) through the network (scale 1 = the DPS
   likelihood score); scale chosen on DPS_SCALES;
 * SCG: best of n candidates per step by the reward r(x0_hat) = log-likelihood;
+* DPS, tuned automatically: the same guidance with its scale chosen by ``steerdiff.core.tune`` (8 validation
+  runs over [1e-3, 10]) instead of the hand-made grid;
+* tree search: TreeSearchGuidance with 2 beams per particle, each branching into n/2 children per step (the
+  SCG row's budget), survivors drawn by softmax(log-likelihood / temperature); the temperature chosen by
+  ``steerdiff.core.tune`` (8 validation runs over [0.1, 100]); the best beam of each particle is scored;
 * SMC/FK: FeynmanKacSteering(r, K), lambda = 1 (exact posterior as K grows), difference potential, systematic
   resampling below ESS = K/2; once from sigma_max, once steering only for sigma <= SMC_SIGMA_START, once with
   a noise-aware twist (the likelihood of x0_hat with its variance inflated by Cov[x0 | x_sigma]; exact for the
@@ -60,6 +65,8 @@ from dataclasses import dataclass
 
 import torch
 
+from steerdiff.core import LogRange, TreeSearchGuidance
+from steerdiff.core import tune as auto_tune
 from steerdiff.core.analytic import GaussianMixture, gaussian
 from steerdiff.core.benchmarking import Stopwatch, environment, print_table, write_json
 from steerdiff.core.guidance import (
@@ -79,6 +86,9 @@ DPS_SCALES = (0.03, 0.1, 0.3, 1.0)
 # default 2.0); "trace" is a Gauss-Newton step with gain ~scale (scale 1 fits the data in one update)
 ENKG_SCALES = {"frobenius": (0.1, 0.3, 1.0, 3.0), "trace": (0.03, 0.1, 0.3, 1.0)}
 SMC_SIGMA_START = 1.0
+TREE_BEAMS = 2  # tree search: 2 beams per sample, each branching into scg_candidates / 2 children
+AUTO_BUDGET = 8  # validation runs the automatic search may spend (the hand-tuned grids spend 4)
+AUTO_RANGES = {"dps_auto": LogRange(1e-3, 10.0), "tree": LogRange(0.1, 100.0)}
 ENKG_GATE = 0.05  # reference: no correction in the first and last 5% of the steps
 GOAL = 1.1
 
@@ -391,6 +401,18 @@ def run_method(
         guidance = [ReconstructionGuidance(loss, scale=scale)]
     elif method == "scg":
         guidance = [StochasticControlGuidance(log_lik, num_candidates=scg_n)]
+    elif method == "dps_auto":
+        guidance = [ReconstructionGuidance(loss, scale=scale)]
+    elif method == "tree":  # selection by softmax(log-likelihood / temperature) among beams x children
+        guidance = [
+            TreeSearchGuidance(
+                log_lik,
+                num_beams=TREE_BEAMS,
+                branch=max(scg_n // TREE_BEAMS, 1),
+                selection="sample",
+                temperature=scale,
+            )
+        ]
     elif method == "smc":
         guidance = [FeynmanKacSteering(log_lik, k)]
     elif method == "smc_late":
@@ -415,10 +437,18 @@ def run_method(
         raise ValueError(f"unknown method {method!r}")
     # common random numbers: every method of a problem starts from the same noise with the same seed
     x_init = sig_list[0] * torch.randn(r * k, prob.d, generator=run_seed(seed, 21, prob.d), dtype=F64)
+    beams = TREE_BEAMS if method == "tree" else 1
     with Stopwatch() as sw:
-        out = sample(prob.prior, x_init, sig, solver, guidance=guidance, generator=run_seed(seed, 22, prob.d))
+        out = sample(
+            prob.prior,
+            x_init.repeat_interleave(beams, 0),
+            sig,
+            solver,
+            guidance=guidance,
+            generator=run_seed(seed, 22, prob.d),
+        )
     weights = out.info.get("weights")
-    res = metrics(prob, out.x, k, weights)
+    res = metrics(prob, out.x[::beams], k, weights)  # tree search: the best beam of each particle
     n = r * k
     res.update(
         {
@@ -426,7 +456,7 @@ def run_method(
             "scale": scale,
             "solver": solver,
             "seconds": sw.seconds,
-            "nfe": out.costs.nfe,
+            "nfe": out.costs.nfe * beams,
             "forward_per_particle": fwd.evals / n,
             "forward_calls": fwd.calls,
             "gradient_per_particle": out.costs.gradient_evals / n,
@@ -519,6 +549,8 @@ LABELS = {
     "prior_euler": "prior (unguided, euler)",
     "dps": "DPS (ddpm)",
     "scg": "SCG best-of-n (ddpm)",
+    "tree": "tree search, 2 beams, tuned automatically (ddpm)",
+    "dps_auto": "DPS, tuned automatically (ddpm)",
     "smc": "SMC/FK from sigma_max (ddpm)",
     "smc_late": f"SMC/FK from sigma={SMC_SIGMA_START:g} (ddpm)",
     "smc_twist": "SMC/FK, noise-aware twist (ddpm)",
@@ -556,7 +588,9 @@ def run_problem(spec: dict, cfg: dict, seed: int) -> dict:
         "prior",
         "prior_euler",
         "dps",
+        "dps_auto",
         "scg",
+        "tree",
         "smc",
         "smc_late",
         "smc_twist",
@@ -568,6 +602,29 @@ def run_problem(spec: dict, cfg: dict, seed: int) -> dict:
             grid = DPS_SCALES if method == "dps" else ENKG_SCALES[method.split("_")[1]]
             scale, scores = tune(val, method, grid, k, spec["R_tune"], sig, seed + 1000)
             tuning[method] = {"grid": list(grid), "chosen": scale, "validation": scores}
+        elif method in AUTO_RANGES:  # the core's automatic search on the same validation instance
+
+            def objective(p, method=method):
+                res = run_method(
+                    val,
+                    method,
+                    k,
+                    spec["R_tune"],
+                    sig,
+                    seed + 1000,
+                    scale=p["scale"],
+                    scg_n=cfg["scg_candidates"],
+                )
+                return res.get("mean_err", math.inf)
+
+            found = auto_tune(objective, {"scale": AUTO_RANGES[method]}, budget=AUTO_BUDGET)
+            scale = found.best["scale"]
+            tuning[method] = {
+                "grid": f"automatic, {AUTO_BUDGET} runs in {AUTO_RANGES[method]}",
+                "chosen": scale,
+                "validation": [{"scale": t["params"]["scale"], "mean_err": t["score"]} for t in found.trials],
+                "at_edge": found.at_edge,
+            }
         rows.append(run_method(prob, method, k, r, sig, seed, scale=scale, scg_n=cfg["scg_candidates"]))
     for row in rows:
         if row.get("finite"):
