@@ -11,6 +11,8 @@ import importlib.metadata
 
 import pytest
 
+from steerdiff.core.command import nonnegative_int, positive_int
+
 PACKAGES = ["core", "policy", "timeseries", "music", "inverse"]
 COMMON = {
     "--num-samples",
@@ -42,7 +44,7 @@ def test_every_option_has_help_and_shows_its_default(package):
     parser = _cli(package).build_parser()
     subs = list(_subparsers(parser))
     assert subs, "a command has subcommands"
-    seen = set()
+    seen, counts = set(), set()
     for name, sub in subs:
         sub.format_help()  # a stray % in a help string would fail here
         formatter = sub._get_formatter()
@@ -50,13 +52,15 @@ def test_every_option_has_help_and_shows_its_default(package):
             if not action.option_strings or action.help == argparse.SUPPRESS or "-h" in action.option_strings:
                 continue
             seen.update(action.option_strings)
+            if action.type in (int, positive_int, nonnegative_int):
+                counts.update(action.option_strings)
             assert action.help, f"{package} {name} {action.option_strings[0]} has no help line"
             if not (action.default is None or action.default is False or action.default is argparse.SUPPRESS):
                 assert "%(default)" in formatter._get_help_string(action), (
                     f"{package} {name} {action.option_strings[0]} does not show its default"
                 )
     assert {"--device", "--out", "--json"} <= seen, f"{package} lacks the common runtime flags"
-    renamed = {"--n", "--samples", "--num", "--sampler-steps", "--num-steps"} & seen
+    renamed = ({"--sampler-steps", "--num-steps"} & seen) | ({"--n", "--samples", "--num"} & counts)
     assert not renamed, f"{package} uses {sorted(renamed)} instead of the common names {sorted(COMMON)}"
 
 
