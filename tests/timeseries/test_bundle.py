@@ -117,6 +117,9 @@ def test_pipeline_jobs_on_the_trained_model(trained):
     assert pipe.refine(test.history, "linear", train=train, steps=2, num_samples=4, seed=0).shape == (4, 4, 6)
     assert pipe.synthesize(5, num_steps=4, seed=0).shape == (5, 2, 30)
     result = pipe.evaluate(train, test, num_samples=4, num_steps=4, refine_steps=2, num_synthetic=8, seed=0)
-    assert set(result) == {"forecast", "missing", "lps", "best", "samples"} and len(result["forecast"]) == 8
+    assert (
+        set(result) == {"forecast", "missing", "lps", "best", "scales", "samples"}
+        and len(result["forecast"]) == 8
+    )
     with pytest.raises(ValueError, match="frequency"):
         pipe.split(synthetic_series(1, 150, "D"))

@@ -8,7 +8,7 @@ from steerdiff.core.training import TrainConfig
 from steerdiff.timeseries.baselines import LinearForecaster, seasonal_naive
 from steerdiff.timeseries.data import Series, WindowSpec, split_last, synthetic_series, training_windows
 from steerdiff.timeseries.forecast import forecast
-from steerdiff.timeseries.model import SCHEDULE, DataSplit, TSDiff, TSDiffConfig
+from steerdiff.timeseries.model import SCHEDULE, DataSplit, TSDiff, TSDiffConfig, fingerprint
 from steerdiff.timeseries.synthesis import generate, linear_predictive_score
 
 TINY = {"hidden_channels": 8, "num_blocks": 1, "d_state": 8, "emb_dim": 16}
@@ -50,6 +50,7 @@ def test_train_save_load_round_trip(tmp_path, scaling):
         "length": 200,
         "train_end": 192,
         "test_start": 192,
+        "fingerprint": fingerprint(series[0].target[:192]),
     }
     assert loaded.spec.scaling == scaling
     history = torch.as_tensor(series[0].target[-cfg.spec.history_length :])[None].float()

@@ -1,9 +1,12 @@
 """steerdiff-timeseries: data -> train -> forecast / impute / refine / synthesize -> evaluate, and demo.
 
-Data is a bundled dataset name (elecdemand, taylor, us_employment), gluonts:<name> already on disk, a wide or
-long CSV, or GluonTS JSON lines. `train` holds out the last --test-windows x prediction points of every series
-and writes a model bundle that remembers the data and the split, so the other commands need only --model.
-Every command writes summary.json (and its files) into --out; --json prints the whole summary.
+Data is a bundled dataset name (elecdemand, taylor, us_employment), gluonts:<name> already on disk, or your own
+file: wide or long (unique_id,ds,y) CSV/TSV/TXT with or without a header or a time column (--freq and --start
+for a bare matrix), GluonTS JSON lines, Parquet, optionally .gz/.bz2/.xz/.zip (docs/timeseries/data.md).
+`train` holds out the last --test-windows x prediction points of every series (and --validation-windows before
+them, where the guidance scale and the window scaling are chosen) and writes a model bundle that remembers the
+data and the split, so the other commands need only --model; a window the model was trained on is never
+scored. Every command writes summary.json (and its files) into --out; --json prints the whole summary.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +37,13 @@ from steerdiff.core.io import atomic_open, save_figure
 from steerdiff.core.training import TrainConfig
 
 from .data import DATASETS, SCALINGS, load_series, parse_freq, to_entries
-from .forecast import SCENARIOS, missing_mask, with_missing
+from .evaluation import GUIDED, METHODS
+from .forecast import SCENARIOS, ForecastRangeWarning, missing_mask, with_missing
 from .metrics import evaluate_forecast
 from .model import TSDiffConfig
 from .pipeline import TSDiffPipeline
 from .plots import fan_chart
+from .readers import is_file_source
 from .refine import METHODS as REFINE_METHODS
 from .refine import REGULARIZERS
 
@@ -45,18 +51,23 @@ __all__ = ["build_parser", "main"]
 
 PROG = "steerdiff-timeseries"
 DATA_HELP = (
-    f"a bundled dataset ({', '.join(sorted(DATASETS))}), gluonts:<name> already on disk, a .csv "
-    "(wide, or long with item_id,timestamp,target) or GluonTS .jsonl"
+    f"a bundled dataset ({', '.join(sorted(DATASETS))}), gluonts:<name> already on disk, or a file: wide or "
+    "long (unique_id,ds,y) .csv/.tsv/.txt, GluonTS .jsonl, .parquet; optionally .gz/.bz2/.xz/.zip"
 )
+HEADERS = {"auto": "auto", "yes": True, "no": False}
 
 
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def _series(source: str, freq: str | None):
+def _read_options(args) -> dict:
+    return {"freq": args.freq, "start": args.start, "header": args.header}
+
+
+def _series(source: str, freq: str | None = None, start: str | None = None, header: str = "auto"):
     """Read the user's data now (before any training); a missing optional dependency is a usage error."""
     try:
-        return load_series(source, freq)
+        return load_series(source, freq, start=start, header=HEADERS[header])
     except ImportError as err:
         raise UsageError(str(err)) from None
 
@@ -64,7 +75,17 @@ def _series(source: str, freq: str | None):
 def _source(data: str) -> str:
     """How the bundle names the data: a file by its absolute path, a dataset by its name."""
     path = Path(data)
-    return str(path.resolve()) if data.endswith((".csv", ".json", ".jsonl")) and path.exists() else data
+    return str(path.resolve()) if is_file_source(data) and path.exists() else data
+
+
+def _warn(summary: dict, messages) -> dict:
+    """Warnings go to stderr (one line each) and into the summary."""
+    messages = [m for m in messages if m]
+    for m in messages:
+        print(f"{PROG}: warning: {' '.join(m.split())}", file=sys.stderr)
+    if messages:
+        summary["warnings"] = messages
+    return summary
 
 
 def _write_npz(path: Path, **arrays) -> Path:
@@ -95,18 +116,27 @@ def _load(args) -> tuple[TSDiffPipeline, list, object]:
     """The model and the data it is used on (--data, or the data it was trained with), split as in
     training."""
     pipe = TSDiffPipeline.from_pretrained(args.model, device=args.device)
+    return (pipe, *_split(args, pipe))
+
+
+def _data_of(args, pipe: TSDiffPipeline) -> list:
+    """--data read with the read flags, or the model's own training data read as it was in training."""
     split = pipe.data_split
-    source = getattr(args, "data", None) or (split.source if split else None)
-    if source is None:
+    if getattr(args, "data", None):
+        return _series(args.data, **_read_options(args))
+    if split is None or split.source is None:
         raise UsageError(f"the model in {args.model} does not record its training data; give --data")
-    train, test = pipe.split(_series(source, args.freq), args.test_windows)
-    return pipe, train, test
+    read = {**split.read, **{k: v for k, v in _read_options(args).items() if v not in (None, "auto")}}
+    return _series(split.source, **read)
+
+
+def _split(args, pipe: TSDiffPipeline):
+    return pipe.split(_data_of(args, pipe), args.test_windows)
 
 
 def _sampling(args) -> dict:
     return {
         "num_samples": args.num_samples,
-        "scale": args.scale,
         "solver": args.solver,
         "num_steps": args.steps,
         "batch_size": args.batch_windows,
@@ -156,8 +186,14 @@ def _table(title: str, rows: dict, columns=("crps", "nd", "nrmse", "seconds")) -
         )
 
 
-def _train(args, series, source: str, out: Path) -> tuple[TSDiffPipeline, dict]:
+def _train(args, series, source: str, out: Path, read: dict | None = None) -> tuple[TSDiffPipeline, dict]:
     freq = str(series[0].freq)
+    auto_scaling = args.scaling == "auto"
+    if auto_scaling and args.validation_windows < 1:
+        raise UsageError(
+            "--scaling auto chooses the scaling on validation windows; give --validation-windows >= 1 or pin "
+            f"--scaling to one of {', '.join(SCALINGS)}"
+        )
     config = TSDiffConfig(
         args.context,
         args.prediction,
@@ -167,7 +203,7 @@ def _train(args, series, source: str, out: Path) -> tuple[TSDiffPipeline, dict]:
         args.blocks,
         args.d_state,
         init_skip=args.init_skip,
-        scaling=args.scaling,
+        scaling="mean" if auto_scaling else args.scaling,
     )
     tc = TrainConfig(
         steps=args.train_steps,
@@ -178,6 +214,27 @@ def _train(args, series, source: str, out: Path) -> tuple[TSDiffPipeline, dict]:
         ema_decay=0.995,
         checkpoint_every=max(args.train_steps // 4, 1),
     )
+    scaling_scores = None
+    if auto_scaling:
+        import dataclasses
+
+        pilot = dataclasses.replace(
+            tc, steps=args.pilot_steps or max(args.train_steps // 4, 1), checkpoint_every=0
+        )
+        choice, scaling_scores = TSDiffPipeline.choose_scaling(
+            series,
+            config,
+            pilot,
+            test_windows=args.test_windows,
+            validation_windows=args.validation_windows,
+            stride=args.stride,
+            num_samples=args.tune_samples,
+            num_steps=args.steps,
+            device=args.device,
+            seed=args.seed,
+            progress=not args.quiet,
+        )
+        config = dataclasses.replace(config, scaling=choice)
     pipe = TSDiffPipeline.train(
         series,
         config,
@@ -186,11 +243,29 @@ def _train(args, series, source: str, out: Path) -> tuple[TSDiffPipeline, dict]:
         validation_windows=args.validation_windows,
         stride=args.stride,
         source=source,
+        read=read,
         out_dir=out,
         device=args.device,
         seed=args.seed,
         progress=not args.quiet,
     )
+    if scaling_scores is not None:
+        pipe.model.tuned["scaling"] = {"choice": config.scaling, "validation_crps": scaling_scores}
+    tuned = {}
+    if args.validation_windows >= 1 and args.tune_budget > 0:
+        for guidance in ("quantile", "mse"):
+            result = pipe.tune_scale(
+                series,
+                guidance,
+                budget=args.tune_budget,
+                num_samples=args.tune_samples,
+                num_steps=args.steps,
+                seed=args.seed,
+                progress=not args.quiet,
+            )
+            tuned[guidance] = {"scale": result.best["scale"], "validation_crps": result.score}
+            if result.at_edge:
+                tuned[guidance]["at_edge"] = True
     model_dir = pipe.save_pretrained(out / "model")
     result = pipe.train_result
     k = max(1, len(result.losses) // 10)
@@ -200,6 +275,9 @@ def _train(args, series, source: str, out: Path) -> tuple[TSDiffPipeline, dict]:
         "train_steps": result.step,
         "loss_first": float(np.mean(result.losses[:k])),
         "loss_last": float(np.mean(result.losses[-k:])),
+        "scaling": config.scaling,
+        **({"scaling_validation_crps": scaling_scores} if scaling_scores else {}),
+        **({"scales": tuned} if tuned else {}),
         "config": pipe.model.bundle_config(),
     }
 
@@ -208,7 +286,7 @@ def _train(args, series, source: str, out: Path) -> tuple[TSDiffPipeline, dict]:
 
 
 def cmd_data(args) -> dict:
-    series = _series(args.data, args.freq)
+    series = _series(args.data, **_read_options(args))
     out = Path(args.out)
     with atomic_open(out / "series.jsonl", "w") as f:
         f.writelines(json.dumps(e) + "\n" for e in to_entries(series))
@@ -231,6 +309,8 @@ def cmd_data(args) -> dict:
     return {
         "data": args.data,
         "num_series": len(series),
+        "item_ids": [s.item_id for s in series[:20]],
+        "start": None if series[0].start is None else str(series[0].start),
         "freq": str(series[0].freq),
         "season_length": series[0].freq.season_length,
         "default_lags": list(series[0].freq.default_lags),
@@ -243,9 +323,28 @@ def cmd_data(args) -> dict:
 
 
 def cmd_train(args) -> dict:
-    series = _series(args.data, args.freq)
-    _, summary = _train(args, series, _source(args.data), Path(args.out))
-    return summary
+    series = _series(args.data, **_read_options(args))
+    _, summary = _train(args, series, _source(args.data), Path(args.out), _read_options(args))
+    return _warn(summary, [_edge_warning(g, v) for g, v in summary.get("scales", {}).items()])
+
+
+def _edge_warning(guidance: str, tuned: dict) -> str | None:
+    if not tuned.get("at_edge"):
+        return None
+    return (
+        f"the {guidance} guidance scale chosen on validation ({tuned['scale']:g}) is at the edge of the searched "
+        "range; more validation windows or a longer training may move it"
+    )
+
+
+def _forecast_warnings(pipe: TSDiffPipeline, history, samples, guidance: str, scale) -> list:
+    from .forecast import out_of_range, range_warning
+
+    if guidance == "none":
+        return []
+    report = out_of_range(history, samples, pipe.spec.context_length)
+    tuned = scale is None and guidance in pipe.model.tuned
+    return [range_warning(report, guidance, pipe.scale_for(guidance, scale), tuned)]
 
 
 def cmd_forecast(args) -> dict:
@@ -254,20 +353,33 @@ def cmd_forecast(args) -> dict:
     history = with_missing(
         test.history, missing_mask(args.scenario, len(test.history), pipe.spec.context_length, generator=g)
     )
-    samples = pipe.forecast(
-        history, guidance=args.guidance, generator=g, progress=not args.quiet, **_sampling(args)
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ForecastRangeWarning)  # reported below, once
+        samples = pipe.forecast(
+            history,
+            guidance=args.guidance,
+            scale=args.scale,
+            generator=g,
+            progress=not args.quiet,
+            **_sampling(args),
+        )
     out = Path(args.out)
     _write_npz(out / "forecast.npz", samples=samples, history=history, future=test.future)
-    return {
+    summary = {
         "guidance": args.guidance,
-        "scale": args.scale,
+        "scale": pipe.scale_for(args.guidance, args.scale),
+        "scale_from": "--scale" if args.scale is not None else _scale_origin(pipe, args.guidance),
         "scenario": args.scenario,
         "windows": len(test.history),
         **evaluate_forecast(samples, test.future),
         "samples": str(out / "forecast.npz"),
         "plot": _plot(out, "forecast.png", history, samples, test),
     }
+    return _warn(summary, _forecast_warnings(pipe, history, samples, args.guidance, args.scale))
+
+
+def _scale_origin(pipe: TSDiffPipeline, guidance: str) -> str:
+    return "validation" if guidance in pipe.model.tuned else "default (the model chose none on validation)"
 
 
 def cmd_impute(args) -> dict:
@@ -285,7 +397,12 @@ def cmd_impute(args) -> dict:
     gappy = y.clone()
     gappy[:, ctx] = gappy[:, ctx].masked_fill(mask, float("nan"))
     samples = pipe.impute(
-        gappy, guidance=args.guidance, generator=g, progress=not args.quiet, **_sampling(args)
+        gappy,
+        guidance=args.guidance,
+        scale=args.scale,
+        generator=g,
+        progress=not args.quiet,
+        **_sampling(args),
     )
     ctx_samples = samples[:, :, : spec.context_length]
     truth = y[:, ctx]
@@ -310,6 +427,7 @@ def cmd_impute(args) -> dict:
     )
     return {
         "scenario": args.scenario,
+        "scale": pipe.scale_for(args.guidance, args.scale),
         "imputed_points_per_window": k,
         **metrics,
         "samples": str(out / "impute.npz"),
@@ -337,6 +455,7 @@ def cmd_refine(args) -> dict:
         steps=args.refine_steps,
         num_samples=args.num_samples,
         generator=_generator(args),
+        progress=not args.quiet,
     )
     out = Path(args.out)
     _write_npz(out / "refine.npz", samples=samples, base=base, future=test.future)
@@ -356,7 +475,7 @@ def cmd_synthesize(args) -> dict:
     pipe = TSDiffPipeline.from_pretrained(args.model, device=args.device)
     train = test = None
     if args.data:  # read and check the data before sampling
-        train, test = pipe.split(_series(args.data, args.freq), args.test_windows)
+        train, test = _split(args, pipe)
     x = pipe.synthesize(
         args.num_samples,
         solver=args.solver,
@@ -380,13 +499,34 @@ def cmd_synthesize(args) -> dict:
     return summary
 
 
+def _methods(text: str) -> tuple[tuple[str, ...], bool, bool]:
+    """--methods: (forecasting methods, the missing-value check, the LPS check)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if "all" in names:
+        names = [*METHODS, "missing", "lps"]
+    unknown = [n for n in names if n not in (*METHODS, "missing", "lps")]
+    if unknown or not names:
+        raise UsageError(
+            f"--methods: unknown {unknown or text!r}; give a comma-separated list of {', '.join(METHODS)}, "
+            "missing, lps, or all"
+        )
+    return tuple(n for n in names if n in METHODS), "missing" in names, "lps" in names
+
+
 def _evaluate(args, pipe: TSDiffPipeline, train, test) -> dict:
+    methods, missing, lps = _methods(args.methods)
+    scale = None
+    if args.scale is not None:
+        scale = {m: args.scale for m in GUIDED}
     result = pipe.evaluate(
         train,
         test,
+        methods=methods,
+        missing=missing,
+        scale=scale,
         generator=_generator(args),
         refine_steps=args.refine_steps,
-        num_synthetic=args.synthetic,
+        num_synthetic=args.synthetic if lps else 0,
         **_sampling(args),
     )
     samples = result.pop("samples")
@@ -399,14 +539,20 @@ def _evaluate(args, pipe: TSDiffPipeline, train, test) -> dict:
             )
     if not args.json and not args.quiet:
         _table("forecast CRPS on held-out rolling windows", result["forecast"])
-        _table("TSDiff-Q with half the context missing", result["missing"])
+        if "missing" in result:
+            _table("TSDiff-Q with half the context missing", result["missing"])
         if "lps" in result:
             lps = result["lps"]
             print(
                 f"\nLPS (ridge trained on windows, CRPS on test): real {lps['real']['lps']:.4f}, "
                 f"synthetic {lps['synthetic']['lps']:.4f}\n"
             )
-    return {**result, "windows": len(test.history), "plots": plots}
+    notes = [
+        _forecast_warnings(pipe, test.history, samples[m], GUIDED[m], result["scales"][m])[0]
+        for m in GUIDED
+        if samples.get(m) is not None
+    ]
+    return _warn({**result, "windows": len(test.history), "plots": plots}, notes)
 
 
 def cmd_evaluate(args) -> dict:
@@ -416,9 +562,9 @@ def cmd_evaluate(args) -> dict:
 
 def cmd_demo(args) -> dict:
     """Train a small model on a bundled real series and evaluate it, through the library."""
-    series = _series(args.data, args.freq)
+    series = _series(args.data, **_read_options(args))
     out = Path(args.out)
-    pipe, summary = _train(args, series, args.data, out)
+    pipe, summary = _train(args, series, _source(args.data), out, _read_options(args))
     train, test = pipe.split(series)
     return {"train": summary, "evaluate": _evaluate(args, pipe, train, test)}
 
@@ -464,7 +610,25 @@ def _data_flags(p: argparse.ArgumentParser, required: bool, default: str | None 
         p.add_argument(
             "--data", default=None, help=f"{DATA_HELP}; default: the data the model was trained on"
         )
-    p.add_argument("--freq", default=None, help="frequency when the data does not carry one (e.g. H, D, M)")
+    _read_flags(p)
+
+
+def _read_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--freq",
+        default=None,
+        help="frequency (e.g. H, 30min, D, M): needed for a file without timestamps, checked against them "
+        "otherwise",
+    )
+    p.add_argument(
+        "--start", default=None, help="first timestamp of a file without a time column (e.g. 2020-01-01)"
+    )
+    p.add_argument(
+        "--header",
+        choices=tuple(HEADERS),
+        default="auto",
+        help="does the file's first row name the columns? auto: names are a header, numbers are data",
+    )
 
 
 def _model_flags(p: argparse.ArgumentParser) -> None:
@@ -478,7 +642,8 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
         "--test-windows",
         type=positive_int,
         default=None,
-        help="held-out rolling windows per series; default: the model's own split",
+        help="held-out rolling windows per series to score (at most the model's own; a window it was "
+        "trained on is refused); default: the model's own split",
     )
 
 
@@ -489,7 +654,13 @@ def _guidance_flags(p: argparse.ArgumentParser) -> None:
         default="quantile",
         help="self-guidance: quantile (TSDiff-Q), mse (TSDiff-MS) or none (unconditional)",
     )
-    p.add_argument("--scale", type=nonnegative_float, default=4.0, help="self-guidance scale s")
+    p.add_argument(
+        "--scale",
+        type=nonnegative_float,
+        default=None,
+        help="self-guidance scale s; default: the scale chosen on the validation windows in training (4 when "
+        "the model has none)",
+    )
     p.add_argument(
         "--batch-windows",
         type=positive_int,
@@ -518,8 +689,9 @@ def _train_flags(
     p.add_argument(
         "--validation-windows",
         type=nonnegative_int,
-        default=0,
-        help="rolling windows before the test windows also left out of training (for model selection)",
+        default=1,
+        help="rolling windows before the test windows also left out of training, on which the guidance scale "
+        "and the scaling are chosen (0: none; then pin --scaling and use the default scale)",
     )
     p.add_argument("--context", type=positive_int, default=context, help="context length (points)")
     p.add_argument("--prediction", type=positive_int, default=24, help="prediction length (points)")
@@ -535,10 +707,28 @@ def _train_flags(
     )
     p.add_argument(
         "--scaling",
-        choices=SCALINGS,
-        default="mean",
-        help="scale windows by the context mean |y| (the paper's) or standardise them by the context "
-        "mean and std (for series that move little relative to their level)",
+        choices=("auto", *SCALINGS),
+        default="auto",
+        help="auto: the one whose pilot model forecasts the validation windows best; mean: divide windows by "
+        "the context mean |y| (the paper's); standard: subtract the context mean, divide by its std",
+    )
+    p.add_argument(
+        "--pilot-steps",
+        type=nonnegative_int,
+        default=0,
+        help="training steps of each pilot model for --scaling auto (0: a quarter of --train-steps)",
+    )
+    p.add_argument(
+        "--tune-budget",
+        type=nonnegative_int,
+        default=8,
+        help="validation forecasts per guidance to choose its scale after training (0: keep the default 4)",
+    )
+    p.add_argument(
+        "--tune-samples",
+        type=positive_int,
+        default=16,
+        help="sample paths per validation window when choosing",
     )
     p.add_argument("--train-steps", type=positive_int, default=train_steps, help="training steps")
     p.add_argument("--batch-size", type=positive_int, default=64, help="training batch size")
@@ -561,6 +751,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _data_flags(p, required=True)
     _train_flags(p)
+    p.add_argument(
+        "--steps",
+        type=positive_int,
+        default=100,
+        help="sampler steps of the validation forecasts that choose the guidance scale and the scaling",
+    )
     add_runtime_flags(p, out="runs/timeseries/train")
 
     p = add("forecast", "self-guided forecasts of the held-out windows, with a fan chart")
@@ -636,7 +832,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="held-out rolling windows per series for the score; default: the model's own split",
     )
     p.add_argument("--data", default=None, help=f"{DATA_HELP}; given, the synthetic windows are scored (LPS)")
-    p.add_argument("--freq", default=None, help="frequency when the data does not carry one (e.g. H, D, M)")
+    _read_flags(p)
     add_sampling_flags(p, num_samples=1000, steps=100, solver="ddpm", samples_help="windows to generate")
     add_runtime_flags(p, out="runs/timeseries/synthesize")
 
@@ -652,10 +848,16 @@ def build_parser() -> argparse.ArgumentParser:
         _guidance_flags(p)
         p.add_argument("--refine-steps", type=positive_int, default=20, help="refinement iterations")
         p.add_argument(
+            "--methods",
+            default=",".join((*METHODS, "missing")),
+            help="comma-separated: forecasting methods, missing (TSDiff-Q with half the context missing), lps "
+            "(the synthetic-data check), or all",
+        )
+        p.add_argument(
             "--synthetic",
-            type=nonnegative_int,
+            type=positive_int,
             default=1000 if p is evaluate else 500,
-            help="synthetic windows for the linear predictive score (0: skip it)",
+            help="synthetic windows for the linear predictive score (with --methods ...,lps)",
         )
         add_sampling_flags(
             p, num_samples=samples, steps=100, solver="ddpm", samples_help="sample paths per window"

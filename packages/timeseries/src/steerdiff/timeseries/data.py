@@ -335,7 +335,8 @@ def load_dataset(name: str) -> list[Series]:
     if name not in DATASETS:
         raise ValueError(
             f"unknown dataset {name!r}; bundled: {sorted(DATASETS)}, or 'gluonts:<name>' for a "
-            "GluonTS dataset already downloaded, or load your own with from_csv/from_pandas"
+            "GluonTS dataset already downloaded, or a path to your own file (.csv, .tsv, .txt, .jsonl, "
+            ".parquet, optionally compressed; see docs/timeseries/data.md)"
         )
     try:
         return DATASETS[name][0]()
@@ -364,64 +365,24 @@ def _gluonts(name: str) -> list[Series]:
     return from_entries(ds.train, ds.metadata.freq)
 
 
-def load_series(source, freq: str | Frequency | None = None) -> list[Series]:
-    """Series from a bundled dataset name, ``gluonts:<name>``, a ``.csv`` (wide; or long with ``item_id``,
-    ``timestamp`` and ``target`` columns) or GluonTS JSON lines (``.json``/``.jsonl``,
-    ``{"start", "target"}``).
+def load_series(source, freq: str | Frequency | None = None, *, start=None, header="auto") -> list[Series]:
+    """Series from a bundled dataset name, ``gluonts:<name>``, or a file in any accepted layout: wide or long
+    CSV/TSV/TXT (with or without a header or a time column), GluonTS JSON lines, Parquet/Feather, each
+    optionally compressed (see :func:`~steerdiff.timeseries.readers.read_series` and
+    ``docs/timeseries/data.md``).
 
-    A file is read and checked here: a missing file, unreadable content or a series that is not finite is a
-    ``ValueError``/``OSError`` naming the file and the fix.
+    ``freq`` and ``start`` describe a file without timestamps (``freq`` is checked against timestamps when the
+    file has them); ``header`` is ``"auto"``, ``True`` or ``False``. A file is read and checked here: a missing
+    file, unreadable content or a series that is not complete is a ``ValueError``/``OSError`` naming the file
+    and the fix.
     """
-    import json
+    from .readers import is_file_source, read_series
 
     text = str(source)
-    path = Path(text)
-    if text.endswith((".jsonl", ".json", ".csv")):
-        if not path.exists():
-            raise FileNotFoundError(
-                f"data file {path} does not exist; give an existing .csv or .jsonl file or a "
-                f"bundled dataset name ({', '.join(sorted(DATASETS))})"
-            )
-        if path.is_dir():
-            raise IsADirectoryError(f"{path} is a folder; give a .csv or .jsonl file")
-    if text.endswith((".jsonl", ".json")):
-        lines = []
-        for i, line in enumerate(path.read_text().splitlines()):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(
-                    f"{path}, line {i + 1}: not JSON ({err.msg}); give one GluonTS entry "
-                    '{"start", "target"} per line'
-                ) from None
-            if not isinstance(entry, dict):
-                raise ValueError(
-                    f"{path}, line {i + 1}: expected an object with 'start' and 'target', got "
-                    f"{type(entry).__name__}"
-                )
-            lines.append(entry)
-        return from_entries(lines, freq)
-    if text.endswith(".csv"):
-        import pandas as pd
-
-        try:
-            cols = set(pd.read_csv(path, nrows=0).columns)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-            raise ValueError(
-                f"{path} is not a readable CSV ({err}); give a wide CSV (a timestamp column, one "
-                "column per series) or a long one with item_id, timestamp and target"
-            ) from None
-        try:
-            if {"item_id", "timestamp", "target"} <= cols:
-                return from_csv(path, freq, item_id="item_id", timestamp="timestamp", target="target")
-            return from_csv(path, freq)
-        except (TypeError, pd.errors.ParserError) as err:  # non-numeric values, unparsable dates
-            raise ValueError(
-                f"{path}: cannot read the series ({err}); the columns must hold numbers and the "
-                "timestamp column dates"
-            ) from None
+    if isinstance(source, Path) or is_file_source(text):
+        return read_series(text, freq, start=start, header=header)
+    if start is not None:
+        raise ValueError(f"--start is for files without timestamps; dataset {text!r} has its own")
     return load_dataset(text)
 
 

@@ -18,13 +18,74 @@ from .data import WindowSpec, lagged, scale_by_context
 from .guidance import GUIDANCES, self_guidance
 from .model import NUM_STEPS, TSDiff
 
-__all__ = ["SCENARIOS", "GuidanceDiverged", "complete", "forecast", "impute", "missing_mask", "with_missing"]
+__all__ = [
+    "SCENARIOS",
+    "ForecastRangeWarning",
+    "GuidanceDiverged",
+    "complete",
+    "forecast",
+    "impute",
+    "missing_mask",
+    "out_of_range",
+    "with_missing",
+]
 
 SCENARIOS = ("none", "random", "blackout_start", "blackout_end")
 
 
 class GuidanceDiverged(ValueError):
     """Self-guided sampling produced NaN/inf: the guidance scale is too large for this model and grid."""
+
+
+class ForecastRangeWarning(UserWarning):
+    """Forecasts that leave any plausible range of their context (see :func:`out_of_range`)."""
+
+
+def out_of_range(
+    history: torch.Tensor, samples: torch.Tensor, context_length: int, margin: float = 1.0
+) -> dict:
+    """Which windows' median forecast leaves the plausible range of its observed context.
+
+    The range is the context's [min, max] widened by ``margin`` times its width on both sides (a flat context:
+    by 10 % of its level). Returns ``{"windows": [indices], "fraction", "worst": {"window", "value", "low",
+    "high"}}`` (``worst``: the point furthest outside, None when every window stays inside).
+    """
+    ctx = torch.as_tensor(history, dtype=torch.float64)[:, -context_length:]
+    obs = torch.isfinite(ctx)
+    inf = torch.tensor(float("inf"), dtype=torch.float64)
+    lo = torch.where(obs, ctx, inf).amin(1)
+    hi = torch.where(obs, ctx, -inf).amax(1)
+    width = torch.maximum(hi - lo, 0.1 * torch.maximum(lo.abs(), hi.abs()))
+    low, high = lo - margin * width, hi + margin * width
+    median = torch.as_tensor(samples, dtype=torch.float64).median(1).values  # (N, pred)
+    excess = torch.maximum(low[:, None] - median, median - high[:, None]).clamp_min(0)
+    excess = torch.where(torch.isfinite(excess), excess, torch.zeros_like(excess))
+    bad = (excess > 0).any(1).nonzero().flatten().tolist()
+    worst = None
+    if bad:
+        flat = int(excess.flatten().argmax())
+        w, t = divmod(flat, excess.shape[1])
+        worst = {"window": w, "value": float(median[w, t]), "low": float(low[w]), "high": float(high[w])}
+    return {"windows": bad, "fraction": len(bad) / max(len(median), 1), "worst": worst}
+
+
+def range_warning(report: dict, guidance: str, scale: float, tuned: bool) -> str | None:
+    """A one-line warning with the fix for an :func:`out_of_range` report (None when nothing left)."""
+    if not report["windows"]:
+        return None
+    w = report["worst"]
+    fix = (
+        "this scale was chosen on the validation windows, so the model itself may need more training"
+        if tuned
+        else "choose the scale on validation windows (train with --validation-windows >= 1) or pin a smaller "
+        "--scale"
+    )
+    alt = " or use quantile guidance (its pull is bounded)" if guidance == "mse" else ""
+    return (
+        f"{guidance} self-guidance at scale {scale:g}: the median forecast of {len(report['windows'])} of "
+        f"{round(len(report['windows']) / report['fraction'])} windows leaves the plausible range of its context "
+        f"(window {w['window']} reaches {w['value']:.4g}, range [{w['low']:.4g}, {w['high']:.4g}]); {fix}{alt}"
+    )
 
 
 def missing_mask(

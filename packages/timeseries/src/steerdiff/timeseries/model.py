@@ -20,6 +20,7 @@ the backbone and the data split the model was trained with, and ``model.safetens
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,7 @@ class DataSplit:
     test_windows: int = 1
     validation_windows: int = 0
     series: list[dict] = field(default_factory=list)
+    read: dict = field(default_factory=dict)  # how the source file was read: freq, start, header
 
     def __post_init__(self):
         if int(self.test_windows) < 1 or int(self.validation_windows) < 0:
@@ -115,6 +117,7 @@ class DataSplit:
         test_windows: int,
         validation_windows: int = 0,
         source: str | None = None,
+        read: dict | None = None,
     ) -> DataSplit:
         """The split of ``series`` that holds out the last test (and validation) windows."""
         test, val = test_windows * prediction_length, validation_windows * prediction_length
@@ -124,10 +127,54 @@ class DataSplit:
                 "length": len(s),
                 "train_end": len(s) - test - val,
                 "test_start": len(s) - test,
+                "fingerprint": fingerprint(s.target[: len(s) - test - val]),
             }
             for s in series
         ]
-        return cls(source, str(series[0].freq) if series else None, test_windows, validation_windows, rows)
+        freq = str(series[0].freq) if series else None
+        return cls(source, freq, test_windows, validation_windows, rows, dict(read or {}))
+
+    def check_unseen(self, item_ids: Sequence[str], starts: Sequence[int], series: Sequence[Series]) -> None:
+        """Refuse windows whose forecast starts (``starts``: positions in the series of ``item_ids``) fall in the
+        part of a series the model was trained or validated on, and series whose training part differs from
+        the data the model was trained on (so that positions would not mean the same points)."""
+        known = {row["item_id"]: row for row in self.series}
+        by_id = {s.item_id: s for s in series}
+        checked = set()
+        for item, t0 in zip(item_ids, starts, strict=True):
+            row = known.get(item)
+            if row is None:
+                continue  # a series the model never saw: nothing of it was trained on
+            if item not in checked:
+                checked.add(item)
+                s = by_id.get(item)
+                fp = row.get("fingerprint")
+                if (
+                    s is not None
+                    and fp is not None
+                    and (len(s) < row["train_end"] or fingerprint(s.target[: row["train_end"]]) != fp)
+                ):
+                    raise ValueError(
+                        f"series {item!r} is not the data the model was trained on (its first "
+                        f"{row['train_end']} points differ), so the held-out windows cannot be located; give the "
+                        "training data (omit --data), or rename the series if it is a new one"
+                    )
+            if t0 < row["test_start"]:
+                seen = "trained" if t0 < row["train_end"] else "validated (its scale was chosen there)"
+                raise ValueError(
+                    f"a window of series {item!r} forecasts from point {t0}, which the model was {seen} on: "
+                    f"its held-out test windows start at point {row['test_start']} ({self.test_windows} windows); "
+                    f"score at most {self.test_windows} test windows (omit --test-windows), or train with more "
+                    "--test-windows"
+                )
+
+
+def fingerprint(values) -> str:
+    """A short hash of float64 values (rounded to 6 decimals, so that a text round trip matches)."""
+    import numpy as np
+
+    v = np.round(np.asarray(values, dtype=np.float64), 6) + 0.0  # + 0.0: -0.0 hashes as 0.0
+    return hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()[:16]
 
 
 class TSDiff:
@@ -141,6 +188,8 @@ class TSDiff:
         self.config = config
         self.denoiser = denoiser if denoiser is not None else config.build_denoiser()
         self.split = split
+        # settings chosen on the validation windows: {"quantile": {"scale": s, ...}, "mse": {...}, "scaling": ...}
+        self.tuned: dict = {}
 
     @property
     def spec(self) -> WindowSpec:
@@ -195,7 +244,13 @@ class TSDiff:
             "window": {k: cfg[k] for k in WINDOW_KEYS},
             "backbone": {k: cfg[k] for k in BACKBONE_KEYS},
             "data": dataclasses.asdict(self.split) if self.split is not None else None,
+            "tuned": self.tuned,
         }
+
+    def guidance_scale(self, guidance: str, default: float = 4.0) -> float:
+        """The self-guidance scale chosen on the validation windows for ``guidance``, else ``default``."""
+        entry = self.tuned.get(guidance)
+        return float(entry["scale"]) if isinstance(entry, dict) and "scale" in entry else default
 
     def save_pretrained(self, path) -> Path:
         """Write the model as a bundle (config.json + model.safetensors) to the folder ``path``,
@@ -225,6 +280,7 @@ class TSDiff:
         if bundle.denoiser is None:
             raise BundleError(f"{path} holds no model weights; train the model again")
         model = cls(config, bundle.denoiser, split)
+        model.tuned = dict(section.get("tuned") or {})
         if bundle.schedule is not None:
             model.schedule = bundle.schedule
         return model

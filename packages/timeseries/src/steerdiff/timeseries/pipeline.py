@@ -17,6 +17,7 @@ of :mod:`~steerdiff.timeseries.forecast`, :mod:`~steerdiff.timeseries.refine`,
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -24,9 +25,19 @@ import torch
 
 from steerdiff.core.runtime import resolve_device
 from steerdiff.core.training import TrainConfig, TrainResult
+from steerdiff.core.tuning import TuningResult
 
 from .data import Series, TestWindows, WindowSpec, parse_freq, split_last, training_windows
-from .evaluation import METHODS, base_forecasts, compare_forecasters, compare_missing, compare_training_data
+from .evaluation import (
+    GUIDED,
+    METHODS,
+    base_forecasts,
+    compare_forecasters,
+    compare_missing,
+    compare_training_data,
+    guidance_scales,
+)
+from .forecast import ForecastRangeWarning, out_of_range, range_warning
 from .forecast import forecast as _forecast
 from .forecast import impute as _impute
 from .model import NUM_STEPS, DataSplit, TSDiff, TSDiffConfig
@@ -86,6 +97,7 @@ class TSDiffPipeline:
         validation_windows: int = 0,
         stride: int = 1,
         source: str | None = None,
+        read: dict | None = None,
         out_dir=None,
         device=None,
         seed: int | None = None,
@@ -96,8 +108,10 @@ class TSDiffPipeline:
 
         ``seed`` fixes the network's initial weights (training draws from ``train_config.seed``); ``out_dir``
         keeps resumable training checkpoints (``out_dir/checkpoint``); ``source`` names the data in the bundle
-        (a dataset name or a file) so that later runs can default to it. The training curve is in
-        ``pipeline.train_result``.
+        (a dataset name or a file) so that later runs can default to it, ``read`` how the file was read
+        (``freq``, ``start``, ``header``). The training curve is in ``pipeline.train_result``. Choose the
+        guidance scale afterwards with :meth:`tune_scale` and the window scaling before with
+        :meth:`choose_scaling` (both on the validation windows).
         """
         _check_freq(series, config)
         held = test_windows + validation_windows
@@ -114,7 +128,7 @@ class TSDiffPipeline:
             model = TSDiff(
                 config,
                 split=DataSplit.of(
-                    series, config.prediction_length, test_windows, validation_windows, source
+                    series, config.prediction_length, test_windows, validation_windows, source, read
                 ),
             )
         pipe = cls(model)
@@ -142,14 +156,41 @@ class TSDiffPipeline:
         self, series: Sequence[Series], test_windows: int | None = None
     ) -> tuple[list[Series], TestWindows]:
         """(everything before the test windows, the rolling test windows) of ``series``, cut as the model's
-        training data was (``test_windows`` overrides the number of test windows)."""
+        training data was.
+
+        ``test_windows`` may ask for fewer test windows than the model holds out (the last ones), never more: a
+        window the model was trained or validated on is refused, and so is a series whose training part differs
+        from the one the model was trained on.
+        """
         _check_freq(series, self.config)
-        n = (
-            test_windows
-            if test_windows is not None
-            else (self.data_split.test_windows if self.data_split else 1)
-        )
-        return split_last(series, self.spec, n)
+        held = self.data_split
+        n = test_windows if test_windows is not None else (held.test_windows if held else 1)
+        train, test = split_last(series, self.spec, n)
+        if held is not None:
+            held.check_unseen(test.item_ids, test.starts, series)
+        return train, test
+
+    def validation(self, series: Sequence[Series]) -> TestWindows:
+        """The validation windows of ``series`` (between the training part and the test windows), as the model
+        was trained; an error when the model was trained without validation windows."""
+        held = self.data_split
+        if held is None or held.validation_windows < 1:
+            raise ValueError(
+                "the model was trained without validation windows; train with validation_windows >= 1 "
+                "(--validation-windows) to choose settings on them, or pin the settings"
+            )
+        _check_freq(series, self.config)
+        before, _ = split_last(series, self.spec, held.test_windows)
+        _, val = split_last(before, self.spec, held.validation_windows)
+        known = {row["item_id"]: row for row in held.series}
+        for item, t0 in zip(val.item_ids, val.starts, strict=True):
+            row = known.get(item)
+            if row is not None and t0 < row["train_end"]:
+                raise ValueError(
+                    f"series {item!r} is not the data the model was trained on (its validation windows would "
+                    "overlap the training part); give the training data"
+                )
+        return val
 
     # ---------------------------------------------------------------------------------------------- jobs
 
@@ -164,7 +205,7 @@ class TSDiffPipeline:
         *,
         num_samples: int = 100,
         guidance: str = "quantile",
-        scale: float = 4.0,
+        scale: float | None = None,
         solver: str = "ddpm",
         num_steps: int = NUM_STEPS,
         batch_size: int | None = None,
@@ -177,14 +218,16 @@ class TSDiffPipeline:
         (N, S, pred).
 
         NaN in the history marks missing points. ``guidance``: "quantile" (TSDiff-Q), "mse" (TSDiff-MS) or
-        "none"; ``scale``: the paper's s. ``seed`` (or a ``generator``) makes the draw repeatable.
+        "none"; ``scale``: the paper's s, by default the one chosen on the validation windows
+        (:meth:`tune_scale`; 4 when none was). ``seed`` (or a ``generator``) makes the draw repeatable.
         """
-        return _forecast(
+        s = self.scale_for(guidance, scale)
+        paths = _forecast(
             self.model,
             history,
             num_samples=num_samples,
             guidance=guidance,
-            scale=scale,
+            scale=s,
             solver=solver,
             num_steps=num_steps,
             batch_size=batch_size,
@@ -192,6 +235,12 @@ class TSDiffPipeline:
             progress=progress,
             **solver_options,
         )
+        if guidance != "none":
+            report = out_of_range(history, paths, self.spec.context_length)
+            message = range_warning(report, guidance, s, tuned=scale is None and guidance in self.model.tuned)
+            if message:
+                warnings.warn(message, ForecastRangeWarning, stacklevel=2)
+        return paths
 
     def impute(
         self,
@@ -199,7 +248,7 @@ class TSDiffPipeline:
         *,
         num_samples: int = 100,
         guidance: str = "quantile",
-        scale: float = 4.0,
+        scale: float | None = None,
         solver: str = "ddpm",
         num_steps: int = NUM_STEPS,
         batch_size: int | None = None,
@@ -215,7 +264,7 @@ class TSDiffPipeline:
             y,
             num_samples=num_samples,
             guidance=guidance,
-            scale=scale,
+            scale=self.scale_for(guidance, scale),
             solver=solver,
             num_steps=num_steps,
             batch_size=batch_size,
@@ -223,6 +272,133 @@ class TSDiffPipeline:
             progress=progress,
             **solver_options,
         )
+
+    def scale_for(self, guidance: str, scale: float | None = None) -> float:
+        """``scale`` when given, else the scale chosen on the validation windows for ``guidance`` (4 when the
+        model has none)."""
+        return float(scale) if scale is not None else self.model.guidance_scale(guidance)
+
+    def tune_scale(
+        self,
+        series: Sequence[Series],
+        guidance: str = "quantile",
+        *,
+        low: float = 0.1,
+        high: float = 64.0,
+        budget: int = 8,
+        num_samples: int = 16,
+        num_steps: int = NUM_STEPS,
+        solver: str = "ddpm",
+        batch_size: int | None = None,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> TuningResult:
+        """Choose the self-guidance scale of ``guidance`` by the CRPS on the validation windows of ``series``
+        (the model's split), searched on a log scale in [``low``, ``high``] with ``budget`` evaluations
+        (:func:`steerdiff.core.tune`; every evaluation uses the same noise). The choice is kept in the model
+        (saved with the bundle) and becomes the default ``scale`` of :meth:`forecast` and :meth:`impute`."""
+        from steerdiff.core.tuning import LogRange, tune
+
+        from .forecast import GuidanceDiverged
+        from .metrics import crps
+
+        val = self.validation(series)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=budget, desc=f"choosing the {guidance} scale", leave=False)
+
+        def objective(params):
+            g = torch.Generator(self.device).manual_seed(seed)
+            try:
+                paths = _forecast(
+                    self.model,
+                    val.history,
+                    num_samples=num_samples,
+                    guidance=guidance,
+                    scale=params["scale"],
+                    solver=solver,
+                    num_steps=num_steps,
+                    batch_size=batch_size,
+                    generator=g,
+                )
+                score = crps(paths, val.future)
+            except GuidanceDiverged:
+                score = float("inf")
+            if bar is not None:
+                bar.update()
+            return score
+
+        try:
+            result = tune(objective, {"scale": LogRange(low, high)}, budget=budget)
+        finally:
+            if bar is not None:
+                bar.close()
+        self.model.tuned[guidance] = {
+            "scale": result.best["scale"],
+            "validation_crps": result.score,
+            "at_edge": bool(result.at_edge),
+            "curve": [[v, sc] for v, sc in result.curve("scale")],
+            "validation_windows": len(val.history),
+            "num_samples": num_samples,
+        }
+        return result
+
+    @classmethod
+    def choose_scaling(
+        cls,
+        series: Sequence[Series],
+        config: TSDiffConfig,
+        train_config: TrainConfig | None = None,
+        *,
+        test_windows: int = 1,
+        validation_windows: int = 1,
+        stride: int = 1,
+        scale: float = 4.0,
+        num_samples: int = 16,
+        num_steps: int = NUM_STEPS,
+        device=None,
+        seed: int | None = None,
+        progress: bool = False,
+    ) -> tuple[str, dict]:
+        """The window scaling (of :data:`~steerdiff.timeseries.data.SCALINGS`) whose model forecasts the
+        validation windows best: one model per scaling is trained with ``train_config`` (a short pilot is
+        enough) and scored by TSDiff-Q's CRPS at ``scale``. Returns (the choice, the CRPS of each)."""
+        import dataclasses
+
+        from .data import SCALINGS
+        from .metrics import crps
+
+        if validation_windows < 1:
+            raise ValueError(
+                "choosing the scaling needs validation windows; give validation_windows >= 1 or pin the scaling"
+            )
+        scores = {}
+        for scaling in SCALINGS:
+            pilot = cls.train(
+                series,
+                dataclasses.replace(config, scaling=scaling),
+                train_config,
+                test_windows=test_windows,
+                validation_windows=validation_windows,
+                stride=stride,
+                device=device,
+                seed=seed,
+                progress=progress,
+            )
+            val = pilot.validation(series)
+            g = torch.Generator(pilot.device).manual_seed(0 if seed is None else seed)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ForecastRangeWarning)  # a pilot: only its score counts
+                    paths = pilot.forecast(
+                        val.history, num_samples=num_samples, scale=scale, num_steps=num_steps, generator=g
+                    )
+                scores[scaling] = crps(paths, val.future)
+            except ValueError:  # GuidanceDiverged
+                scores[scaling] = float("inf")
+        return min(scores, key=scores.get), scores
 
     def refine(
         self,
@@ -236,6 +412,7 @@ class TSDiffPipeline:
         train: Sequence[Series] | None = None,
         generator: torch.Generator | None = None,
         seed: int | None = None,
+        progress: bool = False,
         **options,
     ) -> torch.Tensor:
         """Refine a base forecaster's sample paths (N, S_base, pred) given history (N, max_lag + context).
@@ -255,6 +432,7 @@ class TSDiffPipeline:
             steps=steps,
             num_samples=num_samples,
             generator=self._generator(generator, seed),
+            progress=progress,
             **options,
         )
 
@@ -308,8 +486,9 @@ class TSDiffPipeline:
         test: TestWindows,
         *,
         methods=METHODS,
+        missing: bool = True,
         num_samples: int = 100,
-        scale: float | Mapping[str, float] = 4.0,
+        scale: float | Mapping[str, float] | None = None,
         solver: str = "ddpm",
         num_steps: int = NUM_STEPS,
         refine_steps: int = 20,
@@ -318,11 +497,16 @@ class TSDiffPipeline:
         generator: torch.Generator | None = None,
         seed: int | None = None,
     ) -> dict:
-        """The paper's comparisons on the test windows: ``forecast`` (every method's CRPS, ND, NRMSE and
-        seconds), ``missing`` (TSDiff-Q with half the context missing), ``lps`` (synthetic against real
-        training windows; skipped with ``num_synthetic=0``), ``best`` (the lowest CRPS) and ``samples`` (each
-        method's sample paths)."""
+        """The paper's comparisons on the test windows: ``forecast`` (the CRPS, ND, NRMSE and seconds of each
+        of ``methods``, see :data:`~steerdiff.timeseries.evaluation.METHODS`), ``missing`` (TSDiff-Q with half
+        the context missing; skipped with ``missing=False``), ``lps`` (synthetic against real training windows;
+        skipped with ``num_synthetic=0``), ``best`` (the lowest CRPS), ``scales`` (the guidance scale of each
+        self-guided method: ``scale``, or the ones chosen on validation) and ``samples`` (each method's
+        paths)."""
         g = self._generator(generator, seed)
+        if scale is None:
+            scale = {m: self.scale_for(GUIDED[m]) for m in GUIDED}
+        scales = guidance_scales(scale)
         opts = {
             "num_samples": num_samples,
             "solver": solver,
@@ -334,14 +518,14 @@ class TSDiffPipeline:
             train,
             test,
             methods=methods,
-            scale=scale,
+            scale=scales,
             refine_steps=refine_steps,
             generator=g,
             **opts,
         )
-        q_scale = scale["tsdiff_q"] if isinstance(scale, Mapping) else scale
-        missing = compare_missing(self.model, test, generator=g, scale=q_scale, **opts)
-        out = {"forecast": metrics, "missing": missing}
+        out = {"forecast": metrics, "scales": scales}
+        if missing:
+            out["missing"] = compare_missing(self.model, test, generator=g, scale=scales["tsdiff_q"], **opts)
         if num_synthetic:
             out["lps"] = compare_training_data(
                 self.model, train, test, num_synthetic, solver=solver, num_steps=num_steps, generator=g

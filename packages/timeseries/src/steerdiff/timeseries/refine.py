@@ -71,6 +71,7 @@ def refine(
     sigma: float | None = None,
     num_samples: int | None = None,
     generator: torch.Generator | None = None,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Refine base sample paths ``base`` (N, S_base, pred) given ``history`` (N, max_lag + context).
 
@@ -118,7 +119,12 @@ def refine(
             (grad,) = torch.autograd.grad((e + weight * r.sum(1)).sum(), f)
         return grad
 
-    for _ in range(steps):
+    iterations = range(steps)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterations = tqdm(iterations, desc=f"refining ({method})", leave=False)
+    for _ in iterations:
         f = f - lr * energy_grad(f)
         if method == "langevin":
             f = f + math.sqrt(2 * lr) * noise_scale * torch.randn(f.shape, generator=generator, device=device)
