@@ -10,9 +10,11 @@ from steerdiff.policy.data import (
     DatasetError,
     OfflineDataset,
     load_d4rl,
+    load_dataset,
     load_minari,
     save_d4rl,
     save_minari,
+    terminal_fraction,
 )
 
 
@@ -48,9 +50,9 @@ def test_missing_key_is_named(tmp_path):
     path = tmp_path / "broken.hdf5"
     with h5py.File(path, "w") as f:
         for k in KEYS:
-            if k != "timeouts":
+            if k != "actions":
                 f[k] = getattr(ds, k)
-    with pytest.raises(DatasetError, match="timeouts"):
+    with pytest.raises(DatasetError, match=r"lacks the D4RL key\(s\) \['actions'\]"):
         load_d4rl(path)
     with pytest.raises(DatasetError, match="does not exist"):
         load_d4rl(tmp_path / "nope.hdf5")
@@ -137,3 +139,92 @@ def test_minari_round_trip(tmp_path, monkeypatch):
         np.testing.assert_allclose(getattr(back, k), getattr(ds, k), rtol=1e-6)
     with pytest.raises(DatasetError, match="no local Minari dataset"):
         load_minari("pendulum/missing-v0")
+
+
+def _chained(lengths=(3, 2, 4), terminated=(True, False, False), obs_dim=3, seed=0):
+    """Episodes whose next observations continue into the next row, as a simulator writes them."""
+    rng = np.random.default_rng(seed)
+    eps = [
+        dict(
+            observations=rng.normal(size=(t + 1, obs_dim)),
+            actions=rng.uniform(-1, 1, (t, 1)),
+            rewards=rng.normal(size=t),
+            terminated=term,
+        )
+        for t, term in zip(lengths, terminated, strict=True)
+    ]
+    return OfflineDataset.from_episodes(eps)
+
+
+def _write(path, arrays: dict, attrs: dict | None = None):
+    with h5py.File(path, "w") as f:
+        for k, v in arrays.items():
+            f[k] = v
+        f["infos/qpos"] = np.zeros((len(arrays["observations"]), 2))  # extra keys as D4RL has them
+        f["metadata/algorithm"] = "SAC"
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v
+    return path
+
+
+def test_a_published_d4rl_layout_reads_value_by_value(tmp_path):
+    """No environment attribute, rewards and flags as float (N, 1) columns, extra groups: read exactly."""
+    ds = _chained()
+    arrays = ds.as_dict()
+    arrays["rewards"] = arrays["rewards"][:, None].astype(np.float64)
+    arrays["terminals"] = arrays["terminals"][:, None].astype(np.float32)
+    arrays["timeouts"] = arrays["timeouts"].astype(np.float32)
+    path = _write(tmp_path / "published.hdf5", arrays)
+    plain = load_d4rl(path)
+    assert plain.env_id is None
+    back = load_dataset(str(path), env_id="Pendulum-v1")
+    assert back.env_id == "Pendulum-v1"
+    for k in KEYS:
+        np.testing.assert_array_equal(getattr(back, k), getattr(ds, k))
+    assert back.rewards.shape == (9,) and back.terminals.dtype == bool
+    assert back.terminals.tolist() == [False, False, True, False, False, False, False, False, False]
+    assert back.timeouts.tolist() == [False, False, False, False, True, False, False, False, True]
+    assert back.episode_bounds() == [(0, 3), (3, 5), (5, 9)]
+    assert terminal_fraction(back) == pytest.approx(1 / 9)
+
+
+def test_an_environment_attribute_as_bytes_or_overridden(tmp_path):
+    path = _write(tmp_path / "named.hdf5", _chained().as_dict(), {"env_id": np.bytes_(b"Pendulum-v1")})
+    assert load_d4rl(path).env_id == "Pendulum-v1"
+    path = _write(tmp_path / "d4rl-name.hdf5", _chained().as_dict(), {"env_id": "pendulum-medium-v2"})
+    assert load_d4rl(path).env_id == "pendulum-medium-v2"  # unknown names are kept, not checked
+    assert load_d4rl(path, env_id="Pendulum-v1").env_id == "Pendulum-v1"
+
+
+def test_episode_ends_of_a_file_without_timeouts(tmp_path):
+    ds = _chained(lengths=(3, 2, 4, 1), terminated=(True, False, False, True))
+    arrays = {k: v for k, v in ds.as_dict().items() if k != "timeouts"}
+    back = load_d4rl(_write(tmp_path / "old.hdf5", arrays), env_id="Pendulum-v1")
+    np.testing.assert_array_equal(back.timeouts, ds.timeouts)  # from where next_observations jump
+    np.testing.assert_array_equal(back.terminals, ds.terminals)
+    assert back.episode_bounds() == ds.episode_bounds() == [(0, 3), (3, 5), (5, 9), (9, 10)]
+    assert back.metadata["inferred_timeouts"] == 2  # the second and third episodes
+
+
+def test_dimensions_are_checked_as_the_file_is_read(tmp_path):
+    path = save_d4rl(_chained(obs_dim=5), tmp_path / "five.hdf5")  # names no environment: read as is
+    assert load_d4rl(path).obs_dim == 5
+    with pytest.raises(
+        DatasetError, match="five.hdf5: the dataset has observation dimension 5 but environment"
+    ):
+        load_d4rl(path, env_id="Pendulum-v1")
+    with pytest.raises(DatasetError, match="action dimension 1 but environment Hopper-v5 has 3"):
+        load_dataset(str(save_d4rl(_chained(obs_dim=11), tmp_path / "h.hdf5")), env_id="Hopper-v5")
+    assert load_d4rl(path, env_id="Pendulum-v1", check=False).obs_dim == 5
+
+
+def test_flags_and_rewards_that_cannot_be_read(tmp_path):
+    arrays = _chained().as_dict()
+    with pytest.raises(
+        DatasetError, match=r"terminals holds values other than 0 and 1 \(e.g. 2.0, 1 in all\)"
+    ):
+        load_d4rl(_write(tmp_path / "t.hdf5", {**arrays, "terminals": np.r_[2.0, np.zeros(8)]}))
+    with pytest.raises(DatasetError, match=r"rewards must have shape \(N,\) or \(N, 1\), got \(9, 2\)"):
+        load_d4rl(_write(tmp_path / "r.hdf5", {**arrays, "rewards": np.zeros((9, 2))}))
+    with pytest.raises(DatasetError, match="is a folder"):
+        load_d4rl(tmp_path)

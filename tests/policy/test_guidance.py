@@ -66,8 +66,8 @@ def test_composes_with_inpainting_and_other_solvers(model, td3bc, pendulum):
         pendulum.rewards[:1],
         pendulum.terminals[:1].astype(float),
     )[0]
-    values = torch.zeros(6, 8)
-    mask = torch.zeros(6, 8, dtype=torch.bool)
+    values = torch.zeros(norm.channels, 8)
+    mask = torch.zeros(norm.channels, 8, dtype=torch.bool)
     values[norm.obs, 0] = start[norm.obs]
     mask[norm.obs, 0] = True
     res = model.sample(

@@ -29,9 +29,9 @@ from steerdiff.core.command import (
 
 from .agents import AGENTS, AgentConfig, load_agent, make_agent
 from .collect import BEHAVIOURS, collect
-from .data import OfflineDataset, load_dataset, save_d4rl, save_minari
+from .data import OfflineDataset, check_dataset_env, load_dataset, save_d4rl, save_minari, terminal_fraction
 from .demo import run_demo
-from .diffusion import ModelConfig
+from .diffusion import PADDINGS, ModelConfig
 from .envs import SUPPORTED, action_bounds, env_dims, normalized_score
 from .evaluation import dynamics_error, evaluate_policy, policy_log_likelihood
 from .pipeline import PolicyGuidedPipeline
@@ -49,18 +49,36 @@ AGENT_OPTIONS = {"td3bc": ("alpha",), "iql": ("expectile", "beta")}  # train-age
 
 
 def _read_dataset(source: str, env: str | None = None) -> tuple[OfflineDataset, str]:
-    """Load a dataset and check it against its environment, before any training."""
-    ds = load_dataset(source)
-    env_id = env or ds.env_id
+    """Load a dataset and check it against its environment as it is read, before any training."""
+    ds = load_dataset(source, env_id=env, check=False)
+    env_id = ds.env_id
     if env_id is None:
-        raise UsageError(f"{source} names no environment; pass --env (one of {', '.join(SUPPORTED)})")
+        raise UsageError(
+            f"{source} names no environment (D4RL files carry none); pass --env, one of "
+            f"{', '.join(SUPPORTED)}"
+        )
     if env_id not in SUPPORTED:
         raise UsageError(
-            f"unsupported environment {env_id!r} for {source}; pass --env, one of {', '.join(SUPPORTED)}"
+            f"{source} names the environment {env_id!r}, which is not supported; pass --env, one of "
+            f"{', '.join(SUPPORTED)}"
         )
-    ds.check_env(*env_dims(env_id), env_id)
-    ds.env_id = env_id
+    check_dataset_env(ds, source)
     return ds, env_id
+
+
+def _data_summary(ds: OfflineDataset) -> dict:
+    """What a dataset holds, counted as read: transitions, episodes and how they end."""
+    lengths = np.diff(np.asarray(ds.episode_bounds()), axis=1)[:, 0]
+    out = {
+        "transitions": len(ds),
+        "episodes": len(lengths),
+        "median_episode_length": float(np.median(lengths)),
+        "terminals": int(ds.terminals.sum()),
+        "terminal_fraction": terminal_fraction(ds),
+    }
+    if "inferred_timeouts" in ds.metadata:
+        out["inferred_timeouts"] = int(ds.metadata["inferred_timeouts"])
+    return out
 
 
 def _load_pipeline(path, device) -> PolicyGuidedPipeline:
@@ -107,8 +125,7 @@ def cmd_collect(a) -> dict:
     return {
         "env": a.env,
         "behaviour": a.behaviour,
-        "transitions": len(ds),
-        "episodes": len(ret),
+        **_data_summary(ds),
         "return_mean": float(ret.mean()),
         "normalized_mean": None if norm is None else float(norm.mean()),
         "dataset": str(path),
@@ -120,6 +137,7 @@ def cmd_train(a) -> dict:
     cfg = ModelConfig(
         horizon=a.horizon,
         stride=a.stride,
+        padding=a.padding,
         base_channels=a.base_channels,
         steps=a.train_steps,
         batch_size=a.batch_size,
@@ -129,9 +147,17 @@ def cmd_train(a) -> dict:
     t0 = time.perf_counter()
     pipe = PolicyGuidedPipeline.train(ds, cfg, checkpoint_dir=a.out, device=a.device, progress=not a.quiet)
     model = pipe.save_pretrained(a.out / MODEL)
+    cov = pipe.model.coverage
     return {
         "data": a.data,
         "env": env_id,
+        **_data_summary(ds),
+        "horizon": a.horizon,
+        "padding": a.padding,
+        "windows": cov["windows"],
+        "transitions_used": cov["transitions_used"],
+        "transitions_used_fraction": cov["fraction"],
+        "padding_fraction": cov["padding_fraction"],
         "train_steps": a.train_steps,
         "final_loss": float(np.mean(pipe.model.losses[-20:])),
         "seconds": time.perf_counter() - t0,
@@ -146,6 +172,9 @@ def cmd_synthesize(a) -> dict:
     path = save_d4rl(ds, a.out / SYNTHETIC)
     summary = {
         "transitions": len(ds),
+        "episodes": len(ds.episode_bounds()),
+        "terminals": int(ds.terminals.sum()),
+        "terminal_fraction": terminal_fraction(ds),
         "coeff": a.coeff if agent else 0.0,
         "dataset": str(path),
         "costs": {k: v for k, v in ds.metadata.items() if k != "synthetic"},
@@ -222,6 +251,7 @@ def cmd_train_agent(a) -> dict:
     return {
         "agent": a.agent,
         "env": env_id,
+        "data": _data_summary(real),
         "train_steps": a.train_steps,
         "resumed_from": start,
         "synth_ratio": a.synth_ratio if pipe else 0.0,
@@ -235,13 +265,13 @@ def cmd_train_agent(a) -> dict:
 
 
 def cmd_evaluate(a) -> dict:
-    if not a.agent and not a.synthetic:
-        raise UsageError("nothing to evaluate: pass --agent (with --env) and/or --synthetic")
+    if not a.agent and not a.synthetic and not a.data:
+        raise UsageError("nothing to evaluate: pass --agent (with --env), --synthetic and/or --data")
     if a.agent and not a.env:
         raise UsageError("evaluate --agent needs --env (the environment to run it in)")
     agent = _load_agent(a.agent, a.device) if a.agent else None
     syn = _read_dataset(a.synthetic, a.env)[0] if a.synthetic else None
-    real = _read_dataset(a.data, a.env or syn.env_id)[0] if a.data and syn is not None else None
+    real = _read_dataset(a.data, a.env or (syn.env_id if syn is not None else None))[0] if a.data else None
     if agent is not None:
         obs_dim, act_dim = env_dims(a.env)
         if (agent.config.obs_dim, agent.config.act_dim) != (obs_dim, act_dim):
@@ -251,15 +281,20 @@ def cmd_evaluate(a) -> dict:
                 f"({agent.env_id})"
             )
     summary = {}
+    if real is not None:
+        summary["data"] = _data_summary(real)
     if agent is not None:
         summary["policy"] = evaluate_policy(agent, a.env, a.episodes, seed=a.seed)
     if syn is not None:
         err = dynamics_error(syn, syn.env_id, max_transitions=a.max_transitions, seed=a.seed)
+        ok = np.isfinite(err)
         summary["synthetic"] = {
-            "transitions": len(syn),
-            "dynamics_mse_mean": float(np.nanmean(err)),
-            "dynamics_mse_median": float(np.nanmedian(err)),
-            "identifiable_fraction": float(np.mean(np.isfinite(err))),
+            **_data_summary(syn),
+            "transitions_checked": len(err),
+            "transitions_identifiable": int(ok.sum()),
+            "dynamics_mse_mean": float(np.mean(err[ok])) if ok.any() else None,
+            "dynamics_mse_median": float(np.median(err[ok])) if ok.any() else None,
+            "identifiable_fraction": float(np.mean(ok)),
         }
         if agent is not None:
             summary["synthetic"]["policy_log_likelihood"] = policy_log_likelihood(agent, syn)
@@ -357,6 +392,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--env", default=None, choices=SUPPORTED, help="environment (default: the dataset's)")
     s.add_argument("--horizon", type=positive_int, default=32, help="window length (rows) to train on")
     s.add_argument(
+        "--padding",
+        default="mask",
+        choices=PADDINGS,
+        help="mask: windows also run past episode starts and ends (padding rows marked invalid), so every "
+        "episode is used and terminals keep their rate; none: windows inside episodes only",
+    )
+    s.add_argument(
         "--stride", type=positive_int, default=8, help="rows between the starts of training windows"
     )
     s.add_argument("--base-channels", type=positive_int, default=32, help="width of the temporal U-Net")
@@ -440,12 +482,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--synthetic", default=None, help="synthetic dataset (.hdf5) to check against the simulator"
     )
-    s.add_argument("--data", default=None, help="real dataset (.hdf5), to plot real against synthetic states")
+    s.add_argument(
+        "--data",
+        default=None,
+        help="real dataset (.hdf5 or minari:<id>): its counts (transitions, episodes, terminal fraction), "
+        "and real against synthetic states in a plot",
+    )
     s.add_argument(
         "--max-transitions",
         type=positive_int,
         default=5000,
-        help="synthetic transitions checked in the simulator (a random subset beyond this)",
+        help="synthetic transitions checked in the simulator (a random subset beyond this; the summary "
+        "says how many were checked)",
     )
     add_runtime_flags(s, out="runs/policy/evaluate")
 

@@ -9,7 +9,14 @@ An episode ends at a row whose ``terminals`` or ``timeouts`` flag is set (the la
 them, form a final truncated episode). The same arrays are read and written as a D4RL HDF5 file
 (:func:`load_d4rl`, :func:`save_d4rl`) or as a local Minari dataset (:func:`load_minari`,
 :func:`save_minari`, optional extra ``minari``). Every constructor validates: shapes that disagree, NaN or
-inf, empty data and empty episodes raise a ``DatasetError`` that names the problem and the fix.
+inf, flags other than 0/1, empty data and empty episodes raise a ``DatasetError`` that names the problem
+and the fix.
+
+D4RL files as published carry no environment name: pass ``env_id`` (the CLI's ``--env``). When the
+environment is known, the observation and action dimensions are checked against it as the file is read.
+Rewards stored as (N, 1) columns and flags stored as floats are read as (N,) vectors and booleans; a file
+without ``timeouts`` gets its episode ends from the rows where ``next_observations`` does not continue
+into the next row's ``observations`` (the dataset's ``metadata["inferred_timeouts"]`` counts them).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ __all__ = [
     "load_minari",
     "save_d4rl",
     "save_minari",
+    "terminal_fraction",
 ]
 
 KEYS = ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations")
@@ -37,6 +45,35 @@ KEYS = ("observations", "actions", "rewards", "terminals", "timeouts", "next_obs
 
 class DatasetError(ValueError):
     """A dataset that cannot be used as it is; the message says what is wrong and how to fix it."""
+
+
+def _column(a: np.ndarray, name: str) -> np.ndarray:
+    """(N,) or (N, 1) -> (N,); any other shape is refused (flattening it would misalign the rows)."""
+    if a.ndim == 2 and a.shape[1] == 1:
+        return a[:, 0]
+    if a.ndim != 1:
+        raise DatasetError(
+            f"{name} must have shape (N,) or (N, 1), got {a.shape}; give one value per transition"
+        )
+    return a
+
+
+def _flags(a, name: str) -> np.ndarray:
+    a = _column(np.asarray(a), name)
+    if a.dtype != bool:
+        if not np.isin(a, (0, 1)).all():
+            bad = a[~np.isin(a, (0, 1))]
+            raise DatasetError(
+                f"{name} holds values other than 0 and 1 (e.g. {bad[0].item()!r}, {len(bad)} in all); a flag is "
+                "0/1 or True/False per transition"
+            )
+        a = a.astype(bool)
+    return a
+
+
+def terminal_fraction(dataset: OfflineDataset) -> float:
+    """The fraction of the transitions that end an episode with a termination (not a time limit)."""
+    return float(dataset.terminals.mean())
 
 
 @dataclass
@@ -53,9 +90,9 @@ class OfflineDataset:
     def __post_init__(self):
         self.observations = np.asarray(self.observations, dtype=np.float32)
         self.actions = np.asarray(self.actions, dtype=np.float32)
-        self.rewards = np.asarray(self.rewards, dtype=np.float32).reshape(-1)
-        self.terminals = np.asarray(self.terminals).astype(bool).reshape(-1)
-        self.timeouts = np.asarray(self.timeouts).astype(bool).reshape(-1)
+        self.rewards = _column(np.asarray(self.rewards, dtype=np.float32), "rewards")
+        self.terminals = _flags(self.terminals, "terminals")
+        self.timeouts = _flags(self.timeouts, "timeouts")
         self.next_observations = np.asarray(self.next_observations, dtype=np.float32)
         self.validate()
 
@@ -215,8 +252,32 @@ def save_d4rl(dataset: OfflineDataset, path) -> Path:
     return path
 
 
-def load_d4rl(path, env_id: str | None = None) -> OfflineDataset:
-    """Read a D4RL HDF5 file (the six keys at the root; extra keys such as ``infos/`` are ignored)."""
+def _attr_text(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (bytes, np.bytes_)):
+        value = value.decode()
+    return str(value)
+
+
+def _inferred_timeouts(arrays: dict) -> np.ndarray:
+    """Episode ends of a file without ``timeouts``: rows whose next observation is not the next row's
+    observation (and that did not terminate), plus the last row."""
+    obs, nxt = arrays["observations"], arrays["next_observations"]
+    ends = np.zeros(len(obs), bool)
+    if len(obs):
+        ends[:-1] = np.any(nxt[:-1] != obs[1:], axis=tuple(range(1, obs.ndim)))
+        ends[-1] = True
+    terminals = np.asarray(arrays["terminals"]).reshape(len(obs), -1)[:, 0].astype(bool)
+    return ends & ~terminals
+
+
+def load_d4rl(path, env_id: str | None = None, check: bool = True) -> OfflineDataset:
+    """Read a D4RL HDF5 file (the keys at the root; extra keys such as ``infos/`` are ignored).
+
+    ``env_id`` names the environment (it overrides an ``env_id`` attribute of the file); with ``check`` the
+    observation and action dimensions are checked against it (a supported environment) as the file is read.
+    """
     h5py = _h5py()
     path = Path(path)
     if not path.exists():
@@ -224,28 +285,53 @@ def load_d4rl(path, env_id: str | None = None) -> OfflineDataset:
             f"{path} does not exist; collect a dataset first (steerdiff-policy collect) or "
             "pass the path of a D4RL .hdf5 file"
         )
+    if path.is_dir():
+        raise DatasetError(f"{path} is a folder; pass the path of a D4RL .hdf5 file")
     try:
         f = h5py.File(path, "r")
     except OSError as e:
         raise DatasetError(f"{path} is not a readable HDF5 file ({e})") from None
     with f:
-        missing = [k for k in KEYS if k not in f]
+        missing = [k for k in KEYS if k not in f and k != "timeouts"]
         if missing:
             raise DatasetError(
                 f"{path} lacks the D4RL key(s) {missing}; a D4RL file needs {list(KEYS)} at "
                 "its root (for a file without next_observations, rebuild it with "
                 "OfflineDataset.from_episodes)"
             )
-        arrays = {k: f[k][()] for k in KEYS}
-        stored = f.attrs.get("env_id")
+        arrays = {k: f[k][()] for k in KEYS if k in f}
+        stored = _attr_text(f.attrs.get("env_id"))
         meta = {
             k[5:]: (v.item() if hasattr(v, "item") else v)
             for k, v in f.attrs.items()
             if k.startswith("meta_")
         }
-    return OfflineDataset(
-        **arrays, env_id=env_id or (str(stored) if stored is not None else None), metadata=meta
-    )
+    if "timeouts" not in arrays:
+        if len(arrays["next_observations"]) != len(arrays["observations"]):
+            raise DatasetError(
+                f"{path}: next_observations has {len(arrays['next_observations'])} rows but observations "
+                f"{len(arrays['observations'])}; every key needs one row per transition"
+            )
+        arrays["timeouts"] = _inferred_timeouts(arrays)
+        meta["inferred_timeouts"] = int(arrays["timeouts"].sum())
+    try:
+        ds = OfflineDataset(**arrays, env_id=env_id or stored, metadata=meta)
+    except DatasetError as err:
+        raise DatasetError(f"{path}: {err}") from None
+    if check:
+        check_dataset_env(ds, path)
+    return ds
+
+
+def check_dataset_env(dataset: OfflineDataset, source=None) -> None:
+    """Check the dimensions against ``dataset.env_id`` when it is a supported environment."""
+    from .envs import SUPPORTED, env_dims
+
+    if dataset.env_id in SUPPORTED:
+        try:
+            dataset.check_env(*env_dims(dataset.env_id), dataset.env_id)
+        except DatasetError as err:
+            raise DatasetError(f"{source}: {err}" if source is not None else str(err)) from None
 
 
 # --------------------------------------------------------------------------------------------- Minari
@@ -328,8 +414,15 @@ def load_minari(dataset_id: str) -> OfflineDataset:
     return OfflineDataset.from_episodes(episodes, env_id=env_spec.id if env_spec is not None else None)
 
 
-def load_dataset(source: str) -> OfflineDataset:
-    """A path to a D4RL HDF5 file, or ``minari:<dataset_id>`` for a local Minari dataset."""
+def load_dataset(source: str, env_id: str | None = None, check: bool = True) -> OfflineDataset:
+    """A path to a D4RL HDF5 file, or ``minari:<dataset_id>`` for a local Minari dataset. ``env_id``
+    overrides the environment the source names; with ``check`` the dimensions are checked against it."""
+    source = str(source)
     if source.startswith("minari:"):
-        return load_minari(source[len("minari:") :])
-    return load_d4rl(source)
+        ds = load_minari(source[len("minari:") :])
+        if env_id:
+            ds.env_id = env_id
+        if check:
+            check_dataset_env(ds, source)
+        return ds
+    return load_d4rl(source, env_id=env_id, check=check)

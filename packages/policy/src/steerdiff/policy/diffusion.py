@@ -5,6 +5,11 @@ A trained model is saved as a steerdiff model bundle (domain ``"policy"``, kind 
 training window length beside the network and the schedule; ``model.safetensors`` holds the EMA weights.
 The U-Net is convolutional, so a model trained on windows of length L samples any length (the paper trains
 on 32 and samples 129).
+
+Training windows are padded by default (``ModelConfig.padding = "mask"``, see
+:mod:`steerdiff.policy.trajectories`): every episode is used however short, and terminals are as frequent
+in the windows as in the data. With ``padding="none"`` windows lie inside episodes, and a horizon that
+would leave out more than half of the transitions is refused.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from steerdiff.core.bundle import BundleError, load_pretrained, save_pretrained
@@ -22,19 +28,24 @@ from steerdiff.core.sampling import SampleResult, sample
 from steerdiff.core.schedules import EDM, sigma_grid
 from steerdiff.core.training import TrainConfig, train
 
-from .data import OfflineDataset
+from .data import DatasetError, OfflineDataset
 from .envs import action_bounds
-from .trajectories import Normalizer, to_transitions, windows
+from .trajectories import Normalizer, to_transitions, window_coverage, windows
 
 __all__ = ["DOMAIN", "ModelConfig", "SamplerConfig", "TrajectoryDiffusion"]
 
 DOMAIN = "policy"  # the domain name of this package's model bundles
 
 
+PADDINGS = ("mask", "none")
+MIN_COVERAGE = 0.5  # without padding, the least fraction of the transitions the windows must hold
+
+
 @dataclass
 class ModelConfig:
     horizon: int = 32  # window length (rows) used for training
     stride: int = 8
+    padding: str = "mask"  # "mask": windows run past episode ends (a valid channel); "none": inside only
     base_channels: int = 32
     channel_mults: tuple[int, ...] = (1, 2, 4)
     emb_dim: int = 128
@@ -72,6 +83,22 @@ class SamplerConfig:
         return dict(self.solver_options)
 
 
+def _median_episode(dataset: OfflineDataset) -> int:
+    return int(np.median([b - a for a, b in dataset.episode_bounds()]))
+
+
+def _longest_horizon(dataset: OfflineDataset, stride: int) -> int:
+    """The longest unpadded window (rows) whose windows hold at least ``MIN_COVERAGE`` of the transitions."""
+    lo, hi = 2, max(b - a for a, b in dataset.episode_bounds()) + 1  # the coverage falls with the length
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if window_coverage(dataset, mid, stride, padded=False)["fraction"] >= MIN_COVERAGE:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 class TrajectoryDiffusion:
     """A trained (or training) trajectory model: ``denoiser`` on normalised windows + ``normalizer``."""
 
@@ -80,6 +107,7 @@ class TrajectoryDiffusion:
         self.schedule = EDM()
         self.config: ModelConfig | None = None  # the training settings, when known
         self.losses: list[float] = []
+        self.coverage: dict | None = None  # what the training windows held of the data (window_coverage)
 
     @property
     def device(self) -> torch.device:
@@ -99,6 +127,8 @@ class TrajectoryDiffusion:
         """Train a model on ``dataset``'s episodes. With ``checkpoint_dir`` the core trainer keeps a training
         checkpoint in ``checkpoint_dir/checkpoint`` and a run that was cut resumes from it."""
         config = config or ModelConfig()
+        if config.padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {list(PADDINGS)}, got {config.padding!r}")
         if action_bound is None:
             if dataset.env_id is None:
                 raise ValueError(
@@ -106,7 +136,16 @@ class TrajectoryDiffusion:
                     "action limit) or set dataset.env_id"
                 )
             action_bound = action_bounds(dataset.env_id)
-        normalizer = Normalizer.fit(dataset, action_bound)
+        padded = config.padding == "mask"
+        coverage = window_coverage(dataset, config.horizon, config.stride, padded)
+        if not padded and coverage["fraction"] < MIN_COVERAGE:
+            raise DatasetError(
+                f"windows of {config.horizon} rows inside episodes hold only "
+                f"{100 * coverage['fraction']:.1f}% of the {len(dataset)} transitions (episodes of "
+                f"median length {_median_episode(dataset)}); pad the windows (padding='mask') or use a "
+                f"horizon of at most {_longest_horizon(dataset, config.stride)}"
+            )
+        normalizer = Normalizer.fit(dataset, action_bound, mask=padded)
         data = windows(dataset, normalizer, config.horizon, config.stride)
         with torch.random.fork_rng(devices=[]):  # the initial weights follow config.seed, like the batches
             torch.manual_seed(config.seed)
@@ -140,6 +179,7 @@ class TrajectoryDiffusion:
         model = cls(result.ema.eval().requires_grad_(False), normalizer, dataset.env_id, config.horizon)
         model.losses = result.losses
         model.config = config
+        model.coverage = coverage
         return model
 
     # ------------------------------------------------------------------------------------------- bundle
@@ -182,7 +222,13 @@ class TrajectoryDiffusion:
             horizon = int(cfg["horizon"])
             training = cfg.get("training")
             if training:
-                training = ModelConfig(**{**training, "channel_mults": tuple(training["channel_mults"])})
+                training = ModelConfig(
+                    **{
+                        "padding": "mask" if normalizer.mask else "none",
+                        **training,
+                        "channel_mults": tuple(training["channel_mults"]),
+                    }
+                )
         except (KeyError, TypeError, ValueError) as err:
             raise BundleError(
                 f"{path}/config.json has a corrupt policy section ({err}); train the model again"

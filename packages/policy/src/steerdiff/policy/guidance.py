@@ -46,7 +46,8 @@ def guidance_schedule(k: int, n: int, coeff: float, cosine: float = 0.3) -> floa
 
 def trajectory_log_likelihood(policy, traj: torch.Tensor, normalizer: Normalizer) -> torch.Tensor:
     """sum_t log pi(a_t | s_t) over each window's rows (B, C, L) -> (B,); differentiable in ``traj``'s
-    action channels (states are detached: only actions are steered)."""
+    action channels (states are detached: only actions are steered). With a mask channel, padding rows
+    (valid <= 0.5) are left out."""
     b, c, length = traj.shape
     if c != normalizer.channels:
         raise ValueError(f"trajectories have {c} channels but the normaliser expects {normalizer.channels}")
@@ -59,7 +60,10 @@ def trajectory_log_likelihood(policy, traj: torch.Tensor, normalizer: Normalizer
             f"policy.log_prob(obs, action) must return one value per row, shape ({b * length},); "
             f"got {tuple(lp.shape)}"
         )
-    return lp.reshape(b, length).sum(1)
+    lp = lp.reshape(b, length)
+    if normalizer.mask:
+        lp = lp * (raw[:, normalizer.valid] > 0.5).detach().to(lp.dtype)
+    return lp.sum(1)
 
 
 @dataclass(kw_only=True)
