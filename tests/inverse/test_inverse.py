@@ -7,7 +7,7 @@ from steerdiff.core.analytic import gaussian
 from steerdiff.core.bundle import BundleError
 from steerdiff.inverse.fields import GaussianRandomField
 from steerdiff.inverse.forward import ForwardModelBlowup, FunctionForwardModel
-from steerdiff.inverse.methods import MethodConfig, solve
+from steerdiff.inverse.methods import MethodConfig, guided_steps, solve
 from steerdiff.inverse.metrics import evaluate, relative_l2
 from steerdiff.inverse.navier_stokes import NavierStokes2D
 from steerdiff.inverse.prior import FieldPrior, PriorConfig, load_prior, train_prior
@@ -163,9 +163,19 @@ def test_enkg_lands_near_the_analytic_posterior_mean_without_gradients():
     err = relative_l2(sol.estimate, mean).item()
     assert err < 0.2, err  # the prior mean (zero) is at relative distance 1
     assert sol.costs["gradient_evals"] == 0
-    # guided steps i = 1 .. 28 of 30 (5 % off at each end), 2 updates each: one batched call per update
-    assert sol.costs["forward_calls"] == 2 * 28 and sol.costs["forward_evals"] == 256 * 2 * 28
+    # the default window (0.05, 0.95) guides steps floor(1.5) = 1 <= i < floor(28.5) = 28 of 30, 2 updates
+    # each: one batched call per update
+    assert sol.costs["forward_calls"] == 2 * 27 and sol.costs["forward_evals"] == 256 * 2 * 27
     assert sol.ensemble.shape == (1, 256, 1, 16, 16)
+
+
+def test_enkg_window_sets_the_guided_steps():
+    problem, _, y = _linear(size=8)
+    for window, guided in (((0.0, 1.0), 10), ((0.0, 0.5), 5), ((0.2, 0.9), 7)):
+        cfg = MethodConfig(num_particles=4, num_steps=10, sigma_max=20.0, window=window)
+        assert guided_steps(cfg) == guided
+        sol = solve("enkg", problem.grf, problem, y, cfg, generator=gen(0))
+        assert sol.costs["forward_calls"] == guided, window
 
 
 def test_enkg_runs_on_a_black_box_that_refuses_autograd_and_dps_refuses_it():
@@ -216,8 +226,10 @@ def test_wrong_measurements_and_settings_get_clear_errors():
         solve("adam", problem.grf, problem, y, cfg)
     with pytest.raises(ValueError, match="num_particles must be >= 2"):
         solve("enkg", problem.grf, problem, y, MethodConfig(num_particles=1))
-    with pytest.raises(ValueError, match="step_size must be 'frobenius' or 'trace'"):
+    with pytest.raises(ValueError, match="step_size must be one of"):
         solve("eki", problem.grf, problem, y, MethodConfig(num_particles=4, step_size="newton"))
+    with pytest.raises(ValueError, match="guides none of the 5 steps"):
+        solve("enkg", problem.grf, problem, y, MethodConfig(num_particles=4, num_steps=5, window=(0.5, 0.55)))
     with pytest.raises(ValueError, match="unknown problem"):
         make_problem("darcy")
     with pytest.raises(ValueError, match="stride 3"):

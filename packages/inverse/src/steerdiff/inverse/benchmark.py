@@ -31,7 +31,7 @@ from steerdiff.core.bundle import BundleError, read_bundle_config
 from steerdiff.core.runtime import cache_dir
 
 from .fields import wavenumbers
-from .methods import MethodConfig, solve
+from .methods import MethodConfig, guided_steps, solve
 from .metrics import evaluate, relative_l2
 from .prior import DOMAIN, FieldPrior, PriorConfig, load_prior, train_prior
 from .problems import NavierStokesProblem
@@ -79,6 +79,8 @@ class Setting:
     num_particles: int = 64
     num_steps: int = 16
     num_updates: int = 1
+    # EnKG's guided steps (start, stop) as fractions of num_steps: at 8 and 16 steps every step is guided
+    window: tuple[float, float] = (0.0, 1.0)
     eki_factor: int = 4  # EKI gets this many times EnKG's sequential forward calls
     num_candidates: int = 4
     noise_levels: tuple[float, ...] = (0.0, 1.0, 2.0)
@@ -162,15 +164,14 @@ def prepare(setting: Setting, cache_dir, device="cpu", progress=True) -> FieldPr
 def method_config(setting: Setting, method: str, noise: float, value: float | None = None) -> MethodConfig:
     """The budget of ``setting`` with ``method``'s tuned hyper-parameter set to ``value``
     (default: ``setting.defaults``)."""
-    n = setting.num_steps
-    guided = (n - int(0.05 * n) - int(0.05 * n)) * setting.num_updates
     cfg = MethodConfig(
         num_particles=setting.num_particles,
-        num_steps=n,
+        num_steps=setting.num_steps,
         num_updates=setting.num_updates,
-        iterations=setting.eki_factor * guided,
+        window=tuple(setting.window),
         num_candidates=setting.num_candidates,
     )
+    cfg.iterations = setting.eki_factor * guided_steps(cfg) * setting.num_updates
     if method in TUNED:
         value = setting.defaults[method] if value is None else value
         if method == "smc":  # the likelihood temperature never goes below the measurement noise

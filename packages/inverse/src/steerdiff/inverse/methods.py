@@ -31,18 +31,21 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from steerdiff.core.guidance import (
+    ENKG_STEP_SIZES,
     EnsembleKalmanGuidance,
     FeynmanKacSteering,
+    Guidance,
     ReconstructionGuidance,
     StochasticControlGuidance,
     enkg_direction,
+    enkg_step_size,
 )
 from steerdiff.core.sampling import sample
 from steerdiff.core.schedules import karras_sigmas
 
 from .forward import ForwardModel
 
-__all__ = ["METHODS", "MethodConfig", "Solution", "sigma_steps", "solve"]
+__all__ = ["METHODS", "MethodConfig", "Solution", "guided_steps", "sigma_steps", "solve"]
 
 METHODS = ("enkg", "eki", "dps", "scg", "smc")
 
@@ -56,8 +59,8 @@ class MethodConfig:
     # (scale / (tr C_yy + m noise^2), the paper's Proposition 1)
     dps_scale: float = 1.0  # DPS step zeta on ||G(x0_hat) - y|| (field units)
     num_updates: int = 1  # EnKG corrections per guided step (reference NS: 2)
-    guide_start: float = 0.05  # EnKG: no guidance in the first / last fraction of steps (reference 0.05)
-    guide_end: float = 0.05
+    window: tuple[float, float] = (0.05, 0.95)  # EnKG: guided steps (start, stop) as fractions of num_steps
+    # (the core's step window: steps floor(start N) <= i < floor(stop N); the reference skips about 5% each end)
     ode_factor: int = 4  # EnKG: ODE steps for the clean estimate: min(1 + (N - i) // factor, 20)
     iterations: int = 100  # EKI iterations
     num_candidates: int = 8  # SCG candidates per step
@@ -81,13 +84,10 @@ def sigma_steps(prior, cfg: MethodConfig) -> torch.Tensor:
     return torch.cat([karras_sigmas(hi, lo, cfg.num_steps), torch.zeros(1, dtype=torch.float64)])
 
 
-def _interval(sig: torch.Tensor, start: float, end: float) -> tuple[float, float]:
-    """The (sigma_lo, sigma_hi) window that skips the first ``start`` and last ``end`` fraction of steps."""
-    n = len(sig) - 1
-    first, last = int(start * n), n - 1 - int(end * n)
-    if first > last:
-        raise ValueError(f"guide_start={start} and guide_end={end} leave no guided step out of {n}")
-    return float(sig[last + 1]) if last + 1 <= n else 0.0, float(sig[first])
+def guided_steps(cfg: MethodConfig) -> int:
+    """How many of the ``cfg.num_steps`` steps EnKG guides (those in ``cfg.window``)."""
+    window = Guidance(window=tuple(cfg.window))
+    return sum(window.in_window(i, cfg.num_steps) for i in range(cfg.num_steps))
 
 
 def _misfit_sq(forward: ForwardModel, y_rows: torch.Tensor):
@@ -113,8 +113,13 @@ def solve(
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
     cfg = config or MethodConfig()
-    if cfg.step_size not in ("frobenius", "trace"):
-        raise ValueError(f"step_size must be 'frobenius' or 'trace', got {cfg.step_size!r}")
+    if cfg.step_size not in ENKG_STEP_SIZES:
+        raise ValueError(f"step_size must be one of {list(ENKG_STEP_SIZES)}, got {cfg.step_size!r}")
+    if method == "enkg" and guided_steps(cfg) == 0:
+        raise ValueError(
+            f"window={tuple(cfg.window)} guides none of the {cfg.num_steps} steps; widen it (e.g. (0.0, 1.0)) "
+            "or use more steps"
+        )
     if cfg.num_particles < 2:
         raise ValueError(
             f"num_particles must be >= 2 (ensemble methods need a spread), got {cfg.num_particles}"
@@ -143,7 +148,7 @@ def solve(
                 ode_factor=cfg.ode_factor,
                 step_size=cfg.step_size,
                 noise_std=forward.noise_std,
-                interval=_interval(sig, cfg.guide_start, cfg.guide_end),
+                window=tuple(cfg.window),
             )
             solver, opts = "euler", {}
         elif method == "dps":
@@ -207,13 +212,7 @@ def _eki(forward, problem, y, cfg, b, j, generator, device):
     current, scale = misfit(y_hat), torch.full((b,), float(cfg.scale), dtype=x.dtype, device=device)
     for _ in range(cfg.iterations):
         g, a = enkg_direction(flat(x), y_hat, y_flat)
-        if cfg.step_size == "frobenius":
-            denom = a.flatten(1).norm(dim=1)
-        else:  # tr(C_yy + Gamma), as in the core's EnsembleKalmanGuidance
-            denom = (y_hat - y_hat.mean(1, keepdim=True)).pow(2).sum((1, 2)) / j + y_flat.shape[
-                1
-            ] * forward.noise_std**2
-        w = scale / denom.clamp_min(1e-12)
+        w = enkg_step_size(a, y_hat, scale, cfg.step_size, forward.noise_std)
         x_new = flat(x) - w[:, None, None] * g
         y_new = flat(forward(x_new.reshape(x.shape))).to(x.dtype)
         new = misfit(y_new)
