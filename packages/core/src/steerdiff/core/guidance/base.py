@@ -29,8 +29,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+
+from ..parallel import map_rows
 
 __all__ = ["Guidance", "PROPOSAL_HOOKS", "match_batch", "evaluate_reward", "weighted_reward", "group"]
 
@@ -146,10 +149,24 @@ def group(t: torch.Tensor, k: int) -> torch.Tensor:
     return t.reshape(t.shape[0] // k, k, *t.shape[1:])
 
 
-def evaluate_reward(reward: Callable, x0: torch.Tensor, ctx, what: str = "reward") -> torch.Tensor:
-    """Call a black-box reward on a batch of clean estimates; check and count it. Higher is better."""
+def evaluate_reward(
+    reward: Callable,
+    x0: torch.Tensor,
+    ctx,
+    what: str = "reward",
+    executor: Any = None,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Call a black-box reward on a batch of clean estimates; check and count it. Higher is better.
+
+    With an ``executor`` (``concurrent.futures``, Dask) or a ``chunk_size``, the rows go through
+    ``steerdiff.core.map_rows`` in chunks; the result is the same, and a failing row is named.
+    """
     with torch.no_grad():
-        r = reward(x0)
+        if executor is not None or chunk_size is not None:
+            r = map_rows(reward, x0, executor=executor, chunk_size=chunk_size, what=what)
+        else:
+            r = reward(x0)
     r = torch.as_tensor(r, device=x0.device)
     if r.shape != (x0.shape[0],):
         raise ValueError(

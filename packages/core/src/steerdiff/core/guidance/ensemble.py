@@ -35,9 +35,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from ..parallel import map_rows
 from ..schedules import karras_sigmas
 from .base import Guidance, group, match_batch
 
@@ -126,6 +128,8 @@ class EnsembleKalmanGuidance(Guidance):
     lr_min_ratio: float = 0.0
     noise_std: float | None = None
     sigma_min: float | None = None
+    executor: Any = None  # run the forward model in chunks on a concurrent.futures / Dask executor
+    chunk_size: int | None = None  # members per forward call (default: split over the executor's workers)
 
     def __post_init__(self):
         super().__post_init__()
@@ -205,7 +209,11 @@ class EnsembleKalmanGuidance(Guidance):
         scale = ENKG_STEP_SIZES[self.step_size] if self.scale is None else float(self.scale)
         lr_scale = scale * ((1 - self.lr_min_ratio) * (n - ctx.step_index) / n + self.lr_min_ratio)
         for _ in range(self.num_updates):
-            y_hat = self.forward(self.clean_estimate(ctx, x, sigma))
+            phi = self.clean_estimate(ctx, x, sigma)
+            if self.executor is not None or self.chunk_size is not None:
+                y_hat = map_rows(self.forward, phi, executor=self.executor, chunk_size=self.chunk_size)
+            else:
+                y_hat = self.forward(phi)
             y_hat = torch.as_tensor(y_hat).to(device=x.device, dtype=x.dtype)
             if y_hat.shape[0] != x.shape[0]:
                 raise ValueError(

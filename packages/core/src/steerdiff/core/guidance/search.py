@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -47,6 +48,8 @@ class TreeSearchGuidance(Guidance):
     branch: int | Callable[[float], int] = 4
     selection: str = "top"
     temperature: float = 1.0
+    executor: Any = None  # evaluate the reward in chunks on a concurrent.futures / Dask executor
+    chunk_size: int | None = None  # rows per reward call (default: split over the executor's workers)
     owns_transition = True
     shifts_proposal = False  # children are the model's own transitions; only the selection steers
 
@@ -89,7 +92,9 @@ class TreeSearchGuidance(Guidance):
         ctx.remember(xr, sigma, ctx.denoise(x, sigma)[rep])  # a beam's x0-hat is shared by its children
         cand, state = ctx.step(xr, take(state, rep), sigma, sigma_next)
         x0 = cand if sigma_next == 0 else ctx.denoise(cand, sigma_next)
-        r = evaluate_reward(self.reward, x0, ctx).view(b, k * n)
+        r = evaluate_reward(self.reward, x0, ctx, executor=self.executor, chunk_size=self.chunk_size).view(
+            b, k * n
+        )
         if self.selection == "top" or k * n == k:
             keep = r.topk(k, dim=1).indices
         else:
@@ -103,7 +108,7 @@ class TreeSearchGuidance(Guidance):
 
     def finish(self, ctx, x):
         k = self.num_beams
-        r = group(evaluate_reward(self.reward, x, ctx), k)
+        r = group(evaluate_reward(self.reward, x, ctx, executor=self.executor, chunk_size=self.chunk_size), k)
         order = r.argsort(dim=1, descending=True)
         ctx.info["beam_rewards"] = r.gather(1, order)
         rows = (order + k * torch.arange(r.shape[0], device=x.device)[:, None]).reshape(-1)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -55,6 +56,8 @@ class StochasticControlGuidance(Guidance):
 
     reward: Callable
     num_candidates: int = 8
+    executor: Any = None  # evaluate the reward in chunks on a concurrent.futures / Dask executor
+    chunk_size: int | None = None  # rows per reward call (default: split over the executor's workers)
     owns_transition = True
 
     def __post_init__(self):
@@ -72,7 +75,7 @@ class StochasticControlGuidance(Guidance):
         ctx.remember(xr, sigma, ctx.denoise(x, sigma)[rep])  # x0-hat at x is shared by its candidates
         cand, state = ctx.step(xr, take(state, rep), sigma, sigma_next)
         x0 = _clean_estimate(ctx, cand, sigma_next)
-        r = evaluate_reward(self.reward, x0, ctx)
+        r = evaluate_reward(self.reward, x0, ctx, executor=self.executor, chunk_size=self.chunk_size)
         best = torch.arange(b, device=x.device) * n + r.view(b, n).argmax(1)
         x_next = cand[best]
         if sigma_next > 0:
@@ -135,6 +138,8 @@ class FeynmanKacSteering(Guidance):
     resampling: str = "systematic"
     final_resample: bool = False
     twist: Callable | None = None
+    executor: Any = None  # evaluate the reward in chunks on a concurrent.futures / Dask executor
+    chunk_size: int | None = None  # rows per reward call (default: split over the executor's workers)
     owns_transition = True
 
     def __post_init__(self):
@@ -174,8 +179,15 @@ class FeynmanKacSteering(Guidance):
 
     def _intermediate(self, ctx, x0, sigma):
         if self.twist is None:
-            return evaluate_reward(self.reward, x0, ctx)
-        return evaluate_reward(lambda z: self.twist(z, sigma), x0, ctx, what="twist")
+            return evaluate_reward(self.reward, x0, ctx, executor=self.executor, chunk_size=self.chunk_size)
+        return evaluate_reward(
+            lambda z: self.twist(z, sigma),
+            x0,
+            ctx,
+            "twist",
+            executor=self.executor,
+            chunk_size=self.chunk_size,
+        )
 
     def _potential(self, st, r):
         """The potential's value phi_t along each particle's path, given the new intermediate reward."""
@@ -198,7 +210,7 @@ class FeynmanKacSteering(Guidance):
         x_next, state = ctx.step(x, state, sigma, sigma_next)
         x0 = _clean_estimate(ctx, x_next, sigma_next)
         if sigma_next == 0:
-            phi = evaluate_reward(self.reward, x0, ctx)
+            phi = evaluate_reward(self.reward, x0, ctx, executor=self.executor, chunk_size=self.chunk_size)
         else:
             phi = self._potential(st, self._intermediate(ctx, x0, sigma_next))
         st["log_w"] = st["log_w"] + self.lam * (phi - st["phi"])
@@ -233,7 +245,7 @@ class FeynmanKacSteering(Guidance):
         st = self.scratch(ctx)
         if "log_w" in st:
             if not st["final"]:  # the last step ran outside the interval: apply the final potential now
-                r = evaluate_reward(self.reward, x, ctx)
+                r = evaluate_reward(self.reward, x, ctx, executor=self.executor, chunk_size=self.chunk_size)
                 st["log_w"] = st["log_w"] + self.lam * (r - st["phi"])
             ctx.info["weights"] = torch.softmax(group(st["log_w"], self.num_particles), dim=-1)
             ctx.info["ess"] = torch.stack(st["ess"])
