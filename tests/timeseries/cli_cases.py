@@ -47,9 +47,34 @@ def user_errors(tmp_path) -> list[tuple[list[str], str]]:
     old = tmp_path / "old_model"  # the 0.1 format: tsdiff.json beside checkpoint/
     old.mkdir()
     (old / "tsdiff.json").write_text(json.dumps({"context_length": 24, "prediction_length": 6}))
+    bare = tmp_path / "bare.csv"  # the layout of published benchmark files: numbers only
+    bare.write_text(
+        "\n".join(",".join(f"{v:.6f}" for v in row) for row in np.stack([s.target for s in series], 1))
+    )
+    other = synthetic_series(2, 120, "H", seed=1)  # same ids and shape, other values
+    write_csv(tmp_path / "other.csv", other)
+    hole = tmp_path / "hole.csv"
+    hole.write_text("a,b\n1,2\n,3\n4,5\n")
     out = ["--out", str(tmp_path / "out")]
     m = ["--model", str(model)]
     return [
+        # your own files: every malformed layout names its fix
+        (["data", "--data", str(bare), *out], "give --freq"),
+        (["data", "--data", str(bare), "--freq", "H", "--header", "yes", *out], "looks like data"),
+        (["data", "--data", str(csv), "--header", "no", *out], "looks like column names"),
+        (["data", "--data", str(hole), "--freq", "D", *out], "inside the series"),
+        (["data", "--data", str(csv), "--start", "2020-01-01", *out], "drop --start"),
+        (["data", "--data", str(tmp_path / "bare.txt.gz"), "--freq", "H", *out], "does not exist"),
+        (["train", "--data", str(csv), "--freq", "D", *out], "do not step by one"),
+        # the bundle's split is enforced: no window the model was trained on is scored
+        (["forecast", *m, "--data", str(csv), "--test-windows", "3", *out], "trained on"),
+        (["evaluate", *m, "--data", str(csv), "--test-windows", "5", *out], "trained on"),
+        (
+            ["forecast", *m, "--data", str(tmp_path / "other.csv"), *out],
+            "not the data the model was trained on",
+        ),
+        (["evaluate", *m, "--data", str(csv), "--methods", "tsdiff_q,arima", *out], "--methods"),
+        (["train", "--data", str(csv), "--validation-windows", "0", *out], "--scaling auto"),
         # missing paths
         (["forecast", "--model", str(tmp_path / "nowhere"), *out], "does not exist"),
         (["train", "--data", str(tmp_path / "missing.csv"), *out], "does not exist"),

@@ -150,6 +150,50 @@ def test_cli_end_to_end_on_a_csv(tmp_path, capsys):
         "blackout_start",
         "blackout_end",
     }
+    assert "lps" not in ev  # the synthetic-data check runs when asked for
+    # the scales were chosen on the validation window in training and are the defaults from here on
+    tuned = config["tuned"]
+    assert set(tuned) == {"quantile", "mse"} and len(tuned["quantile"]["curve"]) == 8
+    forecast = _summary(tmp_path / "f")
+    assert forecast["scale"] == tuned["quantile"]["scale"] and forecast["scale_from"] == "validation"
+    assert ev["scales"] == {"tsdiff_ms": tuned["mse"]["scale"], "tsdiff_q": tuned["quantile"]["scale"]}
+    picked = ["--methods", "seasonal_naive,tsdiff_q,lps", "--synthetic", "8", "--scale", "2"]
+    assert main(["evaluate", *model, *fast, *picked, "--out", str(tmp_path / "e2")]) == 0
+    ev = _summary(tmp_path / "e2")
+    assert set(ev["forecast"]) == {"seasonal_naive", "tsdiff_q"} and "missing" not in ev
+    assert ev["lps"]["synthetic"]["windows"] == 8 and ev["scales"]["tsdiff_q"] == 2.0
+
+
+def test_header_less_file_keeps_every_row_and_trains_from_the_cli(tmp_path):
+    """A bare numeric matrix with --freq: every row and every series is read, and the bundle remembers how."""
+    series = synthetic_series(2, 90, "H", seed=0)
+    values = np.stack([s.target for s in series], 1)
+    np.savetxt(tmp_path / "bare.txt", values, fmt="%.6f", delimiter=",")
+    data = ["--data", str(tmp_path / "bare.txt"), "--freq", "H", "--start", "2020-01-01"]
+    assert main(["data", *data, "--quiet", "--out", str(tmp_path / "d")]) == 0
+    summary = _summary(tmp_path / "d")
+    assert summary["num_series"] == 2 and summary["total_points"] == 180 and summary["item_ids"] == ["0", "1"]
+    rows = [json.loads(line) for line in (tmp_path / "d" / "series.jsonl").read_text().splitlines()]
+    np.testing.assert_allclose(np.array([r["target"] for r in rows]).T, values, atol=1e-6)
+    assert rows[0]["start"] == "2020-01-01 00:00:00"
+    small = ["--context", "24", "--prediction", "6", "--lags", "none", "--hidden", "4", "--blocks", "1"]
+    small += ["--d-state", "4", "--train-steps", "4", "--test-windows", "2", "--steps", "2"]
+    small += ["--tune-budget", "2", "--tune-samples", "2", "--pilot-steps", "2", "--quiet"]
+    assert main(["train", *data, *small, "--out", str(tmp_path / "m")]) == 0
+    trained = _summary(tmp_path / "m")
+    assert trained["scaling"] in ("mean", "standard") and set(trained["scaling_validation_crps"]) == {
+        "mean",
+        "standard",
+    }
+    domain = json.loads((tmp_path / "m" / "model" / "config.json").read_text())["domain"]
+    assert domain["data"]["read"] == {"freq": "H", "start": "2020-01-01", "header": "auto"}
+    assert domain["window"]["scaling"] == trained["scaling"]
+    # no --data, no --freq: the model re-reads its own file as it was read in training
+    fast = ["--num-samples", "2", "--steps", "2", "--quiet"]
+    assert (
+        main(["forecast", "--model", str(tmp_path / "m" / "model"), *fast, "--out", str(tmp_path / "f")]) == 0
+    )
+    assert _summary(tmp_path / "f")["windows"] == 4
 
 
 def test_cli_errors_are_one_clear_line(tmp_path, capsys):

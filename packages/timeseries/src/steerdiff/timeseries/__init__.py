@@ -29,12 +29,23 @@ from .data import (
     training_windows,
 )
 from .evaluation import METHODS, compare_forecasters, compare_missing, compare_training_data
-from .forecast import SCENARIOS, GuidanceDiverged, complete, forecast, impute, missing_mask, with_missing
+from .forecast import (
+    SCENARIOS,
+    ForecastRangeWarning,
+    GuidanceDiverged,
+    complete,
+    forecast,
+    impute,
+    missing_mask,
+    out_of_range,
+    with_missing,
+)
 from .guidance import GUIDANCES, self_guidance
 from .metrics import crps, evaluate_forecast
 from .model import DOMAIN, NUM_STEPS, SCHEDULE, DataSplit, TSDiff, TSDiffConfig
 from .pipeline import TSDiffPipeline
 from .plots import fan_chart
+from .readers import read_series, series_from_frame
 from .refine import refine
 from .synthesis import generate, linear_predictive_score
 
@@ -56,6 +67,8 @@ __all__ = [
     "SCALINGS",
     "load_dataset",
     "load_series",
+    "read_series",
+    "series_from_frame",
     "from_csv",
     "from_entries",
     "from_pandas",
@@ -80,6 +93,8 @@ __all__ = [
     "SCENARIOS",
     "GUIDANCES",
     "GuidanceDiverged",
+    "ForecastRangeWarning",
+    "out_of_range",
     "self_guidance",
     "refine",
     "generate",
