@@ -148,6 +148,7 @@ class Cell:
     nfe: float | None = None  # network evaluations per sample, measured
     forward_evals: float | None = None  # per sample
     reward_evals: float | None = None  # per sample
+    gradient_evals: float | None = None  # per sample (backward passes through the network)
     seconds: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
     not_applicable: str | None = None
@@ -284,6 +285,7 @@ def run_cell(
     cell.nfe = costs.network_evals / per
     cell.forward_evals = costs.forward_evals / per
     cell.reward_evals = costs.reward_evals / per
+    cell.gradient_evals = costs.gradient_evals / per
     return cell
 
 
