@@ -6,6 +6,9 @@ Start with :class:`InversePipeline` (a trained field prior plus the problem it i
 :class:`SaturatedProblem`, :class:`CustomProblem`), data sets (:func:`make_dataset`,
 :func:`load_dataset`), the field prior (:func:`train_prior`, :func:`load_prior`), solvers on one budget
 (:func:`solve` with EnKG, EKI, DPS, SCG, SMC) and metrics (:func:`evaluate`, :func:`relative_l2`).
+Your own problem from files: :func:`load_fields`, :func:`load_measurements`, :func:`load_operator` and
+:class:`UserForwardModel` with a Python function (:func:`python_function`) or an external program
+(:class:`program_function`).
 Benchmark protocols live in ``steerdiff.inverse.benchmark``.
 """
 
@@ -28,6 +31,16 @@ from .problems import (
     NavierStokesProblem,
     SaturatedProblem,
     make_problem,
+)
+from .user import (
+    ProgramError,
+    UserForwardModel,
+    load_fields,
+    load_measurements,
+    load_operator,
+    make_executor,
+    program_function,
+    python_function,
 )
 
 try:
@@ -53,15 +66,23 @@ __all__ = [
     "NavierStokes2D",
     "NavierStokesProblem",
     "PriorConfig",
+    "ProgramError",
     "SaturatedProblem",
     "Solution",
+    "UserForwardModel",
     "__version__",
     "evaluate",
     "load_dataset",
+    "load_fields",
+    "load_measurements",
+    "load_operator",
     "load_prior",
     "make_dataset",
+    "make_executor",
     "make_problem",
     "plot_solution",
+    "program_function",
+    "python_function",
     "relative_l2",
     "save_dataset",
     "solve",

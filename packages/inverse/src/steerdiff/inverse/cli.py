@@ -3,6 +3,12 @@
     steerdiff-inverse make-data   --out runs/ns --size 32 --num-train 512 --num-test 4 --noise 1.0
     steerdiff-inverse train-prior --data runs/ns --out runs/ns/prior --train-steps 1000
     steerdiff-inverse solve       --data runs/ns --prior runs/ns/prior --method enkg --out runs/ns/enkg
+
+Your own problem (NumPy .npy files; see docs/inverse/your-data.md):
+
+    steerdiff-inverse train-prior --fields fields.npy --out runs/my/prior
+    steerdiff-inverse solve --prior runs/my/prior --measurements y.npy --forward-program "python sim.py" \
+        --operator A.npy --noise 0.1 --workers 4 --out runs/my/enkg
     steerdiff-inverse benchmark   --quick
     steerdiff-inverse demo        --out runs/demo
 
@@ -21,21 +27,32 @@ from steerdiff.core.command import (
     add_runtime_flags,
     add_sampling_flags,
     existing_dir,
+    existing_file,
     make_parser,
     nonnegative_float,
     positive_float,
     positive_int,
+    probability,
     run_command,
     subcommands,
 )
-from steerdiff.core.io import write_json
+from steerdiff.core.io import save_npy, write_json
 
 from .data import Dataset, load_dataset, make_dataset, save_dataset, save_tensors
-from .forward import BLOWUP_POLICIES
+from .forward import BLOWUP_POLICIES, ForwardModel
 from .methods import METHODS, Solution
 from .pipeline import InversePipeline
 from .prior import PriorConfig
 from .problems import PROBLEMS, make_problem
+from .user import (
+    UserForwardModel,
+    load_fields,
+    load_measurements,
+    load_operator,
+    make_executor,
+    program_function,
+    python_function,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -68,11 +85,15 @@ def _prior_config(args) -> PriorConfig:
 
 
 def cmd_train_prior(args) -> dict:
-    dataset = load_dataset(args.data)  # checked before any training
+    if args.fields is not None:  # a user's own fields: checked before any training
+        fields, problem = load_fields(args.fields, min_count=2), None
+    else:
+        dataset = load_dataset(args.data)  # checked before any training
+        fields, problem = dataset.train, dataset.problem
     t0 = time.perf_counter()
     pipe = InversePipeline.train(
-        dataset.train,
-        dataset.problem,
+        fields,
+        problem,
         _prior_config(args),
         out_dir=args.out,
         device=args.device,
@@ -85,7 +106,8 @@ def cmd_train_prior(args) -> dict:
         "final_loss": training["final_loss"],
         "scale": pipe.prior.scale,
         "field_shape": list(pipe.prior.field_shape),
-        "problem": dataset.problem.name,
+        "num_fields": int(fields.shape[0]),
+        "problem": problem.name if problem is not None else None,
         "seconds": time.perf_counter() - t0,
     }
 
@@ -110,16 +132,16 @@ def _solve_and_write(
     sol: Solution = pipe.solve(y, method=method, seed=seed, progress=progress, **solve_options)
     metrics = pipe.evaluate(sol, truth, y)
     save_tensors(out / "solution.safetensors", {"estimate": sol.estimate, "ensemble": sol.ensemble})
+    return _report(out, method, sol, metrics, truth, y)
+
+
+def _report(out: Path, method: str, sol: Solution, metrics: dict, truth, y) -> dict:
     from .plots import plot_solution
 
-    plot_solution(
-        out / "fields.png",
-        truth,
-        y,
-        sol.estimate,
-        sol.ensemble,
-        title=f"{method}: relative L2 {metrics['rel_l2']:.3f}",
+    score = (
+        f"relative L2 {metrics['rel_l2']:.3f}" if "rel_l2" in metrics else f"misfit {metrics['misfit']:.3f}"
     )
+    plot_solution(out / "fields.png", truth, y, sol.estimate, sol.ensemble, title=f"{method}: {score}")
     write_json(out / "metrics.json", {"method": method, **metrics, "config": sol.info["config"]})
     return {
         "method": method,
@@ -130,32 +152,169 @@ def _solve_and_write(
     }
 
 
+USER_FLAGS = {
+    "forward": "--forward",
+    "forward_program": "--forward-program",
+    "operator": "--operator",
+    "truth": "--truth",
+    "noise": "--noise",
+    "field_size": "--field-size",
+}
+
+
+def _options(args, noise_std: float) -> dict:
+    return {
+        "particles": args.num_samples,
+        "steps": args.steps,
+        "scale": args.scale,
+        "window": tuple(args.window),
+        "num_updates": args.updates,
+        "iterations": args.iterations,
+        "num_candidates": args.candidates,
+        "likelihood_std": max(noise_std, 1.0),
+    }
+
+
+def _check_method(method: str, forward: ForwardModel) -> None:
+    if method == "dps" and not forward.differentiable:
+        raise UsageError(
+            f"dps needs gradients of the forward model, but {forward.name} is a black box; "
+            "use --method enkg, eki, scg or smc"
+        )
+
+
 def cmd_solve(args) -> dict:
     if args.method != "eki" and args.prior is None:
         raise UsageError(
             f"--prior is required by {args.method}; give a folder written by train-prior "
             "(or use --method eki, which needs no prior)"
         )
+    if args.measurements is not None:
+        return _solve_user(args)
+    given = [flag for dest, flag in USER_FLAGS.items() if getattr(args, dest) is not None]
+    if given:
+        raise UsageError(
+            f"{', '.join(given)} go(es) with --measurements (your own data); --data holds the measurements "
+            "of its own problem"
+        )
     dataset = load_dataset(args.data)
     problem = make_problem(
-        dataset.meta["problem"], **{**dataset.meta["options"], "on_blowup": args.on_blowup}
+        dataset.meta["problem"], **{**dataset.meta["options"], "on_blowup": args.on_blowup or "penalty"}
     )
+    _check_method(args.method, problem.forward)
     if args.method == "eki":
         pipe = InversePipeline(None, problem, args.device)
     else:
         pipe = InversePipeline.from_pretrained(args.prior, device=args.device, problem=problem)
-    options = {
-        "particles": args.num_samples,
-        "steps": args.steps,
-        "scale": args.scale,
-        "num_updates": args.updates,
-        "iterations": args.iterations,
-        "num_candidates": args.candidates,
-        "likelihood_std": max(problem.forward.noise_std, 1.0),
-    }
     return _solve_and_write(
-        pipe, dataset, Path(args.out), args.method, args.num_fields, options, args.seed, not args.quiet
+        pipe,
+        dataset,
+        Path(args.out),
+        args.method,
+        args.num_fields or 1,
+        _options(args, problem.forward.noise_std),
+        args.seed,
+        not args.quiet,
     )
+
+
+def _solve_user(args) -> dict:
+    """Solve a user's measurements with a user's forward model (or the prior's recorded problem's)."""
+    y = load_measurements(args.measurements)
+    count = args.num_fields or y.shape[0]
+    if count > y.shape[0]:
+        raise UsageError(
+            f"--num-fields {count} is more than the {y.shape[0]} measurement row(s) in {args.measurements}"
+        )
+    pipe = InversePipeline.from_pretrained(args.prior, device=args.device) if args.prior else None
+    truth = load_fields(args.truth, "true fields") if args.truth is not None else None
+    if truth is not None and truth.shape[0] != y.shape[0]:
+        raise UsageError(
+            f"{args.truth} holds {truth.shape[0]} true field(s) for {y.shape[0]} measurement row(s); give "
+            "one true field per measurement row"
+        )
+    sizes = {}
+    if pipe is not None and pipe.prior.field_shape:
+        sizes["the prior"] = pipe.prior.field_shape[-1]
+    if truth is not None:
+        sizes[str(args.truth)] = truth.shape[-1]
+    if args.field_size is not None:
+        sizes["--field-size"] = args.field_size
+    if len(set(sizes.values())) > 1:
+        raise UsageError(
+            "the field grids disagree: "
+            + ", ".join(f"{k}: {v}x{v}" for k, v in sizes.items())
+            + "; give fields of the prior's grid"
+        )
+    own = args.forward is not None or args.forward_program is not None or args.operator is not None
+    executor = None
+    try:
+        if own:
+            if not sizes:
+                raise UsageError(
+                    "the field grid is unknown: give --field-size N (fields of N x N), --truth or a --prior"
+                )
+            size = next(iter(sizes.values()))
+            if args.forward is not None:
+                function, name = python_function(args.forward), args.forward
+            elif args.forward_program is not None:
+                function, name = program_function(args.forward_program), args.forward_program
+            else:
+                function, name = None, "observation operator"
+            operator = load_operator(args.operator) if args.operator is not None else None
+            executor = make_executor(args.workers, program=args.forward_program is not None)
+            forward = UserForwardModel(
+                (1, size, size),
+                tuple(y.shape[1:]),
+                function,
+                operator,
+                name=name,
+                executor=executor,
+                chunk_size=args.chunk_size,
+                noise_std=args.noise or 0.0,
+                on_blowup=args.on_blowup or "raise",
+            )
+            if pipe is None:
+                pipe = InversePipeline(None, None, args.device)
+        else:
+            if pipe is None or pipe.problem is None:
+                raise UsageError(
+                    "give your forward model: --forward module:function, --forward-program COMMAND and/or "
+                    "--operator A.npy (the prior records no problem whose forward model could be used)"
+                )
+            spec = pipe.prior.problem_spec
+            options = {**spec.get("options", {}), "on_blowup": args.on_blowup or "penalty"}
+            if args.noise is not None:
+                options["noise_std"] = args.noise
+            pipe.problem = make_problem(spec["name"], **options)
+            forward = pipe.problem.forward
+            if tuple(y.shape[1:]) != tuple(forward.output_shape):
+                raise UsageError(
+                    f"the measurements in {args.measurements} are rows of shape {tuple(y.shape[1:])}, but "
+                    f"the prior's {spec['name']} problem measures {tuple(forward.output_shape)}; give "
+                    "measurements of that shape, or your own forward model (--forward, --forward-program, "
+                    "--operator)"
+                )
+        _check_method(args.method, forward)
+        out = Path(args.out)
+        sol = pipe.solve(
+            y[:count],
+            forward=forward if own else None,
+            method=args.method,
+            seed=args.seed,
+            progress=not args.quiet,
+            **_options(args, forward.noise_std),
+        )
+        truth = truth[:count].to(sol.estimate.device) if truth is not None else None
+        metrics = pipe.evaluate(sol, truth, y[:count], forward if own else None)
+    finally:
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
+    save_npy(out / "estimate.npy", sol.estimate.detach().cpu().numpy())
+    save_npy(out / "ensemble.npy", sol.ensemble.detach().cpu().numpy())
+    save_tensors(out / "solution.safetensors", {"estimate": sol.estimate, "ensemble": sol.ensemble})
+    summary = _report(out, args.method, sol, metrics, truth, y[:count].to(sol.estimate.device))
+    return {**summary, "estimate": str(out / "estimate.npy"), "ensemble": str(out / "ensemble.npy")}
 
 
 def cmd_benchmark(args) -> dict:
@@ -213,26 +372,9 @@ HANDLERS = {
 # ------------------------------------------------------------------------------------------- parser
 
 
-def _one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Usage errors as one line on stderr (the problem and where to find the options), exit code 2."""
-
-    def error(message: str):
-        print(f"{parser.prog}: error: {message}; see `{parser.prog} --help` for the options", file=sys.stderr)
-        raise SystemExit(2)
-
-    parser.error = error  # type: ignore[method-assign]
-    return parser
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _one_line_errors(make_parser(PROG, __doc__, distribution="steerdiff-inverse"))
-    new = subcommands(parser)
-
-    subs = []
-
-    def add(name: str, help: str) -> argparse.ArgumentParser:
-        subs.append(_one_line_errors(new(name, help)))
-        return subs[-1]
+    parser = make_parser(PROG, __doc__, distribution="steerdiff-inverse")
+    add = subcommands(parser)
 
     p = add(
         "make-data", "simulate training fields, test fields and their measurements into a data set folder"
@@ -261,9 +403,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-train", type=positive_int, default=512, help="training fields for the prior")
     p.add_argument("--num-test", type=positive_int, default=4, help="test fields and their measurements")
 
-    p = add("train-prior", "train the diffusion prior on a data set's training fields; writes OUT/model")
+    p = add(
+        "train-prior",
+        "train the diffusion prior on a data set's training fields or your own (--fields); writes OUT/model",
+    )
     add_runtime_flags(p, out="runs/inverse/prior")
-    p.add_argument("--data", type=existing_dir, required=True, help="data set folder written by make-data")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=existing_dir, help="data set folder written by make-data")
+    source.add_argument(
+        "--fields",
+        type=existing_file,
+        help="your own training fields: a .npy array (N, H, W) or (N, 1, H, W) of square grids",
+    )
     p.add_argument("--train-steps", type=positive_int, default=1000, help="training steps")
     p.add_argument("--channels", type=positive_int, default=16, help="base channels of the U-Net")
     p.add_argument("--batch-size", type=positive_int, default=32, help="training batch size")
@@ -276,7 +427,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_sampling_flags(
         p, num_samples=32, steps=30, solver=None, samples_help="particles (ensemble members) per test field"
     )
-    p.add_argument("--data", type=existing_dir, required=True, help="data set folder written by make-data")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--data", type=existing_dir, help="data set folder written by make-data (its test measurements)"
+    )
+    source.add_argument(
+        "--measurements",
+        type=existing_file,
+        help="your own measurements: a .npy array (M, ...) with one row per problem instance",
+    )
     p.add_argument(
         "--prior",
         type=existing_dir,
@@ -284,16 +443,82 @@ def build_parser() -> argparse.ArgumentParser:
         help="prior folder written by train-prior (every method but eki needs one)",
     )
     p.add_argument("--method", default="enkg", choices=METHODS, help="solver")
-    p.add_argument("--num-fields", type=positive_int, default=1, help="how many of the test fields to solve")
+    p.add_argument(
+        "--num-fields",
+        type=positive_int,
+        default=None,
+        help="how many test fields / measurement rows to solve (default: 1 of --data, all of --measurements)",
+    )
     p.add_argument("--scale", type=positive_float, default=2.0, help="enkg / eki: step scale")
+    p.add_argument(
+        "--window",
+        type=probability,
+        nargs=2,
+        metavar=("START", "STOP"),
+        default=(0.05, 0.95),
+        help="enkg: guided steps as fractions of --steps (steps floor(START*steps) up to floor(STOP*steps))",
+    )
     p.add_argument("--updates", type=positive_int, default=1, help="enkg: corrections per guided step")
     p.add_argument("--iterations", type=positive_int, default=100, help="eki: iterations")
     p.add_argument("--candidates", type=positive_int, default=8, help="scg: candidates per step")
     p.add_argument(
         "--on-blowup",
-        default="penalty",
+        default=None,
         choices=BLOWUP_POLICIES,
-        help="what a simulator blow-up (NaN or inf) does: raise an error, or score a constant penalty",
+        help="what a forward-model output with NaN or inf does: raise an error, or score a constant penalty "
+        "(default: penalty for the built-in problems, raise for your own forward model)",
+    )
+    own = p.add_argument_group("your own problem (with --measurements)")
+    model = own.add_mutually_exclusive_group()
+    model.add_argument(
+        "--forward",
+        metavar="MODULE:FUNCTION",
+        default=None,
+        help="a Python forward model: FUNCTION(x) maps a float32 array (B, 1, H, W) to (B, ...) outputs",
+    )
+    model.add_argument(
+        "--forward-program",
+        metavar="COMMAND",
+        default=None,
+        help="an external forward model, run as COMMAND INPUT.npy OUTPUT.npy: it reads the fields "
+        "(B, 1, H, W) and saves (B, ...) outputs with numpy.save",
+    )
+    own.add_argument(
+        "--operator",
+        type=existing_file,
+        default=None,
+        help="observation operator (.npy): a matrix (m, n) on each flattened forward output (on the field "
+        "itself without a forward model), or a boolean mask of the observed entries",
+    )
+    own.add_argument(
+        "--noise",
+        type=nonnegative_float,
+        default=None,
+        help="measurement noise standard deviation (default: 0, or the prior's recorded problem's)",
+    )
+    own.add_argument(
+        "--truth",
+        type=existing_file,
+        default=None,
+        help="true fields (.npy), one per row, to score the estimate",
+    )
+    own.add_argument(
+        "--field-size",
+        type=positive_int,
+        default=None,
+        help="fields are N x N (needed only without a --prior or --truth: eki on your own problem)",
+    )
+    own.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="forward-model calls run at once (threads for a program, processes for a Python function)",
+    )
+    own.add_argument(
+        "--chunk-size",
+        type=positive_int,
+        default=None,
+        help="rows (fields) per forward-model call (default: the batch split evenly over --workers)",
     )
 
     p = add("benchmark", "compare EnKG, DPS, EKI, SCG and SMC on Navier-Stokes (as benchmarks/inverse_ns.py)")
@@ -311,14 +536,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime_flags(p, out="runs/inverse/demo")
     p.add_argument("--num-train", type=positive_int, default=256, help="training fields for the prior")
     p.add_argument("--train-steps", type=positive_int, default=300, help="prior training steps")
-    for sub in subs:  # a default of 0 (--seed, --threads) is shown too
-        for action in sub._actions:
-            if (
-                action.default == 0
-                and not isinstance(action.default, bool)
-                and "%(default)" not in (action.help or "")
-            ):
-                action.help = f"{action.help} (default: %(default)s)"
     return parser
 
 

@@ -27,8 +27,9 @@ __all__ = ["BLOWUP_POLICIES", "ForwardModel", "ForwardModelBlowup", "FunctionFor
 BLOWUP_POLICIES = ("raise", "penalty")
 
 
-class ForwardModelBlowup(FloatingPointError):
-    """The forward model returned NaN or inf (typically an off-manifold input made the simulator unstable)."""
+class ForwardModelBlowup(FloatingPointError, ValueError):
+    """The forward model returned NaN or inf (typically an off-manifold input made the simulator unstable).
+    A ``ValueError`` too, so command lines report it as a user error in one line."""
 
 
 class ForwardModel:

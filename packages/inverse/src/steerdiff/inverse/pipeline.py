@@ -161,16 +161,18 @@ class InversePipeline:
     def evaluate(
         self,
         solution: Solution,
-        truth: torch.Tensor,
+        truth: torch.Tensor | None,
         measurement: torch.Tensor,
         forward: ForwardModel | None = None,
     ) -> dict:
-        """Relative L2 to ``truth``, measurement misfit, ensemble spread and the solution's costs."""
+        """Relative L2 to ``truth`` (when known; None skips it), measurement misfit, ensemble spread and the
+        solution's costs."""
+        device = solution.estimate.device
         return evaluate(
             solution,
             self._problem(forward),
-            truth.to(solution.estimate.device),
-            measurement.to(solution.estimate.device),
+            truth.to(device) if truth is not None else None,
+            torch.as_tensor(measurement).to(device),
         )
 
     def sample(
