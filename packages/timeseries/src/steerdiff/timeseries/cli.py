@@ -188,6 +188,8 @@ def _table(title: str, rows: dict, columns=("crps", "nd", "nrmse", "seconds")) -
 
 def _train(args, series, source: str, out: Path, read: dict | None = None) -> tuple[TSDiffPipeline, dict]:
     freq = str(series[0].freq)
+    if args.validation_windows is None:
+        args.validation_windows = args.test_windows
     auto_scaling = args.scaling == "auto"
     if auto_scaling and args.validation_windows < 1:
         raise UsageError(
@@ -689,9 +691,10 @@ def _train_flags(
     p.add_argument(
         "--validation-windows",
         type=nonnegative_int,
-        default=1,
+        default=None,
         help="rolling windows before the test windows also left out of training, on which the guidance scale "
-        "and the scaling are chosen (0: none; then pin --scaling and use the default scale)",
+        "and the scaling are chosen; default: as many as --test-windows (0: none; then pin --scaling, and "
+        "the scale is 4 unless given)",
     )
     p.add_argument("--context", type=positive_int, default=context, help="context length (points)")
     p.add_argument("--prediction", type=positive_int, default=24, help="prediction length (points)")

@@ -315,7 +315,7 @@ def _long(ids, time_cells, y, freq, where) -> list[Series]:
     numeric_time = all(_number(str(t)) is not None and not _is_missing(str(t)) for t in time_cells[:50])
     out = []
     freqs = set()
-    for key in dict.fromkeys(ids):
+    for key in sorted(set(ids.tolist())):  # by id, whatever the row order
         rows = np.flatnonzero(ids == key)
         yy = np.asarray(y, dtype=np.float64)[rows]
         tt = [time_cells[i] for i in rows]
