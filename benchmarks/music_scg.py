@@ -16,7 +16,14 @@ import argparse
 
 from steerdiff.core.benchmarking import environment, print_table, write_json
 from steerdiff.core.runtime import configure
-from steerdiff.music.benchmark import DEMO_BARS, OBJECTIVES, SMC_FRACTION, load_benchmark_data, run_benchmark
+from steerdiff.music.benchmark import (
+    BENCH_METHODS,
+    DEMO_BARS,
+    OBJECTIVES,
+    SMC_FRACTION,
+    load_benchmark_data,
+    run_benchmark,
+)
 
 
 def main(argv=None):
@@ -41,12 +48,23 @@ def main(argv=None):
         metavar="NAMES",
         help=f"comma-separated subset of: {', '.join(OBJECTIVES)}",
     )
+    p.add_argument(
+        "--methods",
+        default=None,
+        metavar="NAMES",
+        help=f"comma-separated subset of: {', '.join(BENCH_METHODS)} (unguided always runs)",
+    )
     p.add_argument("--json", default="benchmarks/results/music_scg.json", help="where to write the results")
     a = p.parse_args(argv)
     wanted = OBJECTIVES if a.objectives is None else tuple(a.objectives.split(","))
     if set(wanted) - set(OBJECTIVES):
         unknown = sorted(set(wanted) - set(OBJECTIVES))
         p.error(f"unknown objective(s) {unknown}; choose from {', '.join(OBJECTIVES)}")
+    methods = BENCH_METHODS if a.methods is None else tuple(a.methods.split(","))
+    if set(methods) - set(BENCH_METHODS):
+        p.error(
+            f"unknown method(s) {sorted(set(methods) - set(BENCH_METHODS))}; choose from {', '.join(BENCH_METHODS)}"
+        )
     if a.quick:
         a.samples, a.val_samples, a.steps, a.k, a.bootstrap = 6, 3, 10, 3, 10
     device = configure(a.device, a.threads, a.seed)
@@ -65,6 +83,7 @@ def main(argv=None):
         a.quick,
         wanted,
         log=lambda line: print(line, flush=True),
+        methods=methods,
     )
     print_table(
         "Validation (choosing hyper-parameters): rule loss on validation targets",

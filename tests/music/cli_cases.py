@@ -3,7 +3,30 @@ message."""
 
 from __future__ import annotations
 
+import json
+
+import pretty_midi
+
 from steerdiff.music import MusicPipeline, RollConfig, save_split, split, synthetic_pieces
+
+
+def chord_midi(path, chords=((60, 64, 67), (65, 69, 72), (67, 71, 74), (60, 64, 67)), tempo=120.0):
+    """A MIDI file of one whole-note chord per 4/4 bar (default I IV V I in C major) plus a bass note an
+    octave below each root, at ``tempo``; returns the path."""
+    pm = pretty_midi.PrettyMIDI(initial_tempo=tempo)
+    piano = pretty_midi.Instrument(0)
+    bar = 4 * 60.0 / tempo
+    for i, chord in enumerate(chords):
+        for p in (chord[0] - 12, *chord):
+            piano.notes.append(pretty_midi.Note(80, p, i * bar, (i + 1) * bar))
+    pm.instruments.append(piano)
+    pm.write(str(path))
+    return path
+
+
+def write_json_file(path, obj):
+    path.write_text(json.dumps(obj))
+    return str(path)
 
 
 def tiny_bundle(path, roll: RollConfig | None = None):
@@ -34,7 +57,53 @@ def user_errors(tmp_path) -> list[tuple[list[str], str]]:
     (junk / "val.npz").write_bytes(b"not an npz file")
     out = str(tmp_path / "out")
     gen = ["generate", "--steps", "2", "--num-samples", "1", "--out", out, "--quiet"]
+    gen = gen + ["--model", str(model)]
+    ref = str(chord_midi(tmp_path / "ref.mid"))
+    short_ref = str(chord_midi(tmp_path / "short.mid", chords=((60, 64, 67),)))
+    junk_midi = tmp_path / "junk.mid"
+    junk_midi.write_bytes(b"MThd but not really a MIDI file")
+    targets = {
+        name: write_json_file(tmp_path / f"{name}.json", obj)
+        for name, obj in {
+            "short_histogram": {"pitch_histogram": [1, 0, 1]},
+            "two_for_one": [{"note_density": [3, 3, 3, 3, 4, 4, 4, 4]}] * 2,
+            "unknown": {"groove": [1]},
+            "mixed": [{"pitch_histogram": [1] * 12}, {"note_density": [3] * 8}],
+            "chords_short": {"chord_progression": ["I", "V"]},
+            "chords_mixed": [{"chord_progression": "I,V,vi,IV"}, {"chord_progression": "C,G,Am,F"}],
+            "negative": {"pitch_histogram": [-1] + [1] * 11},
+            "nan": {"note_density": [float("nan")] * 8},
+            "none": {},
+            "list_of_numbers": [1, 2, 3],
+        }.items()
+    }
+    (tmp_path / "not.json").write_text("{pitch_histogram: [1, 2]")
     return [
+        # a guided method needs rules
+        (gen + ["--method", "scg"], "none were given"),
+        (gen + ["--method", "tree_search"], "none were given"),
+        # targets from a JSON file of the wrong shape
+        (gen + ["--targets", targets["short_histogram"]], "must have 12 entries"),
+        (gen + ["--targets", targets["two_for_one"]], "one target per sample"),
+        (gen + ["--targets", targets["unknown"]], "unknown rule"),
+        (gen + ["--num-samples", "2", "--targets", targets["mixed"]], "same rules"),
+        (gen + ["--targets", targets["chords_short"]], "must have 4 entries"),
+        (gen + ["--num-samples", "2", "--targets", targets["chords_mixed"]], "mix roman numerals"),
+        (gen + ["--targets", targets["negative"]], ">= 0"),
+        (gen + ["--targets", targets["nan"]], "nan"),
+        (gen + ["--targets", targets["none"]], "names no rule"),
+        (gen + ["--targets", targets["list_of_numbers"]], "list of such objects"),
+        (gen + ["--targets", str(tmp_path / "not.json")], "not valid json"),
+        (gen + ["--targets", str(tmp_path / "missing.json")], "does not exist"),
+        # targets from flags of the wrong shape
+        (gen + ["--pitch-histogram", "1,0,1"], "must have 12 entries"),
+        (gen + ["--density", "3,4,5"], "--density takes"),
+        (gen + ["--targets", targets["two_for_one"], "--density", "3,4", "--num-samples", "2"], "both"),
+        # reference MIDI files that do not fit
+        (gen + ["--like", str(tmp_path / "missing.mid")], "does not exist"),
+        (gen + ["--like", str(junk_midi)], "junk.mid"),
+        (gen + ["--like", short_ref], "shorter than"),
+        (gen + ["--num-samples", "3", "--like", ref, ref], "reference pieces"),
         # missing paths
         (["generate", "--model", str(tmp_path / "missing"), "--out", out], "does not exist"),
         (["train", "--data", str(tmp_path / "missing"), "--out", out], "does not exist"),
@@ -52,22 +121,23 @@ def user_errors(tmp_path) -> list[tuple[list[str], str]]:
         # out-of-range values and unknown names
         (["generate", "--steps", "0"], "not a positive integer"),
         (["prepare", "--val-fraction", "1.5"], "between 0 and 1"),
-        (["generate", "--guide-fraction", "0"], "(0, 1]"),
+        (["generate", "--window", "0.5,0.2"], "start,stop"),
+        (["generate", "--window", "0.5"], "start,stop"),
+        (["generate", "--lam", "-1"], "not a positive number"),
+        (["generate", "--dps-scale", "0"], "not a positive number"),
+        (["generate", "--pitch-histogram", "a,b"], "list of numbers"),
         (["generate", "--method", "beam"], "invalid choice"),
         (["generate", "--solver", "rk45"], "invalid choice"),
-        (gen + ["--model", str(model), "--rules", "groove"], "unknown rule"),
-        (gen + ["--model", str(model), "--chords", "X,Y"], "cannot read the chords"),
-        (
-            gen + ["--model", str(model), "--method", "scg", "--chords", "I,V,vi,IV", "--solver", "heun"],
-            "deterministic",
-        ),
+        (gen + ["--rules", "groove"], "unknown rule"),
+        (gen + ["--chords", "X,Y"], "cannot read the chords"),
+        (gen + ["--method", "scg", "--chords", "I,V,vi,IV", "--solver", "heun"], "deterministic"),
         (["generate", "--model", str(model), "--device", "tpu9", "--out", out], "unknown device"),
         # corrupt bundles
         (gen + ["--model", str(truncated)], "model.safetensors"),
         (gen + ["--model", str(no_config)], "not a steerdiff model bundle"),
         (gen + ["--model", str(short)], "not a steerdiff model bundle"),
         # data that does not fit
-        (gen + ["--model", str(model), "--data", str(other), "--rules", "note_density"], "roll layout"),
+        (gen + ["--data", str(other), "--rules", "note_density"], "roll layout"),
         (
             ["train", "--data", str(short), "--bars", "4", "--train-steps", "1", "--out", out],
             "no piece is at least",

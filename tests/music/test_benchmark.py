@@ -6,11 +6,13 @@ import pytest
 from steerdiff.music import RollConfig, synthetic_pieces
 from steerdiff.music.benchmark import (
     BENCH_METHODS,
+    TREE_SPLITS,
     grids,
     label,
     run_benchmark,
     scg_configs,
     stand_in_data,
+    tree_configs,
 )
 
 
@@ -24,6 +26,8 @@ def test_every_setting_fits_the_budget(steps, k):
                     nfe = c["steps"] + (c["G"] - 1) * (c["n"] - 1)
                 elif method == "dps":
                     nfe = 2 * c["steps"]
+                elif method == "tree_search":  # every step guided; the last keeps one child per beam
+                    nfe = (c["steps"] - 1) * c["beams"] * c["n"] + c["beams"]
                 else:
                     nfe = c["n"] * c["steps"]
                 assert method == "unguided" or nfe <= budget, (label(c), nfe, budget)
@@ -33,7 +37,7 @@ def test_every_setting_fits_the_budget(steps, k):
         "method": "scg",
         "n": 3,
         "steps": 56,
-        "guide_fraction": 1.0,
+        "window": (0.0, 1.0),
         "G": 56,
     }
     assert (
@@ -55,16 +59,30 @@ def test_protocol_validates_then_tests_each_method():
         wanted=("note_density", "chord_progression"),
         log=lines.append,
     )
-    assert [row[0] for row in r["rows"]] == ["note_density"] * 5 + ["chord_progression"] * 5
-    assert r["rows"][7] == ("chord_progression", "dps", None, None, None, None, None, None, None)
+    assert [row[0] for row in r["rows"]] == ["note_density"] * 6 + ["chord_progression"] * 6
+    assert r["rows"][8] == ("chord_progression", "dps", None, None, None, None, None, None, None)
     assert [rec["method"] for rec in r["records"]] == list(BENCH_METHODS) + [
         m for m in BENCH_METHODS if m != "dps"
     ]
     for rec in r["records"]:
         assert rec["method"] == "unguided" or rec["budget"] <= r["budget_nfe"]
         assert rec["rule_loss"] >= 0 and 0 <= rec["oa_mean"] <= 1 + 1e-6
-        if rec["method"] in ("smc", "scg"):  # chosen on validation among several settings
+        if rec["method"] in ("smc", "scg", "tree_search"):  # chosen on validation among several settings
             assert len(rec["validation"]) > 1 and rec["label"] in [v["label"] for v in rec["validation"]]
     assert any("validation picks" in line for line in lines) and len(r["real_oa"]) == 2
     with pytest.raises(ValueError, match="unknown objective"):
         run_benchmark(data, wanted=("groove",))
+    with pytest.raises(ValueError, match="unknown method"):
+        run_benchmark(data, methods=("beam",))
+
+
+def test_tree_search_settings_split_the_budget():
+    for steps, k in ((28, 6), (28, 16)):
+        budget = k * steps
+        for c in tree_configs(steps, k, TREE_SPLITS):
+            used = (c["steps"] - 1) * c["beams"] * c["n"] + c["beams"]
+            # the most steps that fit: one more step would exceed the budget
+            assert used <= budget < used + c["beams"] * c["n"], c
+    assert label({**tree_configs(28, 6, [(2, 3)])[0], "selection": "sample", "temp_units": 0.3}) == (
+        "tree 2x3 28 st, sample T 0.3"
+    )

@@ -54,7 +54,7 @@ def test_methods_report_equal_budgets(cfg, model, train_windows):
             m,
             obj,
             n=4,
-            guide_fraction=1.0,
+            window=(0.0, 1.0),
             generator=torch.Generator().manual_seed(0),
         ).costs
         for m in ("unguided", "best_of_n", "smc", "scg", "dps")
@@ -63,7 +63,7 @@ def test_methods_report_equal_budgets(cfg, model, train_windows):
     assert costs["best_of_n"].nfe == costs["smc"].nfe == 4 * steps
     assert 3 * steps < costs["scg"].nfe <= 4 * steps
     assert costs["dps"].nfe == steps and costs["dps"].gradient_evals == 4 * steps
-    with pytest.raises(ValueError, match="needs an objective"):
+    with pytest.raises(ValueError, match="none were given"):
         generate(model, cfg, 2, 32, 5, "scg")
     with pytest.raises(ValueError, match="unknown method"):
         generate(model, cfg, 2, 32, 5, "beam", obj)
@@ -139,8 +139,8 @@ def test_unet_trains_saves_loads_and_samples_to_midi(cfg, train_windows, tmp_pat
         train_model(train_windows[:, :1], cfg, tmp_path / "bad")
 
 
-@pytest.mark.parametrize("fraction, guided", [(0.75, 9), (1.0, 12), (0.01, 1)])
-def test_scg_guides_exactly_the_last_fraction_of_steps(cfg, model, train_windows, fraction, guided):
+@pytest.mark.parametrize("window, guided", [((0.25, 1.0), 9), ((0.0, 1.0), 12), ((11 / 12, 1.0), 1)])
+def test_scg_guides_exactly_the_steps_of_its_window(cfg, model, train_windows, window, guided):
     obj = Objective.from_reference([NoteDensity(cfg)], train_windows[:2])
     res = generate(
         model,
@@ -151,11 +151,12 @@ def test_scg_guides_exactly_the_last_fraction_of_steps(cfg, model, train_windows
         "scg",
         obj,
         n=4,
-        guide_fraction=fraction,
+        window=window,
         generator=torch.Generator().manual_seed(0),
     )
     assert res.costs.reward_evals == 2 * 4 * guided
     # unguided steps cost 1, the first guided step 1 + n, later guided steps n, the last one (sigma -> 0) 0
     assert res.costs.nfe == 12 - guided + 1 + (guided - 1) * 4
-    with pytest.raises(ValueError, match="guide_fraction"):
-        generate(model, cfg, 2, 32, 12, "scg", obj, guide_fraction=0.0)
+    for bad in ((0.5, 0.5), (-0.1, 1.0), (0.2, 1.5), (0.3,), "late"):
+        with pytest.raises(ValueError, match="window"):
+            generate(model, cfg, 2, 32, 12, "scg", obj, window=bad)

@@ -27,8 +27,8 @@ from .data import (
     windows,
 )
 from .demo import demo_run_dir, ensure_demo_model, run_demo
-from .guide import METHODS, bars_mask, generate
-from .metrics import ATTRIBUTES, attributes, oa_table, overlapping_area
+from .guide import DEFAULTS, METHODS, bars_mask, check_window, generate
+from .metrics import ATTRIBUTES, attributes, oa_table, overlapping_area, voice_counts, voice_realism
 from .model import (
     EmpiricalDenoiser,
     ModelConfig,
@@ -46,10 +46,14 @@ from .pipeline import (
     draw_reference,
     evaluate_samples,
     load_samples,
+    normalise_histogram,
+    read_targets,
     save_samples,
+    targets_from_midi,
     trained_steps,
 )
 from .plot import plot_rolls
+from .prior import measure_prior, prior_splits, validation_loss
 from .roll import (
     MidiError,
     MidiInfo,
@@ -92,6 +96,9 @@ __all__ = [
     "WEIGHTS",
     "build_objective",
     "draw_reference",
+    "read_targets",
+    "targets_from_midi",
+    "normalise_histogram",
     "evaluate_samples",
     "load_samples",
     "save_samples",
@@ -143,6 +150,8 @@ __all__ = [
     "save_model",
     "load_model",
     "METHODS",
+    "DEFAULTS",
+    "check_window",
     "generate",
     "bars_mask",
     # metrics, plots, the demo
@@ -150,6 +159,11 @@ __all__ = [
     "attributes",
     "overlapping_area",
     "oa_table",
+    "voice_counts",
+    "voice_realism",
+    "validation_loss",
+    "measure_prior",
+    "prior_splits",
     "plot_rolls",
     "demo_run_dir",
     "ensure_demo_model",

@@ -42,6 +42,10 @@ from .rules import ChordProgression, NoteDensity, Objective, PitchHistogram
 
 __all__ = [
     "BENCH_METHODS",
+    "TREE_SPLITS",
+    "TREE_TEMPERATURES",
+    "last_steps",
+    "tree_configs",
     "OBJECTIVES",
     "TRAIN_STEPS",
     "DEMO_PIECES",
@@ -58,11 +62,35 @@ __all__ = [
     "run_benchmark",
 ]
 
-BENCH_METHODS = ("unguided", "best_of_n", "dps", "smc", "scg")
+BENCH_METHODS = ("unguided", "best_of_n", "dps", "smc", "scg", "tree_search")
+# tree search: (beams, children) splits of the budget, then selection by sampling at these temperatures (in
+# units of the spread of the unguided validation loss, like SMC's lambda)
+TREE_SPLITS = ((2, 2), (2, 3), (3, 2), (2, 4), (4, 2), (4, 3), (4, 4))
+TREE_TEMPERATURES = (0.1, 0.3, 1.0)
 OBJECTIVES = ("pitch_histogram", "note_density", "chord_progression", "multi")
 TRAIN_STEPS = 3000  # the benchmark's model: the demo run trained on (resumed to) 3000 steps
 DEMO_PIECES = 60  # the demo's chorales (train + test); validation chorales come after them in corpus order
 SMC_FRACTION = 0.75  # SMC steers the last 3/4 of its steps (the paper's SCG window, t < 750 of 1000)
+
+
+def last_steps(guided: int, steps: int) -> tuple[float, float]:
+    """The step window that guides the last ``guided`` of ``steps`` sampler steps."""
+    guided = max(1, min(int(guided), steps))
+    return ((steps - guided) / steps, 1.0)
+
+
+def tree_configs(steps: int, k: int, splits: Sequence[tuple[int, int]]) -> list[dict]:
+    """Tree-search settings at the budget B = k S: for each (beams, children) split, the most steps S' with
+    every step guided that fit, (S' - 1) beams children + beams <= B (the last step keeps each beam's one
+    child)."""
+    budget, out = k * steps, []
+    for beams, children in splits:
+        s = (budget - beams) // (beams * children) + 1
+        if s >= 2:
+            out.append(
+                {"method": "tree_search", "beams": beams, "n": children, "steps": s, "selection": "top"}
+            )
+    return out
 
 
 def scg_configs(steps: int, k: int, widths: Sequence[int], narrow: Sequence[int] = ()) -> list[dict]:
@@ -72,10 +100,10 @@ def scg_configs(steps: int, k: int, widths: Sequence[int], narrow: Sequence[int]
     out = []
     for n in widths:
         g = min(steps, 1 + (k - 1) * steps // (n - 1))
-        out.append({"method": "scg", "n": n, "steps": steps, "guide_fraction": g / steps, "G": g})
+        out.append({"method": "scg", "n": n, "steps": steps, "window": last_steps(g, steps), "G": g})
     for n in narrow:
         s = (k * steps + n - 1) // n
-        out.append({"method": "scg", "n": n, "steps": s, "guide_fraction": 1.0, "G": s})
+        out.append({"method": "scg", "n": n, "steps": s, "window": (0.0, 1.0), "G": s})
     return out
 
 
@@ -96,7 +124,7 @@ def grids(steps: int, k: int, quick: bool) -> dict[str, list[dict]]:
                 "method": "smc",
                 "n": m,
                 "steps": k * steps // m,
-                "guide_fraction": SMC_FRACTION,
+                "window": last_steps(round(SMC_FRACTION * (k * steps // m)), k * steps // m),
                 "lam_units": lu,
             }
             for m in parts
@@ -105,6 +133,7 @@ def grids(steps: int, k: int, quick: bool) -> dict[str, list[dict]]:
         "scg": scg_configs(steps, k, (6, 8, 11, 16), (2, 3, 4))
         if not quick
         else scg_configs(steps, k, (4, 6)),
+        "tree_search": tree_configs(steps, k, TREE_SPLITS if not quick else ((2, 2), (1, 2))),
     }
 
 
@@ -119,6 +148,9 @@ def label(c: dict) -> str:
         return f"scg n={c['n']} G={c['G']}/{c['steps']}"
     if m == "dps":
         return f"dps {c['steps']} st, scale {c['dps_scale']:g}"
+    if m == "tree_search":
+        sel = "top" if c["selection"] == "top" else f"sample T {c['temp_units']:g}"
+        return f"tree {c['beams']}x{c['n']} {c['steps']} st, {sel}"
     return m
 
 
@@ -134,9 +166,12 @@ def run_setting(
             num_samples=num,
             steps=c["steps"],
             n=c["n"],
-            guide_fraction=c.get("guide_fraction", 1.0),
+            window=c.get("window", (0.0, 1.0)),
             lam=lam or 1.0,
             dps_scale=c.get("dps_scale", 1.0),
+            beams=c.get("beams", 1),
+            selection=c.get("selection", "top"),
+            temperature=c.get("temperature", 1.0),
             seed=seed,
         )
     return gen, sw.seconds
@@ -241,6 +276,7 @@ def run_benchmark(
     quick: bool = False,
     wanted: Sequence[str] = OBJECTIVES,
     log: Callable[[str], None] | None = print,
+    methods: Sequence[str] = BENCH_METHODS,
 ) -> dict:
     """The protocol: validation over each method's grid, then the chosen setting once on the test targets.
 
@@ -251,6 +287,9 @@ def run_benchmark(
     unknown = sorted(set(wanted) - set(OBJECTIVES))
     if unknown:
         raise ValueError(f"unknown objective(s) {unknown}; choose from {', '.join(OBJECTIVES)}")
+    unknown = sorted(set(methods) - set(BENCH_METHODS))
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(BENCH_METHODS)}")
     log = log or (lambda _: None)
     pipe, cfg = data.pipe, data.held_out.config
     length = DEMO_BARS * cfg.steps_per_bar
@@ -267,24 +306,27 @@ def run_benchmark(
     for obj_name in [n for n in test_objs if n.split(" ")[0] in wanted]:
         val_obj, obj = val_objs[obj_name], test_objs[obj_name]
         lam_scale = None
-        for method in BENCH_METHODS:
+        for method in [m for m in BENCH_METHODS if m in methods or m == "unguided"]:
             options = grid[method]
             if method == "dps" and not any(t.rule.differentiable for t in obj.terms):
                 rows.append((obj_name, "dps", None, None, None, None, None, None, None))
                 continue
             # validation: every option on the validation targets (seed + 100: other noise than the test run)
             scored = [] if len(options) > 1 or method == "unguided" else [(None, options[0])]
-            for c in options if not scored else ():
-                lam = c["lam_units"] * lam_scale if method == "smc" else None
-                res, sec = run_setting(pipe, val_obj, c, val_samples, lam, seed + 100)
-                if method != "unguided" and res.costs.nfe + res.costs.gradient_evals / val_samples > budget:
-                    raise AssertionError(f"{label(c)} exceeds the budget of {budget} NFE per sample")
-                losses = val_obj.loss(res.x)
-                if method == "unguided":  # SMC's lambda unit: 1 / spread of the unguided validation loss
-                    lam_scale = 1.0 / max(float(losses.std()), 0.05 * float(losses.mean()), 1e-6)
-                val_loss = float(losses.mean())
-                scored.append((val_loss, c))
-                if len(options) > 1 or method == "unguided":
+
+            def validate(opts, method=method, scored=scored, val_obj=val_obj, obj_name=obj_name):
+                nonlocal lam_scale
+                for c in opts:
+                    lam = c["lam_units"] * lam_scale if method == "smc" else None
+                    res, sec = run_setting(pipe, val_obj, c, val_samples, lam, seed + 100)
+                    used = res.costs.nfe + res.costs.gradient_evals / val_samples
+                    if method != "unguided" and used > budget:
+                        raise AssertionError(f"{label(c)} exceeds the budget of {budget} NFE per sample")
+                    losses = val_obj.loss(res.x)
+                    if method == "unguided":  # SMC's lambda unit: 1 / spread of the unguided validation loss
+                        lam_scale = 1.0 / max(float(losses.std()), 0.05 * float(losses.mean()), 1e-6)
+                    val_loss = float(losses.mean())
+                    scored.append((val_loss, c))
                     val_rows.append(
                         (
                             obj_name,
@@ -296,6 +338,20 @@ def run_benchmark(
                             sec,
                         )
                     )
+
+            if not scored:
+                validate(options)
+            if method == "tree_search" and len(options) > 1:
+                # then selection by sampling, at temperatures in units of the unguided loss's spread
+                split_ = min(scored, key=lambda t: t[0])[1]
+                temps = TREE_TEMPERATURES if not quick else TREE_TEMPERATURES[1:2]
+                validate(
+                    [
+                        {**split_, "selection": "sample", "temp_units": t, "temperature": t / lam_scale}
+                        for t in temps
+                    ]
+                )
+                options = options + [c for _, c in scored[len(options) :]]
             best = min(scored, key=lambda t: t[0])[1]  # a single option is taken without validation
             log(
                 f"  {obj_name:>18} {method:>9}: validation picks {label(best)}"

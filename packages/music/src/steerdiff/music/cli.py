@@ -16,11 +16,14 @@ one per generated sample, unless given by hand (``--chords I,V,vi,IV``: key-rela
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from steerdiff.core.command import (
+    UsageError,
     add_runtime_flags,
     add_sampling_flags,
+    existing_file,
     make_parser,
     nonnegative_int,
     positive_float,
@@ -32,10 +35,19 @@ from steerdiff.core.command import (
 
 from .data import SOURCES, load_split, prepare_data, save_split, windows
 from .demo import run_demo
-from .guide import METHODS
-from .pipeline import MusicPipeline, build_objective, draw_reference, evaluate_samples, load_samples
+from .guide import DEFAULTS, METHODS
+from .pipeline import (
+    MusicPipeline,
+    build_objective,
+    draw_reference,
+    evaluate_samples,
+    load_samples,
+    normalise_histogram,
+    read_targets,
+    targets_from_midi,
+)
 from .roll import RollConfig
-from .rules import RULES
+from .rules import RULES, get_rule
 
 __all__ = ["build_parser", "main"]
 
@@ -63,15 +75,25 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _fraction_or_one(text: str) -> float:
-    """A number in (0, 1]."""
+def _numbers(text: str) -> list[float]:
+    """Comma-separated finite numbers."""
     try:
-        value = probability(text)
-    except argparse.ArgumentTypeError:
-        value = -1.0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number in (0, 1]")
-    return value
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of finite numbers")
+    return values
+
+
+def _window(text: str) -> tuple[float, float]:
+    """START,STOP fractions of the sampler steps with 0 <= START < STOP <= 1."""
+    values = _numbers(text)
+    if len(values) != 2 or not 0 <= values[0] < values[1] <= 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not START,STOP with 0 <= START < STOP <= 1 (fractions of the sampler steps)"
+        )
+    return values[0], values[1]
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -157,21 +179,76 @@ def _targets(a) -> dict:
     return {"chord_progression": a.chords} if a.chords else {}
 
 
+def _flag_targets(a, length: int, roll: RollConfig) -> dict:
+    """Targets given on the command line (--chords, --pitch-histogram, --density), one for every sample."""
+    out = _targets(a)
+    if getattr(a, "pitch_histogram", None) is not None:
+        out["pitch_histogram"] = normalise_histogram(
+            get_rule("pitch_histogram", roll).check_target(a.pitch_histogram, length)
+        )
+    if getattr(a, "density", None) is not None:
+        bars = length // roll.steps_per_bar
+        values = list(a.density)
+        if len(values) == 2:
+            values = [values[0]] * bars + [values[1]] * bars
+        if len(values) != 2 * bars:
+            raise UsageError(
+                f"--density takes 2 numbers (sounding notes per step, steps with a note start per bar; the "
+                f"same for every bar) or {2 * bars} (the first for each of the {bars} bars, then the second), "
+                f"got {len(values)}"
+            )
+        out["note_density"] = values
+    return out
+
+
+def _generate_targets(a, pipe: MusicPipeline, length: int):
+    """(rule names, targets, reference rolls) of a generate run: targets from the JSON file and flags first,
+    then from --like MIDI files, then from held-out windows of the model's data."""
+    names = [r.strip() for r in a.rules.split(",") if r.strip()] if a.rules else []
+    unknown = [r for r in names if r not in RULES]
+    if unknown:
+        raise UsageError(f"unknown rule(s) {unknown}; choose from {sorted(RULES)} (--rules)")
+    targets = _flag_targets(a, length, pipe.roll)
+    if a.targets is not None:
+        from_file = read_targets(a.targets, pipe.roll, length, a.num_samples)
+        twice = sorted(set(from_file) & set(targets))
+        if twice:
+            raise UsageError(
+                f"{twice} get targets from both {a.targets} and a flag; give each rule's target once"
+            )
+        targets.update(from_file)
+    if a.like and not names and not a.targets:
+        names = sorted(RULES)  # a reference piece gives every rule's target
+    names += [r for r in targets if r not in names]
+    if a.method not in (None, "unguided") and not names:
+        raise UsageError(
+            f"--method {a.method} steers toward rules, but none were given; add --rules (with targets from "
+            f"--like, --targets, --chords or the held-out data), or use --method unguided"
+        )
+    need = [r for r in names if r not in targets]
+    reference, source = None, {r: "flag or targets file" for r in targets}
+    if need and a.like:
+        like = targets_from_midi(a.like, pipe.roll, length)
+        if like.shape[0] not in (1, a.num_samples):
+            raise UsageError(
+                f"--like gives {like.shape[0]} reference pieces for {a.num_samples} samples; give one piece "
+                f"for every sample or one per sample (--num-samples {like.shape[0]})"
+            )
+        reference = like.expand(a.num_samples, *like.shape[1:]) if like.shape[0] == 1 else like
+        source.update({r: "reference MIDI (--like)" for r in need})
+    elif need:
+        reference = draw_reference(_held_out(_data_folder(a, pipe), pipe.roll, length), a.num_samples, a.seed)
+        source.update({r: "held-out windows of the training data" for r in need})
+    return names, targets, reference, source
+
+
 def cmd_generate(a) -> dict:
     pipe = MusicPipeline.from_pretrained(a.model, device=a.device)
     length = (a.bars or pipe.bars) * pipe.roll.steps_per_bar
-    # check the rules and hand-given targets before reading data or sampling
-    names = [r for r in a.rules.split(",") if r] if a.rules else []
-    unknown = [r for r in names if r not in RULES]
-    if unknown:
-        raise ValueError(f"unknown rule(s) {unknown}; choose from {sorted(RULES)} (--rules)")
-    reference = None
-    needs_reference = [r for r in names if r not in _targets(a)]
-    if needs_reference:
-        reference = draw_reference(_held_out(_data_folder(a, pipe), pipe.roll, length), a.num_samples, a.seed)
+    names, targets, reference, source = _generate_targets(a, pipe, length)
     gen = pipe.generate(
         rules=names,
-        targets=_targets(a),
+        targets=targets,
         method=a.method,
         num_samples=a.num_samples,
         steps=a.steps,
@@ -179,12 +256,25 @@ def cmd_generate(a) -> dict:
         reference=reference,
         bars=a.bars,
         seed=a.seed,
-        guide_fraction=a.guide_fraction,
+        window=a.window,
+        lam=a.lam,
+        dps_scale=a.dps_scale,
+        beams=a.beams,
+        selection=a.selection,
+        temperature=a.temperature,
         solver=a.solver,
         progress=not a.quiet,
     )
     gen.save(a.out, tempo=a.tempo, wav=a.wav)
-    return {**gen.summary(), "model": str(a.model), "samples": str(Path(a.out) / "samples.npz")}
+    if gen.rule_losses and not a.json:
+        for record in gen.per_sample():
+            losses = "  ".join(f"{k} {v:.4g}" for k, v in record["loss"].items())
+            print(f"{record['midi']}: rule loss {losses}")
+    summary = {**gen.summary(), "model": str(a.model), "samples": str(Path(a.out) / "samples.npz")}
+    if gen.targets:
+        summary["targets_from"] = {r: source.get(r, "") for r in gen.targets}
+        summary["targets"] = str(Path(a.out) / "targets.json")
+    return summary
 
 
 def cmd_evaluate(a) -> dict:
@@ -288,22 +378,87 @@ def build_parser() -> argparse.ArgumentParser:
         "a folder prepare wrote, for targets from its held-out pieces (default: the data the model "
         "was trained on)",
     )
-    sp.add_argument("--method", choices=METHODS, default="scg", help="how to steer toward the rules")
+    sp.add_argument(
+        "--like",
+        type=existing_file,
+        nargs="+",
+        default=None,
+        metavar="MIDI",
+        help="reference MIDI file(s): targets (pitch histogram, note density, chords of its first bars) taken "
+        "from the piece, one file for every sample or one per sample; with no --rules, all three rules",
+    )
+    sp.add_argument(
+        "--targets",
+        type=existing_file,
+        default=None,
+        metavar="JSON",
+        help='a JSON file of targets: one object {"rule": target} for every sample, or a list of one per '
+        "sample; pitch_histogram: 12 weights C..B, note_density: 2 x bars numbers, chord_progression: one "
+        "chord per bar",
+    )
+    sp.add_argument(
+        "--pitch-histogram",
+        type=_numbers,
+        default=None,
+        metavar="W,...",
+        help="pitch-class target: 12 weights for C, C#, ..., B (normalised to sum 1); adds the rule",
+    )
+    sp.add_argument(
+        "--density",
+        type=_numbers,
+        default=None,
+        metavar="V,H",
+        help="note-density target per bar: sounding notes per step and steps with a note start (2 numbers "
+        "for every bar, or 2 x bars); adds the note_density rule",
+    )
+    sp.add_argument(
+        "--method",
+        choices=METHODS,
+        default=None,
+        help="how to steer toward the rules (default: scg with rules, unguided without)",
+    )
     sp.add_argument(
         "--candidates",
         type=positive_int,
         default=8,
-        help="candidates per step (scg), particles (smc) or samples per output (best_of_n)",
+        help="candidates per step (scg), particles (smc), samples per output (best_of_n), children per beam "
+        "(tree_search)",
+    )
+    sp.add_argument("--beams", type=positive_int, default=2, help="tree_search: beams kept per sample")
+    sp.add_argument(
+        "--selection",
+        choices=("top", "sample"),
+        default="top",
+        help="tree_search: keep the best children, or draw them by softmax(reward / temperature)",
+    )
+    sp.add_argument(
+        "--temperature", type=positive_float, default=1.0, help="tree_search with --selection sample"
+    )
+    sp.add_argument(
+        "--lam",
+        type=positive_float,
+        default=None,
+        help=f"smc strength (inverse temperature on the reward; default {DEFAULTS['lam']:g}, chosen on "
+        "validation chorales)",
+    )
+    sp.add_argument(
+        "--dps-scale",
+        type=positive_float,
+        default=None,
+        help=f"dps step size (default {DEFAULTS['dps_scale']:g}, chosen on validation chorales)",
+    )
+    sp.add_argument(
+        "--window",
+        type=_window,
+        default=None,
+        metavar="START,STOP",
+        help="guided steps as fractions of the sampler steps (default: "
+        + ", ".join(f"{m} {w[0]:g},{w[1]:g}" for m, w in DEFAULTS["window"].items())
+        + "; chosen on validation chorales)",
     )
     add_sampling_flags(sp, num_samples=8, steps=50, solver="ddpm", samples_help="pieces to generate")
     sp.add_argument(
         "--bars", type=positive_int, default=None, help="length in bars (default: the model's window)"
-    )
-    sp.add_argument(
-        "--guide-fraction",
-        type=_fraction_or_one,
-        default=0.75,
-        help="scg/smc steer the last fraction of the sampler steps",
     )
     sp.add_argument(
         "--tempo", type=positive_float, default=100.0, help="tempo of the MIDI files (beats per minute)"

@@ -8,15 +8,20 @@ method         what it does (``n`` is the width; every method but DPS costs abou
 unguided       plain DDPM ancestral sampling (n is ignored: 1 x num_steps NFE)
 best_of_n      n independent unguided samples per output, keep the one with the lowest rule loss
 scg            stochastic control guidance (Huang et al. 2024): n candidate next states per step, keep the
-best
-               by the rule on their x0-hat (``Objective.guidance_reward``); only on the last
-               ``guide_fraction`` of the steps (the guided window), so the early noisy steps run unguided as
-               in the paper (t < 750 of 1000: 0.75)
-smc            Feynman-Kac steering / SMC with n particles and potential lam * reward over the same window,
-               resampled on low ESS; the output is the particle with the largest final weight
+               best by the rule on their x0-hat (``Objective.guidance_reward``)
+smc            Feynman-Kac steering / SMC with n particles and potential lam * reward, resampled on low ESS;
+               the output is the particle with the largest final weight
+tree_search    beam search (the core's TreeSearchGuidance): ``beams`` beams per sample, each branching into n
+               children per step, the best ``beams`` children kept ("top") or drawn by softmax(reward /
+               temperature) ("sample"); the output is the best beam; costs beams x n NFE per guided step
 dps            gradient guidance on the rules' differentiable relaxation (ReconstructionGuidance, DPS
                normalisation); rules without one (chords, custom rules) are left out
 =============  =============================================================================================
+
+``window=(start, stop)``: the guided steps, as fractions of the run's steps (the core's step window; steps i
+with floor(start N) <= i < floor(stop N) are guided). SCG, SMC and tree search default to ``(0.25, 1.0)``: the
+early, noisy quarter of the steps runs unguided, as in the SCG paper (t < 750 of 1000); DPS defaults to every
+step. ``lam`` (SMC) and ``dps_scale`` default to the values chosen on validation chorales (``DEFAULTS``).
 
 ``known`` / ``known_mask`` condition on given bars (continuation, infilling) with the core's Inpainting,
 combined with any method.
@@ -34,15 +39,24 @@ from steerdiff.core.guidance import (
     ReconstructionGuidance,
     StochasticControlGuidance,
 )
+from steerdiff.core.guidance.search import TreeSearchGuidance
 from steerdiff.core.sampling import Costs, SampleResult, sample
 
 from .model import default_sigmas
 from .roll import RollConfig, check_batch
 from .rules import Objective
 
-__all__ = ["METHODS", "generate", "guided_interval", "bars_mask"]
+__all__ = ["METHODS", "GUIDED", "DEFAULTS", "generate", "bars_mask", "check_window"]
 
-METHODS = ("unguided", "best_of_n", "scg", "smc", "dps")
+METHODS = ("unguided", "best_of_n", "scg", "smc", "tree_search", "dps")
+GUIDED = tuple(m for m in METHODS if m != "unguided")
+
+# defaults chosen on validation chorales (docs/music/defaults.json: python benchmarks/music_scg.py --tune)
+DEFAULTS = {
+    "window": {"scg": (0.25, 1.0), "smc": (0.25, 1.0), "tree_search": (0.25, 1.0), "dps": (0.0, 1.0)},
+    "lam": 10.0,
+    "dps_scale": 30.0,
+}
 
 
 def bars_mask(config: RollConfig, length: int, bars, num_channels: int | None = None) -> torch.Tensor:
@@ -56,12 +70,20 @@ def bars_mask(config: RollConfig, length: int, bars, num_channels: int | None = 
     return mask
 
 
-def guided_interval(sigmas: torch.Tensor, fraction: float) -> tuple[float, float] | None:
-    """The core's ``interval`` that switches a guidance on for the last ``round(fraction * steps)`` steps of
-    the grid ``sigmas`` (steps + 1 levels ending at 0); None when every step is guided."""
-    steps = len(sigmas) - 1
-    guided = max(1, round(fraction * steps))
-    return None if guided >= steps else (0.0, float(sigmas[steps - guided]))
+def check_window(window) -> tuple[float, float]:
+    """``window`` as a (start, stop) pair of fractions with 0 <= start < stop <= 1, or a clear error."""
+    try:
+        start, stop = (float(v) for v in window)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"window must be two numbers (start, stop), fractions of the sampler steps, got {window!r}"
+        ) from None
+    if not 0 <= start < stop <= 1:
+        raise ValueError(
+            f"window must satisfy 0 <= start < stop <= 1 (fractions of the sampler steps; (0.25, 1) guides "
+            f"the last three quarters), got ({start:g}, {stop:g})"
+        )
+    return start, stop
 
 
 def generate(
@@ -73,9 +95,12 @@ def generate(
     method: str = "unguided",
     objective: Objective | None = None,
     n: int = 8,
-    guide_fraction: float = 0.75,
-    lam: float = 10.0,
-    dps_scale: float = 1.0,
+    window: tuple[float, float] | None = None,
+    lam: float | None = None,
+    dps_scale: float | None = None,
+    beams: int = 2,
+    selection: str = "top",
+    temperature: float = 1.0,
     known: torch.Tensor | None = None,
     known_mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
@@ -85,24 +110,29 @@ def generate(
 ) -> SampleResult:
     """Sample ``num_samples`` rolls (B, C, P, length) in model space, steered toward ``objective``.
 
-    ``guide_fraction``: SCG/SMC steer only the last ``round(guide_fraction * num_steps)`` steps (1: every
-    step). ``lam``: SMC's inverse temperature on the reward. ``dps_scale``: DPS step size. ``solver``: the
-    core solver (default DDPM ancestral sampling; SCG and SMC select among random transitions, so they need a
-    stochastic one). Returns the core's ``SampleResult``; its costs count every network evaluation, per output
-    sample.
+    ``window``: the guided steps as (start, stop) fractions of ``num_steps`` (default per method, ``DEFAULTS``).
+    ``lam``: SMC's inverse temperature on the reward. ``dps_scale``: DPS step size. ``beams``, ``selection``,
+    ``temperature``: tree search (``n`` children per beam). ``solver``: the core solver (default DDPM
+    ancestral sampling; SCG, SMC and tree search select among random transitions, so they need a stochastic
+    one). Returns the core's ``SampleResult``; its costs count every network evaluation, per output sample.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
     if method != "unguided" and objective is None:
-        raise ValueError(f"method {method!r} needs an objective (rules with targets)")
+        raise ValueError(
+            f"method {method!r} steers toward rules, but none were given; give rules with targets, or use "
+            f"method 'unguided'"
+        )
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    if not 0 < guide_fraction <= 1:
-        raise ValueError(
-            f"guide_fraction must lie in (0, 1] (the share of steps that are guided), got {guide_fraction}"
-        )
+    if not isinstance(beams, int) or beams < 1:
+        raise ValueError(f"beams must be a positive integer, got {beams!r}")
     if objective is not None and objective.num_steps != length:
         raise ValueError(f"the objective was built for {objective.num_steps} steps but length={length}")
+    window = check_window(window if window is not None else DEFAULTS["window"].get(method, (0.0, 1.0)))
+    window = None if window == (0.0, 1.0) else window
+    lam = float(DEFAULTS["lam"] if lam is None else lam)
+    dps_scale = float(DEFAULTS["dps_scale"] if dps_scale is None else dps_scale)
     device = (
         torch.device(device)
         if device is not None
@@ -111,18 +141,27 @@ def generate(
         )
     )
     sigmas = default_sigmas(num_steps)
-    interval = guided_interval(sigmas, guide_fraction)
     rows, guidance = num_samples, []
     if method == "best_of_n":
         rows = num_samples * n
     elif method == "smc":
         rows = num_samples * n
         guidance.append(
-            FeynmanKacSteering(objective.guidance_reward, num_particles=max(n, 2), lam=lam, interval=interval)
+            FeynmanKacSteering(objective.guidance_reward, num_particles=max(n, 2), lam=lam, window=window)
         )
     elif method == "scg":
+        guidance.append(StochasticControlGuidance(objective.guidance_reward, num_candidates=n, window=window))
+    elif method == "tree_search":
+        rows = num_samples * beams
         guidance.append(
-            StochasticControlGuidance(objective.guidance_reward, num_candidates=n, interval=interval)
+            TreeSearchGuidance(
+                objective.guidance_reward,
+                num_beams=beams,
+                branch=n,
+                selection=selection,
+                temperature=temperature,
+                window=window,
+            )
         )
     elif method == "dps":
         guidance.append(
@@ -131,6 +170,7 @@ def generate(
                 scale=dps_scale,
                 weight="sigma",
                 normalize="unit",
+                window=window,
             )
         )
     if known is not None or known_mask is not None:
@@ -145,16 +185,17 @@ def generate(
     shape = (rows, config.num_channels, config.num_pitches, length)
     x = float(sigmas[0]) * torch.randn(shape, generator=generator, device=device)
     result = sample(denoiser, x, sigmas, solver, guidance=guidance, generator=generator, progress=progress)
-    if method in ("best_of_n", "smc"):
+    if method in ("best_of_n", "smc", "tree_search"):
+        per = rows // num_samples
         if method == "best_of_n":
             score = objective.reward(result.x)
             result.costs.reward_evals += rows
-        else:
-            score = result.info["weights"].reshape(-1)
-        pick = score.view(num_samples, -1).argmax(1) + torch.arange(num_samples, device=device) * (
-            rows // num_samples
-        )
-        result.x = result.x[pick]
+            pick = score.view(num_samples, -1).argmax(1)
+        elif method == "smc":
+            pick = result.info["weights"].reshape(num_samples, -1).argmax(1)
+        else:  # the search keeps each sample's beams sorted by reward: the first is the best
+            pick = torch.zeros(num_samples, dtype=torch.long, device=device)
+        result.x = result.x[pick + torch.arange(num_samples, device=device) * per]
         costs = result.costs
         result.costs = Costs(
             num_samples=num_samples, **{k: v for k, v in vars(costs).items() if k != "num_samples"}

@@ -13,7 +13,7 @@ import torch
 
 from .roll import RollConfig, note_masks
 
-__all__ = ["ATTRIBUTES", "attributes", "overlapping_area", "oa_table"]
+__all__ = ["ATTRIBUTES", "attributes", "overlapping_area", "oa_table", "voice_counts", "voice_realism"]
 
 ATTRIBUTES = (
     "used_pitches",
@@ -91,3 +91,27 @@ def oa_table(generated: torch.Tensor, real: torch.Tensor, config: RollConfig) ->
     out = {k: overlapping_area(ga[k].cpu().numpy(), ra[k].cpu().numpy()) for k in ATTRIBUTES}
     out["mean"] = float(np.mean([out[k] for k in ATTRIBUTES]))
     return out
+
+
+def voice_counts(x: torch.Tensor, config: RollConfig) -> torch.Tensor:
+    """(B, T) number of sounding notes on every step of rolls (B, C, P, T) in model space."""
+    return note_masks(x, config)[1].sum(1)
+
+
+def voice_realism(x: torch.Tensor, real: torch.Tensor, config: RollConfig) -> dict:
+    """The share of steps on which exactly the data's typical number of notes sounds (``typical``: the most
+    common count over the real rolls' steps), for generated rolls ``x`` and for the real rolls, with the share
+    of steps with more notes than that and the mean length of a note in grid steps."""
+    rc, gc = voice_counts(real, config), voice_counts(x, config)
+    typical = int(torch.bincount(rc.flatten()).argmax())
+
+    def stats(rolls, counts):
+        starts, sounding = note_masks(rolls, config)
+        return {
+            "typical": float((counts == typical).float().mean()),
+            "more": float((counts > typical).float().mean()),
+            "fewer": float((counts < typical).float().mean()),
+            "note_length": float(sounding.sum() / starts.sum().clamp_min(1)),
+        }
+
+    return {"typical_voices": typical, "generated": stats(x, gc), "real": stats(real, rc)}

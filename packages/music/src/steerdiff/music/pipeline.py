@@ -27,14 +27,14 @@ import numpy as np
 import torch
 
 from steerdiff.core.bundle import read_bundle_config
-from steerdiff.core.io import atomic_open
+from steerdiff.core.io import atomic_open, write_json
 from steerdiff.core.runtime import resolve_device
 from steerdiff.core.sampling import Costs
 from steerdiff.core.training import TrainConfig
 
 from .data import Pieces, windows
-from .guide import METHODS, bars_mask, generate
-from .metrics import oa_table
+from .guide import DEFAULTS, METHODS, bars_mask, check_window, generate
+from .metrics import oa_table, voice_realism
 from .model import (
     DOMAIN,
     ModelConfig,
@@ -45,7 +45,17 @@ from .model import (
     train_model,
 )
 from .plot import plot_rolls
-from .roll import MidiInfo, RollConfig, check_batch, from_model, roll_to_midi, save_midi, save_wav
+from .roll import (
+    MidiInfo,
+    RollConfig,
+    check_batch,
+    from_model,
+    midi_to_roll,
+    roll_to_midi,
+    save_midi,
+    save_wav,
+    to_model,
+)
 from .rules import RULES, Objective, Rule, chord_index, degree_index, get_rule
 
 __all__ = [
@@ -54,6 +64,10 @@ __all__ = [
     "Generation",
     "build_objective",
     "draw_reference",
+    "read_targets",
+    "targets_from_midi",
+    "normalise_histogram",
+    "ChordTargets",
     "evaluate_samples",
     "load_samples",
     "save_samples",
@@ -83,6 +97,8 @@ def _rule_names(rules) -> list:
 def _chord_rule(config: RollConfig, target) -> tuple[Rule, torch.Tensor]:
     """The chord rule and target for hand-written chords: Roman numerals (key-relative, the paper's rule) or
     chord names (absolute triads)."""
+    if isinstance(target, ChordTargets):
+        return get_rule("chord_progression", config, mode=target.mode), target.values
     if isinstance(target, str):
         target = [c.strip() for c in target.split(",") if c.strip()]
     if isinstance(target, (list, tuple)) and target and all(isinstance(c, str) for c in target):
@@ -163,6 +179,123 @@ def build_objective(
     return Objective(terms, length)
 
 
+def _target_json(name: str, row: torch.Tensor) -> list:
+    values = row.detach().cpu().double().tolist()
+    if all(float(v).is_integer() for v in values) and name == "chord_progression":
+        return [int(v) for v in values]
+    return [round(float(v), 6) for v in values]
+
+
+def targets_from_midi(paths, config: RollConfig, length: int) -> torch.Tensor:
+    """Reference rolls (one per file, (B, C, P, length), model space) from MIDI files: the first ``length``
+    steps of each piece, for targets "like" it (its pitch histogram, note density and chords).
+
+    A file that cannot be read, or that is shorter than ``length`` steps, raises a clear error."""
+    paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    if not paths:
+        raise ValueError("give at least one reference MIDI file")
+    rolls = []
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"reference MIDI {path} does not exist; give a .mid file")
+        roll, _ = midi_to_roll(path, config, out_of_range="fold")
+        if roll.shape[-1] < length:
+            bars, have = length // config.steps_per_bar, roll.shape[-1] / config.steps_per_bar
+            raise ValueError(
+                f"reference MIDI {path} lasts {have:g} bars, shorter than the {bars} bars to generate; give "
+                f"fewer bars (--bars {max(1, int(have))}) or a longer reference"
+            )
+        rolls.append(to_model(torch.from_numpy(np.asarray(roll[..., :length], dtype=np.float32))))
+    return torch.stack(rolls)
+
+
+def read_targets(source, config: RollConfig, length: int, num_samples: int) -> dict[str, torch.Tensor]:
+    """Targets per rule from a JSON file (or the already parsed object): one object for every sample, or a
+    list of ``num_samples`` objects, one per sample, each ``{rule: target}``.
+
+    Targets: ``pitch_histogram`` 12 weights (C .. B; normalised to sum 1), ``note_density`` 2 x bars numbers
+    (the mean number of sounding notes per step in each bar, then the number of steps with a note start in
+    each bar), ``chord_progression`` one chord per bar (Roman numerals "I", "V", ..., scale degrees 1..7, or
+    chord names "C", "Am", ...). Returns ``{rule: (B, D) tensor}`` (chords as ``targets`` entries that
+    ``build_objective`` reads); any other layout raises an error naming the entry and the fix."""
+    where = "the targets"
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        where = str(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"targets file {path} does not exist; give a JSON file of targets")
+        try:
+            source = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(
+                f"{path} is not valid JSON ({err}); write one object or a list of objects"
+            ) from None
+    entries = [source] * num_samples if isinstance(source, dict) else source
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError(
+            f"{where} must hold one object {{rule: target}} for every sample or a list of such objects, one "
+            f"per sample"
+        )
+    if len(entries) != num_samples:
+        raise ValueError(
+            f"{where} holds {len(entries)} targets but {num_samples} samples are asked for; give one target "
+            f"per sample or set --num-samples {len(entries)}"
+        )
+    names = set(entries[0]) if entries else set()
+    for i, e in enumerate(entries):
+        if set(e) != names:
+            raise ValueError(
+                f"{where}: entry {i} names the rules {sorted(e)}, entry 0 names {sorted(names)}; give the same "
+                f"rules in every entry"
+            )
+    unknown = sorted(names - set(RULES))
+    if unknown:
+        raise ValueError(f"{where}: unknown rule(s) {unknown}; choose from {sorted(RULES)}")
+    if not names:
+        raise ValueError(f'{where} names no rule; give targets such as {{"pitch_histogram": [...]}}')
+    out: dict = {}
+    for name in sorted(names):
+        rows = []
+        for i, e in enumerate(entries):
+            try:
+                if name == "chord_progression":
+                    rule, target = _chord_rule(config, e[name])
+                    target = rule.check_target(target, length)
+                    rows.append((rule.mode, target))
+                    continue
+                target = get_rule(name, config).check_target(e[name], length)
+                if name == "pitch_histogram":
+                    target = normalise_histogram(target)
+                rows.append((None, target))
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"{where}: entry {i}, {name}: {err}") from None
+        modes = {m for m, _ in rows}
+        if len(modes) > 1:
+            raise ValueError(
+                f"{where}: chord targets mix Roman numerals and chord names; use one kind in every entry"
+            )
+        out[name] = torch.cat([t for _, t in rows])
+        if name == "chord_progression":
+            out[name] = ChordTargets(out[name], modes.pop())
+    return out
+
+
+def normalise_histogram(target: torch.Tensor) -> torch.Tensor:
+    """A pitch-class histogram target scaled to sum 1 (weights must be >= 0 and not all 0)."""
+    if (target < 0).any() or (target.sum(-1) <= 0).any():
+        raise ValueError("pitch histogram weights must be >= 0 with a positive sum (12 values, C .. B)")
+    return target / target.sum(-1, keepdim=True)
+
+
+@dataclass
+class ChordTargets:
+    """Chord targets (B, bars) already read: scale degrees (``mode="degree"``) or chord indices
+    (``"absolute"``)."""
+
+    values: torch.Tensor
+    mode: str = "degree"
+
+
 def draw_reference(pool: torch.Tensor, num: int, seed: int = 0) -> torch.Tensor:
     """``num`` rolls drawn (with replacement) from ``pool``, one target per generated sample; the draw uses
     the generator seeded ``seed + 1``, so targets and sampling noise differ."""
@@ -180,7 +313,8 @@ class Generation:
     """Generated pieces and what they cost.
 
     ``x``: (B, C, P, T) rolls in model space ([-1, 1]; ``rolls`` gives them in [0, 1]); ``rule_losses``: each
-    rule's loss per piece, (B,) tensors; ``costs``: network evaluations per piece (the core's ``Costs``).
+    rule's loss per piece, (B,) tensors; ``targets``: each rule's target per piece, (B, D) tensors; ``costs``:
+    network evaluations per piece (the core's ``Costs``).
     """
 
     x: torch.Tensor
@@ -190,6 +324,7 @@ class Generation:
     costs: Costs | None = None
     seconds: float = 0.0
     settings: dict = field(default_factory=dict)
+    targets: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def rolls(self) -> torch.Tensor:
@@ -224,7 +359,24 @@ class Generation:
                 paths.append(save_wav(pm, folder / f"sample_{i:02d}.wav"))
         if plot:
             paths.append(plot_rolls(self.x, self.roll, folder / "pianoroll.png", self.titles()))
+        if self.targets:
+            paths.append(write_json(folder / "targets.json", self.per_sample()))
         return paths
+
+    def per_sample(self) -> list[dict]:
+        """One record per piece: its MIDI file name, each rule's target and loss (chord targets as scale
+        degrees 1..7, 0 = no chord, or chord names for absolute chords)."""
+        out = []
+        for i in range(len(self)):
+            out.append(
+                {
+                    "sample": i,
+                    "midi": f"sample_{i:02d}.mid",
+                    "target": {k: _target_json(k, v[i]) for k, v in self.targets.items()},
+                    "loss": {k: float(v[i]) for k, v in self.rule_losses.items()},
+                }
+            )
+        return out
 
     def summary(self) -> dict:
         """A JSON-ready summary: method, settings, mean rule loss per rule, costs, seconds."""
@@ -233,6 +385,7 @@ class Generation:
             **self.settings,
             "rules": list(self.rule_losses),
             "rule_loss": {k: float(v.float().mean()) for k, v in self.rule_losses.items()},
+            "rule_loss_per_sample": {k: [round(float(x), 6) for x in v] for k, v in self.rule_losses.items()},
             "costs": self.costs.as_dict() if self.costs is not None else {},
             "seconds": round(self.seconds, 2),
         }
@@ -267,11 +420,17 @@ def load_samples(path) -> tuple[torch.Tensor, RollConfig]:
 def evaluate_samples(
     x: torch.Tensor, real: torch.Tensor, config: RollConfig, objective: Objective | None = None
 ) -> dict:
-    """OA of the generated rolls' attributes against real rolls (both model space), and each rule's mean
+    """OA of the generated rolls' attributes against real rolls (both model space), voice realism (the share of
+    steps with the real rolls' typical number of sounding notes, :func:`voice_realism`), and each rule's mean
     loss."""
     check_batch(x, config, "the generated rolls")
     check_batch(real, config, "the real rolls")
-    out = {"oa": oa_table(x, real, config), "num_samples": int(x.shape[0]), "num_real": int(real.shape[0])}
+    out = {
+        "oa": oa_table(x, real, config),
+        "voices": voice_realism(x, real, config),
+        "num_samples": int(x.shape[0]),
+        "num_real": int(real.shape[0]),
+    }
     if objective is not None:
         out["rule_loss"] = {k: float(v.mean()) for k, v in objective.losses(x).items()}
     return out
@@ -440,7 +599,7 @@ class MusicPipeline:
         self,
         rules=None,
         targets: Mapping | None = None,
-        method: str = "scg",
+        method: str | None = None,
         num_samples: int = 4,
         steps: int = 50,
         n: int = 8,
@@ -448,28 +607,36 @@ class MusicPipeline:
         weights: Mapping[str, float] | None = None,
         bars: int | None = None,
         seed: int = 0,
-        guide_fraction: float = 0.75,
-        lam: float = 10.0,
-        dps_scale: float = 1.0,
+        window: tuple[float, float] | None = None,
+        lam: float | None = None,
+        dps_scale: float | None = None,
+        beams: int = 2,
+        selection: str = "top",
+        temperature: float = 1.0,
         solver: str = "ddpm",
         known: torch.Tensor | None = None,
         known_bars: Sequence[int] | None = None,
         progress: bool = False,
     ) -> Generation:
         """Sample ``num_samples`` pieces of ``bars`` bars (default: the model's window) with ``steps`` sampler
-        steps, steered toward ``rules`` by ``method`` (one of ``METHODS``; "unguided" when there are no
-        rules).
+        steps, steered toward ``rules`` by ``method`` (one of ``METHODS``; default "scg" with rules, "unguided"
+        without; a guided method without rules is an error).
 
-        ``n``: candidates per step (SCG), particles (SMC), samples per output (best-of-n). ``reference``:
-        rolls to take targets from when ``targets`` does not give them (one per sample: a pool of another size
-        is drawn from with :func:`draw_reference`). ``known`` with ``known_bars``: keep those bars of the roll
-        ``known`` (C, P, T) and generate the rest. The same ``seed`` gives the same pieces.
+        ``n``: candidates per step (SCG), particles (SMC), samples per output (best-of-n), children per beam
+        (tree search, with ``beams`` beams). ``targets``: per rule, one target for every sample or a (B, D)
+        batch, one per sample (see :func:`read_targets`, :func:`targets_from_midi`). ``reference``: rolls to
+        take targets from when ``targets`` does not give them (one per sample: a pool of another size is
+        drawn from with :func:`draw_reference`). ``window``: the guided steps as (start, stop) fractions;
+        ``lam``: SMC's strength; ``dps_scale``: DPS's step size; each defaults to the value chosen on
+        validation (``DEFAULTS``). ``known`` with ``known_bars``: keep those bars of the roll ``known`` (C, P,
+        T) and generate the rest. The same ``seed`` gives the same pieces. The result records every sample's
+        target and loss.
         """
         if not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive integer, got {steps!r}")
-        if method not in METHODS:
+        if method is not None and method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
         length = self.length if bars is None else int(bars) * self.roll.steps_per_bar
         if length < 1:
@@ -477,12 +644,20 @@ class MusicPipeline:
         if reference is not None and reference.shape[0] != num_samples:
             reference = draw_reference(reference, num_samples, seed)
         obj = build_objective(self.roll, length, rules, targets, reference, weights)
-        method = method if obj is not None else "unguided"
+        if method is None:
+            method = "scg" if obj is not None else "unguided"
+        if method != "unguided" and obj is None:
+            raise ValueError(
+                f"method {method!r} steers toward rules, but no rule was given; name rules (rules=..., "
+                f"--rules) with targets, or use method 'unguided'"
+            )
         mask = None
         if known is not None or known_bars is not None:
             if known is None or known_bars is None:
                 raise ValueError("keeping given bars needs both known (the roll) and known_bars (which bars)")
             mask = bars_mask(self.roll, length, known_bars)
+        if window is not None:
+            window = check_window(window)
         t0 = time.time()
         res = generate(
             self.denoiser,
@@ -493,9 +668,12 @@ class MusicPipeline:
             method,
             obj,
             n=n,
-            guide_fraction=guide_fraction,
+            window=window,
             lam=lam,
             dps_scale=dps_scale,
+            beams=beams,
+            selection=selection,
+            temperature=temperature,
             known=known,
             known_mask=mask,
             generator=torch.Generator(self.device).manual_seed(int(seed)),
@@ -505,8 +683,17 @@ class MusicPipeline:
         )
         losses = obj.losses(res.x) if obj is not None else {}
         settings = {"n": n, "steps": steps, "bars": length // self.roll.steps_per_bar, "seed": seed}
-        if method in ("scg", "smc"):
-            settings["guide_fraction"] = guide_fraction
+        if method in ("scg", "smc", "tree_search", "dps"):
+            settings["window"] = list(window or DEFAULTS["window"].get(method, (0.0, 1.0)))
+        if method == "smc":
+            settings["lam"] = float(DEFAULTS["lam"] if lam is None else lam)
+        if method == "dps":
+            settings["dps_scale"] = float(DEFAULTS["dps_scale"] if dps_scale is None else dps_scale)
+        if method == "tree_search":
+            settings.update(beams=beams, selection=selection, temperature=temperature)
+        per_sample = (
+            {t.rule.name: t.target.expand(num_samples, -1).detach().cpu() for t in obj.terms} if obj else {}
+        )
         return Generation(
             res.x,
             self.roll,
@@ -515,6 +702,7 @@ class MusicPipeline:
             res.costs,
             time.time() - t0,
             settings,
+            per_sample,
         )
 
     # --------------------------------------------------------------------------------------- output
