@@ -32,6 +32,19 @@ def _agent_bundle(path: Path) -> Path:
     return path
 
 
+def _raw_file(path: Path, obs_dim: int = 3, env_id=None, **replace) -> Path:
+    """A D4RL file written key by key, as other tools write them (no environment attribute unless given)."""
+    import h5py
+
+    arrays = {**_dataset(obs_dim).as_dict(), **replace}
+    with h5py.File(path, "w") as f:
+        for k, v in arrays.items():
+            f[k] = v
+        if env_id is not None:
+            f.attrs["env_id"] = env_id
+    return path
+
+
 def user_errors(tmp_path) -> list[tuple[list[str], str]]:
     from steerdiff.policy import save_d4rl
 
@@ -46,6 +59,9 @@ def user_errors(tmp_path) -> list[tuple[list[str], str]]:
     not_a_bundle.mkdir()
     not_hdf5 = tmp_path / "notes.hdf5"
     not_hdf5.write_text("not an HDF5 file")
+    plain = _raw_file(tmp_path / "plain.hdf5")  # no environment attribute
+    d4rl_named = _raw_file(tmp_path / "hopper-medium.hdf5", env_id="hopper-medium-v2")
+    bad_flags = _raw_file(tmp_path / "flags.hdf5", terminals=np.r_[0.5, np.zeros(39)])
     return [
         # missing paths
         (["train", "--data", str(tmp_path / "missing.hdf5"), "--out", out], "does not exist"),
@@ -77,8 +93,29 @@ def user_errors(tmp_path) -> list[tuple[list[str], str]]:
         (["train", "--data", str(wrong_shape), "--out", out], "observation dimension 5"),
         (["train-agent", "--data", str(wrong_shape), "--out", out], "observation dimension 5"),
         (
-            ["train", "--data", str(good), "--horizon", "500", "--train-steps", "1", "--out", out],
-            "shorter than the window length 500",
+            ["train", "--data", str(good), "--horizon", "500", "--padding", "none", "--out", out],
+            "hold only 0.0% of the 40 transitions",
+        ),
+        # files without an environment, or with one of another dimension, or flags that are not flags
+        (
+            ["train", "--data", str(plain), "--out", out],
+            "names no environment (d4rl files carry none); pass --env",
+        ),
+        (["train-agent", "--data", str(plain), "--out", out], "pass --env"),
+        (["evaluate", "--synthetic", str(plain), "--out", out], "pass --env"),
+        (["train", "--data", str(d4rl_named), "--out", out], "'hopper-medium-v2', which is not supported"),
+        (["train", "--data", str(plain), "--env", "Hopper-v5", "--out", out], "observation dimension 3 but"),
+        (
+            ["train-agent", "--data", str(good), "--env", "Hopper-v5", "--out", out],
+            "observation dimension 3 but environment hopper-v5 has 11",
+        ),
+        (
+            ["evaluate", "--synthetic", str(wrong_shape), "--out", out],
+            "observation dimension 5 but environment pendulum-v1 has 3",
+        ),
+        (
+            ["train", "--data", str(bad_flags), "--env", "Pendulum-v1", "--out", out],
+            "values other than 0 and 1",
         ),
         (["train", "--data", str(not_hdf5), "--out", out], "not a readable hdf5 file"),
         (["evaluate", "--agent", str(agent), "--env", "Hopper-v5", "--out", out], "pass the --env the agent"),

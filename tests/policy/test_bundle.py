@@ -74,7 +74,8 @@ def test_round_trip_in_a_fresh_process(trained, tmp_path):
     assert cfg["name"] == "policy" and cfg["kind"] == "trajectory" and cfg["env_id"] == "Pendulum-v1"
     assert (cfg["obs_dim"], cfg["act_dim"], cfg["horizon"]) == (3, 1, 8) and len(
         cfg["normalizer"]["mean"]
-    ) == 6
+    ) == 7
+    assert cfg["normalizer"]["mask"] and cfg["training"]["padding"] == "mask"
 
 
 def _copy(src, dst):
@@ -119,3 +120,18 @@ def test_an_agent_of_another_environment_is_refused(trained):
     with pytest.raises(ValueError, match=r"observation/action dimensions \(11, 3\)"):
         pipe.synthesize(agent=other, num_samples=2, steps=2)
     assert torch.equal(pipe.model.normalizer.action_to_channel(torch.zeros(1)), torch.zeros(1))
+
+
+def test_a_bundle_without_a_mask_channel_still_loads_and_samples(tmp_path):
+    """Models trained on windows inside episodes (no valid channel) load as such and sample transitions."""
+    data = collect("Pendulum-v1", "replay", 120, max_episode_steps=40, seed=1)
+    cfg = ModelConfig(**{**TINY.__dict__, "padding": "none", "steps": 2})
+    PolicyGuidedPipeline.train(data, cfg, device="cpu").save_pretrained(tmp_path / "m")
+    path = tmp_path / "m" / "config.json"
+    config = json.loads(path.read_text())
+    assert config["domain"]["normalizer"].pop("mask") is False
+    del config["domain"]["training"]["padding"]  # as bundles without padding settings are written
+    path.write_text(json.dumps(config))
+    pipe = PolicyGuidedPipeline.from_pretrained(tmp_path / "m", device="cpu")
+    assert pipe.normalizer.channels == 3 + 1 + 2 and pipe.model.config.padding == "none"
+    assert len(pipe.synthesize(num_samples=2, steps=2)) == 2 * 7

@@ -2,6 +2,9 @@
 
 import json
 
+import numpy as np
+import pytest
+
 from steerdiff.policy import load_agent, load_d4rl
 from steerdiff.policy.cli import main
 
@@ -117,3 +120,48 @@ def test_train_agent_takes_the_agents_own_settings(tmp_path, capsys):
     assert main([*run, "--agent", "iql", "--expectile", "1", "--out", str(tmp_path / "c")]) == 2
     assert "expectile must lie in (0, 1), got 1.0" in capsys.readouterr().err
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_short_episodes_without_an_environment_attribute(tmp_path, capsys):
+    """A plain D4RL file of short, terminating episodes (Hopper, random actions): --env names the
+    environment, every transition is used at the default horizon, and every count is the one checked."""
+    import h5py
+
+    from steerdiff.policy import collect
+
+    real = collect("Hopper-v5", "random", 300, seed=0)
+    lengths = np.diff(np.asarray(real.episode_bounds()), axis=1)[:, 0]
+    assert np.median(lengths) < 32 and real.terminals.sum() > 5
+    plain = tmp_path / "hopper-random.hdf5"
+    with h5py.File(plain, "w") as f:  # the six keys only, as D4RL publishes them
+        for k, v in real.as_dict().items():
+            f[k] = v
+    tiny = ["--train-steps", "2", "--base-channels", "8", "--batch-size", "16", "--quiet"]
+    assert (
+        main(["train", "--data", str(plain), "--env", "Hopper-v5", *tiny, "--out", str(tmp_path / "t")]) == 0
+    )
+    s = json.loads((tmp_path / "t" / "summary.json").read_text())
+    assert (s["env"], s["transitions"], s["episodes"], s["horizon"]) == ("Hopper-v5", 300, len(lengths), 32)
+    assert s["transitions_used"] == 300 and s["transitions_used_fraction"] == 1.0
+    assert s["terminals"] == int(real.terminals.sum())
+    assert s["terminal_fraction"] == pytest.approx(real.terminals.mean())
+    assert s["median_episode_length"] == float(np.median(lengths))
+    model = tmp_path / "t" / "model"
+    assert main(["synthesize", "--model", str(model), "--num-samples", "6", "--steps", "2",
+                 "--out", str(tmp_path / "s"), "--quiet"]) == 0  # fmt: skip
+    syn = json.loads((tmp_path / "s" / "summary.json").read_text())
+    back = load_d4rl(tmp_path / "s" / "synthetic.hdf5")
+    assert syn["transitions"] == len(back) and syn["terminals"] == int(back.terminals.sum())
+    assert back.env_id == "Hopper-v5"
+    argv = ["evaluate", "--synthetic", str(plain), "--env", "Hopper-v5", "--data", str(plain)]
+    assert main([*argv, "--max-transitions", "40", "--out", str(tmp_path / "e")]) == 0
+    ev = json.loads((tmp_path / "e" / "summary.json").read_text())
+    assert ev["synthetic"]["transitions"] == 300 and ev["synthetic"]["transitions_checked"] == 40
+    assert 0 < ev["synthetic"]["transitions_identifiable"] <= 40
+    assert ev["data"]["terminal_fraction"] == pytest.approx(real.terminals.mean())
+    # without padding, long windows would hold a small part of these episodes: refused
+    capsys.readouterr()
+    assert main(["train", "--data", str(plain), "--env", "Hopper-v5", "--padding", "none", "--horizon", "48", *tiny,
+                 "--out", str(tmp_path / "n")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "pad the windows" in err and "or use a horizon of at most" in err

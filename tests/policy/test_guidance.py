@@ -23,10 +23,10 @@ def test_schedule_is_the_papers():
 
 def test_gradient_only_on_action_channels(model, td3bc):
     g = PolicyGuidance(policy=td3bc, normalizer=model.normalizer, normalize=True)
-    traj = torch.randn(4, 6, 8, generator=torch.Generator().manual_seed(0))
+    traj = torch.randn(4, model.normalizer.channels, 8, generator=torch.Generator().manual_seed(0))
     grad = g.action_gradient(traj)
     assert grad[:, model.normalizer.act].abs().sum() > 0
-    outside = torch.ones(6, dtype=torch.bool)
+    outside = torch.ones(model.normalizer.channels, dtype=torch.bool)
     outside[model.normalizer.act] = False
     assert grad[:, outside].abs().max() == 0
     torch.testing.assert_close(grad.flatten(1).norm(dim=1), torch.ones(4))
