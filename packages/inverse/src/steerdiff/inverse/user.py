@@ -177,19 +177,15 @@ def python_function(spec: str) -> Callable[[torch.Tensor], torch.Tensor]:
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ValueError(f"--forward {spec!r} is not of the form module:function (e.g. mysim:forward)")
+    if os.getcwd() not in sys.path:  # like `python -m`: the working folder's modules import too
+        sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
-        if err.name != module_name.split(".")[0] or os.getcwd() in sys.path:
-            raise ValueError(f"cannot import {module_name!r} for --forward {spec}: {err}") from None
-        sys.path.insert(0, os.getcwd())
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err2:
-            raise ValueError(
-                f"no module {module_name!r} for --forward {spec} (searched the installed packages and "
-                f"{os.getcwd()}): {err2}; run from the folder that holds {module_name.replace('.', '/')}.py"
-            ) from None
+        where = f"{module_name.replace('.', '/')}.py"
+        raise ValueError(
+            f"no module {err.name!r} for --forward {spec}; install it, or run from the folder that holds {where}"
+        ) from None
     except Exception as err:  # noqa: BLE001 -- a user's module may fail to import in any way
         raise ValueError(
             f"importing {module_name!r} for --forward {spec} failed: {type(err).__name__}: {err}"
