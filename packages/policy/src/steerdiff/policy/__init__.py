@@ -16,7 +16,16 @@ from importlib import metadata as _metadata
 
 from .agents import AGENTS, IQL, TD3BC, Agent, AgentConfig, load_agent, make_agent
 from .collect import BEHAVIOURS, collect
-from .data import DatasetError, OfflineDataset, load_d4rl, load_dataset, load_minari, save_d4rl, save_minari
+from .data import (
+    DatasetError,
+    OfflineDataset,
+    load_d4rl,
+    load_dataset,
+    load_minari,
+    save_d4rl,
+    save_minari,
+    terminal_fraction,
+)
 from .demo import run_demo
 from .diffusion import ModelConfig, SamplerConfig, TrajectoryDiffusion
 from .envs import SUPPORTED, action_bounds, env_dims, normalized_score
@@ -26,7 +35,7 @@ from .pipeline import PolicyGuidedPipeline
 from .plots import episode_windows, plot_likelihood_vs_error, plot_return_curves, plot_state_trajectories
 from .synthesis import Synthesizer
 from .training import train_agent
-from .trajectories import Normalizer, to_transitions, windows
+from .trajectories import Normalizer, to_transitions, window_coverage, windows
 from .world_model import WorldModel, WorldModelConfig
 
 try:
@@ -64,8 +73,10 @@ __all__ = [
     "save_minari",
     "collect",
     "BEHAVIOURS",
+    "terminal_fraction",
     "Normalizer",
     "windows",
+    "window_coverage",
     "to_transitions",
     # environments and evaluation
     "SUPPORTED",
