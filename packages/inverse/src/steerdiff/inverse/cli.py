@@ -194,8 +194,8 @@ def cmd_solve(args) -> dict:
     given = [flag for dest, flag in USER_FLAGS.items() if getattr(args, dest) is not None]
     if given:
         raise UsageError(
-            f"{', '.join(given)} go(es) with --measurements (your own data); --data holds the measurements "
-            "of its own problem"
+            f"{', '.join(given)} {'goes' if len(given) == 1 else 'go'} with --measurements (your own data); "
+            "--data holds the measurements of its own problem"
         )
     dataset = load_dataset(args.data)
     problem = make_problem(
@@ -256,9 +256,10 @@ def _solve_user(args) -> dict:
                 )
             size = next(iter(sizes.values()))
             if args.forward is not None:
-                function, name = python_function(args.forward), args.forward
+                function, name = python_function(args.forward), f"forward model {args.forward}"
             elif args.forward_program is not None:
-                function, name = program_function(args.forward_program), args.forward_program
+                function = program_function(args.forward_program)
+                name = f"forward program `{args.forward_program}`"
             else:
                 function, name = None, "observation operator"
             operator = load_operator(args.operator) if args.operator is not None else None
