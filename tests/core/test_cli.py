@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from steerdiff.core.cli import main
 from steerdiff.core.toy import TOY_DATASETS, toy_dataset
@@ -114,3 +115,60 @@ def test_bad_inputs_get_clear_errors(tmp_path, capsys):
     with pytest.raises(ValueError, match="unknown toy dataset"):
         toy_dataset("circles", 10)
     assert set(TOY_DATASETS) == {"ring8", "moons", "spiral"}
+
+
+def test_sample_sharded_over_two_torchrun_processes_equals_one_process(tmp_path, capsys):
+    import os
+    import subprocess
+    import sys
+
+    from steerdiff.core import EDM, Denoiser, build_network, save_pretrained
+
+    torch.manual_seed(0)
+    save_pretrained(
+        tmp_path / "model",
+        domain="core",
+        denoiser=Denoiser(build_network("mlp", dim=2, hidden=16), "edm"),
+        schedule=EDM(),
+        config={"sample_shape": [2]},
+    )
+    common = [
+        "sample",
+        "--model",
+        str(tmp_path / "model"),
+        "--num-samples",
+        "10",
+        "--chunk-size",
+        "3",
+        "--steps",
+        "6",
+        "--solver",
+        "ddpm",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
+    assert main([*common, "--out", str(tmp_path / "one")]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "steerdiff.core.cli",
+        *common,
+        "--out",
+        str(tmp_path / "two"),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    one, two = np.load(tmp_path / "one" / "samples.npy"), np.load(tmp_path / "two" / "samples.npy")
+    assert one.shape == (10, 2) and np.array_equal(one, two)
+    # the same folder with other sampler settings never reuses the shards
+    other = [("euler" if a == "ddpm" else a) for a in common]
+    assert main([*other, "--out", str(tmp_path / "one")]) == 2
+    assert "shards of another job" in capsys.readouterr().err

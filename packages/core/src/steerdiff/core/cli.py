@@ -28,6 +28,7 @@ from .io import save_figure, save_npy
 from .nets import NETWORKS, build_network
 from .sampling import sample
 from .schedules import SCHEDULES, SPACINGS, get_schedule, sigma_grid
+from .sharding import sample_in_shards
 from .solvers import SOLVERS
 from .toy import TOY_DATASETS, ring_mixture, toy_dataset
 from .training import TrainConfig, train
@@ -107,7 +108,7 @@ def _model_dir(path: Path) -> Path:
     return path / "model" if not (path / "config.json").exists() and (path / "model").is_dir() else path
 
 
-def cmd_sample(args) -> dict:
+def cmd_sample(args) -> dict | None:
     bundle = load_pretrained(_model_dir(Path(args.model)), "core", device=args.device)
     if bundle.denoiser is None or bundle.schedule is None:
         raise UsageError(
@@ -119,11 +120,36 @@ def cmd_sample(args) -> dict:
     if not shape:
         raise UsageError(f"{bundle.path} records no sample shape; pass --shape, e.g. --shape 2")
     sigmas = sigma_grid(bundle.schedule, args.steps, args.spacing)
-    gen = torch.Generator(device=args.device).manual_seed(args.seed)
-    x = sigmas[0].item() * torch.randn((args.num_samples, *shape), generator=gen, device=args.device)
-    out = sample(bundle.denoiser, x, sigmas, args.solver, generator=gen, progress=not args.quiet)
-    path = save_npy(Path(args.out) / "samples.npy", out.x.cpu().numpy())
-    return {"samples": str(path), "shape": list(out.x.shape), **out.costs.as_dict()}
+    denoiser = bundle.denoiser
+    evals = {"network": 0, "samples": 0}
+
+    def job(start: int, stop: int, gen: torch.Generator) -> torch.Tensor:
+        x = sigmas[0].item() * torch.randn((stop - start, *shape), generator=gen).to(args.device)
+        noise = torch.Generator(device=args.device).manual_seed(
+            int(torch.randint(2**62, (1,), generator=gen))
+        )
+        out = sample(denoiser, x, sigmas, args.solver, generator=noise, progress=not args.quiet)
+        evals["network"] += out.costs.network_evals
+        evals["samples"] += out.costs.num_samples
+        return out.x
+
+    # chunks with their own seeds: the same samples on one process or sharded over torchrun ranks
+    key = {
+        "model": str(bundle.path.resolve()),
+        "steps": args.steps,
+        "solver": args.solver,
+        "spacing": args.spacing,
+        "shape": list(shape),
+    }
+    x = sample_in_shards(
+        job, args.num_samples, Path(args.out), chunk_size=args.chunk_size, seed=args.seed, key=key
+    )
+    if x is None:  # a torchrun rank other than 0: rank 0 merges and reports
+        return None
+    assert isinstance(x, torch.Tensor)
+    path = save_npy(Path(args.out) / "samples.npy", x.numpy())
+    nfe = evals["network"] / evals["samples"] if evals["samples"] else None  # None: every chunk was resumed
+    return {"samples": str(path), "shape": list(x.shape), "nfe": nfe}
 
 
 def _scatter(ax, pts, title, color):
@@ -264,6 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, help="model folder (or a steerdiff train --out folder)")
     add_sampling_flags(s, num_samples=1000, steps=32, solver="heun")
     s.add_argument("--spacing", choices=SPACINGS, default="karras", help="step grid")
+    s.add_argument(
+        "--chunk-size",
+        type=positive_int,
+        default=256,
+        help="samples per chunk; chunks are saved as they finish (a killed run resumes) and are shared "
+        "out over the processes of a torchrun launch",
+    )
     s.add_argument(
         "--shape",
         type=positive_int,

@@ -204,7 +204,7 @@ def print_summary(summary: Mapping[str, Any], as_json: bool, file=None) -> None:
 
 def run_command(
     parser: argparse.ArgumentParser,
-    handlers: Mapping[str, Callable[[argparse.Namespace], dict]],
+    handlers: Mapping[str, Callable[[argparse.Namespace], dict | None]],
     argv: list[str] | None = None,
 ) -> int:
     """Parse ``argv``, set up the runtime, run the subcommand's handler and report.

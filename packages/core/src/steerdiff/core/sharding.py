@@ -73,19 +73,21 @@ def sample_in_shards(
     seed: int = 0,
     resume: bool = True,
     progress: bool = False,
+    key: dict | None = None,
 ) -> dict[str, torch.Tensor] | torch.Tensor | None:
     """Run ``job(start, stop, generator)`` over ``num_items`` items in chunks, sharded over torchrun ranks.
 
     The job returns a tensor or a dict of tensors with one row per item. Returns the merged result (a tensor
     or a dict, as the job returns) on rank 0 and ``None`` on other ranks. ``out_dir/shards`` keeps each
-    chunk; ``resume=False`` computes every chunk again.
+    chunk; ``resume=False`` computes every chunk again. ``key`` (JSON-ready) describes what else the job
+    depends on (the model, the sampler settings): shards of a job with another key are never reused.
     """
     if num_items < 1 or chunk_size < 1:
         raise ValueError(f"num_items and chunk_size must be positive, got {num_items} and {chunk_size}")
     folder = Path(out_dir) / "shards"
     folder.mkdir(parents=True, exist_ok=True)
     spans = [(a, min(a + chunk_size, num_items)) for a in range(0, num_items, chunk_size)]
-    plan = {"num_items": num_items, "chunk_size": chunk_size, "seed": int(seed)}
+    plan = {"num_items": num_items, "chunk_size": chunk_size, "seed": int(seed), "key": key}
     plan_path = folder / "plan.json"
     rank, world, created = _world()
     try:
