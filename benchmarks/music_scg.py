@@ -1,13 +1,15 @@
-"""Rule-guided symbolic music: SCG against unguided, best-of-n, DPS on a relaxation and SMC, at equal budgets.
+"""Rule-guided symbolic music: SCG against unguided, best-of-n, DPS on a relaxation, SMC and tree search, at
+equal budgets.
 
 The protocol (budgets, validation grids, test run) is ``steerdiff.music.benchmark``; this script parses the
 arguments, runs it and prints the validation grid and the test table. The model is the ``steerdiff-music
 demo`` U-Net trained on music21's Bach chorales (cached under ``$STEERDIFF_CACHE``; trained or resumed to 3000
-steps if short of them).
+steps if short of them), or any bundle given with ``--model``.
 
-    python benchmarks/music_scg.py --quick     # < 1 min: 6 samples, S=10, k=3, small grid (cached model, else
-    stand-in) python benchmarks/music_scg.py             # 12 validation + 32 test samples, S=28, k=6
+    python benchmarks/music_scg.py --quick     # < 1 min: 6 samples, S=10, k=3, small grid
+    python benchmarks/music_scg.py             # 12 validation + 32 test samples, S=28, k=6
     python benchmarks/music_scg.py --objectives chord_progression --k 16   # one rule at a larger budget
+    python benchmarks/music_scg.py --tune --json docs/music/defaults.json  # the library's defaults
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from steerdiff.music.benchmark import (
     SMC_FRACTION,
     load_benchmark_data,
     run_benchmark,
+    tune_defaults,
 )
 
 
@@ -54,6 +57,18 @@ def main(argv=None):
         metavar="NAMES",
         help=f"comma-separated subset of: {', '.join(BENCH_METHODS)} (unguided always runs)",
     )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="a model bundle to benchmark instead of the demo model (trained without the test and validation "
+        "chorales, e.g. the prior of python -m steerdiff.music.prior)",
+    )
+    p.add_argument(
+        "--tune",
+        action="store_true",
+        help="instead of the benchmark: choose the library's defaults (DPS scale, SMC lambda, guided window) "
+        "on the validation chorales with the core's tune, and write them to --json",
+    )
     p.add_argument("--json", default="benchmarks/results/music_scg.json", help="where to write the results")
     a = p.parse_args(argv)
     wanted = OBJECTIVES if a.objectives is None else tuple(a.objectives.split(","))
@@ -69,9 +84,17 @@ def main(argv=None):
         a.samples, a.val_samples, a.steps, a.k, a.bootstrap = 6, 3, 10, 3, 10
     device = configure(a.device, a.threads, a.seed)
 
-    data = load_benchmark_data(a.quick, a.val_pieces, a.seed, device)
+    data = load_benchmark_data(a.quick, a.val_pieces, a.seed, device, model=a.model)
     for note in data.notes:
         print("NOTE:", note)
+    if a.tune:
+        chosen = tune_defaults(data.pipe, data.val_pieces, a.val_samples, a.steps, seed=a.seed)
+        write_json(a.json, {"model": data.model_name, **chosen, "validation_pieces": data.val_pieces.names})
+        print(
+            f"DPS scale {chosen['dps_scale']:g}; SMC lambda {chosen['lam']}; window start {chosen['window_start']:g}"
+        )
+        print(f"wrote {a.json}")
+        return
     r = run_benchmark(
         data,
         a.samples,

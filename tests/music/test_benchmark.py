@@ -13,6 +13,7 @@ from steerdiff.music.benchmark import (
     scg_configs,
     stand_in_data,
     tree_configs,
+    tune_defaults,
 )
 
 
@@ -86,3 +87,11 @@ def test_tree_search_settings_split_the_budget():
     assert label({**tree_configs(28, 6, [(2, 3)])[0], "selection": "sample", "temp_units": 0.3}) == (
         "tree 2x3 28 st, sample T 0.3"
     )
+
+
+def test_defaults_are_tuned_on_validation_with_the_core_search():
+    data = stand_in_data(synthetic_pieces(RollConfig(steps_per_beat=2), 10, 6), seed=0)
+    out = tune_defaults(data.pipe, data.val_pieces, samples=2, steps=3, n=2, budget=2, log=None)
+    assert out["dps_scale"] > 0 and 0 <= out["window_start"] <= 0.9
+    assert set(out["lam"]) == {"pitch_histogram", "note_density", "chord_progression", "multi"}
+    assert all(len(t["trials"]) <= 2 for t in out["trials"].values())

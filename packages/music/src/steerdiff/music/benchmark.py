@@ -31,8 +31,9 @@ from pathlib import Path
 import torch
 
 from steerdiff.core.benchmarking import Stopwatch
+from steerdiff.core.tuning import LinearRange, LogRange, tune
 
-from .data import Pieces, bach_chorales, load_split, split, windows
+from .data import Pieces, bach_chorales, load_split, save_split, split, windows
 from .demo import DEMO_BARS, DEMO_ROLL, demo_run_dir, ensure_demo_model
 from .metrics import oa_table
 from .model import EmpiricalDenoiser
@@ -60,6 +61,7 @@ __all__ = [
     "load_benchmark_data",
     "stand_in_data",
     "run_benchmark",
+    "tune_defaults",
 ]
 
 BENCH_METHODS = ("unguided", "best_of_n", "dps", "smc", "scg", "tree_search")
@@ -233,15 +235,25 @@ def stand_in_data(pieces: Pieces, seed: int = 0, device="cpu") -> BenchmarkData:
 
 
 def load_benchmark_data(
-    quick: bool, val_pieces: int = 15, seed: int = 0, device="cpu", progress: bool = True
+    quick: bool,
+    val_pieces: int = 15,
+    seed: int = 0,
+    device="cpu",
+    progress: bool = True,
+    model=None,
 ) -> BenchmarkData:
     """The cached demo model (trained or resumed now to ``TRAIN_STEPS``, except with ``quick``), its held-out
     chorales and ``val_pieces`` validation chorales after the demo's; with ``quick`` and no cached model, the
-    stand-in on 24 chorales."""
+    stand-in on 24 chorales. ``model``: another model bundle on the same pieces (one trained without the
+    demo's held-out chorales and the validation chorales, such as the prior of ``steerdiff.music.prior``)."""
     run_dir = demo_run_dir(DEMO_PIECES)
-    model_dir = run_dir / "model"
+    model_dir = run_dir / "model" if model is None else Path(model)
     steps = trained_steps(model_dir)
-    if steps < TRAIN_STEPS and (not quick or steps < 1):
+    if model is not None and steps < 1:
+        raise ValueError(
+            f"{model_dir} is not a trained music model bundle; give the folder a train run wrote"
+        )
+    if model is None and steps < TRAIN_STEPS and (not quick or steps < 1):
         if quick:
             pieces = bach_chorales(RollConfig(steps_per_beat=2), num_pieces=24, progress=False)
             data = stand_in_data(pieces, seed=seed, device=device)
@@ -255,6 +267,8 @@ def load_benchmark_data(
             run_dir, num_pieces=DEMO_PIECES, train_steps=TRAIN_STEPS, device=device, progress=progress
         )
     pipe = MusicPipeline.from_pretrained(model_dir, device=device)
+    if not (run_dir / "data" / "val.npz").is_file():  # the demo's chorales, prepared as the demo does
+        save_split(run_dir / "data", *split(bach_chorales(RollConfig(**DEMO_ROLL), DEMO_PIECES), 0.15, 0))
     train_pieces, held_out = load_split(run_dir / "data")
     more = bach_chorales(RollConfig(**DEMO_ROLL), num_pieces=DEMO_PIECES + val_pieces, progress=False)
     val = more.subset(range(DEMO_PIECES, len(more)))
@@ -401,3 +415,69 @@ def run_benchmark(
         "num_real": int(real.shape[0]),
         "num_val_real": int(val_real.shape[0]),
     }
+
+
+def tune_defaults(
+    pipe: MusicPipeline,
+    val_pieces: Pieces,
+    samples: int = 12,
+    steps: int = 28,
+    n: int = 8,
+    budget: int = 8,
+    seed: int = 0,
+    log: Callable[[str], None] | None = print,
+) -> dict:
+    """Choose ``generate``'s defaults on validation chorales with the core's ``tune`` (coarse to fine, at most
+    ``budget`` evaluations per setting): the DPS scale, SMC's lambda per rule and for the multi-rule
+    objective, and the start of the guided window of the search methods (SCG with ``n`` candidates, on
+    chords). Every score is the mean validation rule loss relative to unguided sampling's, on the same
+    targets and noise (``samples`` targets from windows of ``val_pieces``, ``steps`` sampler steps)."""
+    log = log or (lambda _: None)
+    cfg = val_pieces.config
+    length = DEMO_BARS * cfg.steps_per_bar
+    val_real = windows(val_pieces, length)
+    g = torch.Generator().manual_seed(seed + 1)
+    objs = objectives(cfg, val_real[torch.randint(val_real.shape[0], (samples,), generator=g)])
+    multi = next(k for k in objs if k.startswith("multi"))
+
+    def loss(name: str, **kw) -> float:
+        gen = pipe.generate(rules=objs[name], num_samples=samples, steps=steps, seed=seed + 100, **kw)
+        return float(objs[name].loss(gen.x).mean())
+
+    base = {name: loss(name, method="unguided") for name in objs}
+    out: dict = {"unguided_loss": base, "samples": samples, "steps": steps, "n": n, "trials": {}}
+
+    def run(key: str, fn, space: dict) -> dict:
+        res = tune(fn, space, budget=budget)
+        out["trials"][key] = res.as_dict()
+        log(
+            f"  {key}: best {res.best} (relative loss {res.score:.3g}"
+            + (f"; at the edge of its range: {res.at_edge}" if res.at_edge else "")
+            + ")"
+        )
+        return res.best
+
+    relaxed = ("pitch_histogram", "note_density")
+    best = run(
+        "dps_scale",
+        lambda p: sum(loss(r, method="dps", dps_scale=p["scale"]) / base[r] for r in relaxed) / len(relaxed),
+        {"scale": LogRange(1.0, 1000.0)},
+    )
+    out["dps_scale"] = best["scale"]
+    out["lam"] = {}
+    for name in ("pitch_histogram", "note_density", "chord_progression", multi):
+        best = run(
+            f"smc lam ({name})",
+            lambda p, name=name: loss(name, method="smc", n=n, lam=p["lam"]) / base[name],
+            {"lam": LogRange(0.1, 10000.0)},
+        )
+        out["lam"]["multi" if name == multi else name] = best["lam"]
+    best = run(
+        "scg window start (chord_progression)",
+        lambda p: (
+            loss("chord_progression", method="scg", n=n, window=(p["start"], 1.0)) / base["chord_progression"]
+        ),
+        {"start": LinearRange(0.0, 0.9)},
+    )
+    out["window_start"] = best["start"]
+    return out

@@ -438,8 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--lam",
         type=positive_float,
         default=None,
-        help=f"smc strength (inverse temperature on the reward; default {DEFAULTS['lam']:g}, chosen on "
-        "validation chorales)",
+        help="smc strength (inverse temperature on the reward; default per rule, chosen on validation "
+        "chorales: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULTS["lam"].items()) + ")",
     )
     sp.add_argument(
         "--dps-scale",

@@ -46,17 +46,30 @@ from .model import default_sigmas
 from .roll import RollConfig, check_batch
 from .rules import Objective
 
-__all__ = ["METHODS", "GUIDED", "DEFAULTS", "generate", "bars_mask", "check_window"]
+__all__ = ["METHODS", "GUIDED", "DEFAULTS", "default_lam", "generate", "bars_mask", "check_window"]
 
 METHODS = ("unguided", "best_of_n", "scg", "smc", "tree_search", "dps")
 GUIDED = tuple(m for m in METHODS if m != "unguided")
 
-# defaults chosen on validation chorales (docs/music/defaults.json: python benchmarks/music_scg.py --tune)
+# defaults chosen on validation chorales with the core's tune (docs/music/defaults.json, written by
+# python benchmarks/music_scg.py --tune): the guided window of the search methods, SMC's lambda per rule (its
+# reward's scale differs from rule to rule; "multi" for several rules) and the DPS scale (unit-norm gradient,
+# so one scale serves every rule)
 DEFAULTS = {
     "window": {"scg": (0.25, 1.0), "smc": (0.25, 1.0), "tree_search": (0.25, 1.0), "dps": (0.0, 1.0)},
-    "lam": 10.0,
+    "lam": {"pitch_histogram": 10.0, "note_density": 10.0, "chord_progression": 10.0, "multi": 10.0},
     "dps_scale": 30.0,
 }
+
+
+def default_lam(objective: Objective | None) -> float:
+    """SMC's default lambda for ``objective``: the validated value of its rule, "multi" for several rules
+    (or a rule without its own value)."""
+    table = DEFAULTS["lam"]
+    if objective is None or len(objective.terms) != 1:
+        return float(table["multi"])
+    term = objective.terms[0]
+    return float(table.get(term.rule.name, table["multi"])) / term.weight
 
 
 def bars_mask(config: RollConfig, length: int, bars, num_channels: int | None = None) -> torch.Tensor:
@@ -131,7 +144,7 @@ def generate(
         raise ValueError(f"the objective was built for {objective.num_steps} steps but length={length}")
     window = check_window(window if window is not None else DEFAULTS["window"].get(method, (0.0, 1.0)))
     window = None if window == (0.0, 1.0) else window
-    lam = float(DEFAULTS["lam"] if lam is None else lam)
+    lam = default_lam(objective) if lam is None else float(lam)
     dps_scale = float(DEFAULTS["dps_scale"] if dps_scale is None else dps_scale)
     device = (
         torch.device(device)

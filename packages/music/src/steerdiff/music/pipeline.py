@@ -33,7 +33,7 @@ from steerdiff.core.sampling import Costs
 from steerdiff.core.training import TrainConfig
 
 from .data import Pieces, windows
-from .guide import DEFAULTS, METHODS, bars_mask, check_window, generate
+from .guide import DEFAULTS, METHODS, bars_mask, check_window, default_lam, generate
 from .metrics import oa_table, voice_realism
 from .model import (
     DOMAIN,
@@ -686,7 +686,7 @@ class MusicPipeline:
         if method in ("scg", "smc", "tree_search", "dps"):
             settings["window"] = list(window or DEFAULTS["window"].get(method, (0.0, 1.0)))
         if method == "smc":
-            settings["lam"] = float(DEFAULTS["lam"] if lam is None else lam)
+            settings["lam"] = default_lam(obj) if lam is None else float(lam)
         if method == "dps":
             settings["dps_scale"] = float(DEFAULTS["dps_scale"] if dps_scale is None else dps_scale)
         if method == "tree_search":
