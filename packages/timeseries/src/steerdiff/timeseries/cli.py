@@ -134,6 +134,15 @@ def _split(args, pipe: TSDiffPipeline):
     return pipe.split(_data_of(args, pipe), args.test_windows)
 
 
+def _shards(args, job: str) -> dict:
+    """Sharded, resumable sampling into <out>/<job>/shards with --chunk-size, or under torchrun."""
+    import os
+
+    if args.chunk_size is None and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return {}
+    return {"shards": Path(args.out) / job, "chunk_size": args.chunk_size or 16, "seed": args.seed}
+
+
 def _sampling(args) -> dict:
     return {
         "num_samples": args.num_samples,
@@ -364,7 +373,10 @@ def cmd_forecast(args) -> dict:
             generator=g,
             progress=not args.quiet,
             **_sampling(args),
+            **_shards(args, "forecast"),
         )
+    if samples is None:
+        return None  # another torchrun rank: rank 0 writes the results
     out = Path(args.out)
     _write_npz(out / "forecast.npz", samples=samples, history=history, future=test.future)
     summary = {
@@ -405,7 +417,10 @@ def cmd_impute(args) -> dict:
         generator=g,
         progress=not args.quiet,
         **_sampling(args),
+        **_shards(args, "impute"),
     )
+    if samples is None:
+        return None
     ctx_samples = samples[:, :, : spec.context_length]
     truth = y[:, ctx]
     k = int(mask[0].sum())  # score only the imputed points (every window has the same count k)
@@ -458,7 +473,10 @@ def cmd_refine(args) -> dict:
         num_samples=args.num_samples,
         generator=_generator(args),
         progress=not args.quiet,
+        **_shards(args, "refine"),
     )
+    if samples is None:
+        return None
     out = Path(args.out)
     _write_npz(out / "refine.npz", samples=samples, base=base, future=test.future)
     return {
@@ -484,7 +502,10 @@ def cmd_synthesize(args) -> dict:
         num_steps=args.steps,
         generator=_generator(args),
         progress=not args.quiet,
+        **_shards(args, "synthesize"),
     )
+    if x is None:
+        return None
     out = Path(args.out)
     summary = {
         "windows": args.num_samples,
@@ -633,6 +654,17 @@ def _read_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _shard_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--chunk-size",
+        type=positive_int,
+        default=None,
+        help="sample in resumable chunks of this many items (windows), kept in <out>/<command>/shards and "
+        "shared out over the processes of a torchrun launch (the result does not depend on their number); "
+        "default: one batch, or chunks of 16 under torchrun",
+    )
+
+
 def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
@@ -773,6 +805,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _guidance_flags(p)
     add_sampling_flags(p, num_samples=100, steps=100, solver="ddpm", samples_help="sample paths per window")
+    _shard_flag(p)
     add_runtime_flags(p, out="runs/timeseries/forecast")
 
     p = add("impute", "fill missing context points of the held-out windows")
@@ -789,6 +822,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _guidance_flags(p)
     add_sampling_flags(p, num_samples=100, steps=100, solver="ddpm", samples_help="sample paths per window")
+    _shard_flag(p)
     add_runtime_flags(p, out="runs/timeseries/impute")
 
     p = add("refine", "refine a base forecaster's forecasts with the model's implicit density")
@@ -819,6 +853,7 @@ def build_parser() -> argparse.ArgumentParser:
         solver=None,
         samples_help="refined paths per window (a multiple of the base's samples)",
     )
+    _shard_flag(p)
     add_runtime_flags(p, out="runs/timeseries/refine")
 
     p = add("synthesize", "generate windows; with --data also the linear predictive score")
@@ -837,6 +872,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help=f"{DATA_HELP}; given, the synthetic windows are scored (LPS)")
     _read_flags(p)
     add_sampling_flags(p, num_samples=1000, steps=100, solver="ddpm", samples_help="windows to generate")
+    _shard_flag(p)
     add_runtime_flags(p, out="runs/timeseries/synthesize")
 
     evaluate = add("evaluate", "compare baselines, TSDiff-MS/Q, refinement, missing values and LPS")

@@ -199,6 +199,26 @@ class TSDiffPipeline:
             return generator
         return torch.Generator(self.device).manual_seed(int(seed))
 
+    def _in_shards(self, fn, num_items: int, shards, chunk_size: int, seed: int | None, progress: bool):
+        """Run ``fn(start, stop, generator)`` over items in chunks with the core's sharded sampler."""
+        from steerdiff.core.sharding import sample_in_shards
+
+        _join_process_group()  # once per process, so that several sharded jobs can follow each other
+        device = self.device
+
+        def job(start, stop, generator):
+            chunk_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+            return fn(start, stop, torch.Generator(device).manual_seed(chunk_seed))
+
+        return sample_in_shards(
+            job,
+            num_items,
+            shards,
+            chunk_size=chunk_size,
+            seed=0 if seed is None else int(seed),
+            progress=progress,
+        )
+
     def forecast(
         self,
         history: torch.Tensor,
@@ -212,30 +232,47 @@ class TSDiffPipeline:
         generator: torch.Generator | None = None,
         seed: int | None = None,
         progress: bool = False,
+        shards=None,
+        chunk_size: int = 16,
         **solver_options,
-    ) -> torch.Tensor:
+    ) -> torch.Tensor | None:
         """Sample paths of the next ``prediction_length`` points: history (N, max_lag + context) ->
         (N, S, pred).
 
         NaN in the history marks missing points. ``guidance``: "quantile" (TSDiff-Q), "mse" (TSDiff-MS) or
         "none"; ``scale``: the paper's s, by default the one chosen on the validation windows
-        (:meth:`tune_scale`; 4 when none was). ``seed`` (or a ``generator``) makes the draw repeatable.
+        (:meth:`tune_scale`; 4 when none was). ``seed`` (or a ``generator``) makes the draw repeatable. A
+        median forecast that leaves the plausible range of its context raises a ``ForecastRangeWarning`` with
+        the fix. ``shards`` (a folder) samples in chunks of ``chunk_size`` items with
+        :func:`steerdiff.core.sample_in_shards`: resumable, split over the processes of a ``torchrun`` launch,
+        and equal whatever their number (each chunk draws from its own seed, ``seed`` or 0); rank 0 gets the
+        result, the other ranks ``None``.
         """
         s = self.scale_for(guidance, scale)
-        paths = _forecast(
-            self.model,
-            history,
-            num_samples=num_samples,
-            guidance=guidance,
-            scale=s,
-            solver=solver,
-            num_steps=num_steps,
-            batch_size=batch_size,
-            generator=self._generator(generator, seed),
-            progress=progress,
+        history = torch.as_tensor(history, dtype=torch.float32)
+        history = history[None] if history.ndim == 1 else history
+        opts = {
+            "num_samples": num_samples,
+            "guidance": guidance,
+            "scale": s,
+            "solver": solver,
+            "num_steps": num_steps,
+            "batch_size": batch_size,
             **solver_options,
-        )
-        if guidance != "none":
+        }
+        if shards is not None:
+            paths = self._in_shards(
+                lambda a, b, g: _forecast(self.model, history[a:b], generator=g, **opts),
+                history.shape[0],
+                shards,
+                chunk_size,
+                seed,
+                progress,
+            )
+        else:
+            g = self._generator(generator, seed)
+            paths = _forecast(self.model, history, generator=g, progress=progress, **opts)
+        if paths is not None and guidance != "none":
             report = out_of_range(history, paths, self.spec.context_length)
             message = range_warning(report, guidance, s, tuned=scale is None and guidance in self.model.tuned)
             if message:
@@ -255,23 +292,36 @@ class TSDiffPipeline:
         generator: torch.Generator | None = None,
         seed: int | None = None,
         progress: bool = False,
+        shards=None,
+        chunk_size: int = 16,
         **solver_options,
-    ) -> torch.Tensor:
+    ) -> torch.Tensor | None:
         """Fill the NaNs of windows (N, max_lag + context + prediction): samples (N, S, context + prediction)
-        that keep every observed value exactly."""
-        return _impute(
-            self.model,
-            y,
-            num_samples=num_samples,
-            guidance=guidance,
-            scale=self.scale_for(guidance, scale),
-            solver=solver,
-            num_steps=num_steps,
-            batch_size=batch_size,
-            generator=self._generator(generator, seed),
-            progress=progress,
+        that keep every observed value exactly. ``shards`` (a folder) samples in chunks of ``chunk_size`` items with
+        :func:`steerdiff.core.sample_in_shards`: resumable, split over the processes of a ``torchrun`` launch,
+        and equal whatever their number (each chunk draws from its own seed, ``seed`` or 0); rank 0 gets the
+        result, the other ranks ``None``."""
+        y = torch.as_tensor(y, dtype=torch.float32)
+        y = y[None] if y.ndim == 1 else y
+        opts = {
+            "num_samples": num_samples,
+            "guidance": guidance,
+            "scale": self.scale_for(guidance, scale),
+            "solver": solver,
+            "num_steps": num_steps,
+            "batch_size": batch_size,
             **solver_options,
-        )
+        }
+        if shards is not None:
+            return self._in_shards(
+                lambda a, b, g: _impute(self.model, y[a:b], generator=g, **opts),
+                y.shape[0],
+                shards,
+                chunk_size,
+                seed,
+                progress,
+            )
+        return _impute(self.model, y, generator=self._generator(generator, seed), progress=progress, **opts)
 
     def scale_for(self, guidance: str, scale: float | None = None) -> float:
         """``scale`` when given, else the scale chosen on the validation windows for ``guidance`` (4 when the
@@ -413,28 +463,47 @@ class TSDiffPipeline:
         generator: torch.Generator | None = None,
         seed: int | None = None,
         progress: bool = False,
+        shards=None,
+        chunk_size: int = 16,
         **options,
-    ) -> torch.Tensor:
+    ) -> torch.Tensor | None:
         """Refine a base forecaster's sample paths (N, S_base, pred) given history (N, max_lag + context).
 
         ``base`` may also name a built-in base forecaster, "seasonal_naive" or "linear" (the ridge is fitted
         on ``train``, the series before the test windows). ``method``: "ml" or "langevin"; ``steps``:
-        refinement iterations. Returns (N, S, pred).
+        refinement iterations. Returns (N, S, pred). ``shards`` (a folder) samples in chunks of ``chunk_size`` items with
+        :func:`steerdiff.core.sample_in_shards`: resumable, split over the processes of a ``torchrun`` launch,
+        and equal whatever their number (each chunk draws from its own seed, ``seed`` or 0); rank 0 gets the
+        result, the other ranks ``None``.
         """
         if isinstance(base, str):
             base = self.base_forecast(base, history, train)
-        return _refine(
-            self.model,
-            history,
-            base,
-            method=method,
-            regularizer=regularizer,
-            steps=steps,
-            num_samples=num_samples,
-            generator=self._generator(generator, seed),
-            progress=progress,
+        history = torch.as_tensor(history, dtype=torch.float32)
+        base = torch.as_tensor(base, dtype=torch.float32)
+        opts = {
+            "method": method,
+            "regularizer": regularizer,
+            "steps": steps,
+            "num_samples": num_samples,
             **options,
-        )
+        }
+        if shards is not None:
+            if history.ndim != 2 or base.ndim != 3 or base.shape[0] != history.shape[0]:
+                raise ValueError(
+                    f"history (N, {self.spec.history_length}) and base (N, samples, "
+                    f"{self.spec.prediction_length}) must have the same N, got {tuple(history.shape)} and "
+                    f"{tuple(base.shape)}"
+                )
+            return self._in_shards(
+                lambda a, b, g: _refine(self.model, history[a:b], base[a:b], generator=g, **opts),
+                history.shape[0],
+                shards,
+                chunk_size,
+                seed,
+                progress,
+            )
+        g = self._generator(generator, seed)
+        return _refine(self.model, history, base, generator=g, progress=progress, **opts)
 
     def base_forecast(
         self, name: str, history: torch.Tensor, train: Sequence[Series] | None = None
@@ -468,8 +537,25 @@ class TSDiffPipeline:
         generator: torch.Generator | None = None,
         seed: int | None = None,
         progress: bool = False,
-    ) -> torch.Tensor:
-        """``n`` unconditional windows (n, channels, context + prediction) in the model's scaled units."""
+        shards=None,
+        chunk_size: int = 16,
+    ) -> torch.Tensor | None:
+        """``n`` unconditional windows (n, channels, context + prediction) in the model's scaled units.
+        ``shards`` (a folder) samples in chunks of ``chunk_size`` items with
+        :func:`steerdiff.core.sample_in_shards`: resumable, split over the processes of a ``torchrun`` launch,
+        and equal whatever their number (each chunk draws from its own seed, ``seed`` or 0); rank 0 gets the
+        result, the other ranks ``None``."""
+        if shards is not None:
+            return self._in_shards(
+                lambda a, b, g: generate(
+                    self.model, b - a, solver=solver, num_steps=num_steps, batch_size=batch_size, generator=g
+                ),
+                n,
+                shards,
+                chunk_size,
+                seed,
+                progress,
+            )
         return generate(
             self.model,
             n,
@@ -534,6 +620,20 @@ class TSDiffPipeline:
         out["best"] = min(scored, key=lambda k: metrics[k]["crps"]) if scored else None
         out["samples"] = samples
         return out
+
+
+def _join_process_group() -> None:
+    """Under torchrun, join the process group for the rest of the process (left at exit)."""
+    import atexit
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
 
 
 def _check_freq(series: Sequence[Series], config: TSDiffConfig) -> None:
