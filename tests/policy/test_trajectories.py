@@ -158,7 +158,17 @@ def test_unpadded_windows_that_leave_most_data_out_are_refused():
     ds = _short_episodes(np.full(30, 14), [True] * 30)
     ds.env_id = None
     cfg = ModelConfig(horizon=32, stride=8, padding="none", steps=1)
-    with pytest.raises(DatasetError, match=r"hold only 0.0% of the 420 transitions.*at most 15$"):
+    with pytest.raises(
+        DatasetError, match=r"hold only 0.0% of the 420 transitions.*at most 15, or lower min_coverage"
+    ):
         TrajectoryDiffusion.fit(ds, cfg, action_bound=1.0, progress=False, device="cpu")
+    ok = TrajectoryDiffusion.fit(
+        ds, ModelConfig(**{**cfg.__dict__, "horizon": 15}), action_bound=1.0, device="cpu"
+    )
+    assert ok.coverage["fraction"] == 1.0 and ok.coverage["windows"] == 30
+    low = ModelConfig(**{**cfg.__dict__, "horizon": 12, "min_coverage": 0.0})  # one window of 11 transitions
+    assert TrajectoryDiffusion.fit(ds, low, action_bound=1.0, device="cpu").coverage["fraction"] == 11 / 14
+    with pytest.raises(DatasetError, match="hold only 78.6%"):
+        TrajectoryDiffusion.fit(ds, ModelConfig(**{**low.__dict__, "min_coverage": 0.9}), action_bound=1.0)
     with pytest.raises(ValueError, match="padding must be one of"):
         TrajectoryDiffusion.fit(ds, ModelConfig(padding="zeros"), action_bound=1.0, device="cpu")

@@ -138,6 +138,7 @@ def cmd_train(a) -> dict:
         horizon=a.horizon,
         stride=a.stride,
         padding=a.padding,
+        min_coverage=a.min_coverage,
         base_channels=a.base_channels,
         steps=a.train_steps,
         batch_size=a.batch_size,
@@ -397,6 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=PADDINGS,
         help="mask: windows also run past episode starts and ends (padding rows marked invalid), so every "
         "episode is used and terminals keep their rate; none: windows inside episodes only",
+    )
+    s.add_argument(
+        "--min-coverage",
+        type=probability,
+        default=0.5,
+        help="with --padding none: the least fraction of the transitions the training windows must hold",
     )
     s.add_argument(
         "--stride", type=positive_int, default=8, help="rows between the starts of training windows"

@@ -9,7 +9,7 @@ on 32 and samples 129).
 Training windows are padded by default (``ModelConfig.padding = "mask"``, see
 :mod:`steerdiff.policy.trajectories`): every episode is used however short, and terminals are as frequent
 in the windows as in the data. With ``padding="none"`` windows lie inside episodes, and a horizon that
-would leave out more than half of the transitions is refused.
+would leave out more than ``1 - min_coverage`` of the transitions (half, by default) is refused.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ DOMAIN = "policy"  # the domain name of this package's model bundles
 
 
 PADDINGS = ("mask", "none")
-MIN_COVERAGE = 0.5  # without padding, the least fraction of the transitions the windows must hold
 
 
 @dataclass
@@ -46,6 +45,7 @@ class ModelConfig:
     horizon: int = 32  # window length (rows) used for training
     stride: int = 8
     padding: str = "mask"  # "mask": windows run past episode ends (a valid channel); "none": inside only
+    min_coverage: float = 0.5  # padding "none": the least fraction of the transitions the windows must hold
     base_channels: int = 32
     channel_mults: tuple[int, ...] = (1, 2, 4)
     emb_dim: int = 128
@@ -87,12 +87,12 @@ def _median_episode(dataset: OfflineDataset) -> int:
     return int(np.median([b - a for a, b in dataset.episode_bounds()]))
 
 
-def _longest_horizon(dataset: OfflineDataset, stride: int) -> int:
-    """The longest unpadded window (rows) whose windows hold at least ``MIN_COVERAGE`` of the transitions."""
+def _longest_horizon(dataset: OfflineDataset, stride: int, min_coverage: float) -> int:
+    """The longest unpadded window (rows) whose windows hold at least ``min_coverage`` of the transitions."""
     lo, hi = 2, max(b - a for a, b in dataset.episode_bounds()) + 1  # the coverage falls with the length
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if window_coverage(dataset, mid, stride, padded=False)["fraction"] >= MIN_COVERAGE:
+        if window_coverage(dataset, mid, stride, padded=False)["fraction"] >= min_coverage:
             lo = mid
         else:
             hi = mid - 1
@@ -138,12 +138,15 @@ class TrajectoryDiffusion:
             action_bound = action_bounds(dataset.env_id)
         padded = config.padding == "mask"
         coverage = window_coverage(dataset, config.horizon, config.stride, padded)
-        if not padded and coverage["fraction"] < MIN_COVERAGE:
+        if not 0 <= config.min_coverage <= 1:
+            raise ValueError(f"min_coverage must lie in [0, 1], got {config.min_coverage}")
+        if not padded and coverage["fraction"] < config.min_coverage:
             raise DatasetError(
                 f"windows of {config.horizon} rows inside episodes hold only "
                 f"{100 * coverage['fraction']:.1f}% of the {len(dataset)} transitions (episodes of "
-                f"median length {_median_episode(dataset)}); pad the windows (padding='mask') or use a "
-                f"horizon of at most {_longest_horizon(dataset, config.stride)}"
+                f"median length {_median_episode(dataset)}); pad the windows (padding 'mask', the default), "
+                f"use a horizon of at most {_longest_horizon(dataset, config.stride, config.min_coverage)}, "
+                "or lower min_coverage to accept the loss"
             )
         normalizer = Normalizer.fit(dataset, action_bound, mask=padded)
         data = windows(dataset, normalizer, config.horizon, config.stride)
