@@ -1,5 +1,6 @@
 """Voice realism, the validation loss and the choice among trained stages (steerdiff.music.prior)."""
 
+import pytest
 import torch
 
 from steerdiff.music import MusicPipeline, RollConfig, validation_loss, voice_counts, voice_realism
@@ -25,7 +26,7 @@ def test_voice_counts_and_realism_value_by_value():
         and v["generated"]["fewer"] == 0.25
     )
     assert v["real"] == {"typical": 1.0, "more": 0.0, "fewer": 0.0, "note_length": 8.0}
-    assert v["generated"]["note_length"] == (6 + 6 + 4 + 8 + 2 + 4 + 2) / 7
+    assert v["generated"]["note_length"] == pytest.approx((6 + 6 + 4 + 8 + 2 + 4 + 2) / 7)
 
 
 def test_validation_loss_is_deterministic_and_lower_for_a_better_model():
