@@ -62,6 +62,7 @@ def user_errors(tmp_path) -> list[tuple[list[str], str]]:
     plain = _raw_file(tmp_path / "plain.hdf5")  # no environment attribute
     d4rl_named = _raw_file(tmp_path / "hopper-medium.hdf5", env_id="hopper-medium-v2")
     bad_flags = _raw_file(tmp_path / "flags.hdf5", terminals=np.r_[0.5, np.zeros(39)])
+    loud = _raw_file(tmp_path / "loud.hdf5", actions=np.full((40, 1), 3.0))  # Pendulum's torque: [-2, 2]
     return [
         # missing paths
         (["train", "--data", str(tmp_path / "missing.hdf5"), "--out", out], "does not exist"),
@@ -116,6 +117,10 @@ def user_errors(tmp_path) -> list[tuple[list[str], str]]:
         (
             ["train", "--data", str(bad_flags), "--env", "Pendulum-v1", "--out", out],
             "values other than 0 and 1",
+        ),
+        (
+            ["train-agent", "--data", str(loud), "--env", "Pendulum-v1", "--out", out],
+            "outside pendulum-v1's bounds [-2, 2]",
         ),
         (["train", "--data", str(not_hdf5), "--out", out], "not a readable hdf5 file"),
         (["evaluate", "--agent", str(agent), "--env", "Hopper-v5", "--out", out], "pass the --env the agent"),

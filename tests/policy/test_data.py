@@ -216,6 +216,13 @@ def test_dimensions_are_checked_as_the_file_is_read(tmp_path):
     with pytest.raises(DatasetError, match="action dimension 1 but environment Hopper-v5 has 3"):
         load_dataset(str(save_d4rl(_chained(obs_dim=11), tmp_path / "h.hdf5")), env_id="Hopper-v5")
     assert load_d4rl(path, env_id="Pendulum-v1", check=False).obs_dim == 5
+    loud = _chained()
+    loud.actions[4] = 2.5  # Pendulum's torque lies in [-2, 2]: these actions are on another scale
+    path = save_d4rl(loud, tmp_path / "loud.hdf5")
+    with pytest.raises(
+        DatasetError, match=r"1 action\(s\) lie outside Pendulum-v1's bounds \[-2, 2\].*row 4"
+    ):
+        load_d4rl(path, env_id="Pendulum-v1")
 
 
 def test_flags_and_rewards_that_cannot_be_read(tmp_path):

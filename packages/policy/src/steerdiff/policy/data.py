@@ -13,7 +13,8 @@ inf, flags other than 0/1, empty data and empty episodes raise a ``DatasetError`
 and the fix.
 
 D4RL files as published carry no environment name: pass ``env_id`` (the CLI's ``--env``). When the
-environment is known, the observation and action dimensions are checked against it as the file is read.
+environment is known, the observation and action dimensions, and the action bounds, are checked against it
+as the file is read.
 Rewards stored as (N, 1) columns and flags stored as floats are read as (N,) vectors and booleans; a file
 without ``timeouts`` gets its episode ends from the rows where ``next_observations`` does not continue
 into the next row's ``observations`` (the dataset's ``metadata["inferred_timeouts"]`` counts them).
@@ -324,14 +325,25 @@ def load_d4rl(path, env_id: str | None = None, check: bool = True) -> OfflineDat
 
 
 def check_dataset_env(dataset: OfflineDataset, source=None) -> None:
-    """Check the dimensions against ``dataset.env_id`` when it is a supported environment."""
-    from .envs import SUPPORTED, env_dims
+    """Check the dimensions, and that the actions lie within the action bounds, against ``dataset.env_id``
+    when it is a supported environment."""
+    from .envs import SUPPORTED, action_bounds, env_dims
 
-    if dataset.env_id in SUPPORTED:
-        try:
-            dataset.check_env(*env_dims(dataset.env_id), dataset.env_id)
-        except DatasetError as err:
-            raise DatasetError(f"{source}: {err}" if source is not None else str(err)) from None
+    if dataset.env_id not in SUPPORTED:
+        return
+    try:
+        dataset.check_env(*env_dims(dataset.env_id), dataset.env_id)
+        bound = action_bounds(dataset.env_id)
+        outside = np.abs(dataset.actions).max(1) > bound * (1 + 1e-4)
+        if outside.any():
+            row = int(np.flatnonzero(outside)[0])
+            raise DatasetError(
+                f"{int(outside.sum())} action(s) lie outside {dataset.env_id}'s bounds [-{bound:g}, {bound:g}] "
+                f"(the first in row {row}: {dataset.actions[row].tolist()}); rescale the actions to the "
+                "environment's range, or name the environment the data was collected in"
+            )
+    except DatasetError as err:
+        raise DatasetError(f"{source}: {err}" if source is not None else str(err)) from None
 
 
 # --------------------------------------------------------------------------------------------- Minari
