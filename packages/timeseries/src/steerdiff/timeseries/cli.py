@@ -550,6 +550,7 @@ def _evaluate(args, pipe: TSDiffPipeline, train, test) -> dict:
         generator=_generator(args),
         refine_steps=args.refine_steps,
         num_synthetic=args.synthetic if lps else 0,
+        progress=not args.quiet,
         **_sampling(args),
     )
     samples = result.pop("samples")

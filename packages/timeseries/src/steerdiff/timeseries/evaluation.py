@@ -86,6 +86,7 @@ def compare_forecasters(
     refine_steps: int = 20,
     batch_size: int | None = None,
     generator: torch.Generator | None = None,
+    progress: bool = False,
 ) -> tuple[dict, dict]:
     """Metrics and sample paths of every method in ``methods`` (see :data:`METHODS`); the linear base is
     fitted on the ``train`` series. ``scale``: the guidance scale of TSDiff-MS and TSDiff-Q, or one per
@@ -104,6 +105,7 @@ def compare_forecasters(
         "num_steps": num_steps,
         "batch_size": batch_size,
         "generator": generator,
+        "progress": progress,
     }
     runs = {
         m: (lambda m=m: forecast(model, test.history, guidance=GUIDED[m], scale=scales[m], **sample_opts))
@@ -119,6 +121,7 @@ def compare_forecasters(
                 steps=refine_steps,
                 num_samples=num_samples,
                 generator=generator,
+                progress=progress,
             )
     metrics, samples = {}, {}
     for name in methods:
@@ -159,12 +162,15 @@ def compare_training_data(
     solver: str = "ddpm",
     num_steps: int = 100,
     generator: torch.Generator | None = None,
+    progress: bool = False,
 ) -> dict:
     """LPS (test CRPS of ridge trained on the windows, in the model's scaling) for the real windows of the
     ``train`` series and for ``num_synthetic`` synthetic ones."""
     real_windows = training_windows(train, model.spec)
     t0 = time.perf_counter()
-    synthetic = generate(model, num_synthetic, solver=solver, num_steps=num_steps, generator=generator)
+    synthetic = generate(
+        model, num_synthetic, solver=solver, num_steps=num_steps, generator=generator, progress=progress
+    )
     seconds = time.perf_counter() - t0
     ctx, scaling = model.spec.context_length, model.spec.scaling
     return {

@@ -582,6 +582,7 @@ class TSDiffPipeline:
         batch_size: int | None = None,
         generator: torch.Generator | None = None,
         seed: int | None = None,
+        progress: bool = False,
     ) -> dict:
         """The paper's comparisons on the test windows: ``forecast`` (the CRPS, ND, NRMSE and seconds of each
         of ``methods``, see :data:`~steerdiff.timeseries.evaluation.METHODS`), ``missing`` (TSDiff-Q with half
@@ -598,6 +599,7 @@ class TSDiffPipeline:
             "solver": solver,
             "num_steps": num_steps,
             "batch_size": batch_size,
+            "progress": progress,
         }
         metrics, samples = compare_forecasters(
             self.model,
@@ -614,7 +616,14 @@ class TSDiffPipeline:
             out["missing"] = compare_missing(self.model, test, generator=g, scale=scales["tsdiff_q"], **opts)
         if num_synthetic:
             out["lps"] = compare_training_data(
-                self.model, train, test, num_synthetic, solver=solver, num_steps=num_steps, generator=g
+                self.model,
+                train,
+                test,
+                num_synthetic,
+                solver=solver,
+                num_steps=num_steps,
+                generator=g,
+                progress=progress,
             )
         scored = [k for k in metrics if metrics[k]["crps"] is not None]
         out["best"] = min(scored, key=lambda k: metrics[k]["crps"]) if scored else None
