@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steerdiff.timeseries import load_series, series_from_frame
+from steerdiff.timeseries import from_pandas, load_series, series_from_frame
 
 A = [1.5, 2.0, 3.25, 4.0, 5.0]
 B = [10.0, 20.0, 30.0, 40.0, 50.5]
@@ -94,6 +94,7 @@ def test_long_layouts_in_any_row_order(tmp_path):
     )
     frame = pd.DataFrame(shuffled, columns=["unique_id", "ds", "y"])
     _check(series_from_frame(frame))
+    _check(from_pandas(frame))
 
 
 def test_gluonts_json_lines_and_json_list(tmp_path):

@@ -211,7 +211,8 @@ def from_pandas(
     * a ``Series`` with a DatetimeIndex: one series;
     * a wide ``DataFrame`` (DatetimeIndex rows, one column per series): one series per column
       (or only ``target`` when given);
-    * a long ``DataFrame``: give ``item_id``, ``timestamp`` and ``target`` column names
+    * a long ``DataFrame``: columns ``unique_id, ds, y`` (statsforecast) or ``item_id, timestamp, target``
+      are recognised; other names: give ``item_id``, ``timestamp`` and ``target``
       (GluonTS ``PandasDataset.from_long_dataframe``).
     """
     import pandas as pd
@@ -222,6 +223,11 @@ def from_pandas(
         return [Series(data.to_numpy(np.float64), f, start, str(data.name if data.name is not None else 0))]
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"from_pandas needs a pandas Series or DataFrame, got {type(data).__name__}")
+    if item_id is None and timestamp is None and target is None:
+        from .readers import _layout_long, series_from_frame
+
+        if _layout_long([str(c) for c in data.columns]) is not None:  # unique_id, ds, y (or GluonTS names)
+            return series_from_frame(data, freq)
     if item_id is not None or timestamp is not None:
         missing = [c for c in (item_id, timestamp, target) if c is None or c not in data.columns]
         if missing:
