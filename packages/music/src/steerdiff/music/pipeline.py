@@ -130,8 +130,8 @@ def build_objective(
     """The :class:`Objective` of ``rules`` (names, "a,b" or Rule objects; None or "" for none) for rolls of
     ``length`` steps.
 
-    A rule's target comes from ``targets[name]`` when given, else from ``reference`` rolls (B, C, P, length)
-    in model space (one target per reference roll). A chord target given in ``targets`` adds the chord rule.
+    A rule's target comes from ``targets[name]`` when given (a target given adds its rule), else from ``reference`` rolls (B, C, P, length)
+    in model space (one target per reference roll). A target given in ``targets`` adds its rule.
     ``weights``: per rule name; by default ``WEIGHTS`` when there are several rules, else 1.
     """
     if isinstance(rules, Objective):
@@ -140,8 +140,8 @@ def build_objective(
         return rules
     targets = dict(targets or {})
     names = _rule_names(rules)
-    if "chord_progression" in targets and "chord_progression" not in names:
-        names.append("chord_progression")
+    given = {n if isinstance(n, str) else n.name for n in names}
+    names += [t for t in targets if t in RULES and t not in given]  # a target given adds its rule
     plain = [n for n in names if not isinstance(n, Rule)]
     unknown = [n for n in plain if n not in RULES]
     if unknown:
