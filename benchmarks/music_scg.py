@@ -64,6 +64,11 @@ def main(argv=None):
         "chorales, e.g. the prior of python -m steerdiff.music.prior)",
     )
     p.add_argument(
+        "--compact",
+        action="store_true",
+        help="a smaller validation grid around the full grid's picks on the demo model (for slow machines)",
+    )
+    p.add_argument(
         "--tune",
         action="store_true",
         help="instead of the benchmark: choose the library's defaults (DPS scale, SMC lambda, guided window) "
@@ -107,6 +112,7 @@ def main(argv=None):
         wanted,
         log=lambda line: print(line, flush=True),
         methods=methods,
+        compact=a.compact,
     )
     print_table(
         "Validation (choosing hyper-parameters): rule loss on validation targets",

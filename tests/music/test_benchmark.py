@@ -20,8 +20,8 @@ from steerdiff.music.benchmark import (
 @pytest.mark.parametrize("steps, k", [(28, 6), (10, 3), (28, 16)])
 def test_every_setting_fits_the_budget(steps, k):
     budget = k * steps
-    for quick in (False, True):
-        for method, options in grids(steps, k, quick).items():
+    for quick, compact in ((False, False), (False, True), (True, False)):
+        for method, options in grids(steps, k, quick, compact).items():
             for c in options:
                 if method == "scg":
                     nfe = c["steps"] + (c["G"] - 1) * (c["n"] - 1)

@@ -69,6 +69,7 @@ BENCH_METHODS = ("unguided", "best_of_n", "dps", "smc", "scg", "tree_search")
 # units of the spread of the unguided validation loss, like SMC's lambda)
 TREE_SPLITS = ((2, 2), (2, 3), (3, 2), (2, 4), (4, 2), (4, 3), (4, 4))
 TREE_TEMPERATURES = (0.1, 0.3, 1.0)
+COMPACT_QUICK = ((2, 2), (1, 2))
 OBJECTIVES = ("pitch_histogram", "note_density", "chord_progression", "multi")
 TRAIN_STEPS = 3000  # the benchmark's model: the demo run trained on (resumed to) 3000 steps
 DEMO_PIECES = 60  # the demo's chorales (train + test); validation chorales come after them in corpus order
@@ -109,18 +110,30 @@ def scg_configs(steps: int, k: int, widths: Sequence[int], narrow: Sequence[int]
     return out
 
 
-def grids(steps: int, k: int, quick: bool) -> dict[str, list[dict]]:
+def grids(steps: int, k: int, quick: bool, compact: bool = False) -> dict[str, list[dict]]:
     """Candidate settings per method, every one within k S network evaluations per sample. Width is traded for
-    steps in every derivative-free method: few candidates / particles on many steps, or many on few."""
-    parts = [m for m in ((2, 3, 4, k, 2 * k) if not quick else (k,)) if (k * steps) % m == 0]
-    lams = (8.0, 32.0, 128.0) if not quick else (2.0, 8.0)
+    steps in every derivative-free method: few candidates / particles on many steps, or many on few.
+    ``compact``: a smaller grid around the settings the full grid picked on the demo model (for slow
+    machines); ``quick``: the smallest, a check that the protocol runs."""
+    if quick:
+        widths, lams, scales, scg, splits = (
+            (k,),
+            (2.0, 8.0),
+            (1.0,),
+            scg_configs(steps, k, (4, 6)),
+            COMPACT_QUICK,
+        )
+    elif compact:
+        widths, lams, scales = (k, 2 * k), (8.0, 128.0), (10.0, 30.0, 100.0)
+        scg, splits = scg_configs(steps, k, (8, 16), (3,)), ((2, 3), (2, 4), (4, 2))
+    else:
+        widths, lams, scales = (2, 3, 4, k, 2 * k), (8.0, 32.0, 128.0), (1.0, 3.0, 10.0, 30.0)
+        scg, splits = scg_configs(steps, k, (6, 8, 11, 16), (2, 3, 4)), TREE_SPLITS
+    parts = [m for m in widths if (k * steps) % m == 0]
     return {
         "unguided": [{"method": "unguided", "n": 1, "steps": steps}],
         "best_of_n": [{"method": "best_of_n", "n": m, "steps": k * steps // m} for m in parts],
-        "dps": [
-            {"method": "dps", "n": 1, "steps": k * steps // 2, "dps_scale": c}
-            for c in ((1.0, 3.0, 10.0, 30.0) if not quick else (1.0,))
-        ],
+        "dps": [{"method": "dps", "n": 1, "steps": k * steps // 2, "dps_scale": c} for c in scales],
         "smc": [
             {
                 "method": "smc",
@@ -132,10 +145,8 @@ def grids(steps: int, k: int, quick: bool) -> dict[str, list[dict]]:
             for m in parts
             for lu in lams
         ],
-        "scg": scg_configs(steps, k, (6, 8, 11, 16), (2, 3, 4))
-        if not quick
-        else scg_configs(steps, k, (4, 6)),
-        "tree_search": tree_configs(steps, k, TREE_SPLITS if not quick else ((2, 2), (1, 2))),
+        "scg": scg,
+        "tree_search": tree_configs(steps, k, splits),
     }
 
 
@@ -291,6 +302,7 @@ def run_benchmark(
     wanted: Sequence[str] = OBJECTIVES,
     log: Callable[[str], None] | None = print,
     methods: Sequence[str] = BENCH_METHODS,
+    compact: bool = False,
 ) -> dict:
     """The protocol: validation over each method's grid, then the chosen setting once on the test targets.
 
@@ -313,7 +325,7 @@ def run_benchmark(
     val_ref = val_real[torch.randint(val_real.shape[0], (val_samples,), generator=g)]
     test_objs, val_objs = objectives(cfg, ref), objectives(cfg, val_ref)
 
-    grid = grids(steps, k, quick)
+    grid = grids(steps, k, quick, compact)
     budget = k * steps
     boot = torch.Generator().manual_seed(seed + 2)
     rows, val_rows, records = [], [], []
@@ -358,7 +370,13 @@ def run_benchmark(
             if method == "tree_search" and len(options) > 1:
                 # then selection by sampling, at temperatures in units of the unguided loss's spread
                 split_ = min(scored, key=lambda t: t[0])[1]
-                temps = TREE_TEMPERATURES if not quick else TREE_TEMPERATURES[1:2]
+                temps = (
+                    TREE_TEMPERATURES[1:2]
+                    if quick
+                    else TREE_TEMPERATURES[1:]
+                    if compact
+                    else TREE_TEMPERATURES
+                )
                 validate(
                     [
                         {**split_, "selection": "sample", "temp_units": t, "temperature": t / lam_scale}
