@@ -113,3 +113,13 @@ def test_a_runaway_forecast_warns_with_the_fix():
     messages = [str(w.message) for w in caught if issubclass(w.category, ForecastRangeWarning)]
     assert len(messages) == 1 and "leaves the plausible range" in messages[0]
     assert "choose the scale on validation windows" in messages[0] and "quantile" in messages[0]
+
+
+def test_choosing_reads_at_most_max_windows_evenly_spread():
+    series = synthetic_series(3, 120, "H", seed=0)
+    pipe = _pipe(series, test_windows=1, validation_windows=2)
+    every = pipe.validation(series)
+    assert every.starts == [102, 108] * 3 and every.item_ids[0] == "synthetic_0"
+    few = pipe.validation(series, max_windows=3)
+    assert few.item_ids == ["synthetic_0", "synthetic_1", "synthetic_2"] and few.starts == [102, 102, 108]
+    assert torch.equal(few.future[2], every.future[5])

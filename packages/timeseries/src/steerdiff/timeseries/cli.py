@@ -241,6 +241,7 @@ def _train(args, series, source: str, out: Path, read: dict | None = None) -> tu
             stride=args.stride,
             num_samples=args.tune_samples,
             num_steps=args.steps,
+            max_windows=args.tune_windows,
             device=args.device,
             seed=args.seed,
             progress=not args.quiet,
@@ -271,6 +272,7 @@ def _train(args, series, source: str, out: Path, read: dict | None = None) -> tu
                 budget=args.tune_budget,
                 num_samples=args.tune_samples,
                 num_steps=args.steps,
+                max_windows=args.tune_windows,
                 seed=args.seed,
                 progress=not args.quiet,
             )
@@ -765,6 +767,12 @@ def _train_flags(
         type=positive_int,
         default=16,
         help="sample paths per validation window when choosing",
+    )
+    p.add_argument(
+        "--tune-windows",
+        type=positive_int,
+        default=64,
+        help="validation windows used when choosing (at most; evenly spread over all of them)",
     )
     p.add_argument("--train-steps", type=positive_int, default=train_steps, help="training steps")
     p.add_argument("--batch-size", type=positive_int, default=64, help="training batch size")

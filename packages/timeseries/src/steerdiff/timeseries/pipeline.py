@@ -170,9 +170,10 @@ class TSDiffPipeline:
             held.check_unseen(test.item_ids, test.starts, series)
         return train, test
 
-    def validation(self, series: Sequence[Series]) -> TestWindows:
+    def validation(self, series: Sequence[Series], max_windows: int | None = None) -> TestWindows:
         """The validation windows of ``series`` (between the training part and the test windows), as the model
-        was trained; an error when the model was trained without validation windows."""
+        was trained; an error when the model was trained without validation windows. ``max_windows`` keeps at
+        most that many, evenly spread over them (the same ones every time)."""
         held = self.data_split
         if held is None or held.validation_windows < 1:
             raise ValueError(
@@ -190,6 +191,15 @@ class TSDiffPipeline:
                     f"series {item!r} is not the data the model was trained on (its validation windows would "
                     "overlap the training part); give the training data"
                 )
+        n = len(val.history)
+        if max_windows is not None and n > max_windows:
+            keep = torch.linspace(0, n - 1, max_windows).round().long().unique().tolist()
+            val = TestWindows(
+                val.history[keep],
+                val.future[keep],
+                [val.item_ids[i] for i in keep],
+                [val.starts[i] for i in keep],
+            )
         return val
 
     # ---------------------------------------------------------------------------------------------- jobs
@@ -340,19 +350,21 @@ class TSDiffPipeline:
         num_steps: int = NUM_STEPS,
         solver: str = "ddpm",
         batch_size: int | None = None,
+        max_windows: int | None = 64,
         seed: int = 0,
         progress: bool = False,
     ) -> TuningResult:
         """Choose the self-guidance scale of ``guidance`` by the CRPS on the validation windows of ``series``
         (the model's split), searched on a log scale in [``low``, ``high``] with ``budget`` evaluations
-        (:func:`steerdiff.core.tune`; every evaluation uses the same noise). The choice is kept in the model
+        (:func:`steerdiff.core.tune`; every evaluation uses the same noise) on at most ``max_windows`` of
+        them, evenly spread. The choice is kept in the model
         (saved with the bundle) and becomes the default ``scale`` of :meth:`forecast` and :meth:`impute`."""
         from steerdiff.core.tuning import LogRange, tune
 
         from .forecast import GuidanceDiverged
         from .metrics import crps
 
-        val = self.validation(series)
+        val = self.validation(series, max_windows)
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -408,6 +420,7 @@ class TSDiffPipeline:
         scale: float = 4.0,
         num_samples: int = 16,
         num_steps: int = NUM_STEPS,
+        max_windows: int | None = 64,
         device=None,
         seed: int | None = None,
         progress: bool = False,
@@ -437,7 +450,7 @@ class TSDiffPipeline:
                 seed=seed,
                 progress=progress,
             )
-            val = pilot.validation(series)
+            val = pilot.validation(series, max_windows)
             g = torch.Generator(pilot.device).manual_seed(0 if seed is None else seed)
             try:
                 with warnings.catch_warnings():
