@@ -89,9 +89,11 @@ def test_long_layouts_in_any_row_order(tmp_path):
     _check(load_series(_write(tmp_path / "nixtla.csv", [["unique_id", "ds", "y"], *shuffled])))
     _check(load_series(_write(tmp_path / "gluonts.csv", [["item_id", "timestamp", "target"], *rows])))
     steps = [[k, i, v] for k, vals in (("a", A), ("b", B)) for i, v in enumerate(vals)]
-    _check(
-        load_series(_write(tmp_path / "steps.csv", [["unique_id", "ds", "y"], *steps]), freq="D"), start=None
-    )
+    step_file = _write(tmp_path / "steps.csv", [["unique_id", "ds", "y"], *steps])
+    _check(load_series(step_file, freq="D"), start=None)
+    _check(load_series(step_file, freq="D", start="2021-03-01"))
+    with pytest.raises(ValueError, match="drop --start"):
+        load_series(tmp_path / "nixtla.csv", start="2021-03-01")
     frame = pd.DataFrame(shuffled, columns=["unique_id", "ds", "y"])
     _check(series_from_frame(frame))
     _check(from_pandas(frame))

@@ -67,7 +67,7 @@ def _read_options(args) -> dict:
 def _series(source: str, freq: str | None = None, start: str | None = None, header: str = "auto"):
     """Read the user's data now (before any training); a missing optional dependency is a usage error."""
     try:
-        return load_series(source, freq, start=start, header=HEADERS[header])
+        return load_series(source, freq, start=start, header=HEADERS.get(header, header))
     except ImportError as err:
         raise UsageError(str(err)) from None
 

@@ -276,8 +276,18 @@ def _trimmed(
     return Series(values[first:last], freq, None if start is None else str(pd.Timestamp(start)), name)
 
 
-def _wide(values, names, times, freq, start, where, header: bool) -> list[Series]:
+def _start(start):
     import pandas as pd
+
+    try:
+        return pd.Timestamp(str(start))
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"--start {start!r} is not a date; give e.g. 2020-01-01 or '2020-01-01 00:00'"
+        ) from None
+
+
+def _wide(values, names, times, freq, start, where, header: bool) -> list[Series]:
 
     if times is not None:
         if start is not None:
@@ -298,19 +308,13 @@ def _wide(values, names, times, freq, start, where, header: bool) -> list[Series
             )
         freq = parse_freq(freq)
         if start is not None:
-            try:
-                start = pd.Timestamp(str(start))
-            except (ValueError, TypeError):
-                raise ValueError(
-                    f"--start {start!r} is not a date; give e.g. 2020-01-01 or '2020-01-01 00:00'"
-                ) from None
+            start = _start(start)
     return [
         _trimmed(values[:, j], str(names[j]), freq, start, where, 0, header) for j in range(values.shape[1])
     ]
 
 
-def _long(ids, time_cells, y, freq, where) -> list[Series]:
-
+def _long(ids, time_cells, y, freq, where, start=None) -> list[Series]:
     ids = np.asarray([str(i) for i in ids])
     numeric_time = all(_number(str(t)) is not None and not _is_missing(str(t)) for t in time_cells[:50])
     out = []
@@ -334,15 +338,18 @@ def _long(ids, time_cells, y, freq, where) -> list[Series]:
                 raise ValueError(
                     f"{w}: step {steps[i]:g} is followed by {steps[i + 1]:g}; give every step once"
                 )
-            f, start = parse_freq(freq), None
+            f = parse_freq(freq)
+            first = None if start is None else _start(start)
         else:
+            if start is not None:
+                raise ValueError(f"{where}: the time column holds dates, which give the start; drop --start")
             times = _parse_times(tt, w)
             order = np.argsort(np.asarray(times, dtype="datetime64[ns]"), kind="stable")
             times, yy = times[order], yy[order]
             f = _check_times(times, parse_freq(freq) if freq is not None else None, w)
-            start = times[0]
+            first = times[0]
         freqs.add(f)
-        out.append(_trimmed(yy, str(key), f, start, w, 0, False))
+        out.append(_trimmed(yy, str(key), f, first, w, 0, False))
     if len(freqs) > 1:
         raise ValueError(
             f"{where}: the series have different frequencies {sorted(map(str, freqs))}; give --freq"
@@ -422,7 +429,7 @@ def _delimited(path: Path, comp, freq, start, header) -> list[Series]:
                         "cell for a missing value)"
                     )
                 y.append(v)
-            return _long([r[idx[0]] for r in body], [r[idx[1]] for r in body], y, freq, str(path))
+            return _long([r[idx[0]] for r in body], [r[idx[1]] for r in body], y, freq, str(path), start)
     # wide: is the first column a time column?
     col0 = [r[0] for r in body]
     named_time = has_header and names[0].strip().lower() in TIME_NAMES
@@ -518,7 +525,7 @@ def series_from_frame(df, freq=None, start=None, where: str = "the DataFrame") -
             raise ValueError(f"{where}, row {bad[0]}: {cols[2]} {df[cols[2]].iloc[bad[0]]!r} is not a number")
         ts = df[cols[1]]
         cells = [str(v) for v in ts] if not pd.api.types.is_datetime64_any_dtype(ts) else [str(v) for v in ts]
-        return _long(df[cols[0]].tolist(), cells, y, freq, where)
+        return _long(df[cols[0]].tolist(), cells, y, freq, where, start)
     times = None
     if isinstance(df.index, pd.DatetimeIndex):
         times = df.index
