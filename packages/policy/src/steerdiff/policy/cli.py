@@ -8,6 +8,7 @@ and the fix.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -20,6 +21,7 @@ from steerdiff.core.command import (
     existing_dir,
     make_parser,
     nonnegative_float,
+    nonnegative_int,
     positive_float,
     positive_int,
     probability,
@@ -166,10 +168,17 @@ def cmd_train(a) -> dict:
     }
 
 
-def cmd_synthesize(a) -> dict:
+def cmd_synthesize(a) -> dict | None:
+    if a.chunk_size == 0 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UsageError(
+            "under torchrun, pass --chunk-size (windows per chunk) so the processes share the work"
+        )
     pipe = _load_pipeline(a.model, a.device)
     agent = _load_agent(a.agent, a.device, pipe) if a.agent else None
-    ds = pipe.synthesize(agent=agent, **_synth_kwargs(a))
+    shards = {"shards": a.out, "chunk_size": a.chunk_size, "progress": not a.quiet} if a.chunk_size else {}
+    ds = pipe.synthesize(agent=agent, **_synth_kwargs(a), **shards)
+    if ds is None:  # a torchrun rank other than 0: rank 0 merges, writes and reports
+        return None
     path = save_d4rl(ds, a.out / SYNTHETIC)
     summary = {
         "transitions": len(ds),
@@ -178,6 +187,7 @@ def cmd_synthesize(a) -> dict:
         "terminal_fraction": terminal_fraction(ds),
         "coeff": a.coeff if agent else 0.0,
         "dataset": str(path),
+        "chunk_size": a.chunk_size or None,
         "costs": {k: v for k, v in ds.metadata.items() if k != "synthetic"},
     }
     if agent is not None:
@@ -423,6 +433,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="target policy folder (from train-agent); without it the samples are unguided",
     )
     _synthesis_flags(s)
+    s.add_argument(
+        "--chunk-size",
+        type=nonnegative_int,
+        default=0,
+        help="sample this many windows at a time, each chunk from its own seed, kept in <out>/shards: a cut "
+        "run resumes, and under torchrun the processes share the chunks with the same result as one "
+        "(0: one batch, no shards)",
+    )
     add_runtime_flags(s, out="runs/policy/synthesize")
 
     s = add("train-agent", "train TD3+BC or IQL on real, synthetic or mixed batches (bundle in <out>/agent)")

@@ -7,11 +7,14 @@
     data = pipe.synthesize(agent=agent, coeff=1.0, num_samples=64, steps=32, solver="heun")
 
 ``synthesize`` returns an :class:`~steerdiff.policy.data.OfflineDataset` of synthetic transitions in the D4RL
-layout; without an agent (or with ``coeff=0``) the samples are unguided.
+layout; without an agent (or with ``coeff=0``) the samples are unguided. With ``shards="folder"`` it samples
+in chunks through :func:`steerdiff.core.sample_in_shards`: resumable, split over the processes of a
+``torchrun`` launch, and the same transitions whatever their number (rank 0 gets them, other ranks None).
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -24,6 +27,17 @@ from .data import DatasetError, OfflineDataset
 from .diffusion import ModelConfig, SamplerConfig, TrajectoryDiffusion
 from .guidance import PolicyGuidance
 from .synthesis import Synthesizer
+from .trajectories import to_transitions
+
+
+def _fingerprint(module: torch.nn.Module) -> str:
+    """A short hash of a network's weights (what a shard of its samples depends on)."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
 
 __all__ = ["PolicyGuidedPipeline"]
 
@@ -144,12 +158,20 @@ class PolicyGuidedPipeline:
         seed: int = 0,
         normalize_gradient: bool = True,
         churn: float = 0.0,
+        shards=None,
+        chunk_size: int = 64,
+        progress: bool = False,
         **guidance,
-    ) -> OfflineDataset:
+    ) -> OfflineDataset | None:
         """Synthetic transitions: ``num_samples`` windows of ``length`` rows (default: the training window),
         guided toward ``agent``'s actions with strength ``coeff`` (unguided without an agent or with
         ``coeff=0``), sampled with ``solver`` in ``steps`` steps. ``agent`` may be an agent or its bundle
-        folder. The dataset's ``metadata`` holds the sampling costs."""
+        folder. The dataset's ``metadata`` holds the sampling costs.
+
+        ``shards`` (a folder): sample ``chunk_size`` windows at a time with
+        :func:`steerdiff.core.sample_in_shards`, each chunk from its own seed and kept in ``shards/shards``:
+        a cut run resumes, and under ``torchrun`` the ranks share the chunks and give the same transitions
+        as one process. Rank 0 returns the dataset, the other ranks ``None``."""
         if isinstance(agent, (str, Path)):
             agent = load_agent(agent, device=self.device)
         if agent is not None:
@@ -157,7 +179,44 @@ class PolicyGuidedPipeline:
         synth = self.synthesizer(
             coeff, num_samples, steps, solver, length, seed, normalize_gradient, churn, **guidance
         )
-        return synth(agent)
+        if shards is None:
+            return synth(agent)
+        return self._synthesize_in_shards(synth, agent, shards, chunk_size, progress)
+
+    def _synthesize_in_shards(self, synth: Synthesizer, agent, shards, chunk_size: int, progress: bool):
+        from steerdiff.core.sharding import sample_in_shards
+
+        if int(chunk_size) < 1:
+            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
+        if agent is not None:
+            agent.eval()
+        guidance, device = synth.guidance(agent), self.device
+        costs: dict[str, float] = {}
+
+        def job(start, stop, generator):
+            gen = torch.Generator(device).manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+            res = self.model.sample(stop - start, synth.length, guidance, synth.sampler, gen)
+            for k, v in res.costs.as_dict().items():
+                costs[k] = costs.get(k, 0.0) + float(v)
+            return res.x
+
+        key = {  # shards of another model, agent or setting are never reused
+            "model": _fingerprint(self.model.denoiser),
+            "agent": _fingerprint(agent) if isinstance(agent, torch.nn.Module) else None,
+            "coeff": synth.coeff if agent is not None else 0.0,
+            "length": synth.length or self.horizon,
+            "sampler": {k: v for k, v in vars(synth.sampler).items() if k != "solver_options"},
+            "guidance": [synth.cosine, synth.normalize, synth.at, synth.apply],
+        }
+        x = sample_in_shards(
+            job, synth.num, shards, chunk_size=int(chunk_size), seed=synth.seed, key=key, progress=progress
+        )
+        if x is None:  # a torchrun rank other than 0: rank 0 merges
+            return None
+        ds = to_transitions(x, self.normalizer, self.env_id)
+        ds.metadata.update({"num_samples": float(synth.num), "chunk_size": float(chunk_size)})
+        ds.metadata.update({f"{k}_this_process": v for k, v in costs.items() if k != "num_samples"})
+        return ds
 
     def sample(
         self,
