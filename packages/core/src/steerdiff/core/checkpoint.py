@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .denoiser import Denoiser
-from .io import atomic_directory, recover_directory
+from .io import atomic_directory, fsync_file, recover_directory, write_json
 from .schedules import Schedule, get_schedule
 
 __all__ = [
@@ -90,18 +89,14 @@ def network_spec(net: nn.Module) -> dict | None:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
+    write_json(path, obj, indent=1)
 
 
 def _write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None):
     # clone: safetensors refuses tensors that share memory (tied weights) and wants contiguous CPU data
     tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
     save_file(tensors, str(path), metadata={"format": "pt", **(metadata or {})})
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
+    fsync_file(path)
 
 
 def _encode(obj: Any, tensors: dict[str, torch.Tensor], key: str) -> Any:

@@ -24,6 +24,7 @@ __all__ = [
     "atomic_open",
     "atomic_path",
     "fsync_directory",
+    "fsync_file",
     "recover_directory",
     "save_figure",
     "save_npy",
@@ -82,6 +83,12 @@ def save_npy(path, array) -> Path:
 
 
 # ------------------------------------------------------------------------------------------- folders
+
+
+def fsync_file(path) -> None:
+    """Flush a file written by another library (safetensors, h5py) to disk before its folder is renamed."""
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
 
 
 def fsync_directory(path) -> None:
