@@ -321,3 +321,13 @@ def test_prior_trained_on_a_problem_solves_own_measurements_of_it(tmp_path):
     assert main([*argv, "--num-samples", "4", "--steps", "3", "--quiet", "--device", "cpu"]) == 0
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["forward_evals"] > 0 and "rel_l2" not in summary
+
+
+def test_eki_on_your_own_forward_model_starts_at_the_prior_fields_scale(tmp_path):
+    pipe = InversePipeline.from_pretrained(tiny_prior(tmp_path / "prior"), device="cpu")  # scale 2: std 1
+    mask = torch.zeros(1, 8, 8, dtype=torch.bool)
+    mask[0, ::2, ::2] = True
+    forward = UserForwardModel((1, 8, 8), (16,), operator=mask)
+    problem = pipe._problem(forward)
+    assert problem.ensemble_prior.std() == pytest.approx(pipe.prior.scale * 0.5)
+    assert InversePipeline(None, None, "cpu")._problem(forward).ensemble_prior.size == 8

@@ -159,6 +159,7 @@ USER_FLAGS = {
     "truth": "--truth",
     "noise": "--noise",
     "field_size": "--field-size",
+    "chunk_size": "--chunk-size",
 }
 
 
@@ -192,6 +193,7 @@ def cmd_solve(args) -> dict:
     if args.measurements is not None:
         return _solve_user(args)
     given = [flag for dest, flag in USER_FLAGS.items() if getattr(args, dest) is not None]
+    given += ["--workers"] if args.workers != 1 else []
     if given:
         raise UsageError(
             f"{', '.join(given)} {'goes' if len(given) == 1 else 'go'} with --measurements (your own data); "

@@ -22,10 +22,11 @@ import torch
 from steerdiff.core.runtime import resolve_device
 from steerdiff.core.sampling import sample
 
+from .fields import GaussianRandomField
 from .forward import ForwardModel
 from .methods import METHODS, MethodConfig, Solution, sigma_steps, solve
 from .metrics import evaluate
-from .prior import FieldPrior, PriorConfig, load_prior, train_prior
+from .prior import SIGMA_DATA, FieldPrior, PriorConfig, load_prior, train_prior
 from .problems import CustomProblem, InverseProblem, make_problem
 
 __all__ = ["InversePipeline"]
@@ -213,7 +214,12 @@ class InversePipeline:
             problem = copy.copy(self.problem)
             problem.forward = forward
             return problem
-        return CustomProblem(forward)
+        ensemble = None
+        if self.prior is not None and len(forward.input_shape) == 3:
+            # EKI's initial ensemble: a Gaussian random field with the pointwise std of the prior's fields
+            grf = GaussianRandomField(forward.input_shape[-1])
+            ensemble = GaussianRandomField(grf.size, amplitude=self.prior.scale * SIGMA_DATA / grf.std())
+        return CustomProblem(forward, ensemble)
 
     def __repr__(self) -> str:
         problem = self.problem.name if self.problem is not None else None
