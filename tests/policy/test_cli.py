@@ -165,3 +165,14 @@ def test_short_episodes_without_an_environment_attribute(tmp_path, capsys):
                  "--out", str(tmp_path / "n")]) == 2  # fmt: skip
     err = capsys.readouterr().err
     assert "pad the windows" in err and "or use a horizon of at most" in err
+
+
+def test_a_model_or_agent_of_another_environment_with_the_same_dimensions(tmp_path, capsys):
+    """Walker2d and HalfCheetah share their dimensions (17, 6): the environment names are compared too."""
+    from steerdiff.policy import collect, make_agent, save_d4rl
+
+    data = save_d4rl(collect("HalfCheetah-v5", "random", 30, seed=0), tmp_path / "cheetah.hdf5")
+    make_agent("td3bc", 17, 6, 1.0, hidden=8, env_id="Walker2d-v5").save_pretrained(tmp_path / "w" / "agent")
+    run = ["train-agent", "--data", str(data), "--train-steps", "1", "--hidden", "8", "--quiet"]
+    assert main([*run, "--resume", "--out", str(tmp_path / "w")]) == 2
+    assert "holds an agent of Walker2d-v5 but the dataset is HalfCheetah-v5" in capsys.readouterr().err

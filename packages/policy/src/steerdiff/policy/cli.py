@@ -210,6 +210,11 @@ def cmd_train_agent(a) -> dict:
     AgentConfig(obs_dim=1, act_dim=1, hidden=a.hidden, **options)  # checks the values before anything is read
     real, env_id = _read_dataset(a.data, a.env)
     pipe = _load_pipeline(a.model, a.device) if a.model else None
+    if pipe is not None and pipe.env_id not in (None, env_id):
+        raise UsageError(
+            f"the trajectory model {a.model} was trained on {pipe.env_id} data but the dataset is {env_id}; "
+            f"pass a model trained on {env_id} data (steerdiff-policy train --data {a.data})"
+        )
     out = a.out / AGENT
     if a.resume and (out / "config.json").exists():
         agent = _load_agent(out, a.device, pipe)
@@ -219,6 +224,11 @@ def cmd_train_agent(a) -> dict:
                 "resume it, or another --out"
             )
         real.check_env(agent.config.obs_dim, agent.config.act_dim, env_id)
+        if agent.env_id not in (None, env_id):
+            raise UsageError(
+                f"{out} holds an agent of {agent.env_id} but the dataset is {env_id}; pass another --out "
+                f"to train a new agent, or the --data and --env it was trained on"
+            )
     else:
         agent = make_agent(
             a.agent,
