@@ -172,3 +172,11 @@ def test_unpadded_windows_that_leave_most_data_out_are_refused():
         TrajectoryDiffusion.fit(ds, ModelConfig(**{**low.__dict__, "min_coverage": 0.9}), action_bound=1.0)
     with pytest.raises(ValueError, match="padding must be one of"):
         TrajectoryDiffusion.fit(ds, ModelConfig(padding="zeros"), action_bound=1.0, device="cpu")
+
+
+def test_episode_windows_for_plots_take_the_longest_episodes():
+    from steerdiff.policy import episode_windows
+
+    ds = _short_episodes((1, 5, 3, 1), (True,) * 4)  # states: 10 i + t
+    w = episode_windows(ds, max_windows=2)
+    np.testing.assert_array_equal(w[..., 0], [[10, 11, 12], [20, 21, 22]])

@@ -12,9 +12,11 @@ __all__ = ["episode_windows", "plot_likelihood_vs_error", "plot_return_curves", 
 
 
 def episode_windows(dataset, max_windows: int = 8) -> np.ndarray:
-    """The first rows of up to ``max_windows`` episodes as (n, L, obs_dim) state sequences (L: the shortest
-    episode shown), for :func:`plot_state_trajectories`."""
-    bounds = dataset.episode_bounds()[:max_windows]
+    """The first rows of the ``max_windows`` longest episodes (the first ones among equals) as (n, L, obs_dim)
+    state sequences (L: the shortest episode shown), for :func:`plot_state_trajectories`."""
+    bounds = dataset.episode_bounds()
+    order = sorted(range(len(bounds)), key=lambda i: (-(bounds[i][1] - bounds[i][0]), i))[:max_windows]
+    bounds = [bounds[i] for i in sorted(order)]
     length = min(b - a for a, b in bounds)
     return np.stack([dataset.observations[a : a + length] for a, _ in bounds])
 
