@@ -136,6 +136,8 @@ def _solve_and_write(
 
 
 def _report(out: Path, method: str, sol: Solution, metrics: dict, truth, y) -> dict:
+    save_npy(out / "estimate.npy", sol.estimate.detach().cpu().numpy())
+    save_npy(out / "ensemble.npy", sol.ensemble.detach().cpu().numpy())
     from .plots import plot_solution
 
     score = (
@@ -149,6 +151,8 @@ def _report(out: Path, method: str, sol: Solution, metrics: dict, truth, y) -> d
         "metrics": str(out / "metrics.json"),
         "plot": str(out / "fields.png"),
         "solution": str(out / "solution.safetensors"),
+        "estimate": str(out / "estimate.npy"),
+        "ensemble": str(out / "ensemble.npy"),
     }
 
 
@@ -313,11 +317,8 @@ def _solve_user(args) -> dict:
     finally:
         if executor is not None:
             executor.shutdown(cancel_futures=True)
-    save_npy(out / "estimate.npy", sol.estimate.detach().cpu().numpy())
-    save_npy(out / "ensemble.npy", sol.ensemble.detach().cpu().numpy())
     save_tensors(out / "solution.safetensors", {"estimate": sol.estimate, "ensemble": sol.ensemble})
-    summary = _report(out, args.method, sol, metrics, truth, y[:count].to(sol.estimate.device))
-    return {**summary, "estimate": str(out / "estimate.npy"), "ensemble": str(out / "ensemble.npy")}
+    return _report(out, args.method, sol, metrics, truth, y[:count].to(sol.estimate.device))
 
 
 def cmd_benchmark(args) -> dict:
@@ -424,7 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate")
 
     p = add(
-        "solve", "solve a data set's test measurements; writes metrics.json, fields.png, solution.safetensors"
+        "solve",
+        "solve a data set's test measurements or your own (--measurements); writes metrics.json, fields.png, "
+        "solution.safetensors, estimate.npy and ensemble.npy",
     )
     add_runtime_flags(p, out="runs/inverse/solve")
     add_sampling_flags(
@@ -459,7 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs=2,
         metavar=("START", "STOP"),
         default=(0.05, 0.95),
-        help="enkg: guided steps as fractions of --steps (steps floor(START*steps) up to floor(STOP*steps))",
+        help="enkg: guided steps as fractions of --steps (the steps i with floor(START*steps) <= i < "
+        "floor(STOP*steps))",
     )
     p.add_argument("--updates", type=positive_int, default=1, help="enkg: corrections per guided step")
     p.add_argument("--iterations", type=positive_int, default=100, help="eki: iterations")
