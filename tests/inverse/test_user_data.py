@@ -331,3 +331,12 @@ def test_eki_on_your_own_forward_model_starts_at_the_prior_fields_scale(tmp_path
     problem = pipe._problem(forward)
     assert problem.ensemble_prior.std() == pytest.approx(pipe.prior.scale * 0.5)
     assert InversePipeline(None, None, "cpu")._problem(forward).ensemble_prior.size == 8
+
+
+def test_integer_outputs_are_numbers_in_either_blowup_mode():
+    x = torch.from_numpy(fields(3))
+    for mode in ("raise", "penalty"):
+        counts = UserForwardModel(
+            (1, 8, 8), (2,), lambda t: torch.ones(len(t), 2, dtype=torch.int64), on_blowup=mode
+        )
+        assert torch.equal(counts(x), torch.ones(3, 2))

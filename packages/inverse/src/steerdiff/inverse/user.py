@@ -296,7 +296,9 @@ class _Checked:
                 f"{self.name} returned {int(np.prod(row))} values per row (shape {row}), but the observation "
                 f"operator has {want} columns; give one operator column per output value"
             )
-        if not self.penalty or not y.is_floating_point():
+        if not y.is_floating_point():
+            y = y.float()
+        if not self.penalty:
             return y
         flat = y.reshape(y.shape[0], -1)
         bad = ~torch.isfinite(flat).all(1)
