@@ -7,27 +7,25 @@
 * :func:`prior_splits`: all of music21's four-part chorales, split so that the benchmark's test chorales (the
   demo's held-out ones) and validation chorales stay out of training.
 * :func:`measure_prior`: validation loss, voice realism and OA of unguided samples for one model.
-* ``python -m steerdiff.music.prior``: trains candidates (U-Net widths) on every chorale with transposition to
+* ``python -m steerdiff.music.train_prior``: trains candidates (U-Net widths) on every chorale with transposition to
   all keys, in stages (resumable: run the same command again to continue), measures each stage on the
   validation chorales and keeps the best as a model bundle; ``--measure DIR`` measures any model bundle.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import torch
 
-from steerdiff.core.io import write_json
-from steerdiff.core.runtime import cache_dir, configure
+from steerdiff.core.runtime import cache_dir
 
-from .data import bach_chorales, split, windows
-from .demo import DEMO_BARS, DEMO_ROLL
+from .data import bach_chorales, split
+from .demo import DEMO_ROLL
 from .metrics import oa_table, voice_realism
 from .model import schedule
-from .pipeline import MusicPipeline, trained_steps
+from .pipeline import MusicPipeline
 from .roll import RollConfig
 
 __all__ = [
@@ -108,93 +106,3 @@ def _choose(stages: list[dict], tolerance: float = 0.05) -> dict:
     best_loss = min(s["val_loss"] for s in stages)
     ok = [s for s in stages if s["val_loss"] <= best_loss * (1 + tolerance)]
     return max(ok, key=lambda s: (s["voices"]["generated"]["typical"], -s["val_loss"]))
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m steerdiff.music.prior",
-        description="Train piano-roll priors on every Bach chorale in stages, measure each on the validation "
-        "chorales (denoising loss, voice realism, OA of unguided samples) and keep the best; or measure one "
-        "model bundle (--measure).",
-    )
-    p.add_argument("--run", type=Path, default=None, help="run folder (default: the cache's prior folder)")
-    p.add_argument("--channels", default="16", help="comma-separated U-Net widths to train (default: 16)")
-    p.add_argument(
-        "--stages",
-        default="2000,4000,6000,8000",
-        help="training steps after which each candidate is measured",
-    )
-    p.add_argument("--transpose", type=int, default=6, help="augment by -k..k semitones (6: every key)")
-    p.add_argument("--batch-size", type=int, default=32, help="windows per training step")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
-    p.add_argument("--samples", type=int, default=64, help="unguided samples measured per model")
-    p.add_argument(
-        "--measure", type=Path, default=None, help="only measure this model bundle on the test set"
-    )
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--json", type=Path, default=None, help="where to write the measurements")
-    a = p.parse_args(argv)
-    configure("cpu", a.threads, a.seed)
-    length = DEMO_BARS * RollConfig(**DEMO_ROLL).steps_per_bar
-    train, val, test = prior_splits(progress=False)
-    if a.measure is not None:
-        pipe = MusicPipeline.from_pretrained(a.measure, device="cpu")
-        res = measure_prior(pipe, windows(test, length), a.samples, seed=a.seed)
-        res.update(model=str(a.measure), train_steps=trained_steps(a.measure), real="test windows")
-        _print(str(a.measure), res)
-        if a.json:
-            write_json(a.json, res)
-        return 0
-    run = Path(a.run or prior_run_dir())
-    val_windows = windows(val, length)
-    log_path = a.json or run / "stages.json"
-    stages: list[dict] = []
-    for ch in [int(c) for c in a.channels.split(",")]:
-        for steps in [int(s) for s in a.stages.split(",")]:
-            bundle = run / f"ch{ch}" / f"model_{steps}"
-            if trained_steps(bundle) < steps:
-                pipe = MusicPipeline.train(
-                    train,
-                    bars=DEMO_BARS,
-                    transpose=a.transpose,
-                    train_steps=steps,
-                    batch_size=a.batch_size,
-                    lr=a.lr,
-                    channels=ch,
-                    seed=a.seed,
-                    checkpoint_dir=run / f"ch{ch}",
-                    device="cpu",
-                    progress=False,
-                    data_info={"source": "chorales", "train_pieces": len(train), "val_names": val.names},
-                )
-                pipe.save_pretrained(bundle)
-            pipe = MusicPipeline.from_pretrained(bundle, device="cpu")
-            res = measure_prior(pipe, val_windows, a.samples, seed=a.seed, val_windows=val_windows)
-            res.update(channels=ch, train_steps=steps, model=str(bundle), real="validation windows")
-            _print(f"ch{ch} {steps} steps", res)
-            stages.append(res)
-            write_json(log_path, {"stages": stages})
-    best = _choose(stages)
-    chosen = MusicPipeline.from_pretrained(best["model"], device="cpu")
-    chosen.save_pretrained(run / "model")
-    test_res = measure_prior(chosen, windows(test, length), a.samples, seed=a.seed)
-    test_res.update(model=str(run / "model"), chosen=best["model"], real="test windows")
-    _print("chosen, on the test windows", test_res)
-    write_json(log_path, {"stages": stages, "chosen": best["model"], "test": test_res})
-    return 0
-
-
-def _print(name: str, r: dict) -> None:
-    v = r["voices"]
-    loss = f"val loss {r['val_loss']:.4f}  " if "val_loss" in r else ""
-    print(
-        f"{name}: {loss}{v['typical_voices']} voices on {v['generated']['typical']:.1%} of steps "
-        f"(more on {v['generated']['more']:.1%}; real {v['real']['typical']:.1%}), note length "
-        f"{v['generated']['note_length']:.2f} (real {v['real']['note_length']:.2f}), OA {r['oa']['mean']:.3f}",
-        flush=True,
-    )
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
