@@ -888,7 +888,9 @@ def build_parser() -> argparse.ArgumentParser:
     _model_flags(evaluate)
     _data_flags(evaluate, required=False)
     demo = add(
-        "demo", "train a small model on a bundled real series and evaluate it (a few minutes on a CPU)"
+        "demo",
+        "train a small model on a bundled real series, choose its scaling and scales on validation windows and "
+        "evaluate it (several minutes on a CPU)",
     )
     _data_flags(demo, required=False, default="elecdemand")
     _train_flags(demo, context=96, hidden=32, blocks=2, d_state=32, train_steps=600, test_windows=7, stride=2)
