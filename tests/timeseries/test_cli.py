@@ -173,6 +173,7 @@ def test_header_less_file_keeps_every_row_and_trains_from_the_cli(tmp_path):
     assert main(["data", *data, "--quiet", "--out", str(tmp_path / "d")]) == 0
     summary = _summary(tmp_path / "d")
     assert summary["num_series"] == 2 and summary["total_points"] == 180 and summary["item_ids"] == ["0", "1"]
+    assert summary["read_as"]["header"] is False and summary["read_as"]["time_column"] is False
     rows = [json.loads(line) for line in (tmp_path / "d" / "series.jsonl").read_text().splitlines()]
     np.testing.assert_allclose(np.array([r["target"] for r in rows]).T, values, atol=1e-6)
     assert rows[0]["start"] == "2020-01-01 00:00:00"

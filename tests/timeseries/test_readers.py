@@ -209,3 +209,20 @@ def test_a_bundled_dataset_keeps_its_own_frequency():
         load_series("taylor", freq="D")
     with pytest.raises(ValueError, match="has its own"):
         load_series("taylor", start="2020-01-01")
+
+
+def test_what_was_found_is_reported(tmp_path):
+    info = {}
+    load_series(_write(tmp_path / "bare.txt", _wide_rows(header=False, time=False), " "), freq="D", info=info)
+    assert info == {
+        "format": "txt",
+        "compression": None,
+        "layout": "wide",
+        "header": False,
+        "time_column": False,
+        "columns": 2,
+    }
+    info = {}
+    rows = [["unique_id", "ds", "y"]] + [["a", d, v] for d, v in zip(DAYS, A, strict=True)]
+    load_series(_write(tmp_path / "long.csv", rows), info=info)
+    assert info["layout"] == "long" and info["columns"] == ["unique_id", "ds", "y"]

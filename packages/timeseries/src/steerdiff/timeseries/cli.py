@@ -299,7 +299,11 @@ def _train(args, series, source: str, out: Path, read: dict | None = None) -> tu
 
 
 def cmd_data(args) -> dict:
-    series = _series(args.data, **_read_options(args))
+    info: dict = {}
+    try:
+        series = load_series(args.data, args.freq, start=args.start, header=HEADERS[args.header], info=info)
+    except ImportError as err:
+        raise UsageError(str(err)) from None
     out = Path(args.out)
     with atomic_open(out / "series.jsonl", "w") as f:
         f.writelines(json.dumps(e) + "\n" for e in to_entries(series))
@@ -321,6 +325,7 @@ def cmd_data(args) -> dict:
         plt.close(fig)
     return {
         "data": args.data,
+        **({"read_as": info} if info else {}),
         "num_series": len(series),
         "item_ids": [s.item_id for s in series[:20]],
         "start": None if series[0].start is None else str(series[0].start),

@@ -257,8 +257,16 @@ def from_csv(
     target: str | None = None,
     item_id: str | None = None,
 ) -> list[Series]:
-    """A CSV in wide form (a timestamp column, one column per series) or long form (``item_id`` given)."""
+    """A CSV in wide form (a timestamp column, one column per series) or long form (``item_id`` given).
+
+    Without column names, the file is read as :func:`~steerdiff.timeseries.readers.read_series` reads it (a
+    header or not, a time column or not, wide or long ``unique_id, ds, y``)."""
     import pandas as pd
+
+    if timestamp is None and target is None and item_id is None:
+        from .readers import read_series
+
+        return read_series(path, freq)
 
     df = pd.read_csv(path)
     if timestamp is None:
@@ -371,7 +379,9 @@ def _gluonts(name: str) -> list[Series]:
     return from_entries(ds.train, ds.metadata.freq)
 
 
-def load_series(source, freq: str | Frequency | None = None, *, start=None, header="auto") -> list[Series]:
+def load_series(
+    source, freq: str | Frequency | None = None, *, start=None, header="auto", info: dict | None = None
+) -> list[Series]:
     """Series from a bundled dataset name, ``gluonts:<name>``, or a file in any accepted layout: wide or long
     CSV/TSV/TXT (with or without a header or a time column), GluonTS JSON lines, Parquet/Feather, each
     optionally compressed (see :func:`~steerdiff.timeseries.readers.read_series` and
@@ -380,13 +390,13 @@ def load_series(source, freq: str | Frequency | None = None, *, start=None, head
     ``freq`` and ``start`` describe a file without timestamps (``freq`` is checked against timestamps when the
     file has them); ``header`` is ``"auto"``, ``True`` or ``False``. A file is read and checked here: a missing
     file, unreadable content or a series that is not complete is a ``ValueError``/``OSError`` naming the file
-    and the fix.
+    and the fix. ``info`` (a dict) is filled with the layout found in a file.
     """
     from .readers import is_file_source, read_series
 
     text = str(source)
     if isinstance(source, Path) or is_file_source(text):
-        return read_series(text, freq, start=start, header=header)
+        return read_series(text, freq, start=start, header=header, info=info)
     if start is not None:
         raise ValueError(f"--start is for files without timestamps; dataset {text!r} has its own")
     series = load_dataset(text)

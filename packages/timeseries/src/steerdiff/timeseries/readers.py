@@ -377,7 +377,7 @@ def _check_long_extra(names, cols, where):
 # --------------------------------------------------------------------------------------------- readers
 
 
-def _delimited(path: Path, comp, freq, start, header) -> list[Series]:
+def _delimited(path: Path, comp, freq, start, header, info: dict) -> list[Series]:
     rows = _split_rows(_text(path, comp), path)
     first = rows[0]
     body_col0 = [r[0] for r in rows[1 : 1 + 50]] or [first[0]]
@@ -418,6 +418,7 @@ def _delimited(path: Path, comp, freq, start, header) -> list[Series]:
             )
         cols = _layout_long(names)
         if cols is not None:
+            info.update(layout="long", header=True, columns=list(cols))
             _check_long_extra(names, cols, path)
             idx = [names.index(c) for c in cols]
             y = []
@@ -467,6 +468,7 @@ def _delimited(path: Path, comp, freq, start, header) -> list[Series]:
         else:
             times = _parse_times(col0, str(path))
     names_out = [names[j] for j in data_cols] if names else [str(k) for k in range(len(data_cols))]
+    info.update(layout="wide", header=has_header, time_column=bool(time_col), columns=len(data_cols))
     return _wide(values, names_out, times, freq, start, str(path), has_header)
 
 
@@ -509,14 +511,18 @@ def _jsonl(path: Path, comp, freq, start) -> list[Series]:
     return from_entries(entries, freq)
 
 
-def series_from_frame(df, freq=None, start=None, where: str = "the DataFrame") -> list[Series]:
+def series_from_frame(
+    df, freq=None, start=None, where: str = "the DataFrame", info: dict | None = None
+) -> list[Series]:
     """A pandas DataFrame in any accepted layout: long (``unique_id, ds, y`` or ``item_id, timestamp,
     target`` columns), wide with a DatetimeIndex or a datetime column first, or a bare numeric matrix (needs
     ``freq``)."""
     import pandas as pd
 
+    info = {} if info is None else info
     names = [str(c) for c in df.columns]
     cols = _layout_long(names)
+    info["layout"] = "long" if cols is not None else "wide"
     if cols is not None:
         _check_long_extra(names, cols, where)
         y = pd.to_numeric(df[cols[2]], errors="coerce").to_numpy(np.float64)
@@ -543,11 +549,14 @@ def series_from_frame(df, freq=None, start=None, where: str = "the DataFrame") -
     return _wide(df.to_numpy(np.float64), [str(c) for c in df.columns], times, freq, start, where, True)
 
 
-def read_series(path, freq: str | Frequency | None = None, start=None, header="auto") -> list[Series]:
+def read_series(
+    path, freq: str | Frequency | None = None, start=None, header="auto", info: dict | None = None
+) -> list[Series]:
     """Series from a file in any accepted layout (see the module docstring and ``docs/timeseries/data.md``).
 
     ``freq``: needed when the file has no timestamps, checked against them otherwise. ``start``: the first
-    timestamp of a file without a time column. ``header``: ``"auto"``, ``True`` or ``False``.
+    timestamp of a file without a time column. ``header``: ``"auto"``, ``True`` or ``False``. ``info``, a
+    dict, is filled with what was found: format, compression, layout (wide or long), header, time column.
     """
     if header not in HEADER_CHOICES:
         raise ValueError(f"header must be 'auto', True or False, got {header!r}")
@@ -560,7 +569,10 @@ def read_series(path, freq: str | Frequency | None = None, start=None, header="a
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give a data file")
     fmt, comp = _suffixes(path)
+    info = {} if info is None else info
+    info.update(format=fmt.lstrip(".") or "text", compression=comp.lstrip(".") if comp else None)
     if fmt in (".json", ".jsonl"):
+        info["layout"] = "gluonts entries"
         return _jsonl(path, comp, freq, start)
     if fmt in (".parquet", ".feather"):
         import pandas as pd
@@ -573,5 +585,5 @@ def read_series(path, freq: str | Frequency | None = None, start=None, header="a
             raise ImportError(
                 f"reading {fmt} files needs pyarrow: pip install pyarrow (or save the frame as CSV)"
             ) from None
-        return series_from_frame(df, freq, start, str(path))
-    return _delimited(path, comp, freq, start, header)
+        return series_from_frame(df, freq, start, str(path), info)
+    return _delimited(path, comp, freq, start, header, info)
