@@ -136,6 +136,15 @@ def test_monthly_month_end_and_years(tmp_path):
     rows = [["month", "a", "b"]] + [[m, a, b] for m, a, b in zip(months, A, B, strict=True)]
     series = load_series(_write(tmp_path / "m.csv", rows))
     _check(series, start="2020-01-31 00:00:00", freq="M")
+    steps = [["ds", "a"]] + [[i, a] for i, a in enumerate(A)]
+    _check(
+        load_series(_write(tmp_path / "s.csv", steps), freq="D", start="2021-03-01"), ids=("a",), values=(A,)
+    )
+    with pytest.raises(ValueError, match="give --freq"):
+        load_series(tmp_path / "s.csv")
+    _write(tmp_path / "gap.csv", [["ds", "a"], [0, 1], [2, 2]])
+    with pytest.raises(ValueError, match="step 0 is followed by 2"):
+        load_series(tmp_path / "gap.csv", freq="D")
     years = [["year", "a"]] + [[2001 + i, a] for i, a in enumerate(A)]
     _check(load_series(_write(tmp_path / "y.csv", years)), "2001-01-01 00:00:00", "Y", ("a",), (A,))
 

@@ -464,7 +464,22 @@ def _delimited(path: Path, comp, freq, start, header, info: dict) -> list[Series
     times = None
     if time_col:
         if named_time and not all(_is_time(c) for c in col0[:50]):
-            times = _parse_times([str(int(float(c))) for c in col0], str(path))
+            numbers = np.asarray([_number(c) for c in col0], dtype=np.float64)
+            if np.isnan(numbers).any() or (numbers != np.round(numbers)).any():
+                raise ValueError(
+                    f"{path}: the time column {names[0]!r} holds numbers that are not whole; give dates, years or "
+                    "step numbers"
+                )
+            if ((numbers >= 1000) & (numbers <= 9999)).all():  # years
+                times = _parse_times([str(int(v)) for v in numbers], str(path))
+            else:  # step numbers: consecutive, and the frequency comes from --freq
+                steps = np.diff(numbers)
+                if (steps != 1).any():
+                    i = int(np.flatnonzero(steps != 1)[0])
+                    raise ValueError(
+                        f"{path}: step {numbers[i]:g} is followed by {numbers[i + 1]:g} in column {names[0]!r}; "
+                        "give every step once, in order"
+                    )
         else:
             times = _parse_times(col0, str(path))
     names_out = [names[j] for j in data_cols] if names else [str(k) for k in range(len(data_cols))]
