@@ -41,6 +41,8 @@ def test_wide_with_header_and_time_column(tmp_path):
     _check(load_series(_write(tmp_path / "y.tsv", _wide_rows(), "\t")))
     _check(load_series(_write(tmp_path / "y.txt", _wide_rows(), ";")))
     _check(load_series(_write(tmp_path / "y.csv", _wide_rows()), freq="D"))  # checked against the dates
+    comma = [[c if isinstance(c, str) else str(c).replace(".", ",") for c in r] for r in _wide_rows()]
+    _check(load_series(_write(tmp_path / "excel.csv", comma, ";")))  # decimal commas in a semicolon file
 
 
 def test_header_less_files_keep_every_row_and_column(tmp_path):

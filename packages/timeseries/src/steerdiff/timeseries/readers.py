@@ -26,6 +26,7 @@ import io
 import json
 import lzma
 import math
+import re
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -154,13 +155,16 @@ def _split_rows(text: str, path: Path) -> list[list[str]]:
     if not lines:
         raise ValueError(f"{path} holds no data rows; give a file with one row per time step")
     first = lines[0]
-    sep = next((s for s in (",", "\t", ";") if s in first), None)
+    sep = next((s for s in ("\t", ";", ",") if s in first), None)
     if sep is None:
         rows = [line.split() for line in lines]
     else:
         import csv
 
         rows = [[c.strip() for c in r] for r in csv.reader(lines, delimiter=sep)]
+    if sep == ";":  # semicolon files (spreadsheet exports) often write a decimal comma: 1,5 is 1.5
+        decimal_comma = re.compile(r"^[+-]?\d+,\d+$")
+        rows = [[c.replace(",", ".") if decimal_comma.match(c) else c for c in r] for r in rows]
     width = len(rows[0])
     for i, r in enumerate(rows):
         if len(r) != width:
