@@ -164,7 +164,7 @@ def test_short_episodes_without_an_environment_attribute(tmp_path, capsys):
     assert main(["train", "--data", str(plain), "--env", "Hopper-v5", "--padding", "none", "--horizon", "48", *tiny,
                  "--out", str(tmp_path / "n")]) == 2  # fmt: skip
     err = capsys.readouterr().err
-    assert "pad the windows" in err and "or use a horizon of at most" in err
+    assert "hold only 39.3% of the 300 transitions" in err and "use a horizon of at most 40" in err
 
 
 def test_a_model_or_agent_of_another_environment_with_the_same_dimensions(tmp_path, capsys):
