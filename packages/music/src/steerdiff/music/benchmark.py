@@ -260,10 +260,6 @@ def load_benchmark_data(
     run_dir = demo_run_dir(DEMO_PIECES)
     model_dir = run_dir / "model" if model is None else Path(model)
     steps = trained_steps(model_dir)
-    if model is not None and steps < 1:
-        raise ValueError(
-            f"{model_dir} is not a trained music model bundle; give the folder a train run wrote"
-        )
     if model is None and steps < TRAIN_STEPS and (not quick or steps < 1):
         if quick:
             pieces = bach_chorales(RollConfig(steps_per_beat=2), num_pieces=24, progress=False)
@@ -286,7 +282,7 @@ def load_benchmark_data(
     seen = (set(train_pieces.names) | set(held_out.names)) & set(val.names)
     if seen:
         raise ValueError(f"validation chorales overlap the demo's: {sorted(seen)}")
-    name = f"U-Net trained on Bach chorales, {pipe.info['training']['steps']} steps ({Path(model_dir)})"
+    name = f"U-Net trained on Bach chorales, {trained_steps(model_dir)} steps ({Path(model_dir)})"
     return BenchmarkData(pipe, name, held_out, val, train_pieces)
 
 
