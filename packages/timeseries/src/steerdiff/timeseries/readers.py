@@ -244,9 +244,32 @@ def _check_times(times, freq: Frequency | None, where: str) -> Frequency:
     return freq
 
 
+def _numbers(body: list[list[str]], cols: list[int]):
+    """The cells of ``cols`` as floats (missing markers as NaN), or the (row, column) of a cell that is not a
+    number."""
+    cells = np.asarray([[r[j] for j in cols] for r in body], dtype=object).reshape(len(body), len(cols))
+    flat = cells.ravel().astype(str)
+    lower = np.char.lower(np.char.strip(flat))
+    missing = np.isin(lower, list(MISSING))
+    values = np.full(flat.shape, np.nan)
+    try:
+        values[~missing] = flat[~missing].astype(np.float64)
+    except ValueError:  # find the first offender, cell by cell
+        for k in np.flatnonzero(~missing):
+            if _number(flat[k]) is None:
+                i, c = divmod(int(k), len(cols))
+                return i, cols[c]
+        raise
+    return values.reshape(cells.shape)
+
+
 def _parse_times(cells: Sequence[str], where: str):
     import pandas as pd
 
+    try:
+        return pd.DatetimeIndex(pd.to_datetime(list(cells)))  # one format, inferred: fast
+    except (ValueError, TypeError, OverflowError):
+        pass
     try:
         return pd.DatetimeIndex(pd.to_datetime(list(cells), format="mixed"))
     except (ValueError, TypeError, OverflowError) as err:
@@ -454,17 +477,14 @@ def _delimited(path: Path, comp, freq, start, header, info: dict) -> list[Series
     data_cols = list(range(1, len(first))) if time_col else list(range(len(first)))
     if not data_cols:
         raise ValueError(f"{path} has a time column but no series column; add one column per series")
-    values = np.empty((len(body), len(data_cols)))
-    for i, r in enumerate(body):
-        for k, j in enumerate(data_cols):
-            v = _number(r[j])
-            if v is None:
-                what = f"column {names[j]!r}" if names else f"column {j + 1}"
-                raise ValueError(
-                    f"{path}, line {i + 1 + int(has_header)}, {what}: {r[j]!r} is not a number; every series "
-                    "cell must be a number (an empty cell only at the start or end of a series)"
-                )
-            values[i, k] = v
+    values = _numbers(body, data_cols)
+    if isinstance(values, tuple):  # (row, column) of the first cell that is not a number
+        i, j = values
+        what = f"column {names[j]!r}" if names else f"column {j + 1}"
+        raise ValueError(
+            f"{path}, line {i + 1 + int(has_header)}, {what}: {body[i][j]!r} is not a number; every series "
+            "cell must be a number (an empty cell only at the start or end of a series)"
+        )
     times = None
     if time_col:
         if named_time and not all(_is_time(c) for c in col0[:50]):
