@@ -14,11 +14,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from steerdiff.core.io import write_json
 from steerdiff.core.runtime import configure
 
 from .data import windows
 from .demo import DEMO_BARS, DEMO_ROLL
+from .metrics import oa_table, voice_realism
 from .pipeline import MusicPipeline, trained_steps
 from .prior import _choose, measure_prior, prior_run_dir, prior_splits
 from .roll import RollConfig
@@ -56,9 +59,12 @@ def main(argv=None) -> int:
     train, val, test = prior_splits(progress=False)
     if a.measure is not None:
         pipe = MusicPipeline.from_pretrained(a.measure, device="cpu")
-        res = measure_prior(pipe, windows(test, length), a.samples, seed=a.seed)
+        real = windows(test, length)
+        res = measure_prior(pipe, real, a.samples, seed=a.seed)
         res.update(model=str(a.measure), train_steps=trained_steps(a.measure), real="test windows")
+        res["real_train_windows"] = _real_reference(train, real, length, a.samples, a.seed)
         _print(str(a.measure), res)
+        _print("real training windows", res["real_train_windows"])
         if a.json:
             write_json(a.json, res)
         return 0
@@ -99,6 +105,14 @@ def main(argv=None) -> int:
     _print("chosen, on the test windows", test_res)
     write_json(log_path, {"stages": stages, "chosen": best["model"], "test": test_res})
     return 0
+
+
+def _real_reference(train, real, length: int, num: int, seed: int) -> dict:
+    """Voice realism and OA of ``num`` real training windows against the test windows: what a perfect prior
+    would score."""
+    w = windows(train, length)
+    pick = w[torch.randperm(w.shape[0], generator=torch.Generator().manual_seed(seed))[:num]]
+    return {"voices": voice_realism(pick, real, train.config), "oa": oa_table(pick, real, train.config)}
 
 
 def _print(name: str, r: dict) -> None:
