@@ -87,14 +87,14 @@ def test_scale_chosen_on_validation_is_saved_and_used_by_default(tmp_path):
 
 def test_out_of_range_forecasts_are_found_value_by_value():
     history = torch.tensor([[1.0, 2.0, 3.0, 2.0], [5.0, 5.0, 5.0, 5.0]])
-    inside = torch.tensor([[[3.0, -0.5]] * 3, [[5.0, 5.4]] * 3])
+    inside = torch.tensor([[[3.9, 0.1]] * 3, [[5.0, 5.2]] * 3])
     assert out_of_range(history, inside, 4) == {"windows": [], "fraction": 0.0, "worst": None}
-    samples = torch.tensor([[[3.0, 5.5]] * 3, [[5.0, 5.0]] * 3])  # range of window 0: [1 - 2, 3 + 2]
+    samples = torch.tensor([[[3.0, 5.5]] * 3, [[5.0, 5.0]] * 3])  # range of window 0: [1 - 1, 3 + 1]
     report = out_of_range(history, samples, 4)
     assert report["windows"] == [0] and report["fraction"] == 0.5
-    assert report["worst"] == {"window": 0, "value": 5.5, "low": -1.0, "high": 5.0}
+    assert report["worst"] == {"window": 0, "value": 5.5, "low": 0.0, "high": 4.0}
     flat = out_of_range(history[1:], torch.full((1, 3, 2), 6.0), 4)  # a flat context: 10 % of its level
-    assert flat["windows"] == [0] and flat["worst"]["high"] == pytest.approx(5.5)
+    assert flat["windows"] == [0] and flat["worst"]["high"] == pytest.approx(5.25)
 
 
 def test_a_runaway_forecast_warns_with_the_fix():

@@ -42,12 +42,12 @@ class ForecastRangeWarning(UserWarning):
 
 
 def out_of_range(
-    history: torch.Tensor, samples: torch.Tensor, context_length: int, margin: float = 1.0
+    history: torch.Tensor, samples: torch.Tensor, context_length: int, margin: float = 0.5
 ) -> dict:
     """Which windows' median forecast leaves the plausible range of its observed context.
 
     The range is the context's [min, max] widened by ``margin`` times its width on both sides (a flat context:
-    by 10 % of its level). Returns ``{"windows": [indices], "fraction", "worst": {"window", "value", "low",
+    a width of 10 % of its level). Returns ``{"windows": [indices], "fraction", "worst": {"window", "value", "low",
     "high"}}`` (``worst``: the point furthest outside, None when every window stays inside).
     """
     ctx = torch.as_tensor(history, dtype=torch.float64)[:, -context_length:]
