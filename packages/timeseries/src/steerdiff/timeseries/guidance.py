@@ -113,9 +113,8 @@ class SelfGuidance(ReconstructionGuidance):
         weight, i = 1.0, ctx.step_index
         if isinstance(ctx.solver, DDIM) and ctx.solver.eta == 1.0 and ctx.sigmas[i] == sigma:
             weight = ddpm_step_weight(sigma, ctx.sigmas[i + 1])
-        if (
-            weight == 0
-        ):  # the paper's last DDPM step (beta_tilde_1 = 0) is unguided; the loop decides the rest
+        # the paper's last DDPM step (beta_tilde_1 = 0) is unguided; the loop decides the rest
+        if weight == 0:
             return fn
         step = dataclasses.replace(self, scale=self.scale * weight)
         return lambda x, s, **kw: step.denoise(fn, ctx, x, s, **kw)
