@@ -24,6 +24,7 @@ import statistics
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from steerdiff.core import (
     Denoiser,
@@ -42,34 +43,65 @@ from steerdiff.core import (
     write_json,
 )
 
-# ---- assumptions of the projections (see docs/costs.md) --------------------------------------------------
-# One H200 against ONE core of this machine, by regime. Large batched float32 work (FFTs over thousands of
-# fields, U-Nets at batch >= 256) is bound by memory bandwidth and FLOPs: 4.8 TB/s and ~60 TFLOP/s fp32 against
-# ~10 GB/s and ~50 GFLOP/s for one core here gives ~500x at peak; we assume 200x (range 100-500x).
-GPU_SPEEDUP_BATCHED = 200.0
-GPU_SPEEDUP_BATCHED_RANGE = (100.0, 500.0)
-# Small networks at small batches (TSDiff's S4D net at batch 64, a 256-wide MLP agent at batch 256) are bound
-# by kernel launches (~5-10 us each, hundreds per step): we assume 10x (range 3-30x).
-GPU_SPEEDUP_SMALL = 10.0
-GPU_SPEEDUP_SMALL_RANGE = (3.0, 30.0)
-# Dask (or any executor) over N workers: per sequential EnKG step, the ensemble goes out and the outputs come
-# back over the network; we assume 10 Gbit/s (1.25 GB/s) and 5 ms of scheduling per step.
+# ---- assumptions of the projections (see docs/costs.md); every one is a guess stated as a number -------------
+# Denoiser evaluations on one H200: FLOPs counted exactly (torch's FlopCounterMode, convolutions and matmuls),
+# divided by an assumed sustained throughput. H200 peaks: ~990 TFLOP/s dense bf16, ~495 TF32, ~67 fp32; small
+# U-Nets with GroupNorm and element-wise work sustain a fraction of that. Mid 100 TFLOP/s (bf16 autocast),
+# range 30 (fp32, poor utilisation) to 300.
+GPU_FLOPS = 100e12
+GPU_FLOPS_RANGE = (30e12, 300e12)
+# A network call on the GPU never costs less than its kernel launches: a sampling call (no grad) >= 1 ms, a
+# training step of a small diffusion net (forward, backward, Adam, EMA; hundreds of kernels) >= 4 ms, a
+# TD3+BC update (two critics, actor, targets) >= 1.5 ms. Ranges: half to double.
+CALL_FLOOR_S = 1e-3
+TRAIN_STEP_FLOOR_S = 4e-3
+AGENT_UPDATE_FLOOR_S = 1.5e-3
+# Rows per sampling call on one GPU (fits 141 GB for these small nets).
+ROWS_PER_CALL = 4096
+# Batched spectral Navier-Stokes solves are memory-bound (FFTs and element-wise passes over 2048 fields):
+# 4.8 TB/s against a few GB/s for one loaded core here; we assume 200x the measured batched per-field time on
+# one core (range 100-500x). The paper's repository reports 2-4 h per NS sample on an A100 with the PDE
+# solver dominating (adaptive CFL time step, so more steps than our fixed dt = 0.01).
+GPU_SPEEDUP_NS = 200.0
+GPU_SPEEDUP_NS_RANGE = (100.0, 500.0)
+# The spectral step costs ~ n^2 log n per field: 128x128 against 64x64 is 4 x log(128^2)/log(64^2) = 4.67x,
+# at a fixed dt (our solver's and the paper's non-adaptive setting).
+NS_GROWTH_64_TO_128 = 4 * math.log(128**2) / math.log(64**2)
+# Dask (or any executor) over N workers: per sequential EnKG step the ensemble goes out (128x128 float32
+# fields) and the 64x64 observations come back; 10 Gbit/s (1.25 GB/s) and 5 ms of scheduling per step.
 NETWORK_BYTES_PER_S = 1.25e9
 SCHEDULER_S_PER_STEP = 5e-3
-
-# The spectral Navier-Stokes step costs ~ n^2 log n per field (FFTs): 128x128 against 64x64 is
-# 4 x log(128^2)/log(64^2) = 4.67x; dt (and so the step count) is kept fixed, as our solver and the paper's
-# non-adaptive setting do.
-NS_GROWTH_64_TO_128 = 4 * math.log(128**2) / math.log(64**2)
-# The paper's prior (128 channels, 5M parameters) against our default 32-channel prior: convolution FLOPs
-# grow with channels^2 at each resolution, ~16x.
-PAPER_PRIOR_FACTOR = 16.0
+# The paper-size networks, for their FLOP counts (built on the meta device: no memory, no time).
+# EnKG's prior: ADM U-Net, 128 channels, mults 1,1,1,2,2, 1 block per level, attention at 16x16 (the paper:
+# ~5M parameters; our UNet2D at these widths has ~20M, so its FLOPs are an upper bound).
+PAPER_ENKG_PRIOR = dict(
+    in_channels=1,
+    base_channels=128,
+    channel_mults=(1, 1, 1, 2, 2),
+    num_res_blocks=1,
+    attention_levels=(3,),
+    mid_attention=True,
+)
+# SCG's DiT-XL on 256 latent tokens: ~119 GFLOP per forward (the DiT paper's figure for XL at 256 tokens),
+# VAE decodes not counted.
+PAPER_SCG_GFLOP = 119.0
 
 # ---- the papers' scale (numbers from the reference notes) -------------------------------------------------
 ENKG = dict(grid=128, particles=2048, steps=80, window=(5, 75), updates=2, ode_divisor=4, ode_max=20)
 PGD = dict(agent_updates=1_000_000, sets=100, transitions_per_set=1_050_000, window=129, sampler_steps=256)
-TSDIFF = dict(train_steps=1000 * 128, paths=100, sampler_steps=100, windows=370 * 7, guidance_evals=2)
+# TSDiff: 1000 epochs x 128 batches of 64; 100 paths x 100 DDPM steps per window; electricity's 370 series x
+# 7 rolling test windows as the example dataset; self-guidance: one forward and one backward per step (~3x).
+TSDIFF = dict(train_steps=1000 * 128, paths=100, sampler_steps=100, windows=370 * 7)
 SCG = dict(ddpm_steps=1000, guided_steps=750, candidates=16, samples=100)
+
+
+def gflop(name: str, shape, **config) -> float:
+    """GFLOP of one forward of ``build_network(name, **config)`` on one item of ``shape`` (meta device)."""
+    with torch.device("meta"):
+        net = build_network(name, **config)
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            net(torch.empty(1, *shape), torch.ones(1))
+    return counter.get_total_flops() / 1e9
 
 
 def timed(fn, repeats: int, warmup: int = 1) -> float:
@@ -332,65 +364,82 @@ def find(rows, domain, unit, size_prefix=""):
     raise KeyError((domain, unit, size_prefix))
 
 
-def project(rows) -> dict:
-    """Projections to the papers' scale from the measured rows; every number here is a projection."""
+def gpu_sampling_s(items: float, gflop_per_item: float, calls: float, flops: float = GPU_FLOPS) -> float:
+    """GPU seconds of ``items`` no-grad evaluations made in ``calls`` calls: FLOPs or launch floor."""
+    return max(items * gflop_per_item * 1e9 / flops, calls * CALL_FLOOR_S)
+
+
+def project(rows, flop) -> dict:
+    """Projections to the papers' scale from the measured rows and FLOP counts; every number is a projection."""
     hours = lambda s: s / 3600  # noqa: E731
     out = {}
 
-    # EnKG on 128x128 Navier-Stokes: sequential forward batches and denoiser evaluations
+    # EnKG on 128x128 Navier-Stokes with 2048 particles
     e = ENKG
     lo, hi = e["window"]
     guided = list(range(lo, hi + 1))
-    batches = len(guided) * e["updates"]
+    batches = len(guided) * e["updates"]  # sequential forward-model batches
     solves = batches * e["particles"]
     ode = sum(min(1 + (e["steps"] - i) // e["ode_divisor"], e["ode_max"]) for i in guided) * e["updates"]
-    nfe = (ode + e["steps"]) * e["particles"]
+    calls = ode + e["steps"]  # sequential denoiser calls over the whole ensemble
+    nfe = calls * e["particles"]
     ns32 = find(rows, "inverse", "NS forward solve, batched", "32x32")["ms_per_item"] / 1e3
     ns64 = find(rows, "inverse", "NS forward solve, batched", "64x64")["ms_per_item"] / 1e3
-    growth = ns64 / ns32  # measured 32 -> 64; below theory while per-call overheads still weigh at 32x32
     ns128 = ns64 * NS_GROWTH_64_TO_128
     ev64 = find(rows, "inverse", "prior evaluation (no grad)", "64x64")["ms_per_item"] / 1e3
-    ev128 = ev64 * 4  # conv net cost ~ pixels
-    # the paper's 5M-parameter, 128-channel prior against our 32-channel one: ~ (128/32)^2 = 16x the FLOPs
-    ev128_paper = ev128 * PAPER_PRIOR_FACTOR
-    cpu_ns, cpu_net = solves * ns128, nfe * ev128_paper
-    gpu_ns, gpu_net = cpu_ns / GPU_SPEEDUP_BATCHED, cpu_net / GPU_SPEEDUP_BATCHED
-    field_bytes = e["grid"] ** 2 * 4
-    transfer = batches * (e["particles"] * field_bytes * 1.25 / NETWORK_BYTES_PER_S + SCHEDULER_S_PER_STEP)
+    ev128_here = ev64 * flop["enkg_paper_prior"] / flop["inverse_prior_64"]  # scaled by FLOPs
+    cpu_ns, cpu_net = solves * ns128, nfe * ev128_here
+    gpu_ns = cpu_ns / GPU_SPEEDUP_NS
+    chunks = math.ceil(e["particles"] / ROWS_PER_CALL) * calls
+    gpu_net = gpu_sampling_s(nfe, flop["enkg_paper_prior"], chunks)
+    gpu_lo = cpu_ns / GPU_SPEEDUP_NS_RANGE[1] + gpu_sampling_s(
+        nfe, flop["enkg_paper_prior"], chunks, GPU_FLOPS_RANGE[1]
+    )
+    gpu_hi = cpu_ns / GPU_SPEEDUP_NS_RANGE[0] + gpu_sampling_s(
+        nfe, flop["enkg_paper_prior"], chunks, GPU_FLOPS_RANGE[0]
+    )
+    transfer = batches * (
+        e["particles"] * (e["grid"] ** 2 + (e["grid"] // 2) ** 2) * 4 / NETWORK_BYTES_PER_S
+        + SCHEDULER_S_PER_STEP
+    )
     out["enkg_ns128"] = {
         "sequential_forward_batches": batches,
         "forward_solves": solves,
+        "sequential_denoiser_calls": calls,
         "denoiser_evals": nfe,
+        "prior_gflop_per_eval": flop["enkg_paper_prior"],
         "ns_solve_s_per_field_here": {"32": ns32, "64": ns64, "128 (projected)": ns128},
-        "ns_growth_32_to_64_measured": growth,
-        "ns_growth_64_to_128_assumed": NS_GROWTH_64_TO_128,
+        "ns_growth_32_to_64_measured": ns64 / ns32,
         "cpu_1core_hours": {"forward": hours(cpu_ns), "denoiser": hours(cpu_net)},
         "one_gpu_hours": {
             "forward": hours(gpu_ns),
             "denoiser": hours(gpu_net),
             "total": hours(gpu_ns + gpu_net),
-            "range": [hours((cpu_ns + cpu_net) / f) for f in GPU_SPEEDUP_BATCHED_RANGE[::-1]],
+            "range": [hours(gpu_lo), hours(gpu_hi)],
         },
-        "n_cpu_workers_hours": {str(n): hours(cpu_ns / n + gpu_net + transfer) for n in (16, 64, 256, 1024)},
+        "gpu_plus_n_cpu_workers_hours": {
+            str(n): hours(cpu_ns / n + gpu_net + transfer) for n in (64, 256, 1024)
+        },
         "n_gpu_workers_hours": {str(n): hours(gpu_ns / n + gpu_net + transfer) for n in (2, 4, 8)},
         "executor_overhead_hours": hours(transfer),
     }
 
-    # PGD: a million agent updates and 100 synthetic sets of ~1 M transitions
+    # PGD: a million agent updates and 100 synthetic sets of ~1 M transitions (our default U-Net)
     p = PGD
     upd = find(rows, "policy", "agent update (TD3+BC)")["ms"] / 1e3
-    win32 = find(rows, "policy", "denoiser evaluation (no grad)", "16x32")["ms_per_item"] / 1e3
     win128 = find(rows, "policy", "denoiser evaluation (no grad)", "16x128")["ms_per_item"] / 1e3
-    win129 = win128 * p["window"] / 128
     windows = p["sets"] * math.ceil(p["transitions_per_set"] / (p["window"] - 1))
     synth_nfe = windows * (2 * p["sampler_steps"] - 1)  # Heun: 2 evaluations per step but the last
-    cpu_upd, cpu_syn = p["agent_updates"] * upd, synth_nfe * win129 * 1.5  # x1.5: policy-guidance gradient
-    gpu_upd, gpu_syn = cpu_upd / GPU_SPEEDUP_SMALL, cpu_syn / GPU_SPEEDUP_BATCHED
+    guide = 1.5  # policy guidance: the agent's actor forward and backward on every window, each evaluation
+    cpu_upd, cpu_syn = p["agent_updates"] * upd, synth_nfe * win128 * p["window"] / 128 * guide
+    gpu_upd = p["agent_updates"] * AGENT_UPDATE_FLOOR_S
+    syn_calls = math.ceil(windows / ROWS_PER_CALL) * (2 * p["sampler_steps"] - 1)
+    gpu_syn = guide * gpu_sampling_s(synth_nfe, flop["policy_129"], syn_calls)
     out["pgd"] = {
         "agent_updates": p["agent_updates"],
         "synthetic_windows": windows,
         "synthesis_denoiser_evals": synth_nfe,
-        "window_eval_s_here": {"32 rows": win32, "129 rows (projected)": win129},
+        "unet_gflop_per_window_eval": flop["policy_129"],
         "cpu_1core_hours": {"agent": hours(cpu_upd), "synthesis": hours(cpu_syn)},
         "one_gpu_hours": {
             "agent": hours(gpu_upd),
@@ -398,7 +447,7 @@ def project(rows) -> dict:
             "total": hours(gpu_upd + gpu_syn),
         },
         "n_gpu_workers_hours": {str(n): hours(gpu_upd + gpu_syn / n) for n in (2, 4, 8)},
-        "note": "our default U-Net (base 32); the paper's base-1024 U-Net is ~1000x the FLOPs per evaluation",
+        "note": "our default U-Net (base 32, 1.1M parameters); agent updates are sequential, synthetic sets shard",
     }
 
     # TSDiff: the paper's training length and 100 paths per window
@@ -406,10 +455,14 @@ def project(rows) -> dict:
     step = find(rows, "timeseries", "train step")["ms"] / 1e3
     fstep = find(rows, "timeseries", "forecast step (self-guided)")["ms"] / 1e3  # 1 window x 100 paths
     cpu_train, cpu_fc = ts["train_steps"] * step, ts["windows"] * ts["sampler_steps"] * fstep
-    gpu_train, gpu_fc = cpu_train / GPU_SPEEDUP_SMALL, cpu_fc / GPU_SPEEDUP_BATCHED
+    gpu_train = ts["train_steps"] * max(TRAIN_STEP_FLOOR_S, 3 * 64 * flop["tsdiff"] * 1e9 / GPU_FLOPS)
+    rows_fc = ts["windows"] * ts["paths"]
+    fc_calls = math.ceil(rows_fc / ROWS_PER_CALL) * ts["sampler_steps"]
+    gpu_fc = 3 * gpu_sampling_s(rows_fc * ts["sampler_steps"], flop["tsdiff"], fc_calls)
     out["tsdiff"] = {
         "train_steps": ts["train_steps"],
         "test_windows": ts["windows"],
+        "s4d_gflop_per_window_eval": flop["tsdiff"],
         "cpu_1core_hours": {"train": hours(cpu_train), "forecast": hours(cpu_fc)},
         "one_gpu_hours": {
             "train": hours(gpu_train),
@@ -419,34 +472,76 @@ def project(rows) -> dict:
         "n_gpu_workers_hours": {str(n): hours(gpu_train + gpu_fc / n) for n in (2, 4, 8)},
     }
 
-    # SCG: n=16 candidates on 750 of 1000 DDPM steps
+    # SCG: n=16 candidates on 750 of 1000 DDPM steps, 100 samples
     s = SCG
     ev = find(rows, "music", "denoiser evaluation (no grad)")["ms_per_item"] / 1e3
     nfe_sample = (s["ddpm_steps"] - s["guided_steps"]) + s["guided_steps"] * s["candidates"]
-    cpu = s["samples"] * nfe_sample * ev
+    total = s["samples"] * nfe_sample
+    scg_calls = s["ddpm_steps"]  # all samples and candidates in one call per step
+    ours = gpu_sampling_s(total, flop["music"], scg_calls)
+    paper = gpu_sampling_s(total, PAPER_SCG_GFLOP, scg_calls)
     out["scg"] = {
         "denoiser_evals_per_sample": nfe_sample,
         "samples": s["samples"],
-        "cpu_1core_hours": hours(cpu),
-        "one_gpu_hours": hours(cpu / GPU_SPEEDUP_BATCHED),
-        "n_gpu_workers_hours": {str(n): hours(cpu / GPU_SPEEDUP_BATCHED / n) for n in (2, 4, 8)},
-        "note": "our 16-channel piano-roll U-Net; the paper's DiT-XL (675M parameters) plus VAE decodes is "
-        "~4 orders of magnitude more per evaluation",
+        "gflop_per_eval": {"ours": flop["music"], "paper DiT-XL": PAPER_SCG_GFLOP},
+        "cpu_1core_hours": hours(total * ev),
+        "one_gpu_hours": {"ours": hours(ours), "paper DiT-XL": hours(paper)},
+        "n_gpu_workers_hours": {
+            str(n): {"ours": hours(ours / n), "paper DiT-XL": hours(paper / n)} for n in (2, 4, 8)
+        },
     }
     out["assumptions"] = {
-        "gpu_speedup_batched": GPU_SPEEDUP_BATCHED,
-        "gpu_speedup_batched_range": GPU_SPEEDUP_BATCHED_RANGE,
-        "gpu_speedup_small": GPU_SPEEDUP_SMALL,
-        "gpu_speedup_small_range": GPU_SPEEDUP_SMALL_RANGE,
+        "gpu_flops": GPU_FLOPS,
+        "gpu_flops_range": GPU_FLOPS_RANGE,
+        "call_floor_s": CALL_FLOOR_S,
+        "train_step_floor_s": TRAIN_STEP_FLOOR_S,
+        "agent_update_floor_s": AGENT_UPDATE_FLOOR_S,
+        "rows_per_call": ROWS_PER_CALL,
+        "gpu_speedup_ns": GPU_SPEEDUP_NS,
+        "gpu_speedup_ns_range": GPU_SPEEDUP_NS_RANGE,
         "ns_growth_64_to_128": NS_GROWTH_64_TO_128,
-        "paper_prior_factor": PAPER_PRIOR_FACTOR,
         "network_bytes_per_s": NETWORK_BYTES_PER_S,
         "scheduler_s_per_step": SCHEDULER_S_PER_STEP,
+        "paper_enkg_prior": PAPER_ENKG_PRIOR,
+        "paper_scg_gflop": PAPER_SCG_GFLOP,
         "enkg": ENKG,
         "pgd": PGD,
         "tsdiff": TSDIFF,
         "scg": SCG,
     }
+    return out
+
+
+def flop_counts() -> dict:
+    """GFLOP per item of one forward of each network the projections need."""
+    from steerdiff.inverse import PriorConfig
+    from steerdiff.policy import ModelConfig as PolicyConfig
+
+    pc, pol = PriorConfig(), PolicyConfig()
+    prior = dict(
+        in_channels=1,
+        base_channels=pc.base_channels,
+        channel_mults=pc.channel_mults,
+        num_res_blocks=pc.num_res_blocks,
+        attention_levels=(),
+        mid_attention=False,
+    )
+    unet1d = dict(in_channels=16, base_channels=pol.base_channels, channel_mults=pol.channel_mults)
+    music = dict(
+        in_channels=2, base_channels=16, channel_mults=(1, 2, 2), num_res_blocks=1, attention_levels=()
+    )
+    out = {
+        "inverse_prior_64": gflop("unet2d", (1, 64, 64), **prior),
+        "enkg_paper_prior": gflop("unet2d", (1, 128, 128), **PAPER_ENKG_PRIOR),
+        "policy_129": gflop("unet1d", (16, 129), **unet1d),
+        "music": gflop("unet2d", (2, 48, 32), **{**music, "mid_attention": False}),
+    }
+    from steerdiff.timeseries import TSDiff, TSDiffConfig
+
+    model = TSDiff(TSDiffConfig(context_length=168, prediction_length=24))
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.denoiser.net(torch.randn(1, 1, model.spec.length), torch.ones(1))
+    out["tsdiff"] = counter.get_total_flops() / 1e9
     return out
 
 
@@ -465,7 +560,8 @@ def main(argv=None):
     table = measure(a.quick, repeats)
     wall = time.perf_counter() - t0
     load_after = os.getloadavg()
-    proj = project(table.rows)
+    flop = flop_counts()
+    proj = project(table.rows, flop)
     print(
         "\nPROJECTIONS (arithmetic on the rows above and the assumptions in docs/costs.md; not measurements)"
     )
@@ -484,7 +580,8 @@ def main(argv=None):
         f"1 GPU ~{ts['one_gpu_hours']['total']:.2f} h"
     )
     print(
-        f"  SCG: {s['samples']} samples x {s['denoiser_evals_per_sample']} evals: 1 GPU ~{s['one_gpu_hours']:.3f} h"
+        f"  SCG: {s['samples']} samples x {s['denoiser_evals_per_sample']} evals: 1 GPU "
+        f"~{s['one_gpu_hours']['ours']:.3f} h (our U-Net), ~{s['one_gpu_hours']['paper DiT-XL']:.2f} h (DiT-XL)"
     )
     result = {
         "command": "python benchmarks/cost_model.py" + (" --quick" if a.quick else ""),
@@ -501,6 +598,7 @@ def main(argv=None):
             "python": platform.python_version(),
         },
         "units": table.rows,
+        "gflop_per_item": flop,
         "projections": proj,
     }
     write_json(a.json, result)
