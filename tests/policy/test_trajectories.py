@@ -101,17 +101,20 @@ def test_padded_windows_value_by_value():
     np.testing.assert_array_equal(obs[0], [0, 0, 0, 1])
     np.testing.assert_array_equal(valid[0], [0, 0, 1, 1])
     np.testing.assert_allclose(act[0], [0, 0, u, 0], atol=1e-6)
-    np.testing.assert_array_equal(done[0], [0, 0, 1, 0])
+    np.testing.assert_array_equal(done[0], [0, 0, 1, 1])  # done is absorbing after a termination
     np.testing.assert_array_equal(obs[2], [0, 1, 1, 1])  # after the final state: padding repeats it
     np.testing.assert_array_equal(valid[2], [1, 1, 0, 0])
     np.testing.assert_array_equal(rew[2], [0, 0, 0, 0])  # reward -state: 0 at state 0, then padding
+    np.testing.assert_array_equal(done[2], [1, 1, 1, 1])
     # episode 1 (states 10..13, terminal at its third transition): the window from row 1
     np.testing.assert_array_equal(obs[3 + 3], [11, 12, 13, 13])
     np.testing.assert_array_equal(rew[3 + 3], [-11, -12, 0, 0])
-    np.testing.assert_array_equal(done[3 + 3], [0, 1, 0, 0])
+    np.testing.assert_array_equal(done[3 + 3], [0, 1, 1, 1])
     np.testing.assert_array_equal(valid[3 + 3], [1, 1, 1, 0])
-    # episode 2 (a time-out, states 20..25): no done anywhere
+    # episode 2 (a time-out, states 20..25): no done anywhere, padding included
     assert float(done[8:].abs().sum()) == 0
+    np.testing.assert_array_equal(obs[14], [24, 25, 25, 25])
+    np.testing.assert_array_equal(valid[14], [1, 1, 0, 0])
     cov = window_coverage(ds, 4, 1)
     assert cov["windows"] == 15 and cov["transitions_used"] == 9 and cov["fraction"] == 1.0
     assert cov["padding_fraction"] == pytest.approx(float((valid == 0).sum()) / valid.numel())

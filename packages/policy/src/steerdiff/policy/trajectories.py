@@ -10,8 +10,10 @@ d_t = "the episode terminated at transition t"; one more row holds the final nex
 pre-tanh space, reward 0, done 0), so an episode of T transitions gives T + 1 rows.
 
 Padding (``Normalizer(mask=True)``, the default of :meth:`Normalizer.fit`): windows also start before an
-episode and run past its end; the rows outside the episode repeat its first or last state with action,
-reward and done 0 and ``valid = 0``. Every episode is used, however short, and with ``stride=1`` every
+episode and run past its end; the rows outside the episode repeat its first or last state with action and
+reward 0 and ``valid = 0``. Done is absorbing there: once an episode terminates, d stays 1 on its final row
+and on the padding after it (0 after a time-out), a step that a model learns far more easily than a single
+spike, so generated windows mark their terminations clearly. Every episode is used, however short, and with ``stride=1`` every
 transition lies in exactly L - 1 windows, the terminal ones included, so terminals are as frequent in the
 windows as in the data and a model of the windows ends its episodes at the data's rate. Without padding
 (``mask=False``) windows lie inside episodes and episodes shorter than the window are not used
@@ -89,7 +91,7 @@ class Normalizer:
         cls, dataset: OfflineDataset, action_bound: float, min_std: float = 1e-3, mask: bool = True
     ) -> Normalizer:
         """Statistics of the episodes' rows; with ``mask`` the valid channel maps {0, 1} to {-1, 1}."""
-        rows = episode_rows(dataset, action_bound)
+        rows = episode_rows(dataset, action_bound, absorbing=mask)
         cat = np.concatenate(rows)
         mean, std = cat.mean(0).tolist(), np.maximum(cat.std(0), min_std).tolist()
         if mask:
@@ -156,8 +158,9 @@ class Normalizer:
         return cls(**json.loads(text))
 
 
-def episode_rows(dataset: OfflineDataset, action_bound: float) -> list[np.ndarray]:
-    """Per episode, its T + 1 raw rows [obs, arctanh(a / bound), r, d] (unnormalised, float32)."""
+def episode_rows(dataset: OfflineDataset, action_bound: float, absorbing: bool = False) -> list[np.ndarray]:
+    """Per episode, its T + 1 raw rows [obs, arctanh(a / bound), r, d] (unnormalised, float32). With
+    ``absorbing``, the final row of a terminated episode keeps d = 1 (done stays 1 once it is reached)."""
     out = []
     u_all = np.arctanh(np.clip(dataset.actions / action_bound, -ACTION_CLIP, ACTION_CLIP))
     for a, b in dataset.episode_bounds():
@@ -171,6 +174,8 @@ def episode_rows(dataset: OfflineDataset, action_bound: float) -> list[np.ndarra
             axis=1,
         )
         last = np.concatenate([dataset.next_observations[b - 1], np.zeros(dataset.act_dim + 2, np.float32)])
+        if absorbing:
+            last[-1] = float(dataset.terminals[b - 1])
         out.append(np.concatenate([body, last[None]]).astype(np.float32))
     return out
 
@@ -230,7 +235,7 @@ def windows(dataset: OfflineDataset, normalizer: Normalizer, length: int, stride
     dataset.check_env(normalizer.obs_dim, normalizer.act_dim)
     out = []
     pad_rows = np.zeros((length - 1, normalizer.act_dim + 2), np.float32)
-    for rows in episode_rows(dataset, normalizer.action_bound):
+    for rows in episode_rows(dataset, normalizer.action_bound, absorbing=normalizer.mask):
         starts = _starts(len(rows), length, stride, normalizer.mask)
         if len(starts) == 0:
             continue
@@ -238,6 +243,7 @@ def windows(dataset: OfflineDataset, normalizer: Normalizer, length: int, stride
             n = length - 1  # padding rows on each side: the first/last state, the rest 0, valid 0
             before = np.concatenate([np.repeat(rows[:1, normalizer.obs], n, 0), pad_rows[:n]], 1)
             after = np.concatenate([np.repeat(rows[-1:, normalizer.obs], n, 0), pad_rows[:n]], 1)
+            after[:, -1] = rows[-1, normalizer.done]  # after a termination, done stays 1 (absorbing)
             body = np.concatenate([rows, np.ones((len(rows), 1), np.float32)], 1)
             zero = np.zeros((n, 1), np.float32)
             rows = np.concatenate([np.concatenate([before, zero], 1), body, np.concatenate([after, zero], 1)])
