@@ -236,8 +236,13 @@ os.replace(tmp, os.path.join(out, "summary.json"))
 EOF
 }
 CURRENT=""
+CHILD=""
 on_signal() {
     trap - INT TERM
+    if [ -n "$CHILD" ]; then  # stop the running check (timeout passes the signal on to its command)
+        kill -TERM "$CHILD" 2>/dev/null
+        wait "$CHILD" 2>/dev/null
+    fi
     [ -n "$CURRENT" ] && printf '%s\tfailed\t%s\t130\t%s\tinterrupted\n' "$CURRENT" "$((SECONDS - cstart))" "$cwhat" >>"$RECORDS"
     write_summary interrupted
     echo "gpu_check: interrupted; summary in $OUT/summary.json" >&2
@@ -268,9 +273,10 @@ for c in "${CHECKS[@]}"; do
     mkdir -p "$D"
     CURRENT=$name cwhat=$what cstart=$SECONDS
     D="$D" timeout -k 10 "$t" bash -c "set -o pipefail; cd '$ROOT' && check_$name" >"$OUT/$name.log" 2>&1 &
-    wait $! 
+    CHILD=$!
+    wait "$CHILD"
     rc=$?
-    CURRENT=""
+    CURRENT="" CHILD=""
     secs=$((SECONDS - cstart))
     if [ "$rc" = 0 ]; then
         printf '%s\tdone\t%s\t0\t%s\t\n' "$name" "$secs" "$what" >>"$RECORDS"
