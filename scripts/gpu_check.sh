@@ -56,8 +56,8 @@ case "$LIMIT" in '' | *[!0-9]*) echo "gpu_check.sh: --limit must be whole second
 # name | budget on the GPU (s) | what it verifies (one line). Order = priority: when the limit is reached the
 # remaining ones are skipped.
 CHECKS=(
-    "core|60|bf16 autocast and torch.compile: train-step and sampling throughput vs fp32 (UNet2D, UNet1D, MLP) and the bf16 samples' deviation from fp32"
-    "inverse|130|EnKG vs EKI on 64x64 Navier-Stokes with 512 particles (relative L2, forward-model calls, wall time) with a prior trained on the GPU"
+    "core|100|bf16 autocast and torch.compile: train-step and sampling throughput vs fp32 (UNet2D, UNet1D, MLP) and the bf16 samples' deviation from fp32"
+    "inverse|120|EnKG vs EKI on 64x64 Navier-Stokes with 512 particles (relative L2, forward-model calls, wall time) with a prior trained on the GPU"
     "timeseries|110|TSDiff trained longer (4000 steps, mean scaling as in the paper) on bundled elecdemand, then TSDiff-Q forecasts with 100 sample paths x 100 DDPM steps per window (CRPS)"
     "music|80|SCG, SMC and tree search on chord progressions at a larger budget (k=16) against unguided, on the GPU-trained chorale model (rule loss, OA)"
     "policy|70|policy-guided diffusion on Hopper-v5: trajectory model trained on the GPU, TD3+BC with 50% guided synthetic data regenerated during training"
@@ -142,7 +142,7 @@ check_core() {
         "$PY" scripts/gpu_core_check.py --tiny --device "$DEVICE" --compile-backend eager --modes fp32,bf16,bf16+compile \
             --json "$D/core.json"
     else
-        "$PY" scripts/gpu_core_check.py --device "$DEVICE" --json "$D/core.json"
+        "$PY" scripts/gpu_core_check.py --device "$DEVICE" --max-seconds 75 --json "$D/core.json"
     fi
 }
 

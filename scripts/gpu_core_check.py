@@ -142,6 +142,12 @@ def main(argv=None):
         default=None,
         help="comma-separated subset of unet2d, unet1d, mlp (default: all; --tiny: mlp)",
     )
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="start no new (network, mode) after this many seconds; the JSON lists what was skipped",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default="runs/gpu_core_check.json")
     a = p.parse_args(argv)
@@ -173,50 +179,69 @@ def main(argv=None):
         "nets": {},
     }
     t_start = time.perf_counter()
-    for name, shape, cfg, train_batch, sample_batch in networks(a.tiny):
-        if name not in wanted:
-            continue
-        row = {"shape": list(shape), "config": cfg, "train": {}, "sample": {}}
-        torch.manual_seed(a.seed)
-        den = Denoiser(build_network(name, **cfg), "edm", sigma_data=1.0).to(device).eval()
-        row["parameters"] = sum(q.numel() for q in den.parameters())
-        reference = None
-        for mode in modes:
-            precision, compiled = MODES[mode]
-            compile_ = backend if compiled else False
+    path = Path(a.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def finish(complete: bool):
+        """Speed-ups against fp32, the verdict, and an atomic write (after every mode: a kill keeps the rest)."""
+        for row in result["nets"].values():
+            for kind, key in (("train", "step_ms"), ("sample", "steady_s")):
+                base = row[kind].get("fp32", {}).get(key)
+                for r in row[kind].values():
+                    if base and r.get(key):
+                        r["speedup_vs_fp32"] = round(base / r[key], 3)
+        result["wall_s"] = round(time.perf_counter() - t_start, 2)
+        result["complete"] = complete
+        errors = [r["errors"] for r in result["nets"].values() if "errors" in r]
+        result["ok"] = not errors and all(
+            s.get("finite", False) for r in result["nets"].values() for s in r["sample"].values()
+        )
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=2))
+        tmp.replace(path)
+
+    # modes outside, networks inside: fp32 and bf16 for every network come before the (slow) compiled modes
+    nets = [n for n in networks(a.tiny) if n[0] in wanted]
+    dens, references, skipped = {}, {}, []
+    for mode in modes:
+        precision, compiled = MODES[mode]
+        compile_ = backend if compiled else False
+        for name, shape, cfg, train_batch, sample_batch in nets:
+            if a.max_seconds and time.perf_counter() - t_start > a.max_seconds:
+                skipped.append(f"{name}/{mode}")
+                continue
+            if name not in dens:
+                torch.manual_seed(a.seed)
+                dens[name] = Denoiser(build_network(name, **cfg), "edm", sigma_data=1.0).to(device).eval()
+                result["nets"][name] = {
+                    "shape": list(shape),
+                    "config": cfg,
+                    "parameters": sum(q.numel() for q in dens[name].parameters()),
+                    "train": {},
+                    "sample": {},
+                }
+            row = result["nets"][name]
             try:
                 row["train"][mode] = time_training(
                     name, shape, cfg, train_batch, precision, compile_, warmup, train_steps, device, a.seed
                 )
                 x, timing = time_sampling(
-                    den, shape, sample_batch, precision, compile_, steps, repeats, device, a.seed
+                    dens[name], shape, sample_batch, precision, compile_, steps, repeats, device, a.seed
                 )
                 if mode == "fp32":
-                    reference = x
-                elif reference is not None:
-                    diff = (x.float() - reference.float()).flatten(1).norm(dim=1)
-                    timing["rel_l2_vs_fp32"] = float((diff / reference.flatten(1).norm(dim=1)).median())
+                    references[name] = x
+                elif name in references:
+                    ref = references[name]
+                    diff = (x.float() - ref.float()).flatten(1).norm(dim=1)
+                    timing["rel_l2_vs_fp32"] = float((diff / ref.flatten(1).norm(dim=1)).median())
                 timing["finite"] = bool(torch.isfinite(x).all())
                 row["sample"][mode] = timing
             except Exception as err:  # one mode failing (e.g. no compiler) must not lose the others
                 row.setdefault("errors", {})[mode] = f"{type(err).__name__}: {err}"[:500]
             print(name, mode, json.dumps({k: row[k].get(mode) for k in ("train", "sample")}), flush=True)
-        for kind, key in (("train", "step_ms"), ("sample", "steady_s")):
-            base = row[kind].get("fp32", {}).get(key)
-            for r in row[kind].values():
-                if base and r.get(key):
-                    r["speedup_vs_fp32"] = round(base / r[key], 3)
-        result["nets"][name] = row
-    result["wall_s"] = round(time.perf_counter() - t_start, 2)
-    errors = {n: r["errors"] for n, r in result["nets"].items() if "errors" in r}
-    result["ok"] = not errors and all(
-        s.get("finite", False) for r in result["nets"].values() for s in r["sample"].values()
-    )
-    path = Path(a.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(path)
+            finish(complete=False)
+    result["skipped_for_time"] = skipped
+    finish(complete=not skipped)
     print(
         f"{'net':8} {'mode':13} {'train ms/step':>14} {'x fp32':>7} {'sample s':>9} {'x fp32':>7} {'rel L2':>8}"
     )
