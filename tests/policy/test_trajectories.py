@@ -152,6 +152,19 @@ def test_generated_padding_is_never_data():
     np.testing.assert_array_equal(ds.next_observations[:, 0], [2, 3, 1, 2, 3])
     assert ds.terminals.tolist() == [False, False, False, False, True]
     assert ds.timeouts.tolist() == [False, True, False, False, False]
+    # done absorbing: high on the final row and the padding after it marks the last transition terminal
+    absorbed = torch.zeros(2, 5, 6)
+    absorbed[:, 0] = torch.arange(6.0)
+    absorbed[:, 4, :4] = 1.0  # valid rows 0..3 then padding
+    absorbed[0, 3, 3:] = torch.tensor([0.9, 0.8, 1.0])  # terminated after transition 2 -> 3
+    absorbed[1, 3, 3:] = torch.tensor([0.1, 0.0, 0.2])  # a time-out
+    ds = to_transitions(absorbed, norm)
+    assert ds.terminals.tolist() == [False, False, True, False, False, False]
+    assert ds.timeouts.tolist() == [False, False, False, False, False, True]
+    absorbed[:, 4] = 1.0  # valid to the window's end: a high done on the last row only is not a termination
+    absorbed[:, 3] = 0.0
+    absorbed[:, 3, 5] = 1.0
+    assert not to_transitions(absorbed, norm).terminals.any()
     traj[:, 4] = 0.0
     with pytest.raises(DatasetError, match="every row is padding"):
         to_transitions(traj, norm)

@@ -265,8 +265,9 @@ def to_transitions(traj: torch.Tensor, normalizer: Normalizer, env_id: str | Non
 
     Each window is one episode. A generated done (> 0.5) ends it: later transitions in that window are
     dropped. With a mask channel, a transition is kept only where both its rows are valid (> 0.5): padding
-    is never data, and a window whose valid rows stop without a done ends in a timeout. Actions come back
-    through tanh, so they always lie inside the action bounds.
+    is never data. Where the valid rows stop inside the window, the episode terminated if done, which is
+    absorbing in padded windows, is above 0.5 on average from its final row on; otherwise it ends in a
+    timeout. Actions come back through tanh, so they always lie inside the action bounds.
     """
     if traj.ndim != 3 or traj.shape[1] != normalizer.channels:
         raise ValueError(
@@ -283,6 +284,12 @@ def to_transitions(traj: torch.Tensor, normalizer: Normalizer, env_id: str | Non
     after_done = np.cumsum(done, axis=1) - done > 0  # rows after the first done
     keep = real & ~after_done
     last = keep & ~np.concatenate([keep[:, 1:], np.zeros_like(keep[:, :1])], axis=1)
+    if normalizer.mask:
+        # done is absorbing in padded windows: a run of valid rows that stops before the window does (its
+        # final row followed by padding) terminated when done is high, on average, from that final row on
+        tail = d["done"][:, ::-1].cumsum(1)[:, ::-1] / (d["done"].shape[1] - np.arange(d["done"].shape[1]))
+        padding_next = np.concatenate([~valid[:, 2:], np.zeros_like(valid[:, :1])], axis=1)
+        done = done | (last & padding_next & (tail[:, 1:] > 0.5))
     if not keep.any():
         raise DatasetError(
             f"none of the {len(traj)} generated windows holds a transition (every row is padding); "
