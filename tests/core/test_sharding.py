@@ -10,10 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 from steerdiff.core.sharding import sample_in_shards
+from tests.core.shard_worker import job
 
 HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-from shard_worker import job  # noqa: E402
 
 
 def test_two_processes_under_torchrun_equal_one(tmp_path):
