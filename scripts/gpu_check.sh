@@ -229,10 +229,9 @@ summary = {"state": state, "dry_run": dry == "1", "limit_s": int(limit), "instal
            "checks_s": round(sum(float(r[2]) for r in rows), 1), "done": done, "failed": failed, "skipped": skipped,
            "machine": json.load(open(os.path.join(out, "machine.json"))) if os.path.exists(os.path.join(out, "machine.json")) else None,
            "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-tmp = os.path.join(out, ".summary.json.tmp")
-with open(tmp, "w") as f:
-    json.dump(summary, f, indent=2)
-os.replace(tmp, os.path.join(out, "summary.json"))
+from steerdiff.core import write_json  # atomic: a reader never sees half a summary
+
+write_json(os.path.join(out, "summary.json"), summary)
 EOF
 }
 CURRENT=""
