@@ -207,7 +207,7 @@ export DRY DEVICE PY BIN
 RECORDS="$OUT/.records.tsv"
 : >"$RECORDS"
 write_summary() {
-    python3 - "$OUT" "$RECORDS" "$LIMIT" "$install_s" "$DRY" "$1" <<'EOF'
+    "$PY" - "$OUT" "$RECORDS" "$LIMIT" "$install_s" "$DRY" "$1" <<'EOF'
 import json, os, sys, time
 out, records, limit, install_s, dry, state = sys.argv[1:]
 NOT_RESULTS = {"config.json", "trainer_state.json", "problem.json"}  # bundles and checkpoints, not results
