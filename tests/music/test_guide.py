@@ -160,3 +160,16 @@ def test_scg_guides_exactly_the_steps_of_its_window(cfg, model, train_windows, w
     for bad in ((0.5, 0.5), (-0.1, 1.0), (0.2, 1.5), (0.3,), "late"):
         with pytest.raises(ValueError, match="window"):
             generate(model, cfg, 2, 32, 12, "scg", obj, window=bad)
+
+
+def test_defaults_are_the_values_chosen_on_validation():
+    import json
+    from pathlib import Path
+
+    from steerdiff.music import DEFAULTS
+
+    chosen = json.loads((Path(__file__).parents[2] / "docs/music/defaults.json").read_text())
+    assert DEFAULTS["dps_scale"] == chosen["dps_scale"]
+    assert DEFAULTS["lam"] == chosen["lam"]
+    for method in ("scg", "smc", "tree_search"):
+        assert DEFAULTS["window"][method] == (chosen["window_start"], 1.0)
