@@ -12,6 +12,7 @@ measures it on the test chorales. ``--measure DIR`` measures any model bundle on
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
@@ -72,9 +73,18 @@ def main(argv=None) -> int:
     val_windows = windows(val, length)
     log_path = a.json or run / "stages.json"
     stages: list[dict] = []
+    done = {}  # stages measured by an earlier run of the command (resumed): not measured again
+    if Path(log_path).is_file():
+        done = {
+            (s["channels"], s["train_steps"]): s for s in json.loads(Path(log_path).read_text())["stages"]
+        }
     for ch in [int(c) for c in a.channels.split(",")]:
         for steps in [int(s) for s in a.stages.split(",")]:
             bundle = run / f"ch{ch}" / f"model_{steps}"
+            if (ch, steps) in done and trained_steps(bundle) >= steps:
+                stages.append(done[(ch, steps)])
+                _print(f"ch{ch} {steps} steps (measured before)", done[(ch, steps)])
+                continue
             if trained_steps(bundle) < steps:
                 pipe = MusicPipeline.train(
                     train,
