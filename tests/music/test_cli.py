@@ -31,6 +31,7 @@ def test_prepare_then_evaluate_writes_summaries(tmp_path):
     )
     ev = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert ev["oa"]["mean"] > 0.9  # the validation windows against themselves
+    assert ev["voices"]["generated"] == ev["voices"]["real"]
     assert np.isfinite(ev["rule_loss"]["note_density"])
 
 
