@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from steerdiff.core import (
     Bundle,
@@ -69,16 +70,17 @@ def test_round_trip_keeps_weights_config_schedule_and_state(tmp_path):
 def test_a_fresh_process_draws_the_same_samples(tmp_path):
     den, schedule = _denoiser(3), get_schedule("edm")
     save_pretrained(tmp_path / "m", domain="demo", denoiser=den, schedule=schedule)
-    torch.save(_draw(den, schedule), tmp_path / "expected.pt")
+    save_file({"x": _draw(den, schedule)}, str(tmp_path / "expected.safetensors"))
     code = textwrap.dedent(f"""
         import torch
+        from safetensors.torch import load_file
         from steerdiff.core import load_pretrained, sample, sigma_grid
         b = load_pretrained({str(tmp_path / "m")!r}, "demo")
         sigmas = sigma_grid(b.schedule, 6)
         gen = torch.Generator().manual_seed(5)
         x = sigmas[0] * torch.randn(8, 3, generator=gen)
         got = sample(b.denoiser, x, sigmas, "ddpm", generator=gen).x
-        assert torch.equal(got, torch.load({str(tmp_path / "expected.pt")!r})), "samples differ"
+        assert torch.equal(got, load_file({str(tmp_path / "expected.safetensors")!r})["x"]), "samples differ"
     """)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)

@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from steerdiff.core import BundleError, save_pretrained
 from steerdiff.music import (
@@ -35,13 +36,13 @@ def trained(tmp_path_factory):
 
 def test_bundle_loads_in_a_fresh_process_and_gives_the_same_samples(trained, tmp_path):
     pipe, path, ref = trained
-    torch.save(ref, tmp_path / "ref.pt")
+    save_file({"ref": ref.contiguous()}, str(tmp_path / "ref.safetensors"))
     here = pipe.generate(reference=ref, **GENERATE)
     script = textwrap.dedent(f"""
-        import torch
+        from safetensors.torch import load_file
         from steerdiff.music import MusicPipeline
         pipe = MusicPipeline.from_pretrained({str(path)!r}, device="cpu")
-        ref = torch.load({str(tmp_path / "ref.pt")!r})
+        ref = load_file({str(tmp_path / "ref.safetensors")!r})["ref"]
         out = pipe.generate(reference=ref, **{GENERATE!r})
         out.save({str(tmp_path / "gen")!r}, plot=False)
     """)
