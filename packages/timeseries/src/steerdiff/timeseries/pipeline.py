@@ -209,6 +209,15 @@ class TSDiffPipeline:
             return generator
         return torch.Generator(self.device).manual_seed(int(seed))
 
+    def _run(self, fn, num_items: int, shards, chunk_size: int, seed: int | None, generator, progress: bool):
+        """``fn(start, stop, generator, progress)`` over every item: in one call, or in resumable chunks when
+        ``shards`` names a folder."""
+        if shards is None:
+            return fn(0, num_items, self._generator(generator, seed), progress)
+        return self._in_shards(
+            lambda a, b, g: fn(a, b, g, False), num_items, shards, chunk_size, seed, progress
+        )
+
     def _in_shards(self, fn, num_items: int, shards, chunk_size: int, seed: int | None, progress: bool):
         """Run ``fn(start, stop, generator)`` over items in chunks with the core's sharded sampler."""
         from steerdiff.core.sharding import sample_in_shards
@@ -270,18 +279,15 @@ class TSDiffPipeline:
             "batch_size": batch_size,
             **solver_options,
         }
-        if shards is not None:
-            paths = self._in_shards(
-                lambda a, b, g: _forecast(self.model, history[a:b], generator=g, **opts),
-                history.shape[0],
-                shards,
-                chunk_size,
-                seed,
-                progress,
-            )
-        else:
-            g = self._generator(generator, seed)
-            paths = _forecast(self.model, history, generator=g, progress=progress, **opts)
+        paths = self._run(
+            lambda a, b, g, p: _forecast(self.model, history[a:b], generator=g, progress=p, **opts),
+            history.shape[0],
+            shards,
+            chunk_size,
+            seed,
+            generator,
+            progress,
+        )
         if paths is not None and guidance != "none":
             report = out_of_range(history, paths, self.spec.context_length)
             message = range_warning(report, guidance, s, tuned=scale is None and guidance in self.model.tuned)
@@ -322,16 +328,15 @@ class TSDiffPipeline:
             "batch_size": batch_size,
             **solver_options,
         }
-        if shards is not None:
-            return self._in_shards(
-                lambda a, b, g: _impute(self.model, y[a:b], generator=g, **opts),
-                y.shape[0],
-                shards,
-                chunk_size,
-                seed,
-                progress,
-            )
-        return _impute(self.model, y, generator=self._generator(generator, seed), progress=progress, **opts)
+        return self._run(
+            lambda a, b, g, p: _impute(self.model, y[a:b], generator=g, progress=p, **opts),
+            y.shape[0],
+            shards,
+            chunk_size,
+            seed,
+            generator,
+            progress,
+        )
 
     def scale_for(self, guidance: str, scale: float | None = None) -> float:
         """``scale`` when given, else the scale chosen on the validation windows for ``guidance`` (4 when the
@@ -507,16 +512,15 @@ class TSDiffPipeline:
                     f"{self.spec.prediction_length}) must have the same N, got {tuple(history.shape)} and "
                     f"{tuple(base.shape)}"
                 )
-            return self._in_shards(
-                lambda a, b, g: _refine(self.model, history[a:b], base[a:b], generator=g, **opts),
-                history.shape[0],
-                shards,
-                chunk_size,
-                seed,
-                progress,
-            )
-        g = self._generator(generator, seed)
-        return _refine(self.model, history, base, generator=g, progress=progress, **opts)
+        return self._run(
+            lambda a, b, g, p: _refine(self.model, history[a:b], base[a:b], generator=g, progress=p, **opts),
+            history.shape[0],
+            shards,
+            chunk_size,
+            seed,
+            generator,
+            progress,
+        )
 
     def base_forecast(
         self, name: str, history: torch.Tensor, train: Sequence[Series] | None = None
@@ -558,25 +562,22 @@ class TSDiffPipeline:
         :func:`steerdiff.core.sample_in_shards`: resumable, split over the processes of a ``torchrun`` launch,
         and equal whatever their number (each chunk draws from its own seed, ``seed`` or 0); rank 0 gets the
         result, the other ranks ``None``."""
-        if shards is not None:
-            return self._in_shards(
-                lambda a, b, g: generate(
-                    self.model, b - a, solver=solver, num_steps=num_steps, batch_size=batch_size, generator=g
-                ),
-                n,
-                shards,
-                chunk_size,
-                seed,
-                progress,
-            )
-        return generate(
-            self.model,
+        return self._run(
+            lambda a, b, g, p: generate(
+                self.model,
+                b - a,
+                solver=solver,
+                num_steps=num_steps,
+                batch_size=batch_size,
+                generator=g,
+                progress=p,
+            ),
             n,
-            solver=solver,
-            num_steps=num_steps,
-            batch_size=batch_size,
-            generator=self._generator(generator, seed),
-            progress=progress,
+            shards,
+            chunk_size,
+            seed,
+            generator,
+            progress,
         )
 
     def evaluate(
