@@ -103,6 +103,8 @@ class GuidedTask:
     metric: str = "metric"
     lower_is_better: bool = True
     solver: str = "ddpm"  # a stochastic solver, so that selection and particle methods apply
+    paper_family: str | None = None  # the family the domain's seed paper proposes, where there is one
+    device: torch.device | str = "cpu"  # where samples are drawn (the prior's device)
 
     def prior(self) -> tuple[Callable, tuple[int, ...]]:
         raise NotImplementedError
@@ -162,7 +164,7 @@ def _draw(
     denoiser, shape = task.prior()
     sigmas = task.sigmas()
     steps = len(sigmas) - 1
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=task.device).manual_seed(seed)
     per = 1  # rows per output sample
     guidance: list = []
     solver = task.solver
@@ -207,7 +209,7 @@ def _draw(
         ]
     elif family != "unguided":
         raise ValueError(f"unknown family {family!r}; families: {FAMILIES}")
-    x = float(grid[0]) * torch.randn(num_samples * per, *shape, generator=gen)
+    x = float(grid[0]) * torch.randn(num_samples * per, *shape, generator=gen, device=task.device)
     out = sample(denoiser, x, grid, solver, guidance=guidance, generator=gen)
     x0 = out.x
     if family == "best_of_n":
