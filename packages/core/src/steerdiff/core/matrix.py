@@ -96,7 +96,8 @@ class GuidedTask:
 
     ``prior()`` returns the denoiser and the shape of one sample; ``sigmas()`` the sampler's grid (S steps);
     ``instances(split, count)`` the ``(Target, context)`` pairs of a split ("validation" or "test");
-    ``score(context, x)`` the task's metric of a batch of samples drawn for that instance.
+    ``score(context, x)`` the task's metric of a batch of samples drawn for that instance: a number, or a
+    dict whose first entry is the metric and whose other entries are reported beside it (``Cell.extras``).
     """
 
     name: str = "task"
@@ -104,6 +105,7 @@ class GuidedTask:
     lower_is_better: bool = True
     solver: str = "ddpm"  # a stochastic solver, so that selection and particle methods apply
     paper_family: str | None = None  # the family the domain's seed paper proposes, where there is one
+    settings: dict = {}  # overrides of run_cell's settings for this task (num_samples, validation, test, ...)
     device: torch.device | str = "cpu"  # where samples are drawn (the prior's device)
 
     def prior(self) -> tuple[Callable, tuple[int, ...]]:
@@ -115,7 +117,7 @@ class GuidedTask:
     def instances(self, split: str, count: int) -> list[tuple[Target, Any]]:
         raise NotImplementedError
 
-    def score(self, context: Any, x: torch.Tensor) -> float:
+    def score(self, context: Any, x: torch.Tensor) -> float | dict[str, float]:
         raise NotImplementedError
 
     def not_applicable(self, family: str, target: Target) -> str | None:
@@ -154,6 +156,7 @@ class Cell:
     seconds: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
     not_applicable: str | None = None
+    extras: dict[str, float] = field(default_factory=dict)  # means of the task's other reported metrics
     tuning: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -229,15 +232,22 @@ def _draw(
     return x0, costs
 
 
-def _evaluate(family, task, instances, budget, params, num_samples, seed) -> tuple[list[float], Costs, float]:
-    scores, total = [], Costs(num_samples=0)
+def _evaluate(family, task, instances, budget, params, num_samples, seed):
+    """Scores (the metric per instance), the other metrics per instance, summed costs and seconds."""
+    scores, extras, total = [], [], Costs(num_samples=0)
     t0 = time.perf_counter()
     for i, (target, context) in enumerate(instances):
         x, costs = _draw(family, task, target, budget, params, num_samples, seed + 7919 * i)
-        scores.append(float(task.score(context, x)))
+        result = task.score(context, x)
+        if isinstance(result, dict):
+            values = [float(v) for v in result.values()]
+            scores.append(values[0])
+            extras.append(dict(zip(list(result)[1:], values[1:])))
+        else:
+            scores.append(float(result))
         for k, v in vars(costs).items():
             setattr(total, k, getattr(total, k) + v)
-    return scores, total, time.perf_counter() - t0
+    return scores, extras, total, time.perf_counter() - t0
 
 
 def run_cell(
@@ -270,7 +280,7 @@ def run_cell(
 
         def objective(p):
             try:
-                scores, _, _ = _evaluate(family, task, val, budget, p, num_samples, seed + 10_000)
+                scores, _, _, _ = _evaluate(family, task, val, budget, p, num_samples, seed + 10_000)
             except ValueError:  # a strength that makes the sampler fail counts as the worst
                 return math.inf
             return sign * sum(scores) / len(scores)
@@ -278,8 +288,10 @@ def run_cell(
         found = tune(objective, {"scale": STRENGTH[family]}, budget=tune_budget)
         params = dict(found.best)
         cell.tuning = [{"scale": t["params"]["scale"], "validation": sign * t["score"]} for t in found.trials]
-    scores, costs, seconds = _evaluate(family, task, tests, budget, params, num_samples, seed)
+    scores, extras, costs, seconds = _evaluate(family, task, tests, budget, params, num_samples, seed)
     n = len(scores)
+    for name in extras[0] if extras else ():
+        cell.extras[name] = sum(e[name] for e in extras) / n
     mean = sum(scores) / n
     var = sum((s - mean) ** 2 for s in scores) / max(n - 1, 1)
     cell.mean, cell.se, cell.seconds, cell.params = mean, math.sqrt(var / n), seconds, params
@@ -294,14 +306,19 @@ def run_cell(
 def run_matrix(
     tasks: Sequence[GuidedTask], budgets: Sequence[int], families: Sequence[str] = FAMILIES, **kwargs
 ) -> list[Cell]:
-    """Every family on every task at every budget (``run_cell``'s settings apply to all of them)."""
+    """Every family on every task at every budget (``run_cell``'s settings apply to all of them).
+
+    A task's ``settings`` override these for that task (``budgets`` included), so that a large prior can use
+    fewer samples or instances than a small one.
+    """
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown:
         raise ValueError(f"unknown families {unknown}; choose from {FAMILIES}")
     cells = []
     for task in tasks:
-        for budget in budgets:
-            row = [run_cell(task, f, budget, **kwargs) for f in families]
+        own = dict(task.settings)
+        for budget in own.pop("budgets", budgets):
+            row = [run_cell(task, f, budget, **{**kwargs, **own}) for f in families]
             floor = next((c for c in row if c.family == "unguided" and c.mean is not None), None)
             for c in row:
                 if floor is not None and c.mean is not None and floor.mean:
