@@ -54,3 +54,32 @@ def test_inpainting_runs_where_entries_are_observed_and_families_without_targets
 def test_unknown_families_are_refused():
     with pytest.raises(ValueError, match="unknown families"):
         run_matrix([linear_gaussian_task(d=2, m=1)], [8], families=["dps", "magic"])
+
+
+def test_the_matrix_benchmark_writes_its_cells_and_merges_runs(tmp_path, capsys):
+    """benchmarks/guidance_matrix.py: a run writes every cell; --merge prints the seed-paper verdicts."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "guidance_matrix.py"
+    spec = importlib.util.spec_from_file_location("guidance_matrix", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "core.json"
+    args = ["--quick", "--domains", "core", "--families", "unguided,scg,smc", "--json", str(out)]
+    assert bench.main(args) == 0
+    run = json.loads(out.read_text())
+    assert {(c["task"], c["family"]) for c in run["cells"]} == {
+        (t, f) for t in ("linear-Gaussian d=16", "2-D ring mixture") for f in ("unguided", "scg", "smc")
+    }
+    assert all(len(c["scores"]) == 4 for c in run["cells"])  # one score per test instance, paired across rows
+    run["tasks"][0]["paper_family"] = "smc"
+    (tmp_path / "paper.json").write_text(json.dumps(run))
+    capsys.readouterr()
+    assert bench.main(["--merge", str(tmp_path / "paper.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "Does the seed paper's family win its row?" in printed
+    assert printed.count("| linear-Gaussian d=16 |") == 2 * 2 + 2 * 3  # matrix, verdicts, cells
+    with pytest.raises(SystemExit):
+        bench.main(["--quick", "--domains", "core,images"])

@@ -157,6 +157,7 @@ class Cell:
     params: dict[str, Any] = field(default_factory=dict)
     not_applicable: str | None = None
     extras: dict[str, float] = field(default_factory=dict)  # means of the task's other reported metrics
+    scores: list[float] = field(default_factory=list)  # the metric per test instance (same instances per row)
     tuning: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -295,6 +296,7 @@ def run_cell(
     mean = sum(scores) / n
     var = sum((s - mean) ** 2 for s in scores) / max(n - 1, 1)
     cell.mean, cell.se, cell.seconds, cell.params = mean, math.sqrt(var / n), seconds, params
+    cell.scores = scores
     per = costs.num_samples or 1
     cell.nfe = costs.network_evals / per
     cell.forward_evals = costs.forward_evals / per
