@@ -7,16 +7,22 @@ JSON, never cut). Domain command lines build on these; library functions never c
 
 Common flags: ``--num-samples``, ``--steps`` (sampler steps), ``--train-steps``, ``--solver`` (checked against
 the core's solvers), ``--device``, ``--threads``, ``--seed``, ``--out``, ``--json``, ``--quiet``, ``--version``.
+
+Presets (``add_preset_flag``): ``--preset NAME`` sets a named group of option defaults at once (a paper's scale,
+a GPU check's, a smoke test's); options given on the command line still win, and the chosen preset with the
+values it resolved to is recorded in ``summary.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,7 +32,9 @@ from .runtime import configure
 from .solvers import SOLVERS
 
 __all__ = [
+    "Preset",
     "UsageError",
+    "add_preset_flag",
     "add_runtime_flags",
     "add_sampling_flags",
     "existing_dir",
@@ -59,10 +67,43 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line (``prog: error: ...``, exit code 2)."""
+    """An ArgumentParser whose usage errors are one line (``prog: error: ...``, exit code 2), and whose
+    ``--preset`` (``add_preset_flag``) sets option defaults before the options given are read."""
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        presets: dict[str, Preset] | None = getattr(self, "_steerdiff_presets", None)
+        if not presets:
+            return super().parse_known_args(args, namespace)
+        args = list(sys.argv[1:] if args is None else args)
+        # first pass: which preset (argparse itself reads --preset, its abbreviations and --preset=NAME)
+        first, _ = super().parse_known_args(args, copy.copy(namespace))
+        name = getattr(first, "preset", None)
+        if name is None:
+            return super().parse_known_args(args, namespace)
+        preset = presets[name]
+        actions = _preset_actions(self, preset)
+        saved = {action: action.default for action in actions}
+        try:  # second pass: the preset's values are the defaults, so options given still win
+            for action, option in actions.items():
+                action.default = _converted(self, action, preset.values[option])
+            parsed, extras = super().parse_known_args(args, namespace)
+        finally:
+            for action, default in saved.items():
+                action.default = default
+        resolved = {option: _json_ready(getattr(parsed, action.dest)) for action, option in actions.items()}
+        wanted = {
+            option: _json_ready(_converted(self, action, preset.values[option]))
+            for action, option in actions.items()
+        }
+        parsed._preset = {
+            "name": name,
+            "values": resolved,
+            "overridden": sorted(option for option in resolved if resolved[option] != wanted[option]),
+        }
+        return parsed, extras
 
 
 def package_version(distribution: str) -> str:
@@ -136,6 +177,94 @@ def existing_dir(text: str) -> Path:
     if not path.is_dir():
         raise argparse.ArgumentTypeError(f"{path} is a file; give a folder")
     return path
+
+
+# ----------------------------------------------------------------------------------------------- presets
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named group of option defaults for one command.
+
+    ``values`` maps option strings (``"--train-steps"``) to values, typed as the option's own values or as the
+    text a user would type (converted by the option's type). ``description`` is one line, shown in ``--help``:
+    what the preset is for and what a run of it verifies. ``source`` names where its numbers come from.
+    """
+
+    description: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+
+def _preset_actions(parser: argparse.ArgumentParser, preset: Preset) -> dict[argparse.Action, str]:
+    actions = {}
+    for option in preset.values:
+        action = parser._option_string_actions.get(option)
+        if action is None or option == "--preset":
+            raise ValueError(f"a preset sets {option}, which is not an option of {parser.prog}")
+        actions[action] = option
+    return actions
+
+
+def _converted(parser: argparse.ArgumentParser, action: argparse.Action, value: Any) -> Any:
+    """``value`` as argparse would hold it for ``action`` (text goes through the option's type, item by item
+    for an option of several values)."""
+    if isinstance(value, str):
+        return parser._get_value(action, value)
+    if isinstance(value, (list, tuple)) and action.nargs not in (None, "?"):
+        return type(value)(parser._get_value(action, v) if isinstance(v, str) else v for v in value)
+    return value
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+def add_preset_flag(parser: argparse.ArgumentParser, presets: Mapping[str, Preset]) -> None:
+    """``--preset NAME``: set the option defaults of one of ``presets`` (options given still win).
+
+    ``--help`` lists each preset with its description and the values it sets; an unknown name is a one-line
+    usage error listing the choices; the run's ``summary.json`` records the preset, the values the options it
+    sets resolved to, and which of them the command line overrode (``run_command``). A preset naming an
+    option the parser lacks, or a value the option refuses, is a programming error (``ValueError`` here).
+    """
+    if not isinstance(parser, _Parser):
+        raise TypeError("add_preset_flag needs a parser made by make_parser or subcommands")
+    if not presets:
+        raise ValueError("add_preset_flag needs at least one preset")
+    for name, preset in presets.items():
+        for action, option in _preset_actions(parser, preset).items():
+            try:
+                value = _converted(parser, action, preset.values[option])
+            except argparse.ArgumentError as err:
+                raise ValueError(f"preset {name}: {err}") from None
+            if action.choices is not None and value not in action.choices:
+                raise ValueError(f"preset {name}: {option} {value!r} is not one of {list(action.choices)}")
+            if action.nargs == 0:
+                raise ValueError(f"preset {name}: {option} is a switch; presets set options with values")
+
+    def shown(value: Any) -> str:
+        return " ".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+
+    lines = []
+    for name, preset in presets.items():
+        values = " ".join(f"{option} {shown(value)}" for option, value in preset.values.items())
+        lines.append(f"{name}: {preset.description} [{values}]")
+    parser.add_argument(
+        "--preset",
+        choices=list(presets),
+        default=None,
+        metavar="NAME",
+        help=(
+            "set the defaults of a named scale at once (options you give still win; summary.json records the "
+            "preset and the values used). " + "; ".join(lines)
+        ).replace("%", "%%"),
+    )
+    parser._steerdiff_presets = dict(presets)  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------------------------------ common flags
@@ -219,6 +348,9 @@ def run_command(
             getattr(args, "device", "auto"), getattr(args, "threads", None), getattr(args, "seed", None)
         )
         summary = handlers[args.command](args)
+        preset = getattr(args, "_preset", None)
+        if summary is not None and preset is not None:
+            summary = {**summary, "preset": preset}
         out = getattr(args, "out", None)
         if summary is not None and out is not None:
             summary = {**summary, "summary": str(Path(out) / "summary.json")}
