@@ -18,6 +18,8 @@ Works with gloo on CPU and nccl on GPU; a single process (no torchrun) runs ever
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -29,7 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from .io import atomic_path, write_json
 
-__all__ = ["chunk_seed", "sample_in_shards"]
+__all__ = ["chunk_seed", "fingerprint", "join_process_group", "sample_in_shards"]
 
 Job = Callable[[int, int, torch.Generator], Mapping[str, torch.Tensor] | torch.Tensor]
 
@@ -37,6 +39,27 @@ Job = Callable[[int, int, torch.Generator], Mapping[str, torch.Tensor] | torch.T
 def chunk_seed(seed: int, chunk: int) -> int:
     """The seed of one chunk's generator: distinct per chunk, the same whatever the number of processes."""
     return (int(seed) * 1_000_003 + 7919 * (chunk + 1)) % 2**63
+
+
+def fingerprint(module: torch.nn.Module) -> str:
+    """A short hash of a network's weights: what a shard of its samples depends on (for ``key``)."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def join_process_group() -> None:
+    """Under torchrun, join the process group for the rest of the process (left at exit), so that several
+    sharded jobs can follow each other in one launch. Does nothing in a single process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
 
 
 def _world() -> tuple[int, int, bool]:

@@ -14,7 +14,6 @@ in chunks through :func:`steerdiff.core.sample_in_shards`: resumable, split over
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -28,16 +27,6 @@ from .diffusion import ModelConfig, SamplerConfig, TrajectoryDiffusion
 from .guidance import PolicyGuidance
 from .synthesis import Synthesizer
 from .trajectories import to_transitions
-
-
-def _fingerprint(module: torch.nn.Module) -> str:
-    """A short hash of a network's weights (what a shard of its samples depends on)."""
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
 
 __all__ = ["PolicyGuidedPipeline"]
 
@@ -184,7 +173,7 @@ class PolicyGuidedPipeline:
         return self._synthesize_in_shards(synth, agent, shards, chunk_size, progress)
 
     def _synthesize_in_shards(self, synth: Synthesizer, agent, shards, chunk_size: int, progress: bool):
-        from steerdiff.core.sharding import sample_in_shards
+        from steerdiff.core.sharding import fingerprint, sample_in_shards
 
         if int(chunk_size) < 1:
             raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
@@ -201,8 +190,8 @@ class PolicyGuidedPipeline:
             return res.x
 
         key = {  # shards of another model, agent or setting are never reused
-            "model": _fingerprint(self.model.denoiser),
-            "agent": _fingerprint(agent) if isinstance(agent, torch.nn.Module) else None,
+            "model": fingerprint(self.model.denoiser),
+            "agent": fingerprint(agent) if isinstance(agent, torch.nn.Module) else None,
             "coeff": synth.coeff if agent is not None else 0.0,
             "length": synth.length or self.horizon,
             "sampler": {k: v for k, v in vars(synth.sampler).items() if k != "solver_options"},

@@ -220,9 +220,9 @@ class TSDiffPipeline:
 
     def _in_shards(self, fn, num_items: int, shards, chunk_size: int, seed: int | None, progress: bool):
         """Run ``fn(start, stop, generator)`` over items in chunks with the core's sharded sampler."""
-        from steerdiff.core.sharding import sample_in_shards
+        from steerdiff.core.sharding import join_process_group, sample_in_shards
 
-        _join_process_group()  # once per process, so that several sharded jobs can follow each other
+        join_process_group()  # once per process, so that several sharded jobs can follow each other
         device = self.device
 
         def job(start, stop, generator):
@@ -643,20 +643,6 @@ class TSDiffPipeline:
         out["best"] = min(scored, key=lambda k: metrics[k]["crps"]) if scored else None
         out["samples"] = samples
         return out
-
-
-def _join_process_group() -> None:
-    """Under torchrun, join the process group for the rest of the process (left at exit)."""
-    import atexit
-    import os
-
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
 
 
 def _check_freq(series: Sequence[Series], config: TSDiffConfig) -> None:
