@@ -34,6 +34,7 @@ from .guidance import PolicyGuidance, guidance_schedule, trajectory_log_likeliho
 from .pipeline import PolicyGuidedPipeline
 from .plots import episode_windows, plot_likelihood_vs_error, plot_return_curves, plot_state_trajectories
 from .synthesis import Synthesizer
+from .tasks import PolicySynthesisTask, TargetPolicies, guided_tasks
 from .training import train_agent
 from .trajectories import Normalizer, to_transitions, window_coverage, windows
 from .world_model import WorldModel, WorldModelConfig
@@ -94,4 +95,8 @@ __all__ = [
     "plot_state_trajectories",
     "plot_likelihood_vs_error",
     "run_demo",
+    # tasks of the guidance matrix (steerdiff.core.matrix)
+    "guided_tasks",
+    "PolicySynthesisTask",
+    "TargetPolicies",
 ]
