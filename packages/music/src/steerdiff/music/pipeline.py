@@ -16,6 +16,7 @@ says otherwise.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import zipfile
@@ -82,6 +83,16 @@ WEIGHTS = {
 
 
 # ------------------------------------------------------------------------------------------- objectives
+
+
+COST_FIELDS = ("network_evals", "network_calls", "gradient_evals", "reward_evals", "reward_calls")
+
+
+def _tensor_hash(*tensors: torch.Tensor) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def _rule_names(rules) -> list:
@@ -617,7 +628,9 @@ class MusicPipeline:
         known: torch.Tensor | None = None,
         known_bars: Sequence[int] | None = None,
         progress: bool = False,
-    ) -> Generation:
+        shards=None,
+        chunk_size: int = 16,
+    ) -> Generation | None:
         """Sample ``num_samples`` pieces of ``bars`` bars (default: the model's window) with ``steps`` sampler
         steps, steered toward ``rules`` by ``method`` (one of ``METHODS``; default "scg" with rules, "unguided"
         without; a guided method without rules is an error).
@@ -631,6 +644,12 @@ class MusicPipeline:
         validation (``DEFAULTS``). ``known`` with ``known_bars``: keep those bars of the roll ``known`` (C, P,
         T) and generate the rest. The same ``seed`` gives the same pieces. The result records every sample's
         target and loss.
+
+        ``shards`` (a folder): sample in resumable chunks of ``chunk_size`` pieces with
+        :func:`steerdiff.core.sample_in_shards`, each chunk from its own seed and kept in ``shards/shards``;
+        under ``torchrun`` the chunks are shared out over the processes, rank 0 returns the merged result and
+        the other ranks None. The pieces do not depend on the number of processes (they differ from an
+        unsharded run, whose one batch draws from one generator).
         """
         if not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
@@ -659,14 +678,7 @@ class MusicPipeline:
         if window is not None:
             window = check_window(window)
         t0 = time.time()
-        res = generate(
-            self.denoiser,
-            self.roll,
-            num_samples,
-            length,
-            steps,
-            method,
-            obj,
+        opts = dict(
             n=n,
             window=window,
             lam=lam,
@@ -676,12 +688,35 @@ class MusicPipeline:
             temperature=temperature,
             known=known,
             known_mask=mask,
-            generator=torch.Generator(self.device).manual_seed(int(seed)),
             device=self.device,
-            progress=progress,
             solver=solver,
         )
-        losses = obj.losses(res.x) if obj is not None else {}
+        if shards is None:
+            generator = torch.Generator(self.device).manual_seed(int(seed))
+            res = generate(
+                self.denoiser,
+                self.roll,
+                num_samples,
+                length,
+                steps,
+                method,
+                obj,
+                generator=generator,
+                progress=progress,
+                **opts,
+            )
+            x, costs = res.x, res.costs
+        else:
+            merged = self._generate_in_shards(
+                obj, num_samples, length, steps, method, seed, shards, chunk_size, progress, opts
+            )
+            if merged is None:
+                return None  # another torchrun rank: rank 0 merges
+            x = merged["x"].to(self.device)
+            costs = Costs(num_samples=num_samples)
+            for i, name in enumerate(COST_FIELDS):
+                setattr(costs, name, round(float(merged["costs"][:, i].sum())))
+        losses = obj.losses(x) if obj is not None else {}
         settings = {"n": n, "steps": steps, "bars": length // self.roll.steps_per_bar, "seed": seed}
         if method in ("scg", "smc", "tree_search", "dps"):
             settings["window"] = list(window or DEFAULTS["window"].get(method, (0.0, 1.0)))
@@ -695,14 +730,49 @@ class MusicPipeline:
             {t.rule.name: t.target.expand(num_samples, -1).detach().cpu() for t in obj.terms} if obj else {}
         )
         return Generation(
-            res.x,
+            x,
             self.roll,
             method,
             {k: v.detach().cpu() for k, v in losses.items()},
-            res.costs,
+            costs,
             time.time() - t0,
             settings,
             per_sample,
+        )
+
+    def _generate_in_shards(
+        self, obj, num_samples, length, steps, method, seed, shards, chunk_size, progress, opts
+    ):
+        """``generate`` over chunks of pieces with the core's sharded sampler: rows ``x`` and each piece's share
+        of its chunk's costs (``COST_FIELDS``)."""
+        from steerdiff.core.sharding import fingerprint, join_process_group, sample_in_shards
+
+        if not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        join_process_group()
+        device = self.device
+
+        def job(start, stop, generator):
+            g = torch.Generator(device).manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+            part = obj.rows(start, stop) if obj is not None else None
+            res = generate(
+                self.denoiser, self.roll, stop - start, length, steps, method, part, generator=g, **opts
+            )
+            share = torch.tensor([float(getattr(res.costs, f)) for f in COST_FIELDS]) / (stop - start)
+            return {"x": res.x, "costs": share.expand(stop - start, -1)}
+
+        key = {  # shards of another model, objective or setting are never reused
+            "model": fingerprint(self.denoiser),
+            "method": method,
+            "length": length,
+            "steps": steps,
+            "rules": None if obj is None else [[t.rule.name, t.target.tolist(), t.weight] for t in obj.terms],
+            "options": {k: v for k, v in opts.items() if k not in ("known", "known_mask", "device")},
+            "known": None if opts["known"] is None else _tensor_hash(opts["known"], opts["known_mask"]),
+        }
+        key = json.loads(json.dumps(key))  # as the plan file reads back (tuples become lists)
+        return sample_in_shards(
+            job, num_samples, shards, chunk_size=chunk_size, seed=int(seed), key=key, progress=progress
         )
 
     # --------------------------------------------------------------------------------------- output

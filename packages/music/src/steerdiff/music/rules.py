@@ -467,6 +467,15 @@ class Objective:
     def names(self) -> list[str]:
         return [t.rule.name for t in self.terms]
 
+    def rows(self, start: int, stop: int) -> Objective:
+        """The objective of samples ``start .. stop - 1``: per-sample targets cut to those rows, shared ones
+        kept (what one chunk of a sharded run steers toward)."""
+        terms = [
+            (t.rule, t.target[start:stop] if t.target.shape[0] > 1 else t.target, t.weight)
+            for t in self.terms
+        ]
+        return Objective(terms, self.num_steps)
+
     @property
     def differentiable(self) -> bool:
         return all(t.rule.differentiable for t in self.terms)
