@@ -48,6 +48,7 @@ from .plots import fan_chart
 from .readers import read_series, series_from_frame
 from .refine import refine
 from .synthesis import generate, linear_predictive_score
+from .tasks import TimeSeriesTask, guided_tasks
 
 try:
     __version__ = _metadata.version("steerdiff-timeseries")
@@ -109,4 +110,6 @@ __all__ = [
     "compare_missing",
     "compare_training_data",
     "fan_chart",
+    "guided_tasks",  # the guidance matrix's tasks (steerdiff.core.matrix)
+    "TimeSeriesTask",
 ]
