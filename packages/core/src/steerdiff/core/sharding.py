@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from .io import atomic_path, write_json
 
-__all__ = ["chunk_seed", "fingerprint", "join_process_group", "sample_in_shards"]
+__all__ = ["chunk_seed", "fingerprint", "join_process_group", "sample_in_shards", "shard_options"]
 
 Job = Callable[[int, int, torch.Generator], Mapping[str, torch.Tensor] | torch.Tensor]
 
@@ -60,6 +60,14 @@ def join_process_group() -> None:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
+
+
+def shard_options(out_dir, chunk_size: int | None, default: int = 16) -> dict:
+    """What a command passes to a sharded job from its ``--chunk-size``: nothing (one batch) in a single
+    process without the flag; ``shards=out_dir`` with the given chunk size, or ``default`` under torchrun."""
+    if chunk_size is None and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return {}
+    return {"shards": Path(out_dir), "chunk_size": int(chunk_size or default)}
 
 
 def _world() -> tuple[int, int, bool]:

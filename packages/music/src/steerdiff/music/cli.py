@@ -32,6 +32,7 @@ from steerdiff.core.command import (
     run_command,
     subcommands,
 )
+from steerdiff.core.sharding import shard_options
 
 from .data import SOURCES, load_split, prepare_data, save_split, windows
 from .demo import run_demo
@@ -264,7 +265,10 @@ def cmd_generate(a) -> dict:
         temperature=a.temperature,
         solver=a.solver,
         progress=not a.quiet,
+        **shard_options(Path(a.out) / "generate", a.chunk_size),
     )
+    if gen is None:
+        return None  # another torchrun rank: rank 0 writes the pieces
     gen.save(a.out, tempo=a.tempo, wav=a.wav)
     if gen.rule_losses and not a.json:
         for record in gen.per_sample():
@@ -370,6 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime_flags(sp, out="runs/music/train")
 
     sp = _one_line_errors(add("generate", "sample pieces, optionally rule-guided; MIDI, PNG and samples.npz"))
+    sp.add_argument(
+        "--chunk-size",
+        type=positive_int,
+        default=None,
+        help="generate in resumable chunks of this many pieces, kept in <out>/generate/shards and shared out "
+        "over the processes of a torchrun launch (the pieces do not depend on their number); default: one "
+        "batch, or chunks of 16 under torchrun",
+    )
     sp.add_argument(
         "--model", type=Path, default=Path("runs/music/train/model"), help="a model bundle folder"
     )
