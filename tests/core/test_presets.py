@@ -8,6 +8,7 @@ import pytest
 
 from steerdiff.core.command import (
     Preset,
+    add_command_presets,
     add_preset_flag,
     add_runtime_flags,
     make_parser,
@@ -118,9 +119,10 @@ def test_help_lists_presets_with_what_they_verify_and_set(capsys):
     assert done.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "--preset NAME" in text
+    assert "at once: paper," in text
     for name, preset in PRESETS.items():
-        assert f"{name}: {preset.description}" in text
-    assert "--train-steps 100000 --size 128" in text and "--window 0.1 0.9" in text
+        assert f"{name} {preset.description}" in text
+    assert "sets --train-steps 100000 --size 128" in text and "--window 0.1 0.9" in text
     with pytest.raises(SystemExit):
         build().parse_args(["plain", "--help"])
     assert "--preset" not in capsys.readouterr().out
@@ -141,3 +143,16 @@ def test_a_bad_preset_is_refused_when_defined(values, fragment):
     parser.add_argument("--mode", choices=("slow", "fast"), default="slow", help="mode")
     with pytest.raises(ValueError, match=fragment):
         add_preset_flag(parser, {"bad": Preset("a bad one", values)})
+
+
+def test_presets_by_subcommand():
+    parser = make_parser("tool", "a test tool", distribution="steerdiff-core")
+    add = subcommands(parser)
+    for name in ("train", "solve"):
+        add(name, name).add_argument("--size", type=positive_int, default=8, help="grid size")
+    add_command_presets(parser, {"solve": {"big": Preset("bigger", {"--size": 32})}})
+    assert parser.parse_args(["solve", "--preset", "big"]).size == 32
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--preset", "big"])  # train has no presets
+    with pytest.raises(ValueError, match="not a subcommand"):
+        add_command_presets(parser, {"sample": {"big": Preset("bigger", {"--size": 32})}})

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -34,6 +35,7 @@ from .solvers import SOLVERS
 __all__ = [
     "Preset",
     "UsageError",
+    "add_command_presets",
     "add_preset_flag",
     "add_runtime_flags",
     "add_sampling_flags",
@@ -250,21 +252,36 @@ def add_preset_flag(parser: argparse.ArgumentParser, presets: Mapping[str, Prese
     def shown(value: Any) -> str:
         return " ".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
 
-    lines = []
+    width = max(len(name) for name in presets) + 4
+    lines = ["presets (--preset NAME sets these defaults; options you give still win):"]
     for name, preset in presets.items():
         values = " ".join(f"{option} {shown(value)}" for option, value in preset.values.items())
-        lines.append(f"{name}: {preset.description} [{values}]")
+        for text, first in ((preset.description, f"  {name}"), (f"sets {values}", "")):
+            wrapped = textwrap.wrap(text, 110 - width, break_on_hyphens=False, break_long_words=False)
+            lines += [f"{first if i == 0 else '':<{width}}{line}" for i, line in enumerate(wrapped)]
+    epilog = "\n".join(lines)
+    parser.epilog = f"{parser.epilog}\n\n{epilog}" if parser.epilog else epilog
     parser.add_argument(
         "--preset",
         choices=list(presets),
         default=None,
         metavar="NAME",
-        help=(
-            "set the defaults of a named scale at once (options you give still win; summary.json records the "
-            "preset and the values used). " + "; ".join(lines)
-        ).replace("%", "%%"),
+        help=f"set the defaults of a named scale at once: {', '.join(presets)} (listed below with what each is "
+        "for and sets); options you give still win, and summary.json records the preset and the values used",
     )
     parser._steerdiff_presets = dict(presets)  # type: ignore[attr-defined]
+
+
+def add_command_presets(parser: argparse.ArgumentParser, presets: Mapping[str, Mapping[str, Preset]]) -> None:
+    """``add_preset_flag`` on each subcommand named in ``presets`` (``{"train": {"paper": Preset(...)}}``)."""
+    commands: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            commands.update(action.choices)
+    for command, named in presets.items():
+        if command not in commands:
+            raise ValueError(f"presets for {command!r}, which is not a subcommand of {parser.prog}")
+        add_preset_flag(commands[command], named)
 
 
 # ------------------------------------------------------------------------------------------ common flags

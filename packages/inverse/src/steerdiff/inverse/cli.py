@@ -24,6 +24,7 @@ from pathlib import Path
 
 from steerdiff.core.command import (
     UsageError,
+    add_command_presets,
     add_runtime_flags,
     add_sampling_flags,
     existing_dir,
@@ -42,6 +43,7 @@ from .data import Dataset, load_dataset, make_dataset, save_dataset, save_tensor
 from .forward import BLOWUP_POLICIES, ForwardModel
 from .methods import METHODS, Solution
 from .pipeline import InversePipeline
+from .presets import PRESETS
 from .prior import PriorConfig
 from .problems import PROBLEMS, make_problem
 from .user import (
@@ -543,6 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime_flags(p, out="runs/inverse/demo")
     p.add_argument("--num-train", type=positive_int, default=256, help="training fields for the prior")
     p.add_argument("--train-steps", type=positive_int, default=300, help="prior training steps")
+    add_command_presets(parser, PRESETS)  # --preset paper / gpu-check / smoke (presets.py)
     return parser
 
 
