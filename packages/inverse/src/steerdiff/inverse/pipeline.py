@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import json
 from pathlib import Path
 
 import torch
@@ -30,6 +32,9 @@ from .prior import SIGMA_DATA, FieldPrior, PriorConfig, load_prior, train_prior
 from .problems import CustomProblem, InverseProblem, make_problem
 
 __all__ = ["InversePipeline"]
+
+# what a solve costs, summed over the chunks of a sharded run (wall_time: seconds of every process together)
+COSTS = ("network_evals", "gradient_evals", "forward_calls", "forward_evals", "blowups", "wall_time")
 
 
 class InversePipeline:
@@ -127,8 +132,10 @@ class InversePipeline:
         seed: int = 0,
         generator: torch.Generator | None = None,
         progress: bool = False,
+        shards=None,
+        chunk_size: int = 4,
         **options,
-    ) -> Solution:
+    ) -> Solution | None:
         """Estimate the fields behind ``measurement`` (B, *observation shape).
 
         ``forward``: the forward model (default: the problem's); ``method``: one of ``METHODS``;
@@ -136,6 +143,12 @@ class InversePipeline:
         :class:`~steerdiff.inverse.methods.MethodConfig` fields (``scale``, ``iterations``, ...). Returns a
         :class:`~steerdiff.inverse.methods.Solution`: ``estimate`` (B, 1, H, W), ``ensemble``
         (B, J, 1, H, W) and ``costs``.
+
+        ``shards`` (a folder): solve in resumable chunks of ``chunk_size`` measurements with
+        :func:`steerdiff.core.sample_in_shards`, each chunk from its own seed and kept in ``shards/shards``;
+        under ``torchrun`` the chunks are shared out over the processes, rank 0 returns the merged solution and
+        the other ranks None. The result does not depend on the number of processes (it differs from an
+        unsharded run, whose one batch draws from one generator); costs are summed over the chunks.
         """
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
@@ -157,7 +170,59 @@ class InversePipeline:
         params = list(self.prior.parameters()) if self.prior is not None else []
         dtype = params[0].dtype if params else torch.float32
         y = torch.as_tensor(measurement).to(self.device)
-        return solve(method, self.prior, problem, y, cfg, generator=generator, progress=progress, dtype=dtype)
+        if shards is None:
+            return solve(
+                method, self.prior, problem, y, cfg, generator=generator, progress=progress, dtype=dtype
+            )
+        return self._solve_in_shards(method, problem, y, cfg, dtype, seed, shards, chunk_size, progress)
+
+    def _solve_in_shards(self, method, problem, y, cfg, dtype, seed, shards, chunk_size, progress):
+        from steerdiff.core.sharding import fingerprint, join_process_group, sample_in_shards
+
+        if not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        join_process_group()
+        device = self.device
+
+        def job(start, stop, generator):
+            g = torch.Generator(device).manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+            sol = solve(method, self.prior, problem, y[start:stop], cfg, generator=g, dtype=dtype)
+            share = torch.tensor([float(sol.costs.get(k, 0)) for k in COSTS], dtype=torch.float64) / (
+                stop - start
+            )
+            return {
+                "estimate": sol.estimate,
+                "ensemble": sol.ensemble,
+                "costs": share.expand(stop - start, -1),
+            }
+
+        key = {  # shards of another prior, problem, measurement or setting are never reused
+            "prior": fingerprint(self.prior) if isinstance(self.prior, torch.nn.Module) else None,
+            "problem": [problem.name, problem.forward.name, problem.forward.noise_std, problem.field_shape],
+            "measurements": hashlib.sha256(y.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16],
+            "method": method,
+            "config": dataclasses.asdict(cfg),
+        }
+        merged = sample_in_shards(
+            job,
+            y.shape[0],
+            shards,
+            chunk_size=chunk_size,
+            seed=int(seed),
+            key=json.loads(json.dumps(key, default=str)),
+            progress=progress,
+        )
+        if merged is None:
+            return None  # another torchrun rank: rank 0 merges
+        totals = merged["costs"].sum(0).tolist()
+        costs = {k: (v if k == "wall_time" else round(v)) for k, v in zip(COSTS, totals, strict=True)}
+        info = {"config": dataclasses.asdict(cfg), "chunk_size": chunk_size}
+        return Solution(
+            estimate=merged["estimate"].to(device),
+            ensemble=merged["ensemble"].to(device),
+            costs=costs,
+            info=info,
+        )
 
     def evaluate(
         self,
