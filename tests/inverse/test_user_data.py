@@ -289,7 +289,7 @@ def test_cli_program_with_workers_and_chunks_equals_one_process(tmp_path, module
     ]  # fmt: skip
     runs = {
         "one": ["--forward-program", program(tmp_path)],
-        "threads": ["--forward-program", program(tmp_path), "--workers", "2", "--chunk-size", "3"],
+        "threads": ["--forward-program", program(tmp_path), "--workers", "2", "--rows-per-call", "3"],
         "processes": ["--forward", f"{module}:forward", "--workers", "2"],
     }
     for name, extra in runs.items():

@@ -38,6 +38,7 @@ from steerdiff.core.command import (
     subcommands,
 )
 from steerdiff.core.io import save_npy, write_json
+from steerdiff.core.sharding import shard_options
 
 from .data import Dataset, load_dataset, make_dataset, save_dataset, save_tensors
 from .forward import BLOWUP_POLICIES, ForwardModel
@@ -132,6 +133,8 @@ def _solve_and_write(
     truth = dataset.test[:num_fields].to(pipe.device)
     y = dataset.y[:num_fields].to(pipe.device)
     sol: Solution = pipe.solve(y, method=method, seed=seed, progress=progress, **solve_options)
+    if sol is None:
+        return None  # another torchrun rank: rank 0 writes the solution
     metrics = pipe.evaluate(sol, truth, y)
     save_tensors(out / "solution.safetensors", {"estimate": sol.estimate, "ensemble": sol.ensemble})
     return _report(out, method, sol, metrics, truth, y)
@@ -165,12 +168,13 @@ USER_FLAGS = {
     "truth": "--truth",
     "noise": "--noise",
     "field_size": "--field-size",
-    "chunk_size": "--chunk-size",
+    "rows_per_call": "--rows-per-call",
 }
 
 
 def _options(args, noise_std: float) -> dict:
     return {
+        **shard_options(Path(args.out) / "solve", args.chunk_size, default=4),
         "particles": args.num_samples,
         "steps": args.steps,
         "scale": args.scale,
@@ -279,7 +283,7 @@ def _solve_user(args) -> dict:
                 operator,
                 name=name,
                 executor=executor,
-                chunk_size=args.chunk_size,
+                chunk_size=args.rows_per_call,
                 noise_std=args.noise or 0.0,
                 on_blowup=args.on_blowup or "raise",
             )
@@ -314,6 +318,8 @@ def _solve_user(args) -> dict:
             progress=not args.quiet,
             **_options(args, forward.noise_std),
         )
+        if sol is None:
+            return None  # another torchrun rank: rank 0 writes the solution
         truth = truth[:count].to(sol.estimate.device) if truth is not None else None
         metrics = pipe.evaluate(sol, truth, y[:count], forward if own else None)
     finally:
@@ -435,6 +441,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_sampling_flags(
         p, num_samples=32, steps=30, solver=None, samples_help="particles (ensemble members) per test field"
     )
+    p.add_argument(
+        "--chunk-size",
+        type=positive_int,
+        default=None,
+        help="solve in resumable chunks of this many measurements, kept in <out>/solve/shards and shared out "
+        "over the processes of a torchrun launch (the result does not depend on their number); default: one "
+        "batch, or chunks of 4 under torchrun",
+    )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--data", type=existing_dir, help="data set folder written by make-data (its test measurements)"
@@ -524,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="forward-model calls run at once (threads for a program, processes for a Python function)",
     )
     own.add_argument(
-        "--chunk-size",
+        "--rows-per-call",
         type=positive_int,
         default=None,
         help="rows (fields) per forward-model call (default: the batch split evenly over --workers)",
