@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
@@ -23,7 +24,13 @@ PRESETS = {
     ),
     "gpu-check": Preset(
         "sized for one GPU; verifies the loss falls at 64x64",
-        {"--train-steps": 2000, "--size": "64", "--mode": "fast", "--window": "0.1 0.9".split()},
+        {
+            "--train-steps": 2000,
+            "--size": "64",
+            "--mode": "fast",
+            "--window": "0.1 0.9".split(),
+            "--skip": False,
+        },
     ),
 }
 
@@ -36,6 +43,7 @@ def build():
     p.add_argument("--size", type=positive_int, default=8, help="grid size")
     p.add_argument("--mode", choices=("slow", "fast"), default="slow", help="mode")
     p.add_argument("--window", type=float, nargs=2, default=(0.0, 1.0), help="window")
+    p.add_argument("--skip", action=argparse.BooleanOptionalAction, default=True, help="skip")
     add_runtime_flags(p, out="runs/tool")
     add_preset_flag(p, PRESETS)
     plain = add("plain", "no presets here")
@@ -49,6 +57,7 @@ def handler(args):
         "size": args.size,
         "mode": args.mode,
         "window": list(args.window),
+        "skip": args.skip,
     }
 
 
@@ -63,11 +72,23 @@ def summary_of(out):
 def test_preset_sets_defaults_and_is_recorded(tmp_path, capsys):
     assert run(["train", "--preset", "gpu-check", "--out", str(tmp_path)]) == 0
     s = summary_of(tmp_path)
-    assert (s["train_steps"], s["size"], s["mode"], s["window"]) == (2000, 64, "fast", [0.1, 0.9])
+    assert (s["train_steps"], s["size"], s["mode"], s["window"], s["skip"]) == (
+        2000,
+        64,
+        "fast",
+        [0.1, 0.9],
+        False,
+    )
     assert type(s["size"]) is int  # text values go through the option's type
     assert s["preset"] == {
         "name": "gpu-check",
-        "values": {"--train-steps": 2000, "--size": 64, "--mode": "fast", "--window": [0.1, 0.9]},
+        "values": {
+            "--train-steps": 2000,
+            "--size": 64,
+            "--mode": "fast",
+            "--window": [0.1, 0.9],
+            "--skip": False,
+        },
         "overridden": [],
     }
 
@@ -77,6 +98,7 @@ def test_explicit_flag_beats_preset(tmp_path, where, capsys):
     flags = ["--train-steps", "7", "--mode", "slow"]
     preset = ["--preset", "paper"]
     argv = ["train", *(flags + preset if where == "before" else preset + flags), "--out", str(tmp_path)]
+    argv += ["--skip"] if where == "before" else []
     assert run(argv) == 0
     s = summary_of(tmp_path)
     assert (s["train_steps"], s["size"], s["mode"]) == (7, 128, "slow")
@@ -122,7 +144,7 @@ def test_help_lists_presets_with_what_they_verify_and_set(capsys):
     assert "at once: paper," in text
     for name, preset in PRESETS.items():
         assert f"{name} {preset.description}" in text
-    assert "sets --train-steps 100000 --size 128" in text and "--window 0.1 0.9" in text
+    assert "sets --train-steps 100000 --size 128" in text and "--window 0.1 0.9 --no-skip" in text
     with pytest.raises(SystemExit):
         build().parse_args(["plain", "--help"])
     assert "--preset" not in capsys.readouterr().out
@@ -135,12 +157,14 @@ def test_help_lists_presets_with_what_they_verify_and_set(capsys):
         ({"--mode": "medium"}, "not one of"),
         ({"--size": "big"}, "not a positive integer"),
         ({"--preset": "paper"}, "not an option"),
+        ({"--quick": "yes"}, "is a switch"),
     ],
 )
 def test_a_bad_preset_is_refused_when_defined(values, fragment):
     parser = make_parser("tool", "a test tool", distribution="steerdiff-core")
     parser.add_argument("--size", type=positive_int, default=8, help="grid size")
     parser.add_argument("--mode", choices=("slow", "fast"), default="slow", help="mode")
+    parser.add_argument("--quick", action="store_true", help="quick")
     with pytest.raises(ValueError, match=fragment):
         add_preset_flag(parser, {"bad": Preset("a bad one", values)})
 

@@ -246,16 +246,21 @@ def add_preset_flag(parser: argparse.ArgumentParser, presets: Mapping[str, Prese
                 raise ValueError(f"preset {name}: {err}") from None
             if action.choices is not None and value not in action.choices:
                 raise ValueError(f"preset {name}: {option} {value!r} is not one of {list(action.choices)}")
-            if action.nargs == 0:
-                raise ValueError(f"preset {name}: {option} is a switch; presets set options with values")
+            if action.nargs == 0 and not isinstance(value, bool):
+                raise ValueError(f"preset {name}: {option} is a switch; give True or False")
 
-    def shown(value: Any) -> str:
-        return " ".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+    def shown(option: str, value: Any) -> str:
+        if isinstance(value, bool):  # a switch: as it is typed (--flag, --no-flag), or its state
+            negative = f"--no-{option[2:]}"
+            if negative in parser._option_string_actions:
+                return option if value else negative
+            return f"{option} {'on' if value else 'off'}"
+        return f"{option} {' '.join(str(v) for v in value) if isinstance(value, (list, tuple)) else value}"
 
     width = max(len(name) for name in presets) + 4
     lines = ["presets (--preset NAME sets these defaults; options you give still win):"]
     for name, preset in presets.items():
-        values = " ".join(f"{option} {shown(value)}" for option, value in preset.values.items())
+        values = " ".join(shown(option, value) for option, value in preset.values.items())
         for text, first in ((preset.description, f"  {name}"), (f"sets {values}", "")):
             wrapped = textwrap.wrap(text, 110 - width, break_on_hyphens=False, break_long_words=False)
             lines += [f"{first if i == 0 else '':<{width}}{line}" for i, line in enumerate(wrapped)]

@@ -22,6 +22,7 @@ import torch
 
 from steerdiff.core.command import (
     UsageError,
+    add_command_presets,
     add_runtime_flags,
     add_sampling_flags,
     existing_dir,
@@ -43,6 +44,7 @@ from .metrics import evaluate_forecast
 from .model import TSDiffConfig
 from .pipeline import TSDiffPipeline
 from .plots import fan_chart
+from .presets import PRESETS
 from .readers import is_file_source
 from .refine import METHODS as REFINE_METHODS
 from .refine import REGULARIZERS
@@ -923,6 +925,7 @@ def build_parser() -> argparse.ArgumentParser:
         for sub in action.choices.values():
             _one_line_errors(sub)
     _one_line_errors(parser)
+    add_command_presets(parser, PRESETS)  # --preset paper / gpu-check / smoke (presets.py)
     return parser
 
 
