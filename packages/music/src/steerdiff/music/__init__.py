@@ -82,6 +82,7 @@ from .rules import (
     degree_index,
     get_rule,
 )
+from .tasks import RuleTask, guided_tasks
 
 try:
     __version__ = _metadata.version("steerdiff-music")
@@ -168,4 +169,6 @@ __all__ = [
     "demo_run_dir",
     "ensure_demo_model",
     "run_demo",
+    "RuleTask",
+    "guided_tasks",
 ]
