@@ -22,7 +22,7 @@ __all__ = ["PRESETS"]
 #                                        threshold_start / threshold_end 0.05
 # configs/algorithm/eki.yaml          -- num_updates (iterations) 500, num_samples 512
 ENKG = "devzhk/enkg-pytorch configs/problem/navier-stokes.yaml"
-PAPER = "the EnKG paper's Navier-Stokes scale (hours on a GPU; not a check)"
+PAPER = "the EnKG paper's Navier-Stokes scale (a long GPU run, see docs/costs.md; not a check)"
 GPU = "the GPU check (scripts/gpu_check.sh, about 2 minutes on one H200)"
 SMOKE = "tiny sizes for gpu_check.sh --dry-run: checks that the command runs end to end on a CPU in seconds"
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from steerdiff.core.command import (
     UsageError,
+    add_command_presets,
     add_runtime_flags,
     add_sampling_flags,
     existing_dir,
@@ -38,6 +39,7 @@ from .envs import SUPPORTED, action_bounds, env_dims, normalized_score
 from .evaluation import dynamics_error, evaluate_policy, policy_log_likelihood
 from .pipeline import PolicyGuidedPipeline
 from .plots import episode_windows, plot_return_curves, plot_state_trajectories
+from .presets import PRESETS
 from .training import train_agent
 
 __all__ = ["build_parser", "main"]
@@ -535,6 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("demo", "Pendulum end to end on a small setting (a few minutes on a CPU)")
     s.add_argument("--full", action="store_true", help="the larger setting")
     add_runtime_flags(s, out="runs/policy/demo")
+    add_command_presets(p, PRESETS)  # --preset paper / gpu-check / smoke (presets.py)
     _finish(p)
     return p
 
