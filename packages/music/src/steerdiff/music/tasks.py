@@ -91,6 +91,7 @@ class _Context:
     """What ``score`` needs of one instance: the target attributes per rule."""
 
     targets: dict[str, torch.Tensor]  # rule name -> (1, D)
+    reference: torch.Tensor  # the held-out window (C, P, T) the targets come from
 
 
 class RuleTask(GuidedTask):
@@ -268,7 +269,7 @@ class RuleTask(GuidedTask):
         target = Target(
             loss=loss, reward=reward, forward=forward, observation=observation, noise_std=self.noise_std()
         )
-        return target, _Context(targets)
+        return target, _Context(targets, reference)
 
     def score(self, context: _Context, x: torch.Tensor) -> dict[str, float]:
         x = x.detach().float().cpu()
