@@ -21,6 +21,7 @@ from pathlib import Path
 
 from steerdiff.core.command import (
     UsageError,
+    add_command_presets,
     add_runtime_flags,
     add_sampling_flags,
     existing_file,
@@ -47,6 +48,7 @@ from .pipeline import (
     read_targets,
     targets_from_midi,
 )
+from .presets import PRESETS
 from .roll import RollConfig
 from .rules import RULES, get_rule
 
@@ -499,6 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sampling_flags(sp, num_samples=4, steps=30, solver=None, samples_help="pieces per method")
     sp.add_argument("--wav", action="store_true", help="also write a sine-synth WAV preview per piece")
     add_runtime_flags(sp, out="runs/music/demo")
+    add_command_presets(p, PRESETS)  # --preset paper / gpu-check / smoke (presets.py)
     return p
 
 
