@@ -8,7 +8,6 @@ and the fix.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
@@ -22,13 +21,13 @@ from steerdiff.core.command import (
     existing_dir,
     make_parser,
     nonnegative_float,
-    nonnegative_int,
     positive_float,
     positive_int,
     probability,
     run_command,
     subcommands,
 )
+from steerdiff.core.sharding import shard_options
 
 from .agents import AGENTS, AgentConfig, load_agent, make_agent
 from .collect import BEHAVIOURS, collect
@@ -171,13 +170,11 @@ def cmd_train(a) -> dict:
 
 
 def cmd_synthesize(a) -> dict | None:
-    if a.chunk_size == 0 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise UsageError(
-            "under torchrun, pass --chunk-size (windows per chunk) so the processes share the work"
-        )
     pipe = _load_pipeline(a.model, a.device)
     agent = _load_agent(a.agent, a.device, pipe) if a.agent else None
-    shards = {"shards": a.out, "chunk_size": a.chunk_size, "progress": not a.quiet} if a.chunk_size else {}
+    shards = shard_options(a.out, a.chunk_size, default=64)
+    if shards:
+        shards["progress"] = not a.quiet
     ds = pipe.synthesize(agent=agent, **_synth_kwargs(a), **shards)
     if ds is None:  # a torchrun rank other than 0: rank 0 merges, writes and reports
         return None
@@ -189,7 +186,7 @@ def cmd_synthesize(a) -> dict | None:
         "terminal_fraction": terminal_fraction(ds),
         "coeff": a.coeff if agent else 0.0,
         "dataset": str(path),
-        "chunk_size": a.chunk_size or None,
+        "chunk_size": shards.get("chunk_size"),
         "costs": {k: v for k, v in ds.metadata.items() if k != "synthetic"},
     }
     if agent is not None:
@@ -447,11 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
     _synthesis_flags(s)
     s.add_argument(
         "--chunk-size",
-        type=nonnegative_int,
-        default=0,
-        help="sample this many windows at a time, each chunk from its own seed, kept in <out>/shards: a cut "
-        "run resumes, and under torchrun the processes share the chunks with the same result as one "
-        "(0: one batch, no shards)",
+        type=positive_int,
+        default=None,
+        help="synthesize in resumable chunks of this many windows, kept in <out>/shards and shared out over "
+        "the processes of a torchrun launch (the result does not depend on their number); default: one "
+        "batch, or chunks of 64 under torchrun",
     )
     add_runtime_flags(s, out="runs/policy/synthesize")
 
