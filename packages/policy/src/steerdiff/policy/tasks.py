@@ -57,18 +57,21 @@ SPLITS = ("validation", "test")
 SPLIT_SEED = {"validation": 10_000, "test": 20_000}  # agent seeds: disjoint between the splits
 
 # The two settings of guided_tasks. ``bench``: the policy benchmark's setting whose dataset and trajectory
-# model are used (and cached). Full: the benchmark's full Pendulum dataset (20 000 transitions) with its
-# default trajectory model (16-row windows, base width 16, 3000 updates; a few minutes on one thread): the
-# Pendulum-specific full model (width 64, 8000 updates) trains for about an hour and costs six times more per
-# network evaluation, which a full matrix at equal budgets cannot afford in its time. ``stages``: the update
-# counts the target agents stop at (instance i stops at stages[i % len(stages)]).
+# model are used (and cached). Quick: the benchmark's quick dataset and model (2000 transitions, 150 updates);
+# 4 sampler steps and budgets of 16 and 64, since DPS spends a budget on that many sequential forward and
+# backward passes of the U-Net and the quick matrix of every domain has a minute. Full: the benchmark's full
+# Pendulum dataset (20 000 transitions) with its default trajectory model (16-row windows, base width 16, 3000
+# updates; minutes on one thread), 16 steps, budgets 64 and 256: the Pendulum-specific full model (width 64,
+# 8000 updates) trains for about an hour and costs six times more per network evaluation, which a full
+# matrix at equal budgets cannot afford in its time. ``stages``: the update counts the target agents stop at
+# (instance i stops at stages[i % len(stages)]).
 QUICK_TASK = dict(
     env="Pendulum-v1",
     bench=QUICK,
-    steps=8,
+    steps=4,
     stages=(100, 300),
     hidden=64,
-    settings=dict(num_samples=4, validation=1, test=2, tune_budget=2),
+    settings=dict(budgets=(16, 64), num_samples=4, validation=1, test=2, tune_budget=2),
 )
 FULL_TASK = dict(
     env="Pendulum-v1",
@@ -76,7 +79,7 @@ FULL_TASK = dict(
     steps=16,
     stages=(300, 1000, 3000),
     hidden=128,
-    settings=dict(num_samples=16, validation=2, test=12, tune_budget=4),
+    settings=dict(num_samples=16, validation=2, test=8, tune_budget=4),
 )
 
 
