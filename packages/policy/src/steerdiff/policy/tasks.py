@@ -12,11 +12,14 @@ Metric: the target policy's negative log-likelihood of the synthesized actions a
 state, ``log pi(mu(s) | s) - log pi(a | s)``, per transition (nats; 0 when every action is the policy's own
 mode, so the ratio to unguided is a ratio of errors). Reported beside it: the plain negative log-likelihood
 and the dynamics error, the mean squared error between each synthetic next state and the simulator's from
-the same state and action (``steerdiff.policy.dynamics_error``).
+the same state and action (``steerdiff.policy.dynamics_error``). With a model trained on padded windows (a
+valid channel) padding rows are left out of the likelihood, as ``PolicyGuidance`` leaves them out; the
+benchmark's models that ``guided_tasks`` uses have no padding, so every row counts.
 
 How the seed paper's guidance sits in the matrix: Jackson et al. (2024), as ``PolicyGuidance`` does,
 add ``lambda_k * grad_a log pi`` to the action channels of the clean estimate (or of the noisy sample) with
-the gradient taken *at* that point, no backpropagation through the denoiser, on the paper's step schedule.
+the gradient taken *at* that point, no backpropagation through the denoiser, on the paper's step schedule
+(and, in ``synthesize``, with the gradient normalised per sample).
 The matrix's ``dps`` family (the one listed as this task's ``paper_family``) uses the same gradient of the
 same log-likelihood but takes it *through* the denoiser's estimate (grad_x of loss(D(x)), DPS-style),
 weighted by sigma^2 as a score correction with one tuned strength; one policy backward pass per
