@@ -35,6 +35,7 @@ from steerdiff.core.command import (
     subcommands,
 )
 from steerdiff.core.io import atomic_open, save_figure
+from steerdiff.core.sharding import shard_options
 from steerdiff.core.training import TrainConfig
 
 from .data import DATASETS, SCALINGS, load_series, parse_freq, to_entries
@@ -138,11 +139,8 @@ def _split(args, pipe: TSDiffPipeline):
 
 def _shards(args, job: str) -> dict:
     """Sharded, resumable sampling into <out>/<job>/shards with --chunk-size, or under torchrun."""
-    import os
-
-    if args.chunk_size is None and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return {}
-    return {"shards": Path(args.out) / job, "chunk_size": args.chunk_size or 16, "seed": args.seed}
+    options = shard_options(Path(args.out) / job, args.chunk_size, default=16)
+    return {**options, "seed": args.seed} if options else {}
 
 
 def _sampling(args) -> dict:
