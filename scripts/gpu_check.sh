@@ -6,8 +6,13 @@
 #   scripts/gpu_check.sh --dry-run --venv .venv   # every check at a tiny size on the CPU (a few minutes)
 #   scripts/gpu_check.sh --only core,inverse --limit 300 --out runs/gpu_check/mine
 #
+# Sizes: the domain checks run the domain CLIs with `--preset gpu-check` (or `--preset smoke` with --dry-run);
+# the presets live in packages/<domain>/src/steerdiff/<domain>/presets.py and `--help` of each command lists
+# them (docs/presets.md). The core check sizes itself (scripts/gpu_core_check.py, --tiny in a dry run); the
+# posterior and matrix benchmarks run in full (--quick in a dry run).
+#
 # Options:
-#   --dry-run        tiny sizes, --device cpu, a cache of its own under --out (tests the plumbing, not speed)
+#   --dry-run        tiny sizes (--preset smoke), --device cpu, a cache of its own under --out (tests the plumbing)
 #   --venv PATH      use this venv as it is when it has a python; otherwise create it there and install
 #                    (default .venv-gpu: created and installed if missing)
 #   --out DIR        where every check's JSON, logs and summary.json go (default runs/gpu_check/<UTC date>)
@@ -36,7 +41,7 @@ LIMIT=480
 ONLY=""
 DEVICE=""
 LIST=0
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --dry-run) DRY=1 ;;
@@ -57,10 +62,10 @@ case "$LIMIT" in '' | *[!0-9]*) echo "gpu_check.sh: --limit must be whole second
 # remaining ones are skipped.
 CHECKS=(
     "core|100|bf16 autocast and torch.compile: train-step and sampling throughput vs fp32 (UNet2D, UNet1D, MLP) and the bf16 samples' deviation from fp32"
-    "inverse|120|EnKG vs EKI on 64x64 Navier-Stokes with 512 particles (relative L2, forward-model calls, wall time) with a prior trained on the GPU"
-    "timeseries|110|TSDiff trained longer (4000 steps, mean scaling as in the paper) on bundled elecdemand, then TSDiff-Q forecasts with 100 sample paths x 100 DDPM steps per window (CRPS)"
-    "music|80|SCG, SMC and tree search on chord progressions at a larger budget (k=16) against unguided, on the GPU-trained chorale model (rule loss, OA)"
-    "policy|70|policy-guided diffusion on Hopper-v5: trajectory model trained on the GPU, TD3+BC with 50% guided synthetic data regenerated during training"
+    "inverse|120|EnKG vs EKI on 64x64 Navier-Stokes with 512 particles (relative L2, forward-model calls, wall time) with a prior trained on the GPU (steerdiff-inverse --preset gpu-check)"
+    "timeseries|110|TSDiff trained 4000 steps (mean scaling as in the paper) on bundled elecdemand, then TSDiff-Q forecasts with 100 sample paths x 100 DDPM steps per window (CRPS) (steerdiff-timeseries --preset gpu-check)"
+    "music|100|SCG, SMC and tree search on chord progressions with 16 candidates against unguided, on a larger chorale prior trained on the GPU (rule loss, OA) (steerdiff-music --preset gpu-check)"
+    "policy|70|policy-guided diffusion on Hopper-v5: trajectory model trained on the GPU, TD3+BC with 50% guided synthetic data regenerated during training (steerdiff-policy --preset gpu-check)"
     "posterior|60|the core posterior benchmark in full: every guidance family against exact Gaussian posteriors"
     "matrix|60|the guidance matrix in full: every guidance family on every guided task at two budgets"
 )
@@ -136,7 +141,9 @@ if [ "$DRY" = 0 ] && [[ "$DEVICE" == cuda* ]] && ! "$PY" -c "import torch, sys; 
 fi
 
 # ---- the checks (each runs in its own bash under `timeout`; $D is its output folder) ----------------
-# Sizes: GPU values first, dry-run values after `|| tiny`.
+# Sizes: the domain CLIs' presets ($PRESET: gpu-check, or smoke in a dry run).
+PRESET=gpu-check
+[ "$DRY" = 1 ] && PRESET=smoke
 check_core() {
     if [ "$DRY" = 1 ]; then
         "$PY" scripts/gpu_core_check.py --tiny --device "$DEVICE" --compile-backend eager --modes fp32,bf16,bf16+compile \
@@ -147,46 +154,41 @@ check_core() {
 }
 
 check_inverse() {
-    local size=64 train=2048 steps=2000 ch=32 bs=64 j=512 s=30 it=100
-    [ "$DRY" = 1 ] && { size=16; train=16; steps=2; ch=8; bs=4; j=4; s=4; it=2; }
-    "$BIN/steerdiff-inverse" make-data --size $size --num-train $train --num-test 2 --out "$D/data" \
-        --device "$DEVICE" --quiet &&
-        "$BIN/steerdiff-inverse" train-prior --data "$D/data" --train-steps $steps --channels $ch \
-            --batch-size $bs --out "$D/prior" --device "$DEVICE" --quiet &&
-        "$BIN/steerdiff-inverse" solve --data "$D/data" --prior "$D/prior" --method enkg --num-samples $j \
-            --steps $s --num-fields 2 --out "$D/enkg" --device "$DEVICE" --quiet &&
-        "$BIN/steerdiff-inverse" solve --data "$D/data" --method eki --num-samples $j --iterations $it \
-            --num-fields 2 --out "$D/eki" --device "$DEVICE" --quiet
+    "$BIN/steerdiff-inverse" make-data --preset "$PRESET" --out "$D/data" --device "$DEVICE" --quiet &&
+        "$BIN/steerdiff-inverse" train-prior --preset "$PRESET" --data "$D/data" --out "$D/prior" \
+            --device "$DEVICE" --quiet &&
+        "$BIN/steerdiff-inverse" solve --preset "$PRESET" --data "$D/data" --prior "$D/prior" --method enkg \
+            --out "$D/enkg" --device "$DEVICE" --quiet &&
+        "$BIN/steerdiff-inverse" solve --preset "$PRESET" --data "$D/data" --method eki --out "$D/eki" \
+            --device "$DEVICE" --quiet
 }
 
 check_timeseries() {
-    local steps=4000 samples=100 sampler=100 hidden=64 tune=8 extra=(--scaling mean)
-    [ "$DRY" = 1 ] && { steps=4; samples=2; sampler=3; hidden=8; tune=0; extra=(--blocks 1 --d-state 8 --context 48 --prediction 12 --scaling mean --test-windows 1 --validation-windows 0); }
-    "$BIN/steerdiff-timeseries" train --data elecdemand --train-steps $steps --hidden $hidden \
-        --tune-budget $tune "${extra[@]}" --out "$D/train" --device "$DEVICE" --quiet &&
-        "$BIN/steerdiff-timeseries" forecast --model "$D/train/model" --num-samples $samples --steps $sampler \
-            --out "$D/forecast" --device "$DEVICE" --quiet
+    "$BIN/steerdiff-timeseries" train --preset "$PRESET" --data elecdemand --out "$D/train" --device "$DEVICE" \
+        --quiet &&
+        "$BIN/steerdiff-timeseries" forecast --preset "$PRESET" --model "$D/train/model" --out "$D/forecast" \
+            --device "$DEVICE" --quiet
 }
 
 check_music() {
-    if [ "$DRY" = 1 ]; then  # --quick with no cached model: the stand-in on 24 chorales
-        "$PY" benchmarks/music_scg.py --quick --objectives chord_progression --methods scg,smc,tree_search \
-            --device "$DEVICE" --json "$D/music_scg.json"
-    else
-        "$PY" benchmarks/music_scg.py --objectives chord_progression --methods scg,smc,tree_search --k 16 \
-            --samples 32 --val-samples 8 --steps 50 --device "$DEVICE" --json "$D/music_scg.json"
-    fi
+    local method
+    "$BIN/steerdiff-music" prepare --preset "$PRESET" --out "$D/data" --quiet &&
+        "$BIN/steerdiff-music" train --preset "$PRESET" --data "$D/data" --out "$D/train" --device "$DEVICE" \
+            --quiet || return
+    for method in unguided scg smc tree_search; do
+        "$BIN/steerdiff-music" generate --preset "$PRESET" --model "$D/train/model" --rules chord_progression \
+            --method "$method" --out "$D/$method" --device "$DEVICE" --quiet &&
+            "$BIN/steerdiff-music" evaluate --samples "$D/$method/samples.npz" --data "$D/data" \
+                --rules chord_progression --out "$D/$method/eval" --device "$DEVICE" --quiet || return
+    done
 }
 
 check_policy() {
-    local env=Hopper-v5 tr=50000 steps=3000 ch=64 agent=6000 regen=2000 n=256 s=32 ev=3000 eps=5
-    [ "$DRY" = 1 ] && { env=Pendulum-v1; tr=400; steps=2; ch=8; agent=8; regen=4; n=2; s=3; ev=8; eps=1; }
-    "$BIN/steerdiff-policy" collect --env $env --transitions $tr --out "$D/collect" --quiet &&
-        "$BIN/steerdiff-policy" train --data "$D/collect/data.hdf5" --train-steps $steps --base-channels $ch \
-            --out "$D/train" --device "$DEVICE" --quiet &&
-        "$BIN/steerdiff-policy" train-agent --data "$D/collect/data.hdf5" --agent td3bc --train-steps $agent \
-            --model "$D/train/model" --synth-ratio 0.5 --regenerate-every $regen --num-samples $n --steps $s \
-            --eval-every $ev --eval-episodes $eps --out "$D/agent" --device "$DEVICE" --quiet
+    "$BIN/steerdiff-policy" collect --preset "$PRESET" --out "$D/collect" --quiet &&
+        "$BIN/steerdiff-policy" train --preset "$PRESET" --data "$D/collect/data.hdf5" --out "$D/train" \
+            --device "$DEVICE" --quiet &&
+        "$BIN/steerdiff-policy" train-agent --preset "$PRESET" --data "$D/collect/data.hdf5" \
+            --model "$D/train/model" --out "$D/agent" --device "$DEVICE" --quiet
 }
 
 check_posterior() {
@@ -201,15 +203,15 @@ check_matrix() {
     "$PY" benchmarks/guidance_matrix.py "${quick[@]}" --json "$D/guidance_matrix.json"
 }
 export -f check_core check_inverse check_timeseries check_music check_policy check_posterior check_matrix
-export DRY DEVICE PY BIN
+export DRY DEVICE PY BIN PRESET
 
 # ---- the runner ---------------------------------------------------------------------------------------
 RECORDS="$OUT/.records.tsv"
 : >"$RECORDS"
 write_summary() {
-    "$PY" - "$OUT" "$RECORDS" "$LIMIT" "$install_s" "$DRY" "$1" <<'EOF'
+    "$PY" - "$OUT" "$RECORDS" "$LIMIT" "$install_s" "$DRY" "$1" "$PRESET" <<'EOF'
 import json, os, sys, time
-out, records, limit, install_s, dry, state = sys.argv[1:]
+out, records, limit, install_s, dry, state, preset = sys.argv[1:]
 NOT_RESULTS = {"config.json", "trainer_state.json", "problem.json"}  # bundles and checkpoints, not results
 rows = [line.rstrip("\n").split("\t") for line in open(records) if line.strip()]
 done, failed, skipped = [], [], []
@@ -225,7 +227,7 @@ for name, status, seconds, rc, what, reason in rows:
         failed.append({**row, "exit_code": int(rc), "reason": reason, "log": f"{name}.log"})
     else:
         skipped.append({**row, "reason": reason})
-summary = {"state": state, "dry_run": dry == "1", "limit_s": int(limit), "install_s": int(install_s),
+summary = {"state": state, "dry_run": dry == "1", "preset": preset, "limit_s": int(limit), "install_s": int(install_s),
            "checks_s": round(sum(float(r[2]) for r in rows), 1), "done": done, "failed": failed, "skipped": skipped,
            "machine": json.load(open(os.path.join(out, "machine.json"))) if os.path.exists(os.path.join(out, "machine.json")) else None,
            "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

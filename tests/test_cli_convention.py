@@ -92,3 +92,33 @@ def test_user_errors_exit_2_with_one_line(package, tmp_path, capsys):
         assert "Traceback" not in err, f"{where}: traceback\n{err}"
         assert len(lines) == 1, f"{where}: expected one error line, got {lines}"
         assert fragment.lower() in lines[0].lower(), f"{where}: {fragment!r} not in {lines[0]!r}"
+
+
+DOMAINS = ["policy", "timeseries", "music", "inverse"]
+
+
+@pytest.mark.parametrize("package", DOMAINS)
+def test_presets_are_listed_in_help_with_what_they_are_for(package):
+    presets = importlib.import_module(f"steerdiff.{package}.presets").PRESETS
+    subs = dict(
+        _subparsers(_cli(package).build_parser())
+    )  # building it checks every preset's options and values
+    assert any("paper" in named for named in presets.values()), f"{package} has no paper preset"
+    for command, named in presets.items():
+        assert {"gpu-check", "smoke"} <= set(named), (
+            f"{package} {command}: gpu_check.sh needs gpu-check and smoke"
+        )
+        text = " ".join(subs[command].format_help().split())
+        assert "--preset NAME" in text, f"{package} {command} --help lacks --preset"
+        for name, preset in named.items():
+            assert preset.description and preset.source, (
+                f"{package} {command} {name}: say what it is and its source"
+            )
+            assert f"{name} {' '.join(preset.description.split())}" in text, (
+                f"{package} {command}: {name} not listed"
+            )
+        for name, sub in subs.items():
+            if name not in presets:
+                assert "--preset" not in sub._option_string_actions, (
+                    f"{package} {name}: --preset without presets"
+                )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -60,3 +62,19 @@ def test_bad_options(tmp_path):
     assert r.returncode == 2 and "--limit" in r.stderr
     r = run("--list", timeout=30)
     assert r.returncode == 0 and "core" in r.stdout and "inverse" in r.stdout
+
+
+def test_domain_checks_take_their_sizes_from_the_cli_presets():
+    text = SCRIPT.read_text()
+    calls = re.findall(r'"\$BIN/steerdiff-(\w+)" ([\w-]+)( --preset "\$PRESET")?', text)
+    assert {domain for domain, _, _ in calls} == {"inverse", "timeseries", "music", "policy"}
+    for domain, command, preset in calls:
+        presets = importlib.import_module(f"steerdiff.{domain}.presets").PRESETS
+        if command in presets:
+            assert preset, f"steerdiff-{domain} {command} is called without --preset"
+            assert {"gpu-check", "smoke"} <= set(presets[command]), f"{domain} {command}"
+        else:
+            assert not preset, f"steerdiff-{domain} {command} has no presets"
+    assert "PRESET=gpu-check" in text and '[ "$DRY" = 1 ] && PRESET=smoke' in text
+    domain_checks = text[text.index("check_inverse() {") : text.index("check_posterior() {")]
+    assert not re.search(r"--[\w-]+ \d", domain_checks), "a size is hard-coded in a domain check"

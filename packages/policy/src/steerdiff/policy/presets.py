@@ -20,7 +20,8 @@ __all__ = ["PRESETS"]
 #     lr 2e-3, num_epochs 10,000 full passes over the windows (5 % of episodes held out for validation)
 # parse_agent_args -- num_train_steps 1,000,000, batch_size 256, synth_batch_size 240 of 256 (93.75 % synthetic),
 #     synth_dataset_lifetime 10,000 (regenerate every 10k updates), num_synth_workers 32 x num_synth_rollouts 256
-#     = 8192 synthetic trajectories of num_rollout_steps 128 (+1 rows); diffusion/edm.py: 256 Heun steps
+#     = 8192 synthetic trajectories of num_rollout_steps 128 (+1 rows); parse_diffusion_args: diffusion_timesteps
+#     256 (EDM's Heun sampler)
 # The D4RL MuJoCo datasets it trains on (hopper-medium-v2) hold 1,000,000 transitions.
 PGD = "EmptyJackson/policy-guided-diffusion util/args.py"
 D4RL_TRANSITIONS = 1_000_000
@@ -79,7 +80,7 @@ PRESETS: dict[str, dict[str, Preset]] = {
                 "--steps": 256,
                 "--solver": "heun",
             },
-            source=f"{PGD} (parse_agent_args); diffusion/edm.py (256 sampling steps)",
+            source=f"{PGD} (parse_agent_args; diffusion_timesteps 256)",
         ),
         "gpu-check": Preset(
             f"{GPU}: TD3+BC, 6000 updates with 50 percent policy-guided synthetic data (256 windows x 32 steps, "
