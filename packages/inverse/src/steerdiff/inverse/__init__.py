@@ -32,6 +32,7 @@ from .problems import (
     SaturatedProblem,
     make_problem,
 )
+from .tasks import InverseTask, LinearTask, NavierStokesTask, guided_tasks
 from .user import (
     ProgramError,
     UserForwardModel,
@@ -61,10 +62,13 @@ __all__ = [
     "GaussianRandomField",
     "InversePipeline",
     "InverseProblem",
+    "InverseTask",
     "LinearProblem",
+    "LinearTask",
     "MethodConfig",
     "NavierStokes2D",
     "NavierStokesProblem",
+    "NavierStokesTask",
     "PriorConfig",
     "ProgramError",
     "SaturatedProblem",
@@ -72,6 +76,7 @@ __all__ = [
     "UserForwardModel",
     "__version__",
     "evaluate",
+    "guided_tasks",
     "load_dataset",
     "load_fields",
     "load_measurements",
