@@ -143,5 +143,12 @@ def test_bad_arguments(parts):
         t.score(t.instances("test", 1)[0][1], torch.zeros(2, 16))
 
 
-def test_guided_tasks_is_the_packages_provider():
-    assert callable(guided_tasks)
+def test_guided_tasks_gives_forecast_and_imputation_on_the_cached_prior(parts, monkeypatch):
+    from steerdiff.timeseries import tasks as module
+
+    monkeypatch.setattr(module, "task_prior", lambda quick, device="auto": parts)  # no training in a test
+    for quick, steps in ((True, 8), (False, 16)):
+        forecast, impute = guided_tasks(quick)
+        assert (forecast.kind, impute.kind, impute.scenario) == ("forecast", "impute", "random")
+        assert len(forecast.sigmas()) == steps + 1 and forecast.settings == module.SETTINGS[quick]
+        assert forecast.name != impute.name and "CRPS" in forecast.metric
