@@ -167,6 +167,24 @@ class Agent(nn.Module):
         return load_agent(path, device)
 
 
+def _adam(params, lr: float) -> torch.optim.Optimizer:
+    """Adam with the fused kernel where this torch has one for the parameters' device (CPU: torch 2.4+): the
+    same update, about three times faster on these networks' many small tensors; plain Adam elsewhere."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, ValueError, TypeError):
+        return torch.optim.Adam(params, lr=lr)
+
+
+def _member(ensemble: EnsembleMLP, i: int, x: torch.Tensor) -> torch.Tensor:
+    """Member ``i`` of an :class:`EnsembleMLP` alone on (N, in) inputs: (N, out), the same numbers as
+    ``ensemble(x)[i]`` at a fraction of the cost."""
+    for layer in ensemble.layers:
+        x = ensemble.act(torch.addmm(layer.bias[i], x, layer.weight[i]))
+    return torch.addmm(ensemble.head.bias[i], x, ensemble.head.weight[i])
+
+
 class TD3BC(Agent):
     """TD3+BC: pi = argmax lambda Q(s, pi(s)) - (pi(s) - a)^2, lambda = alpha / mean|Q|; twin critics."""
 
@@ -179,8 +197,9 @@ class TD3BC(Agent):
         self.critic = EnsembleMLP(2, c.obs_dim + c.act_dim, 1, c.hidden, c.layers)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.lr)
+        self._actor_params = list(self.actor.parameters())
+        self.actor_opt = _adam(self._actor_params, c.lr)
+        self.critic_opt = _adam(self.critic.parameters(), c.lr)
 
     def mean_action(self, obs):
         return torch.tanh(self.actor(self._s(obs)))
@@ -213,11 +232,13 @@ class TD3BC(Agent):
         self.updates += 1
         if self.updates % c.policy_freq == 0:
             pi = torch.tanh(self.actor(s))
-            q_pi = self.critic(torch.cat([s, pi], -1))[0].squeeze(-1)
+            q_pi = _member(self.critic, 0, torch.cat([s, pi], -1)).squeeze(-1)  # the first critic only
             lam = c.alpha / q_pi.abs().mean().detach().clamp_min(1e-6)
             actor_loss = -lam * q_pi.mean() + F.mse_loss(pi, a)
-            self.actor_opt.zero_grad(set_to_none=True)
-            actor_loss.backward()
+            # gradients for the actor alone: the critic's weight gradients are never computed
+            params = self._actor_params
+            for p, g in zip(params, torch.autograd.grad(actor_loss, params), strict=True):
+                p.grad = g
             self.actor_opt.step()
             self._polyak(self.actor_target, self.actor)
             self._polyak(self.critic_target, self.critic)
@@ -238,9 +259,9 @@ class IQL(Agent):
         self.critic = EnsembleMLP(2, c.obs_dim + c.act_dim, 1, c.hidden, c.layers)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.value = mlp(c.obs_dim, 1, c.hidden, c.layers)
-        self.actor_opt = torch.optim.Adam([*self.actor.parameters(), self.log_std], lr=c.lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.lr)
-        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=c.lr)
+        self.actor_opt = _adam([*self.actor.parameters(), self.log_std], c.lr)
+        self.critic_opt = _adam(self.critic.parameters(), c.lr)
+        self.value_opt = _adam(self.value.parameters(), c.lr)
 
     def mean_action(self, obs):
         return torch.tanh(self.actor(self._s(obs)))
