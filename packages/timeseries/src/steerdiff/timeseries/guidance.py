@@ -18,6 +18,10 @@ Its gradient is taken through the network, w.r.t. the noisy sample, and ``scale`
 
 The correction lives on x0-hat (the core's :class:`~steerdiff.core.guidance.ReconstructionGuidance`, forward
 mode), so it composes with every core solver and with every other guidance.
+
+Memory: the gradient keeps every activation of the network call it differentiates. ``chunk_rows`` bounds the
+rows of one call (and its backward pass); every row's loss depends on that row only, so the result does not
+depend on the chunking, and the sampler's random draws (made for the whole batch) do not either.
 """
 
 from __future__ import annotations
@@ -73,6 +77,22 @@ class ObservationLoss:
                 raise ValueError(f"quantiles must be a 1-D tensor of levels in (0, 1), got {q}")
             self.quantiles = q
 
+    def rows(self, start: int, stop: int, total: int) -> ObservationLoss:
+        """The loss of rows ``start:stop`` of a batch of ``total`` sample-major rows, as its own loss."""
+        n = self.observed.shape[0]
+        if total % n or not 0 <= start < stop <= total:
+            raise ValueError(f"rows {start}:{stop} of {total} do not split over {n} observed windows")
+        index = torch.arange(start, stop)
+        observed = self.observed[(index // (total // n)).to(self.observed.device)]
+        if self.quantiles is None:
+            return ObservationLoss(observed)
+        s = self.quantiles.numel()
+        if total % s:
+            raise ValueError(
+                f"{total} rows cannot carry {s} quantile levels; sample num_samples = {s} per window"
+            )
+        return ObservationLoss(observed, self.quantiles[index % s])
+
     def __call__(self, x0: torch.Tensor) -> torch.Tensor:
         rows = x0.shape[0]
         obs = match_batch(self.observed.to(x0.device, x0.dtype), rows, "observed window")
@@ -107,7 +127,31 @@ class SelfGuidance(ReconstructionGuidance):
 
     On DDPM steps (DDIM with eta = 1) the score shift is weighted by :func:`ddpm_step_weight`, so the step is
     the paper's eq. 2; on every other solver it is the plain score shift (the TSDiff code's DDIM guidance).
+    ``chunk_rows`` (with an :class:`ObservationLoss`) differentiates at most that many rows at once.
     """
+
+    chunk_rows: int | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.chunk_rows is not None:
+            if int(self.chunk_rows) < 1:
+                raise ValueError(f"chunk_rows must be a positive number of rows, got {self.chunk_rows}")
+            if not isinstance(self.loss, ObservationLoss):
+                raise ValueError("chunk_rows needs an ObservationLoss (it splits the observed rows)")
+            self.chunk_rows = int(self.chunk_rows)
+
+    def denoise(self, fn, ctx, x, sigma, **kw):
+        n, rows = x.shape[0], self.chunk_rows
+        if rows is None or n <= rows:
+            return super().denoise(fn, ctx, x, sigma, **kw)
+        parts = []
+        for a in range(0, n, rows):
+            b = min(a + rows, n)
+            part = dataclasses.replace(self, loss=self.loss.rows(a, b, n), chunk_rows=None)
+            sig = sigma[a:b] if isinstance(sigma, torch.Tensor) and sigma.ndim == 1 else sigma
+            parts.append(part.denoise(fn, ctx, x[a:b], sig, **{k: _rows(v, a, b, n) for k, v in kw.items()}))
+        return torch.cat(parts)
 
     def wrap_denoise(self, fn, ctx, sigma):
         weight, i = 1.0, ctx.step_index
@@ -120,13 +164,20 @@ class SelfGuidance(ReconstructionGuidance):
         return lambda x, s, **kw: step.denoise(fn, ctx, x, s, **kw)
 
 
+def _rows(value, start: int, stop: int, total: int):
+    """Rows start:stop of a per-row keyword argument (a tensor with ``total`` rows); anything else as is."""
+    if isinstance(value, torch.Tensor) and value.ndim >= 1 and value.shape[0] == total:
+        return value[start:stop]
+    return value
+
+
 def self_guidance(
     observed: torch.Tensor, scale: float, kind: str = "quantile", num_samples: int | None = None, **options
 ) -> SelfGuidance:
     """TSDiff self-guidance towards the finite entries of ``observed`` (N, C, L), mean-scaled.
 
     ``kind``: "mse" or "quantile" (then ``num_samples`` sets the levels i/(n+1)). ``options`` go to
-    :class:`SelfGuidance` (e.g. ``interval``).
+    :class:`SelfGuidance` (e.g. ``interval``, ``chunk_rows``).
     """
     if kind not in ("mse", "quantile"):
         raise ValueError(f"unknown self-guidance {kind!r}; choose 'mse' (TSDiff-MS) or 'quantile' (TSDiff-Q)")
