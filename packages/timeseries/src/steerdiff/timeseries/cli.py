@@ -707,7 +707,8 @@ def _guidance_flags(p: argparse.ArgumentParser) -> None:
         "--batch-windows",
         type=positive_int,
         default=None,
-        help="windows sampled at once (each brings --num-samples rows); default: all",
+        help="windows whose rows go through the network at once (each brings --num-samples rows); default: as "
+        "many rows as fit a memory budget; the paths do not depend on it",
     )
 
 
