@@ -75,23 +75,29 @@ class NavierStokes2D:
         lap = kx**2 + ky**2
         inv_lap = torch.where(lap > 0, 1.0 / lap.clamp_min(1), torch.zeros_like(lap))
         keep = ((kx.abs() <= n / 3) & (ky.abs() <= n / 3) & (lap > 0)).to(real)  # 2/3 rule; no mean mode
-        ikx, iky = 1j * kx, 1j * ky
         nu = 1.0 / self.reynolds
         f_h = torch.fft.rfft2(self.forcing(dev, real)) * (lap > 0)
-        explicit = 1.0 - 0.5 * dt * nu * lap
         implicit = 1.0 + 0.5 * dt * nu * lap
+        # every per-step factor folded once into a complex multiplier (no division, no dtype promotion per step):
+        # w_next = keep_w * w_h - step * advection + force, with the Crank-Nicolson factors inside
+        cplx = f_h.dtype
+        keep_w = ((1.0 - 0.5 * dt * nu * lap) / implicit).to(cplx)
+        step = (dt * keep / implicit).to(cplx)
+        half_step = 0.5 * step
+        force = dt * f_h / implicit
+        # spectral multipliers of u = d psi / dy, v = -d psi / dx (psi = inv_lap w) and of dw/dx, dw/dy
+        mu, mv = (1j * ky * inv_lap).to(cplx), (-1j * kx * inv_lap).to(cplx)
+        mx, my = (1j * kx).to(cplx), (1j * ky).to(cplx)
+        irfft2, rfft2, s = torch.fft.irfft2, torch.fft.rfft2, (n, n)
 
-        def advection(w_h):
-            psi_h = w_h * inv_lap
-            u = torch.fft.irfft2(iky * psi_h, s=(n, n))
-            v = torch.fft.irfft2(-ikx * psi_h, s=(n, n))
-            wx = torch.fft.irfft2(ikx * w_h, s=(n, n))
-            wy = torch.fft.irfft2(iky * w_h, s=(n, n))
-            return torch.fft.rfft2(u * wx + v * wy) * keep
+        def advection(w_h):  # FFT of u . grad w (not yet dealiased: ``step`` carries the 2/3 mask)
+            return rfft2(
+                irfft2(mu * w_h, s=s) * irfft2(mx * w_h, s=s) + irfft2(mv * w_h, s=s) * irfft2(my * w_h, s=s)
+            )
 
-        w_h = torch.fft.rfft2(w0[:, 0])
+        w_h = rfft2(w0[:, 0])
         for _ in range(steps):
             adv = advection(w_h)
-            w_pred = (explicit * w_h - dt * adv + dt * f_h) / implicit
-            w_h = (explicit * w_h - 0.5 * dt * (adv + advection(w_pred)) + dt * f_h) / implicit
-        return torch.fft.irfft2(w_h, s=(n, n))[:, None]
+            base = keep_w * w_h + force
+            w_h = base - half_step * (adv + advection(base - step * adv))
+        return irfft2(w_h, s=s)[:, None]
