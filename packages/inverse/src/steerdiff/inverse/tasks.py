@@ -50,7 +50,13 @@ class InverseTask(GuidedTask):
     paper_family = "enkg"
 
     def __init__(
-        self, problem: InverseProblem, denoiser, steps: int, name: str, settings: dict | None = None
+        self,
+        problem: InverseProblem,
+        denoiser,
+        steps: int,
+        name: str,
+        settings: dict | None = None,
+        device="cpu",
     ):
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive integer, got {steps!r}")
@@ -61,6 +67,7 @@ class InverseTask(GuidedTask):
             )
         self.problem, self.denoiser, self.name = problem, denoiser, name
         self.settings = dict(settings or {})
+        self.device = torch.device(device)
         self._sigmas = sigma_steps(denoiser, MethodConfig(num_steps=steps))
         self._instances: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -71,7 +78,8 @@ class InverseTask(GuidedTask):
         return self._sigmas
 
     def _fields(self, split: str, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The first ``count`` truths of a split and their noisy measurements (computed once, then kept)."""
+        """The first ``count`` truths of a split and their noisy measurements (computed once, then kept; drawn
+        on the CPU, so that every device gets the same instances)."""
         if split not in SEEDS:
             raise ValueError(f"unknown split {split!r}; choose 'validation' or 'test'")
         if not isinstance(count, int) or count < 1:
@@ -80,7 +88,8 @@ class InverseTask(GuidedTask):
         if have is None or have[0].shape[0] < count:
             g = torch.Generator().manual_seed(SEEDS[split])
             truth = self.problem.sample_fields(count, g)
-            self._instances[split] = (truth, self.problem.forward.measure(truth, g))
+            y = self.problem.forward.measure(truth, g)
+            self._instances[split] = (truth.to(self.device), y.to(self.device))
         truth, y = self._instances[split]
         return truth[:count], y[:count]
 
@@ -133,8 +142,7 @@ class NavierStokesTask(InverseTask):
         problem = setting.problem(noise_std)
         prior = prepare(setting, Path(cache) if cache is not None else default_cache(), device, progress)
         name = f"Navier-Stokes vorticity {setting.size}x{setting.size}, T={setting.horizon:g}"
-        super().__init__(problem, prior, setting.num_steps, name, settings)
-        self.device = device
+        super().__init__(problem, prior, setting.num_steps, name, settings, device)
 
     def not_applicable(self, family, target):
         if family == "inpainting":
@@ -152,13 +160,14 @@ class LinearTask(InverseTask):
         noise_std: float = 0.1,
         steps: int = 16,
         settings: dict | None = None,
+        device="cpu",
     ):
         problem = LinearProblem(size=size, stride=stride, noise_std=noise_std, on_blowup="raise")
         name = f"sparse GRF pixels {size}x{size}, stride {stride}"
-        super().__init__(problem, problem.grf, steps, name, settings)
+        super().__init__(problem, problem.grf, steps, name, settings, device)
 
     def _mask(self) -> torch.Tensor:
-        mask = torch.zeros(1, *self.problem.field_shape, dtype=torch.bool)
+        mask = torch.zeros(1, *self.problem.field_shape, dtype=torch.bool, device=self.device)
         stride = self.problem.forward.stride
         mask[..., ::stride, ::stride] = True
         return mask
@@ -166,14 +175,14 @@ class LinearTask(InverseTask):
     def target(self, y):
         target = super().target(y)
         mask = self._mask()
-        values = torch.zeros(mask.shape, dtype=y.dtype)
+        values = torch.zeros(mask.shape, dtype=y.dtype, device=y.device)
         values[mask] = y.flatten()
         target.known = (mask, values)
         return target
 
     def instances(self, split, count):
         truth, y = self._fields(split, count)
-        mean, _ = self.problem.posterior(y)
+        mean = self.problem.posterior(y.cpu())[0].to(self.device)
         pairs = super().instances(split, count)
         for (_, context), m in zip(pairs, mean):
             context["posterior_mean"] = m
@@ -210,8 +219,8 @@ def guided_tasks(quick: bool = False, device="cpu", cache=None) -> list[GuidedTa
     ``$STEERDIFF_CACHE/inverse_ns``; trained on first use) and the linear Gaussian-random-field problem."""
     if quick:
         ns = NavierStokesTask(QUICK_NS, cache=cache, device=device, settings=QUICK_SETTINGS["ns"])
-        linear = LinearTask(size=16, stride=2, steps=8, settings=QUICK_SETTINGS["linear"])
+        linear = LinearTask(size=16, stride=2, steps=8, settings=QUICK_SETTINGS["linear"], device=device)
     else:
         ns = NavierStokesTask(FULL, cache=cache, device=device, settings=FULL_SETTINGS["ns"])
-        linear = LinearTask(size=32, stride=2, steps=16, settings=FULL_SETTINGS["linear"])
+        linear = LinearTask(size=32, stride=2, steps=16, settings=FULL_SETTINGS["linear"], device=device)
     return [ns, linear]
