@@ -153,42 +153,65 @@ check_core() {
     fi
 }
 
+# run_cli DOMAIN: the steerdiff-DOMAIN command lines on stdin (one per line; {D} is the check's folder), run
+# through the command's own main() in one python process (each start of python and torch costs seconds), each
+# with --preset $PRESET when the command has presets, --device $DEVICE and --quiet; stops at the first failure.
+run_cli() {
+    "$PY" -c '
+import importlib, shlex, sys
+
+domain, preset, device, folder = sys.argv[1:]
+main = importlib.import_module(f"steerdiff.{domain}.cli").main
+presets = importlib.import_module(f"steerdiff.{domain}.presets").PRESETS
+for line in sys.stdin:
+    if not line.strip():
+        continue
+    argv = [arg.replace("{D}", folder) for arg in shlex.split(line)] + ["--device", device, "--quiet"]
+    argv += ["--preset", preset] if argv[0] in presets else []
+    print(f"steerdiff-{domain}", shlex.join(argv), flush=True)
+    code = main(argv)
+    if code:
+        sys.exit(code)
+' "$1" "$PRESET" "$DEVICE" "$D"
+}
+
 check_inverse() {
-    "$BIN/steerdiff-inverse" make-data --preset "$PRESET" --out "$D/data" --device "$DEVICE" --quiet &&
-        "$BIN/steerdiff-inverse" train-prior --preset "$PRESET" --data "$D/data" --out "$D/prior" \
-            --device "$DEVICE" --quiet &&
-        "$BIN/steerdiff-inverse" solve --preset "$PRESET" --data "$D/data" --prior "$D/prior" --method enkg \
-            --out "$D/enkg" --device "$DEVICE" --quiet &&
-        "$BIN/steerdiff-inverse" solve --preset "$PRESET" --data "$D/data" --method eki --out "$D/eki" \
-            --device "$DEVICE" --quiet
+    run_cli inverse <<'EOF'
+make-data --out {D}/data
+train-prior --data {D}/data --out {D}/prior
+solve --data {D}/data --prior {D}/prior --method enkg --out {D}/enkg
+solve --data {D}/data --method eki --out {D}/eki
+EOF
 }
 
 check_timeseries() {
-    "$BIN/steerdiff-timeseries" train --preset "$PRESET" --data elecdemand --out "$D/train" --device "$DEVICE" \
-        --quiet &&
-        "$BIN/steerdiff-timeseries" forecast --preset "$PRESET" --model "$D/train/model" --out "$D/forecast" \
-            --device "$DEVICE" --quiet
+    run_cli timeseries <<'EOF'
+train --data elecdemand --out {D}/train
+forecast --model {D}/train/model --out {D}/forecast
+EOF
 }
 
 check_music() {
-    local method
-    "$BIN/steerdiff-music" prepare --preset "$PRESET" --out "$D/data" --quiet &&
-        "$BIN/steerdiff-music" train --preset "$PRESET" --data "$D/data" --out "$D/train" --device "$DEVICE" \
-            --quiet || return
-    for method in unguided scg smc tree_search; do
-        "$BIN/steerdiff-music" generate --preset "$PRESET" --model "$D/train/model" --rules chord_progression \
-            --method "$method" --out "$D/$method" --device "$DEVICE" --quiet &&
-            "$BIN/steerdiff-music" evaluate --samples "$D/$method/samples.npz" --data "$D/data" \
-                --rules chord_progression --out "$D/$method/eval" --device "$DEVICE" --quiet || return
-    done
+    run_cli music <<'EOF'
+prepare --out {D}/data
+train --data {D}/data --out {D}/train
+generate --model {D}/train/model --rules chord_progression --method unguided --out {D}/unguided
+evaluate --samples {D}/unguided/samples.npz --data {D}/data --rules chord_progression --out {D}/unguided/eval
+generate --model {D}/train/model --rules chord_progression --method scg --out {D}/scg
+evaluate --samples {D}/scg/samples.npz --data {D}/data --rules chord_progression --out {D}/scg/eval
+generate --model {D}/train/model --rules chord_progression --method smc --out {D}/smc
+evaluate --samples {D}/smc/samples.npz --data {D}/data --rules chord_progression --out {D}/smc/eval
+generate --model {D}/train/model --rules chord_progression --method tree_search --out {D}/tree_search
+evaluate --samples {D}/tree_search/samples.npz --data {D}/data --rules chord_progression --out {D}/tree_search/eval
+EOF
 }
 
 check_policy() {
-    "$BIN/steerdiff-policy" collect --preset "$PRESET" --out "$D/collect" --quiet &&
-        "$BIN/steerdiff-policy" train --preset "$PRESET" --data "$D/collect/data.hdf5" --out "$D/train" \
-            --device "$DEVICE" --quiet &&
-        "$BIN/steerdiff-policy" train-agent --preset "$PRESET" --data "$D/collect/data.hdf5" \
-            --model "$D/train/model" --out "$D/agent" --device "$DEVICE" --quiet
+    run_cli policy <<'EOF'
+collect --out {D}/collect
+train --data {D}/collect/data.hdf5 --out {D}/train
+train-agent --data {D}/collect/data.hdf5 --model {D}/train/model --out {D}/agent
+EOF
 }
 
 check_posterior() {
@@ -202,7 +225,7 @@ check_matrix() {
     [ "$DRY" = 1 ] && quick=(--quick)
     "$PY" benchmarks/guidance_matrix.py "${quick[@]}" --json "$D/guidance_matrix.json"
 }
-export -f check_core check_inverse check_timeseries check_music check_policy check_posterior check_matrix
+export -f run_cli check_core check_inverse check_timeseries check_music check_policy check_posterior check_matrix
 export DRY DEVICE PY BIN PRESET
 
 # ---- the runner ---------------------------------------------------------------------------------------

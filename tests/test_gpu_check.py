@@ -66,15 +66,15 @@ def test_bad_options(tmp_path):
 
 def test_domain_checks_take_their_sizes_from_the_cli_presets():
     text = SCRIPT.read_text()
-    calls = re.findall(r'"\$BIN/steerdiff-(\w+)" ([\w-]+)( --preset "\$PRESET")?', text)
-    assert {domain for domain, _, _ in calls} == {"inverse", "timeseries", "music", "policy"}
-    for domain, command, preset in calls:
+    blocks = re.findall(r"run_cli (\w+) <<'EOF'\n(.*?)\nEOF", text, flags=re.S)
+    assert sorted(domain for domain, _ in blocks) == ["inverse", "music", "policy", "timeseries"]
+    for domain, lines in blocks:
         presets = importlib.import_module(f"steerdiff.{domain}.presets").PRESETS
-        if command in presets:
-            assert preset, f"steerdiff-{domain} {command} is called without --preset"
-            assert {"gpu-check", "smoke"} <= set(presets[command]), f"{domain} {command}"
-        else:
-            assert not preset, f"steerdiff-{domain} {command} has no presets"
+        commands = [line.split()[0] for line in lines.splitlines()]
+        assert set(presets) <= set(commands), f"{domain}: a command with presets is not checked"
+        for command in commands:
+            assert command in presets or command == "evaluate", f"steerdiff-{domain} {command} has no presets"
+            assert command not in presets or {"gpu-check", "smoke"} <= set(presets[command])
+        assert not re.search(r"--[\w-]+ \d", lines), f"{domain}: a size is hard-coded in its check"
+    assert 'argv += ["--preset", preset] if argv[0] in presets' in text
     assert "PRESET=gpu-check" in text and '[ "$DRY" = 1 ] && PRESET=smoke' in text
-    domain_checks = text[text.index("check_inverse() {") : text.index("check_posterior() {")]
-    assert not re.search(r"--[\w-]+ \d", domain_checks), "a size is hard-coded in a domain check"
