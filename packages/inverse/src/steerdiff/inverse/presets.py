@@ -23,7 +23,7 @@ __all__ = ["PRESETS"]
 # configs/algorithm/eki.yaml          -- num_updates (iterations) 500, num_samples 512
 ENKG = "devzhk/enkg-pytorch configs/problem/navier-stokes.yaml"
 PAPER = "the EnKG paper's Navier-Stokes scale (a long GPU run, see docs/costs.md; not a check)"
-GPU = "the GPU check (scripts/gpu_check.sh, about 2 minutes on one H200)"
+GPU = "the GPU check (scripts/gpu_check.sh; its time budget on one H200: 120 s)"
 SMOKE = "tiny sizes for gpu_check.sh --dry-run: checks that the command runs end to end on a CPU in seconds"
 
 PRESETS: dict[str, dict[str, Preset]] = {
@@ -50,7 +50,7 @@ PRESETS: dict[str, dict[str, Preset]] = {
         "smoke": Preset(
             SMOKE,
             {"--problem": "navier_stokes", "--size": 16, "--num-train": 16, "--num-test": 2},
-            source="smallest grid the prior's U-Net takes",
+            source="smallest",
         ),
     },
     "train-prior": {

@@ -24,7 +24,7 @@ __all__ = ["PRESETS"]
 #     preset carries the budget over to this package's U-Net.
 SCG = "yjhuangcd/rule-guided-music scripts/configs/cond_table/all/scg.yml"
 PAPER = "the rule-guided music paper's budget (a long GPU run, see docs/costs.md; not a check)"
-GPU = "the GPU check (scripts/gpu_check.sh, about 100 s on one H200)"
+GPU = "the GPU check (scripts/gpu_check.sh; its time budget on one H200: 100 s)"
 SMOKE = "tiny sizes for gpu_check.sh --dry-run: checks that the command runs end to end on a CPU in seconds"
 
 PRESETS: dict[str, dict[str, Preset]] = {

@@ -28,7 +28,7 @@ D4RL_TRANSITIONS = 1_000_000
 # 10,000 epochs over stride-8 windows of the 95 % training episodes at batch 32 (about 37 M updates)
 PAPER_DIFFUSION_STEPS = 10_000 * int(D4RL_TRANSITIONS * 0.95 / 8 / 32)
 PAPER = "policy-guided diffusion's paper setting (a long GPU run, see docs/costs.md; not a check)"
-GPU = "the GPU check (scripts/gpu_check.sh, about 70 s on one H200)"
+GPU = "the GPU check (scripts/gpu_check.sh; its time budget on one H200: 70 s)"
 SMOKE = "tiny sizes for gpu_check.sh --dry-run: checks that the command runs end to end on a CPU in seconds"
 
 PRESETS: dict[str, dict[str, Preset]] = {

@@ -23,7 +23,7 @@ __all__ = ["PRESETS"]
 # electricity_nips's test split has 7 rolling windows per series.
 TSDIFF = "amazon-science/unconditional-time-series-diffusion configs/train_tsdiff/train_electricity.yaml"
 PAPER = "TSDiff's paper setting (a long GPU run, see docs/costs.md; not a check)"
-GPU = "the GPU check (scripts/gpu_check.sh, about 2 minutes on one H200)"
+GPU = "the GPU check (scripts/gpu_check.sh; its time budget on one H200: 110 s)"
 SMOKE = "tiny sizes for gpu_check.sh --dry-run: checks that the command runs end to end on a CPU in seconds"
 
 PRESETS: dict[str, dict[str, Preset]] = {
