@@ -122,3 +122,23 @@ def test_presets_are_listed_in_help_with_what_they_are_for(package):
                 assert "--preset" not in sub._option_string_actions, (
                     f"{package} {name}: --preset without presets"
                 )
+
+
+@pytest.mark.parametrize("package", DOMAINS)
+def test_docs_list_every_preset(package):
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "presets.md").read_text()
+    rows = {
+        line.split(" | ")[0] + " | " + line.split(" | ")[1]: line
+        for line in doc.splitlines()
+        if line.count(" | ") > 3
+    }
+    for command, named in importlib.import_module(f"steerdiff.{package}.presets").PRESETS.items():
+        for name, preset in named.items():
+            row = rows.get(f"| {name} | `{package} {command}`")
+            assert row, f"docs/presets.md lacks {name} of {package} {command}"
+            for option in preset.values:
+                assert option in row or f"--no-{option[2:]}" in row, (
+                    f"docs/presets.md: {package} {command} {name}"
+                )
