@@ -133,7 +133,8 @@ def report(cells: list[dict], tasks: list[dict], missing: list[str]) -> None:
                     mark = "*" if best is not None and f == best["family"] else ""
                     line.append(f"{c['relative']:.2f}{mark}")
             rows.append(line)
-            paper = task["paper_family"]
+            own = row.get("paper")
+            paper = "paper" if own is not None and not own["not_applicable"] else task["paper_family"]
             if paper and best is not None:
                 verdicts.append(verdict(task["name"], budget, paper, row, best, task["lower_is_better"]))
     notes = [
@@ -152,6 +153,8 @@ def report(cells: list[dict], tasks: list[dict], missing: list[str]) -> None:
             ["task", "budget", "paper's family", "wins", "winner", "margin", "beyond noise"],
             verdicts,
             notes=[
+                "paper's family: the paper column (the seed paper's own method as the domain implements it) where "
+                "the task has one, else the family the paper proposes.",
                 "margin: when the paper's family wins, the runner-up's relative metric over the winner's; when it "
                 "loses, the paper family's relative metric over the winner's.",
                 "beyond noise: whether the two means differ by more than twice the standard error of their paired "

@@ -83,3 +83,31 @@ def test_the_matrix_benchmark_writes_its_cells_and_merges_runs(tmp_path, capsys)
     assert printed.count("| linear-Gaussian d=16 |") == 2 * 2 + 2 * 3  # matrix, verdicts, cells
     with pytest.raises(SystemExit):
         bench.main(["--quick", "--domains", "core,images"])
+
+
+class ExactPaper(PosteriorTask):
+    """A task whose 'paper method' draws exact posterior samples at a tempered noise level (scale)."""
+
+    from steerdiff.core.tuning import LogRange
+
+    paper_strength = LogRange(0.5, 2.0)
+
+    def paper(self, target, budget, params, num_samples, generator):
+        from steerdiff.core.sampling import Costs
+
+        post = self._prior.posterior(self.A, target.observation, self.noise_std * params["scale"])
+        return post.sample(num_samples, generator), Costs(network_evals=budget * num_samples)
+
+
+def test_a_task_may_bring_its_seed_papers_own_method_as_the_paper_column():
+    base = linear_gaussian_task(d=4, m=2, steps=6)
+    plain = run_cell(base, "paper", 24, num_samples=8, validation=1, test=2)
+    assert plain.not_applicable.startswith("no seed paper's method of its own")
+    task = ExactPaper(base._prior, base.A, base.noise_std, 6, name="exact")
+    cells = run_matrix(
+        [task], [24], ["unguided", "paper"], num_samples=64, validation=2, test=4, tune_budget=3
+    )
+    paper = next(c for c in cells if c.family == "paper")
+    assert paper.not_applicable is None and paper.nfe == 24  # costs as the task reports them
+    assert "scale" in paper.params and 0.5 <= paper.params["scale"] <= 2.0 and len(paper.tuning) <= 3
+    assert paper.relative < 0.5  # exact posterior samples: far closer to the posterior mean than the prior

@@ -23,6 +23,8 @@ scg             stochastic control guidance, n = B // S candidates per step
 tree            tree search, 2 beams of n = B // (2 S) children, best beam kept
 smc             Feynman–Kac steering with K = B // S particles, one particle drawn by the final weights
 enkg            ensemble Kalman guidance on ``forward`` / ``observation``, J = B // (2 S) members
+paper           the domain's seed paper's own method (its schedule, normalisation and defaults), as
+                the task draws it with ``GuidedTask.paper`` at the same budget
 ==============  ==============================================================================
 """
 
@@ -59,7 +61,7 @@ __all__ = [
     "run_matrix",
 ]
 
-FAMILIES = ("unguided", "best_of_n", "dps", "inpainting", "scg", "tree", "smc", "enkg")
+FAMILIES = ("unguided", "best_of_n", "dps", "inpainting", "scg", "tree", "smc", "enkg", "paper")
 # the strength each family's automatic search tunes (families without one have nothing to tune)
 STRENGTH = {
     "dps": LogRange(1e-3, 10.0),
@@ -105,6 +107,7 @@ class GuidedTask:
     lower_is_better: bool = True
     solver: str = "ddpm"  # a stochastic solver, so that selection and particle methods apply
     paper_family: str | None = None  # the family the domain's seed paper proposes, where there is one
+    paper_strength: LogRange | None = None  # the range the "paper" family's strength is tuned over, if any
     settings: dict = {}  # overrides of run_cell's settings for this task (num_samples, validation, test, ...)
     device: torch.device | str = "cpu"  # where samples are drawn (the prior's device)
 
@@ -120,8 +123,19 @@ class GuidedTask:
     def score(self, context: Any, x: torch.Tensor) -> float | dict[str, float]:
         raise NotImplementedError
 
+    def paper(
+        self, target: Target, budget: int, params: dict, num_samples: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, Costs]:
+        """The seed paper's own method on one target at ``budget`` network evaluations per sample:
+        ``num_samples`` samples and their costs (``params["scale"]`` is the tuned strength when
+        ``paper_strength`` is set). Override it where the domain's method is not one of the families as the
+        matrix runs them."""
+        raise NotImplementedError
+
     def not_applicable(self, family: str, target: Target) -> str | None:
         """Why ``family`` does not apply to this task (None when it does); override to add reasons."""
+        if family == "paper" and type(self).paper is GuidedTask.paper:
+            return "no seed paper's method of its own (its family is one of the columns)"
         needs = {
             "best_of_n": (target.selection_reward(), "no reward or loss to select by"),
             "dps": (target.loss, "no differentiable loss"),
@@ -165,10 +179,14 @@ def _draw(
     family: str, task: GuidedTask, target: Target, budget: int, params: dict, num_samples: int, seed: int
 ) -> tuple[torch.Tensor, Costs]:
     """``num_samples`` samples of one family for one target at one budget; returns samples and costs."""
+    gen = torch.Generator(device=task.device).manual_seed(seed)
+    if family == "paper":
+        x0, costs = task.paper(target, budget, params, num_samples, gen)
+        costs.num_samples = num_samples
+        return x0, costs
     denoiser, shape = task.prior()
     sigmas = task.sigmas()
     steps = len(sigmas) - 1
-    gen = torch.Generator(device=task.device).manual_seed(seed)
     per = 1  # rows per output sample
     guidance: list = []
     solver = task.solver
@@ -277,7 +295,8 @@ def run_cell(
         return cell
     sign = 1.0 if task.lower_is_better else -1.0
     params: dict[str, Any] = {}
-    if family in STRENGTH:
+    space = task.paper_strength if family == "paper" else STRENGTH.get(family)
+    if space is not None:
 
         def objective(p):
             try:
@@ -286,7 +305,7 @@ def run_cell(
                 return math.inf
             return sign * sum(scores) / len(scores)
 
-        found = tune(objective, {"scale": STRENGTH[family]}, budget=tune_budget)
+        found = tune(objective, {"scale": space}, budget=tune_budget)
         params = dict(found.best)
         cell.tuning = [{"scale": t["params"]["scale"], "validation": sign * t["score"]} for t in found.trials]
     scores, extras, costs, seconds = _evaluate(family, task, tests, budget, params, num_samples, seed)
