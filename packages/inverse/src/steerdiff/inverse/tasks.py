@@ -213,7 +213,7 @@ QUICK_SETTINGS = {
     "linear": {"num_samples": 8, "validation": 1, "test": 2, "tune_budget": 2},
 }
 FULL_SETTINGS = {
-    "ns": {"num_samples": 2, "validation": 1, "test": 3, "tune_budget": 3},
+    "ns": {"num_samples": 2, "validation": 1, "test": 4, "tune_budget": 3},
     "linear": {"num_samples": 16, "validation": 2, "test": 8, "tune_budget": 6},
 }
 
