@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from steerdiff.core.matrix import FAMILIES, run_matrix
+from steerdiff.core.matrix import FAMILIES, Target, run_matrix
+from steerdiff.core.sampling import sample
+from steerdiff.core.schedules import sigma_grid
 from steerdiff.policy import (
     PolicyGuidedPipeline,
     PolicySynthesisTask,
@@ -46,7 +48,7 @@ def test_every_family_runs_on_a_tiny_task_and_the_ones_without_targets_say_why(t
     by = {c.family: c for c in cells}
     assert "no observed trajectory entries" in by["inpainting"].not_applicable
     assert "no forward model" in by["enkg"].not_applicable
-    for family in ("unguided", "best_of_n", "dps", "scg", "tree", "smc"):
+    for family in ("unguided", "best_of_n", "dps", "scg", "tree", "smc", "paper"):
         c = by[family]
         assert c.not_applicable is None, (family, c.not_applicable)
         assert math.isfinite(c.mean) and c.mean >= 0 and c.se >= 0
@@ -57,6 +59,29 @@ def test_every_family_runs_on_a_tiny_task_and_the_ones_without_targets_say_why(t
         assert c.nfe <= 16
     assert by["unguided"].relative == 1.0 and "scale" in by["dps"].params
     assert by["dps"].gradient_evals > 0 and by["best_of_n"].reward_evals > 0
+    # the paper's own method: 8 Heun steps in a budget of 16 (2 evaluations a step, one on the last),
+    # a policy gradient at both evaluations of every step but the last, its coeff tuned in its range
+    assert by["paper"].nfe == 15 and by["paper"].gradient_evals == 2 * 7
+    assert 0.1 <= by["paper"].params["scale"] <= 10.0
+
+
+def test_the_paper_column_is_the_pipelines_own_guided_heun_and_plain_heun_at_coeff_zero(task):
+    target, agent = task.instances("test", 1)[0]
+    assert target.loss.policy is agent
+    denoiser, shape = task.prior()
+    x, costs = task.paper(target, 16, {"scale": 0.0}, 3, torch.Generator().manual_seed(5))
+    # coeff 0: the core's Heun sampler on the model's Karras grid (8 steps), from the same initial noise
+    grid = sigma_grid(task.pipeline.model.schedule, 8, "karras", sigma_min=0.002, sigma_max=80.0)
+    noise = 80.0 * torch.randn(3, *shape, generator=torch.Generator().manual_seed(5))
+    plain = sample(denoiser, noise, grid, "heun")
+    assert torch.allclose(x, plain.x, atol=1e-6)
+    assert costs.network_evals == 3 * 15 == plain.costs.network_evals and costs.gradient_evals == 0
+    # guided: exactly what the pipeline draws with the same coefficient, steps and seed
+    guided, gcosts = task.paper(target, 16, {"scale": 1.0}, 3, torch.Generator().manual_seed(5))
+    own = task.pipeline.sample(3, agent, coeff=1.0, steps=8, solver="heun", seed=5)
+    assert torch.equal(guided, own.x) and gcosts.network_evals == 3 * 15
+    assert not torch.allclose(guided, x, atol=1e-3)  # the policy moved the samples
+    assert task.paper_steps(64) == 32 and task.paper_steps(256) == 128 and task.paper_steps(3) == 2
 
 
 def test_the_loss_is_minus_the_policy_likelihood_and_its_minimum_scores_zero(task, pendulum, td3bc):
@@ -111,6 +136,11 @@ def test_bad_arguments_get_one_clear_error(task, model, policies, pendulum, td3b
     mismatched = PolicySynthesisTask(PolicyGuidedPipeline(model), lambda split, i: other, steps=4)
     with pytest.raises(DatasetError, match="observation/action dimensions"):
         mismatched.instances("test", 1)
+    target = task.instances("test", 1)[0][0]
+    with pytest.raises(ValueError, match="budget of at least 3"):
+        task.paper(target, 2, {"scale": 1.0}, 2, torch.Generator())
+    with pytest.raises(ValueError, match="holds no policy"):
+        task.paper(Target(loss=target.loss.__call__), 16, {"scale": 1.0}, 2, torch.Generator())
     x = torch.full((2, model.normalizer.channels, 8), np.nan)
     with pytest.raises(ValueError, match="NaN or inf"):
         task.score(td3bc, x)

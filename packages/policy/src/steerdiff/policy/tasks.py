@@ -16,15 +16,17 @@ the same state and action (``steerdiff.policy.dynamics_error``). With a model tr
 valid channel) padding rows are left out of the likelihood, as ``PolicyGuidance`` leaves them out; the
 benchmark's models that ``guided_tasks`` uses have no padding, so every row counts.
 
-How the seed paper's guidance sits in the matrix: Jackson et al. (2024), as ``PolicyGuidance`` does,
-add ``lambda_k * grad_a log pi`` to the action channels of the clean estimate (or of the noisy sample) with
-the gradient taken *at* that point, no backpropagation through the denoiser, on the paper's step schedule
-(and, in ``synthesize``, with the gradient normalised per sample).
-The matrix's ``dps`` family (the one listed as this task's ``paper_family``) uses the same gradient of the
-same log-likelihood but takes it *through* the denoiser's estimate (grad_x of loss(D(x)), DPS-style),
-weighted by sigma^2 as a score correction with one tuned strength; one policy backward pass per
-step either way. ``PolicyGuidance`` is not a family of the core's matrix, so the paper's exact schedule
-is not a row here; the tuned DPS row is its closest relative.
+How the seed paper's guidance sits in the matrix: the ``paper`` column (``PolicySynthesisTask.paper``) is
+policy-guided diffusion (Jackson et al. 2024) exactly as this domain synthesizes data
+(``PolicyGuidedPipeline.synthesizer`` and ``PolicyGuidance`` with their defaults): Heun on the model's own
+Karras grid (sigma 80 to 0.002, no churn), every evaluation's clean estimate moved along
+``lambda_k * g / ||g||`` in its action channels, g the gradient of the target policy's log-likelihood taken *at*
+the clean estimate (no backpropagation through the denoiser), ``lambda_k`` the paper's schedule (cosine 0.3,
+no guidance on the last step); the tuned strength is the pipeline's ``coeff``. At a budget of B network
+evaluations per sample it takes ``(B + 1) // 2`` Heun steps (2 evaluations a step, one on the last: 2 S - 1 <= B).
+The matrix's ``dps`` family (this task's ``paper_family``, the closest general family) uses the same gradient
+of the same log-likelihood but takes it *through* the denoiser's estimate (grad_x of loss(D(x)), DPS-style),
+weighted by sigma^2 as a score correction with one tuned strength, on the matrix's own grid and solver.
 
 Families that do not apply: ``inpainting`` (policy synthesis observes no trajectory entries: the paper
 samples whole windows, start states included, and the actions the policy wants depend on states the model
@@ -41,7 +43,9 @@ import numpy as np
 import torch
 
 from steerdiff.core.matrix import GuidedTask, Target
+from steerdiff.core.sampling import Costs
 from steerdiff.core.schedules import EDM, sigma_grid
+from steerdiff.core.tuning import LogRange
 
 from .agents import Agent, load_agent, make_agent
 from .benchmark import FULL, QUICK, _key, dataset, dataset_and_model, default_cache, split_task
@@ -54,7 +58,7 @@ from .pipeline import PolicyGuidedPipeline
 from .training import train_agent
 from .trajectories import to_transitions
 
-__all__ = ["PolicySynthesisTask", "TargetPolicies", "guided_tasks"]
+__all__ = ["PolicyLoss", "PolicySynthesisTask", "TargetPolicies", "guided_tasks"]
 
 SPLITS = ("validation", "test")
 SPLIT_SEED = {"validation": 10_000, "test": 20_000}  # agent seeds: disjoint between the splits
@@ -155,6 +159,17 @@ class TargetPolicies:
         return agent
 
 
+class PolicyLoss:
+    """Minus ``policy``'s log-likelihood of each window's actions given its states: (N, C, L) -> (N,).
+    Keeps the policy, so that the paper's own guidance can be built from the same target."""
+
+    def __init__(self, policy: Agent, normalizer):
+        self.policy, self.normalizer = policy, normalizer
+
+    def __call__(self, x0: torch.Tensor) -> torch.Tensor:
+        return -trajectory_log_likelihood(self.policy, x0, self.normalizer)
+
+
 class PolicySynthesisTask(GuidedTask):
     """Synthesize trajectories that a target policy would have taken: the prior is ``pipeline``'s trajectory
     model, instance ``i`` of a split is the target policy ``policies(split, i)`` (an agent with
@@ -165,6 +180,9 @@ class PolicySynthesisTask(GuidedTask):
     lower_is_better = True
     solver = "ddpm"  # stochastic, so that selection and particle families apply
     paper_family = "dps"
+    # the pipeline's guidance coefficient: the domain's benchmark range (0.1 to 3) and one step beyond,
+    # centred on its default of 1
+    paper_strength = LogRange(0.1, 10.0)
 
     def __init__(
         self,
@@ -200,8 +218,32 @@ class PolicySynthesisTask(GuidedTask):
 
     def loss(self, agent: Agent) -> Callable[[torch.Tensor], torch.Tensor]:
         """Minus ``agent``'s log-likelihood of each window's actions given its states: (N, C, L) -> (N,)."""
-        normalizer = self.pipeline.normalizer
-        return lambda x0: -trajectory_log_likelihood(agent, x0, normalizer)
+        return PolicyLoss(agent, self.pipeline.normalizer)
+
+    @staticmethod
+    def paper_steps(budget: int) -> int:
+        """Heun steps of the paper's sampler within ``budget`` network evaluations per sample: 2 S - 1 <= B."""
+        if not isinstance(budget, int) or budget < 3:
+            raise ValueError(
+                f"the paper's Heun sampler needs a budget of at least 3 network evaluations (2 steps), "
+                f"got {budget!r}"
+            )
+        return (budget + 1) // 2
+
+    def paper(
+        self, target: Target, budget: int, params: dict, num_samples: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, Costs]:
+        """Policy-guided diffusion as the domain synthesizes data (``PolicyGuidedPipeline.synthesizer``'s
+        guidance, sampler and defaults) toward the target's policy with ``coeff = params["scale"]``, on
+        ``paper_steps(budget)`` Heun steps; the samples (num_samples, C, L) and their costs."""
+        if not isinstance(target.loss, PolicyLoss):
+            raise ValueError("the target's loss holds no policy; build targets with task.instances(...)")
+        synth = self.pipeline.synthesizer(
+            coeff=float(params["scale"]), num_samples=num_samples, steps=self.paper_steps(budget)
+        )
+        guidance = synth.guidance(target.loss.policy)  # none at coeff 0: plain Heun
+        out = self.pipeline.model.sample(num_samples, synth.length, guidance, synth.sampler, generator)
+        return out.x, out.costs
 
     def instances(self, split: str, count: int):
         if split not in SPLITS:
