@@ -245,8 +245,12 @@ class PitchHistogram(Rule):
         return 12
 
     def attribute(self, x, relaxed=False):
-        _, sounding = self._soft_or_hard(x, relaxed)
-        counts = sounding.sum(-1) @ _pitch_class_matrix(self.config, x)  # (B, 12)
+        if relaxed:
+            per_pitch = self._soft_or_hard(x, relaxed)[1].sum(-1)
+        else:  # sounding cells (note_masks: sustain > 0), counted in one float pass; NaN counts as silent
+            check_batch(x, self.config, f"the roll given to rule {self.name!r}")
+            per_pitch = torch.sign(x[:, 1]).clamp_min_(0).nan_to_num_(0.0).sum(-1)
+        counts = per_pitch @ _pitch_class_matrix(self.config, x)  # (B, 12)
         return counts / counts.sum(-1, keepdim=True).clamp_min(1e-8)
 
 
