@@ -63,7 +63,7 @@ case "$LIMIT" in '' | *[!0-9]*) echo "gpu_check.sh: --limit must be whole second
 CHECKS=(
     "core|100|bf16 autocast and torch.compile: train-step and sampling throughput vs fp32 (UNet2D, UNet1D, MLP) and the bf16 samples' deviation from fp32"
     "inverse|120|EnKG vs EKI on 64x64 Navier-Stokes with 512 particles (relative L2, forward-model calls, wall time) with a prior trained on the GPU (steerdiff-inverse --preset gpu-check)"
-    "timeseries|110|TSDiff trained 4000 steps (mean scaling as in the paper) on bundled elecdemand, then TSDiff-Q forecasts with 100 sample paths x 100 DDPM steps per window (CRPS) (steerdiff-timeseries --preset gpu-check)"
+    "timeseries|110|TSDiff (the paper's backbone, 336+24-point windows and mean scaling) trained 4000 steps on bundled elecdemand, then TSDiff-Q forecasts with 100 sample paths x 100 DDPM steps per window (CRPS) (steerdiff-timeseries --preset gpu-check)"
     "music|100|SCG, SMC and tree search on chord progressions with 16 candidates against unguided, on a larger chorale prior trained on the GPU (rule loss, OA) (steerdiff-music --preset gpu-check)"
     "policy|70|policy-guided diffusion on Hopper-v5: trajectory model trained on the GPU, TD3+BC with 50% guided synthetic data regenerated during training (steerdiff-policy --preset gpu-check)"
     "posterior|60|the core posterior benchmark in full: every guidance family against exact Gaussian posteriors"
