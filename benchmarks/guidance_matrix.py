@@ -94,6 +94,8 @@ def decided(a: dict, b: dict) -> str:
     """
     diff = [x - y for x, y in zip(a["scores"], b["scores"], strict=True)]
     n = len(diff)
+    if n < 2:
+        return "n/a (one test instance)"
     mean = sum(diff) / n
     se = math.sqrt(sum((d - mean) ** 2 for d in diff) / max(n - 1, 1) / n)
     return "yes" if abs(mean) > 2 * se else "no (within 2 se)"

@@ -52,6 +52,18 @@ def test_a_best_value_on_the_edge_is_flagged_and_bad_scores_count_as_worst():
     assert any(t["score"] == math.inf for t in result.trials)
 
 
+def test_a_small_budget_still_reaches_both_ends_of_the_range():
+    for budget in (2, 3, 4):
+        result = tune(lambda p: -p["scale"], {"scale": LogRange(0.01, 2.0)}, budget=budget)
+        assert len(result.trials) == budget
+        assert result.best["scale"] == 2.0 and result.at_edge == ["scale"]  # the top end was tried
+    seen = [
+        t["params"]["scale"]
+        for t in tune(lambda p: p["scale"], {"scale": LogRange(0.01, 1.0)}, budget=3).trials
+    ]
+    assert seen == [0.01, 0.1, 1.0]  # log-spaced over the whole range
+
+
 def test_tunes_reconstruction_guidance_as_well_as_a_dense_grid():
     """DPS's scale on an exact linear-Gaussian posterior: the tuned choice scores within 10% of the best of a
     32-point grid, with fewer evaluations."""

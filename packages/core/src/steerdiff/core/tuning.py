@@ -120,7 +120,7 @@ def tune(
     """Search ``space`` for the settings that minimize (or maximize) ``objective(params) -> float``.
 
     Coarse to fine, never more than ``budget`` evaluations: first each setting alone over ``initial`` evenly
-    spaced points of its range (log-spaced for ``LogRange``; every value of a ``Choice``), the others at
+    spaced points of its range (fewer when the budget cannot pay for them, ends included) (log-spaced for ``LogRange``; every value of a ``Choice``), the others at
     ``start`` (default: the middle of each range, the first choice); then, around the ``beam`` best settings
     so far, moves of one setting at a time by a step that halves every round. Non-finite scores count as the
     worst. Returns the best settings, every trial and the settings whose best value lies on a range's edge.
@@ -134,6 +134,8 @@ def tune(
         raise ValueError(f"need budget >= 1, initial >= 2 and beam >= 1, got {budget}, {initial}, {beam}")
     sign = 1.0 if minimize else -1.0
     names = list(space)
+    # a budget too small for the coarse grids spreads what it has over each whole range (both ends included)
+    initial = max(2, min(initial, budget // len(space)))
     trials: list[dict[str, Any]] = []
     seen: dict[tuple, float] = {}  # points in unit coordinates (exact on the search's dyadic lattice)
 
