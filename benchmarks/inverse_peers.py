@@ -1,7 +1,11 @@
 """steerdiff's EnKG and Navier-Stokes solver beside the official EnKG code (devzhk/enkg-pytorch), same fields.
 
     python benchmarks/inverse_peers.py --quick    # 32x32, the quick prior, 8 particles, 8 steps, 1 field
-    python benchmarks/inverse_peers.py            # 32x32, the benchmark prior, 64 particles, 16 steps, 3 fields
+    python benchmarks/inverse_peers.py            # 32x32, the quick prior, 32 particles, 16 steps, 3 fields
+    python benchmarks/inverse_peers.py --prior full   # the same with benchmarks/inverse_ns.py's 2000-step prior
+
+Both EnKGs share the prior network, so its quality moves both rows alike; the comparison is of the two
+implementations, not of the prior (benchmarks/inverse_ns.py measures that).
 
 The official code is not part of steerdiff: give the folder of a checkout with --official (default
 /tmp/official/devzhk+enkg-pytorch; `git clone https://github.com/devzhk/enkg-pytorch` at commit 2ee4a909).
@@ -43,7 +47,7 @@ from steerdiff.core.benchmarking import environment, print_table, write_json
 from steerdiff.core.guidance import EnsembleKalmanGuidance
 from steerdiff.core.runtime import set_threads
 from steerdiff.inverse import NavierStokes2D
-from steerdiff.inverse.benchmark import FULL, QUICK, default_cache, prepare
+from steerdiff.inverse.benchmark import FULL, QUICK, default_cache, override, prepare
 from steerdiff.inverse.methods import MethodConfig, sigma_steps
 from steerdiff.inverse.metrics import relative_l2
 
@@ -187,6 +191,9 @@ def main(argv=None):
     ap.add_argument("--scale", type=float, default=2.0, help="EnKG step scale (official NS config: 2.0)")
     ap.add_argument("--updates", type=int, default=1, help="EnKG updates per guided step")
     ap.add_argument("--repeats", type=int, default=None, help="timing repeats (default 3 quick, 7 full)")
+    ap.add_argument(
+        "--prior", choices=("quick", "full"), default="quick", help="the quick (40-step) or full prior"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="result JSON (default docs/inverse/peers[_quick].json)")
@@ -194,9 +201,10 @@ def main(argv=None):
     set_threads(args.threads)
     torch.set_grad_enabled(False)
     EnKG, ForwardNS, OfficialSolver = import_official(args.official)
-    setting = QUICK if args.quick else FULL
+    base = QUICK if args.prior == "quick" else FULL
+    setting = base if args.quick else override(base, num_particles=32, num_steps=16, num_test=3)
     j, n_steps, n_fields = setting.num_particles, setting.num_steps, setting.num_test
-    repeats = args.repeats or (3 if args.quick else 7)
+    repeats = args.repeats or (5 if args.quick else 9)
     prior = prepare(setting, args.cache, progress=False)
     prior.eval()
     problem = setting.problem(0.0)
