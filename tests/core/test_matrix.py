@@ -111,3 +111,18 @@ def test_a_task_may_bring_its_seed_papers_own_method_as_the_paper_column():
     assert paper.not_applicable is None and paper.nfe == 24  # costs as the task reports them
     assert "scale" in paper.params and 0.5 <= paper.params["scale"] <= 2.0 and len(paper.tuning) <= 3
     assert paper.relative < 0.5  # exact posterior samples: far closer to the posterior mean than the prior
+
+
+def test_enkg_returns_the_ensemble_mean_or_one_member_as_the_task_asks():
+    task = linear_gaussian_task(d=4, m=2, steps=6)
+    target, _ = task.instances("test", 1)[0]
+    from steerdiff.core.matrix import _draw
+
+    mean, _ = _draw("enkg", task, target, 48, {"scale": 0.5}, 3, seed=1)
+    task.ensemble_output = "member"
+    member, _ = _draw("enkg", task, target, 48, {"scale": 0.5}, 3, seed=1)
+    assert mean.shape == member.shape == (3, 4)
+    assert not torch.allclose(mean, member)  # a member is not the mean of its ensemble
+    task.ensemble_output = "median"
+    with pytest.raises(ValueError, match="ensemble_output must be"):
+        _draw("enkg", task, target, 48, {"scale": 0.5}, 3, seed=1)

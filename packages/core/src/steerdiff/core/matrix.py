@@ -108,6 +108,9 @@ class GuidedTask:
     solver: str = "ddpm"  # a stochastic solver, so that selection and particle methods apply
     paper_family: str | None = None  # the family the domain's seed paper proposes, where there is one
     paper_strength: LogRange | None = None  # the range the "paper" family's strength is tuned over, if any
+    # what EnKG returns per sample: "mean" (the ensemble mean, its estimate of the posterior mean) or "member"
+    # (one member drawn at random: a sample, for metrics of samples or outputs that do not average, e.g. rolls)
+    ensemble_output: str = "mean"
     settings: dict = {}  # overrides of run_cell's settings for this task (num_samples, validation, test, ...)
     device: torch.device | str = "cpu"  # where samples are drawn (the prior's device)
 
@@ -245,7 +248,14 @@ def _draw(
         pick = torch.multinomial(w.double(), 1, generator=gen)[:, 0]
         x0 = x0.view(num_samples, per, *shape)[torch.arange(num_samples), pick]
     elif family == "enkg":
-        x0 = x0.view(num_samples, per, *shape).mean(1)  # the ensemble mean is EnKG's estimate
+        members = x0.view(num_samples, per, *shape)
+        if task.ensemble_output == "mean":
+            x0 = members.mean(1)  # the ensemble mean is EnKG's estimate of the posterior mean
+        elif task.ensemble_output == "member":
+            pick = torch.randint(per, (num_samples,), generator=gen, device=gen.device).to(members.device)
+            x0 = members[torch.arange(num_samples, device=members.device), pick]
+        else:
+            raise ValueError(f"ensemble_output must be 'mean' or 'member', got {task.ensemble_output!r}")
     costs = out.costs
     costs.num_samples = num_samples  # costs per output sample, whatever rows it took
     return x0, costs

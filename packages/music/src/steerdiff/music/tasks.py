@@ -103,6 +103,7 @@ class RuleTask(GuidedTask):
     """
 
     paper_family = "scg"
+    ensemble_output = "member"  # EnKG: one member per piece (the mean of rolls decodes to a majority vote)
     lower_is_better = True
     solver = "ddpm"
 
