@@ -104,8 +104,16 @@ def decided(a: dict, b: dict) -> str:
 def verdict(name, budget, paper, row, best, lower_is_better) -> list:
     """One line of the seed-paper table: does ``paper`` win the row, against whom, by how much."""
     own = row.get(paper)
-    if own is None or own["not_applicable"]:
-        return [name, budget, paper, "not run", best["family"], "-", "-"]
+    if own is None or own["not_applicable"] or own.get("error"):
+        return [
+            name,
+            budget,
+            paper,
+            "failed" if own and own.get("error") else "not run",
+            best["family"],
+            "-",
+            "-",
+        ]
     if own["family"] == best["family"]:
         runner = winner({k: v for k, v in row.items() if k != paper}, lower_is_better)
         if runner is None:
@@ -131,6 +139,8 @@ def report(cells: list[dict], tasks: list[dict], missing: list[str]) -> None:
                     line.append("-")
                 elif c["not_applicable"]:
                     line.append("n/a")
+                elif c.get("error"):
+                    line.append("failed")
                 else:
                     mark = "*" if best is not None and f == best["family"] else ""
                     line.append(f"{c['relative']:.2f}{mark}")
@@ -177,7 +187,7 @@ def report(cells: list[dict], tasks: list[dict], missing: list[str]) -> None:
             " ".join(f"{k}={v:.4g}" for k, v in c.get("extras", {}).items()),
         ]
         for c in cells
-        if not c["not_applicable"]
+        if not c["not_applicable"] and not c.get("error")
     ]
     print_table(
         "Every measured cell",
@@ -198,6 +208,12 @@ def report(cells: list[dict], tasks: list[dict], missing: list[str]) -> None:
             "NFE, forward-model and reward evaluations per output sample, as the core's cost counter measured them."
         ],
     )
+    failed = [c for c in cells if c.get("error")]
+    if failed:
+        print(
+            "\nFailed: "
+            + "; ".join(f"{c['task']} {c['family']} at {c['budget']}: {c['error']}" for c in failed)
+        )
     na = sorted({(c["family"], c["not_applicable"]) for c in cells if c["not_applicable"]})
     if na:
         print("\nNot applicable: " + "; ".join(f"{f}: {why}" for f, why in na))

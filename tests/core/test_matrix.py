@@ -126,3 +126,24 @@ def test_enkg_returns_the_ensemble_mean_or_one_member_as_the_task_asks():
     task.ensemble_output = "median"
     with pytest.raises(ValueError, match="ensemble_output must be"):
         _draw("enkg", task, target, 48, {"scale": 0.5}, 3, seed=1)
+
+
+class FailsOnTest(PosteriorTask):
+    """A reward that is finite on validation instances and NaN on test instances."""
+
+    def instances(self, split, count):
+        out = super().instances(split, count)
+        if split == "test":
+            for target, _ in out:
+                target.reward = lambda x0: torch.full((x0.shape[0],), float("nan"), dtype=x0.dtype)
+                target.loss = None
+        return out
+
+
+def test_a_cell_whose_test_scoring_fails_records_why_and_the_matrix_goes_on():
+    base = linear_gaussian_task(d=2, m=1, steps=4)
+    task = FailsOnTest(base._prior, base.A, base.noise_std, 4, name="fails")
+    cells = run_matrix([task], [16], ["unguided", "scg"], num_samples=4, validation=1, test=2, tune_budget=2)
+    scg = next(c for c in cells if c.family == "scg")
+    assert scg.mean is None and "NaN or inf" in scg.error
+    assert next(c for c in cells if c.family == "unguided").mean is not None

@@ -173,6 +173,7 @@ class Cell:
     seconds: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
     not_applicable: str | None = None
+    error: str | None = None  # why scoring the test instances failed (the tuned strength made it diverge)
     extras: dict[str, float] = field(default_factory=dict)  # means of the task's other reported metrics
     scores: list[float] = field(default_factory=list)  # the metric per test instance (same instances per row)
     tuning: list[dict[str, Any]] = field(default_factory=list)
@@ -318,7 +319,11 @@ def run_cell(
         found = tune(objective, {"scale": space}, budget=tune_budget)
         params = dict(found.best)
         cell.tuning = [{"scale": t["params"]["scale"], "validation": sign * t["score"]} for t in found.trials]
-    scores, extras, costs, seconds = _evaluate(family, task, tests, budget, params, num_samples, seed)
+    try:
+        scores, extras, costs, seconds = _evaluate(family, task, tests, budget, params, num_samples, seed)
+    except ValueError as err:  # the sampler or the target failed (non-finite values): the cell says so
+        cell.params, cell.error = params, str(err).splitlines()[0]
+        return cell
     n = len(scores)
     for name in extras[0] if extras else ():
         cell.extras[name] = sum(e[name] for e in extras) / n
