@@ -14,7 +14,7 @@ Rows:
 
 Timing: one CPU thread per library; the libraries alternate repetition by repetition (the order flips each
 time) so that load from other processes hits both alike. Each row's time is the median over repetitions of
-the calling thread's CPU time per call, which waiting for a CPU on a shared machine does not inflate;
+the process's CPU time per call, which waiting for a CPU on a shared machine does not inflate;
 ``ratio`` is steerdiff's median over the peer's (below 1: steerdiff is faster). ``ratio (wall)`` is the
 same with wall-clock medians, ``ratio (wall, min)`` with each side's fastest repetition.
 
@@ -27,13 +27,135 @@ Run it in the environment that has d3rlpy (see benchmarks/policy_peers.py).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-import torch
+
+def pgd_worker(repo: str, spec: dict) -> None:
+    """Run in the environment that has JAX, flax and optax (``--pgd-python``): build the official code's
+    U-Net, EDM train step and guided sampler (jit-compiled, warmed up), then answer ``train K`` / ``sample K``
+    on stdin with this process's CPU and wall seconds for K calls. No torch or steerdiff here."""
+    import types
+
+    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # XLA's threads share one CPU, as torch's one
+    sys.path.insert(0, repo)
+    # the official modules import these for logging, data loading and det_guidance only, none used here
+    sys.modules.setdefault("wandb", types.ModuleType("wandb"))
+    gym = types.ModuleType("gym")
+    gym.spaces = types.SimpleNamespace(Dict=dict, Box=object)
+    sys.modules.setdefault("gym", gym)
+    distrax = types.ModuleType("distrax")
+    distrax.Normal = None
+    sys.modules.setdefault("distrax", distrax)
+    from functools import partial
+
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from diffusion import edm
+    from flax.training.train_state import TrainState
+    from models.diffusion import UNet
+
+    obs, act, seq, hidden = spec["obs_dim"], spec["act_dim"], spec["length"], spec["agent_hidden"]
+    ch = obs + act + 2
+    key = jax.random.PRNGKey(0)
+    net = UNet(spec["features"], spec["blocks"])
+    params = net.init(key, jnp.ones((2, seq, ch)), jnp.ones((1,)))
+    state = TrainState.create(apply_fn=net.apply, params=params, tx=optax.adam(spec["lr"]))
+    hyper = edm.DenoiserHyperparams(diffusion_timesteps=spec["steps"], s_churn=0.0)
+    train = jax.jit(partial(edm.train_step, denoiser_hyperparams=hyper))
+    data = jax.random.normal(key, (spec["batch"], seq, ch))
+
+    # a Gaussian policy with a tanh mean and a state-independent std, as the official IQL actor
+    def dense(k, i, o):
+        return jax.random.normal(k, (i, o)) / jnp.sqrt(i), jnp.zeros(o)
+
+    keys = jax.random.split(key, 3)
+    pparams = {
+        "layers": [dense(keys[0], obs, hidden), dense(keys[1], hidden, hidden), dense(keys[2], hidden, act)],
+        "log_std": jnp.zeros(act),
+    }
+
+    class Normal:  # distrax.Normal's log_prob, elementwise
+        def __init__(self, loc, scale):
+            self.loc, self.scale = loc, scale
+
+        def log_prob(self, x):
+            z = (x - self.loc) / self.scale
+            return -0.5 * z**2 - jnp.log(self.scale) - 0.5 * jnp.log(2 * jnp.pi)
+
+    def agent_apply(p, o):
+        h = o
+        for w, b in p["layers"][:-1]:
+            h = jax.nn.relu(h @ w + b)
+        w, b = p["layers"][-1]
+        return Normal(jnp.tanh(h @ w + b), jnp.exp(p["log_std"]))
+
+    unit = {"mean": jnp.zeros(1), "std": jnp.ones(1)}
+    stats = {
+        "obs": {"mean": jnp.zeros(obs), "std": jnp.ones(obs)},
+        "action": {"mean": jnp.zeros(act), "std": jnp.ones(act)},
+        "reward": unit,
+        "done": unit,
+    }
+
+    @jax.jit
+    def sample(rngs, state, pparams):
+        one = partial(
+            edm.sample_trajectory,
+            denoiser_state=state,
+            seq_len=seq,
+            obs_dim=obs,
+            action_dim=act,
+            denoiser_norm_stats=stats,
+            denoiser_hyperparams=hyper,
+            policy_guidance_coeff=spec["coeff"],
+            policy_guidance_cosine_coeff=0.3,
+            normalize_action_guidance=True,
+            agent_apply_fn=agent_apply,
+            agent_params=pparams,
+        )
+        return jax.vmap(one)(rngs)
+
+    rng = [key]
+
+    def run(job):
+        rng[0], k = jax.random.split(rng[0])
+        if job == "train":
+            nonlocal_state[0], loss = train(k, data, nonlocal_state[0])
+            loss.block_until_ready()
+        else:
+            jax.block_until_ready(sample(jax.random.split(k, spec["num"]), nonlocal_state[0], pparams))
+
+    nonlocal_state = [state]
+    for job in ("train", "sample"):
+        for _ in range(2):
+            run(job)  # compile and warm up
+    n_params = sum(x.size for x in jax.tree_util.tree_leaves(params))
+    # XLA's count of one network call on `batch` windows (convolutions, products and elementwise work)
+    cost = jax.jit(net.apply).lower(params, data, jnp.ones((1,))).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    info = {"ready": True, "params": int(n_params), "flops": float(cost["flops"]), "jax": jax.__version__}
+    print(json.dumps(info), flush=True)
+    for line in sys.stdin:
+        job, k = line.split()
+        c0, t0 = time.process_time(), time.perf_counter()
+        for _ in range(int(k)):
+            run(job)
+        print(json.dumps({"cpu": time.process_time() - c0, "wall": time.perf_counter() - t0}), flush=True)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--pgd-worker"]:
+    pgd_worker(sys.argv[2], json.loads(sys.argv[3]))
+    raise SystemExit(0)
+
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -49,23 +171,31 @@ from steerdiff.policy.training import TransitionBuffer  # noqa: E402
 TASK = "Hopper-v5"  # the benchmark's quick Hopper dataset: 2000 "replay" transitions, 11-d obs, 3-d actions
 
 
-def interleaved(fns: dict, repeats: int, inner: int, warmup: int = 2) -> dict:
-    """{name: {"wall": [...], "cpu": [...]}}: seconds per call of each repetition, wall clock and this
-    thread's CPU time; ``inner`` calls per repetition, the callables alternating repetition by repetition,
-    their order reversed every other repetition."""
-    for fn in fns.values():
-        for _ in range(warmup):
+def timed(fn):
+    """``fn()`` as a job of ``k`` calls that returns (CPU seconds of this process, wall seconds)."""
+
+    def job(k):
+        c0, t0 = time.process_time(), time.perf_counter()
+        for _ in range(k):
             fn()
-    times = {k: {"wall": [], "cpu": []} for k in fns}
-    names = list(fns)
+        return time.process_time() - c0, time.perf_counter() - t0
+
+    return job
+
+
+def interleaved(jobs: dict, repeats: int, inner: int, warmup: int = 2) -> dict:
+    """{name: {"wall": [...], "cpu": [...]}}: seconds per call in each repetition, wall clock and CPU time
+    of the process that ran it; ``jobs[name](k)`` runs ``k`` calls and returns (cpu, wall). The jobs
+    alternate repetition by repetition, their order reversed every other repetition."""
+    for job in jobs.values():
+        job(warmup)
+    times = {k: {"wall": [], "cpu": []} for k in jobs}
+    names = list(jobs)
     for r in range(repeats):
         for k in names if r % 2 == 0 else names[::-1]:
-            fn = fns[k]
-            c0, t0 = time.thread_time(), time.perf_counter()
-            for _ in range(inner):
-                fn()
-            times[k]["wall"].append((time.perf_counter() - t0) / inner)
-            times[k]["cpu"].append((time.thread_time() - c0) / inner)
+            cpu, wall = jobs[k](inner)
+            times[k]["cpu"].append(cpu / inner)
+            times[k]["wall"].append(wall / inner)
     return times
 
 
@@ -127,9 +257,9 @@ def agent_rows(d3rlpy, hidden: int, batch: int, repeats: int, inner: int, cache)
 
         times = interleaved(
             {
-                "steerdiff": lambda ours=ours, b=t_batch: ours.update(b),
-                "d3rlpy": lambda algo=algo, b=np_batch: algo.update(b),
-                "d3rlpy core": peer_core,
+                "steerdiff": timed(lambda ours=ours, b=t_batch: ours.update(b)),
+                "d3rlpy": timed(lambda algo=algo, b=np_batch: algo.update(b)),
+                "d3rlpy core": timed(peer_core),
             },
             repeats,
             inner,
@@ -148,8 +278,8 @@ def agent_rows(d3rlpy, hidden: int, batch: int, repeats: int, inner: int, cache)
         gen = torch.Generator().manual_seed(0)
         loop = interleaved(
             {
-                "steerdiff": lambda ours=ours, buf=buf, gen=gen: ours.update(buf.sample(batch, gen)),
-                "d3rlpy": lambda algo=algo: algo.update(peer_data.sample_transition_batch(batch)),
+                "steerdiff": timed(lambda ours=ours, buf=buf, gen=gen: ours.update(buf.sample(batch, gen))),
+                "d3rlpy": timed(lambda algo=algo: algo.update(peer_data.sample_transition_batch(batch))),
             },
             repeats,
             inner,
@@ -165,6 +295,155 @@ def agent_rows(d3rlpy, hidden: int, batch: int, repeats: int, inner: int, cache)
         )
         raw[name] = {"update": times, "loop": loop}
     return rows, raw
+
+
+# the diffusion rows' setting: each code's own U-Net, three levels, at about the same size (1.1M parameters:
+# steerdiff base 32 channels, the official code 80 features), the official defaults for window length (32
+# rows), batch (32) and learning rate, 32 guided windows in 32 Heun steps, an IQL-sized policy
+PGD = dict(
+    features=80,
+    ours_base=32,
+    ours_emb=64,
+    blocks=3,
+    length=32,
+    batch=32,
+    num=32,
+    steps=32,
+    lr=2e-3,
+    coeff=1.0,
+    agent_hidden=256,
+)
+
+
+def pgd_rows(python: str, repo: str, repeats: int, inner: int, cache) -> tuple[list, dict, list]:
+    """Diffusion train step and guided sample: steerdiff against the official JAX code in a worker process
+    (:func:`pgd_worker`), alternating with it repetition by repetition."""
+    from steerdiff.core.denoiser import Denoiser
+    from steerdiff.core.nets import build_network
+    from steerdiff.core.schedules import EDM
+    from steerdiff.policy.diffusion import SamplerConfig, TrajectoryDiffusion
+    from steerdiff.policy.guidance import PolicyGuidance
+    from steerdiff.policy.trajectories import Normalizer
+
+    real, _ = dataset(TASK, QUICK, 0, cache)
+    bound = action_bounds(TASK)
+    spec = dict(PGD, obs_dim=real.obs_dim, act_dim=real.act_dim)
+    worker = subprocess.Popen(
+        [python, str(Path(__file__).resolve()), "--pgd-worker", repo, json.dumps(spec)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    first = worker.stdout.readline()
+    if not first:
+        worker.wait()
+        return [], {}, [f"the official code did not start under {python} (exit code {worker.returncode})"]
+    info = json.loads(first)
+
+    def peer(job):
+        def run(k):
+            worker.stdin.write(f"{job} {k}\n")
+            worker.stdin.flush()
+            out = json.loads(worker.stdout.readline())
+            return out["cpu"], out["wall"]
+
+        return run
+
+    # steerdiff: the trajectory model's network and training step (core: EDM loss, AdamW, clipping)
+    normalizer = Normalizer.fit(real, bound, mask=False)
+    torch.manual_seed(0)
+    net = build_network(
+        "unet1d",
+        in_channels=normalizer.channels,
+        base_channels=PGD["ours_base"],
+        channel_mults=tuple(2**i for i in range(PGD["blocks"])),
+        emb_dim=PGD["ours_emb"],
+    )
+    denoiser = Denoiser(net, "edm", sigma_data=1.0)
+    opt = torch.optim.AdamW(denoiser.parameters(), lr=PGD["lr"])
+    schedule, gen = EDM(), torch.Generator().manual_seed(0)
+    x0 = torch.randn(PGD["batch"], normalizer.channels, PGD["length"], generator=gen)
+
+    def train_step():
+        sigma = schedule.sample_training_sigma(PGD["batch"], generator=gen)
+        noise = torch.randn(x0.shape, generator=gen)
+        loss = denoiser.loss(x0, sigma, noise).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(denoiser.parameters(), 1.0)
+        opt.step()
+
+    model = TrajectoryDiffusion(denoiser, normalizer, TASK, PGD["length"])
+    agent = make_agent("iql", real.obs_dim, real.act_dim, bound, hidden=PGD["agent_hidden"]).eval()
+    guidance = [
+        PolicyGuidance(
+            policy=agent,
+            normalizer=normalizer,
+            coeff=PGD["coeff"],
+            cosine=0.3,
+            normalize=True,
+            at="noisy",
+            apply="sample",
+        )
+    ]
+    sampler = SamplerConfig(steps=PGD["steps"], solver="heun")
+
+    def guided_sample():
+        model.sample(PGD["num"], PGD["length"], guidance, sampler, gen)
+
+    times = {}
+    try:
+        times["train"] = interleaved(
+            {"steerdiff": timed(train_step), "official": peer("train")}, repeats, max(1, inner // 4)
+        )
+        times["sample"] = interleaved(
+            {"steerdiff": timed(guided_sample), "official": peer("sample")}, repeats, 1, warmup=1
+        )
+    finally:
+        worker.stdin.close()
+        worker.wait()
+    ours_params = sum(p.numel() for p in net.parameters())
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        denoiser(x0, torch.ones(PGD["batch"]))
+    flops = (counter.get_total_flops(), info["flops"])
+    setting = (
+        f"U-Net {ours_params / 1e6:.2f}M / {info['params'] / 1e6:.2f}M params, "
+        f"{flops[0] / 1e9:.2f} / {flops[1] / 1e9:.2f} GFLOP a call on {PGD['batch']} windows, "
+        f"{PGD['length']} rows x {normalizer.channels} channels"
+    )
+    rows = [
+        speed_row(
+            "diffusion train step",
+            f"{setting}, batch {PGD['batch']}",
+            times["train"]["steerdiff"],
+            times["train"]["official"],
+            "official PGD (JAX, jit)",
+        ),
+        speed_row(
+            "guided trajectory sample",
+            f"{setting}, {PGD['num']} windows, Heun {PGD['steps']} steps, IQL policy {PGD['agent_hidden']} x 2",
+            times["sample"]["steerdiff"],
+            times["sample"]["official"],
+            "official PGD (JAX, jit)",
+        ),
+    ]
+    notes = [
+        f"official policy-guided diffusion code under JAX {info['jax']} on CPU, jit-compiled (compilation "
+        "and warm-up excluded), its process pinned to one CPU; its ms count the CPU time of all its "
+        "threads. Same data shape, batch, sample count, steps and guidance (at the noisy sample, "
+        "normalised, cosine 0.3, no churn); the networks are each code's own U-Net, three levels, at about "
+        "the same size (parameters in the setting: steerdiff / official). steerdiff's train step clips the "
+        "gradient norm (the core trainer's default); the official one does not. Neither includes the EMA "
+        "update."
+    ]
+    notes.append(
+        "GFLOP a call: torch's FlopCounterMode for steerdiff (convolutions and matrix products), XLA's cost "
+        "analysis for the official network (which adds elementwise work)."
+    )
+    return rows, {**times, "official": info, "flops": flops}, notes
 
 
 HEADERS = [
@@ -191,7 +470,28 @@ def main(argv=None) -> int:
     p.add_argument(
         "--cache", type=Path, default=default_cache(), help="datasets folder (default %(default)s)"
     )
+    p.add_argument(
+        "--jobs",
+        nargs="+",
+        default=["agents", "diffusion"],
+        choices=["agents", "diffusion"],
+        help="which rows to measure (default: %(default)s)",
+    )
+    p.add_argument(
+        "--pgd-python",
+        default=None,
+        help="a Python with jax, flax and optax: adds the official policy-guided diffusion code's rows",
+    )
+    p.add_argument(
+        "--pgd-repo",
+        default=None,
+        help="a checkout of EmptyJackson/policy-guided-diffusion (the official code), for --pgd-python",
+    )
     a = p.parse_args(argv)
+    if (a.pgd_python is None) != (a.pgd_repo is None):
+        p.error("--pgd-python and --pgd-repo go together: give both, or neither")
+    if a.pgd_repo is not None and not (Path(a.pgd_repo) / "diffusion" / "edm.py").exists():
+        p.error(f"--pgd-repo {a.pgd_repo}: no diffusion/edm.py there; give a checkout of the official code")
     repeats = a.repeats or (5 if a.quick else 7)
     inner = a.inner or (20 if a.quick else 50)
     if repeats < 1 or inner < 1:
@@ -200,7 +500,9 @@ def main(argv=None) -> int:
     d3rlpy = load_d3rlpy()
     rows, raw, notes = [], {}, []
     load0 = os.getloadavg()[0]
-    if d3rlpy is None:
+    if "agents" not in a.jobs:
+        pass
+    elif d3rlpy is None:
         notes.append(
             "d3rlpy is not installed here: no agent rows (install it in its own environment, see "
             "benchmarks/policy_peers.py)."
@@ -208,10 +510,21 @@ def main(argv=None) -> int:
     else:
         r, raw["agents"] = agent_rows(d3rlpy, a.hidden, a.batch, repeats, inner, a.cache)
         rows += r
+    if "diffusion" not in a.jobs:
+        pass
+    elif a.pgd_python is None:
+        notes.append(
+            "No diffusion rows: the official policy-guided diffusion code is JAX; give --pgd-python (a Python "
+            "with jax, flax and optax) and --pgd-repo (its checkout) to add them."
+        )
+    else:
+        r, raw["pgd"], more = pgd_rows(a.pgd_python, a.pgd_repo, repeats, inner, a.cache)
+        rows += r
+        notes += more
     load1 = os.getloadavg()[0]
     notes.append(
         f"{repeats} repetitions of {inner} calls, libraries alternating, one CPU thread each. ms: median "
-        "CPU time of the calling thread per call (robust to waiting for a CPU on a shared machine); "
+        "CPU time of the process per call (robust to waiting for a CPU on a shared machine); "
         "ratio = steerdiff / peer of those medians (below 1: steerdiff faster); ratio (wall): of the "
         "wall-clock medians; ratio (wall, min): of each side's fastest repetition. Load average "
         f"{load0:.1f} -> {load1:.1f} on {os.cpu_count()} CPUs."
