@@ -1,7 +1,7 @@
 """steerdiff's music rules beside music21, muspy and the official SCG rule functions: agreement and speed.
 
     python benchmarks/music_peers.py --quick    # 8 rolls for the speed rows, 3 repeats (under a minute)
-    python benchmarks/music_peers.py            # 64 rolls, 7 repeats
+    python benchmarks/music_peers.py            # 24 rolls, 5 repeats
 
 Pieces: two triad progressions (I IV V I vi ii V I in C and in G) and three random pieces of 30, 60 and 120
 notes (pitches 40..90, 1..8 steps), 128 steps of 16th notes (the pieces of tests/music/test_crosscheck.py).
@@ -297,8 +297,8 @@ def interleaved(fns: dict, repeats: int) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="8 rolls, 3 repeats")
-    ap.add_argument("--rolls", type=int, default=None, help="rolls in the speed rows (default 8 quick, 64)")
-    ap.add_argument("--repeats", type=int, default=None, help="timing repeats (default 3 quick, 7)")
+    ap.add_argument("--rolls", type=int, default=None, help="rolls in the speed rows (default 8 quick, 24)")
+    ap.add_argument("--repeats", type=int, default=None, help="timing repeats (default 3 quick, 5)")
     ap.add_argument(
         "--official", default="/tmp/official/yjhuangcd+rule-guided-music", help="official checkout"
     )
@@ -307,8 +307,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     set_threads(args.threads)
     torch.set_grad_enabled(False)
-    b = args.rolls or (8 if args.quick else 64)
-    repeats = args.repeats or (3 if args.quick else 7)
+    b = args.rolls or (8 if args.quick else 24)
+    repeats = args.repeats or (3 if args.quick else 5)
     folder = Path(tempfile.mkdtemp(prefix="music_peers_"))
 
     agree_rows, agree = agreement(test_pieces(), folder)
