@@ -32,8 +32,14 @@ import torch
 
 from steerdiff.core import set_threads
 from steerdiff.core.benchmarking import environment, print_table, write_json
-from steerdiff.policy import BEHAVIOURS, evaluate_policy, make_agent, train_agent
-from steerdiff.policy.agents import AgentConfig
+from steerdiff.policy import (
+    BEHAVIOURS,
+    AgentConfig,
+    action_bounds,
+    evaluate_policy,
+    make_agent,
+    train_agent,
+)
 from steerdiff.policy.benchmark import (
     FULL,
     QUICK,
@@ -44,7 +50,6 @@ from steerdiff.policy.benchmark import (
     split_task,
     task_arg,
 )
-from steerdiff.policy.envs import action_bounds
 
 BATCH = 128  # the batch of steerdiff.policy.benchmark's agents
 QUICK_UPDATES = 300

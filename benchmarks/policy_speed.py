@@ -163,9 +163,8 @@ from policy_peers import d3rlpy_agent, d3rlpy_dataset, load_d3rlpy  # noqa: E402
 
 from steerdiff.core import set_threads  # noqa: E402
 from steerdiff.core.benchmarking import environment, print_table, write_json  # noqa: E402
-from steerdiff.policy import make_agent  # noqa: E402
+from steerdiff.policy import action_bounds, make_agent  # noqa: E402
 from steerdiff.policy.benchmark import QUICK, dataset, default_cache  # noqa: E402
-from steerdiff.policy.envs import action_bounds  # noqa: E402
 from steerdiff.policy.training import TransitionBuffer  # noqa: E402
 
 TASK = "Hopper-v5"  # the benchmark's quick Hopper dataset: 2000 "replay" transitions, 11-d obs, 3-d actions
@@ -318,12 +317,8 @@ PGD = dict(
 def pgd_rows(python: str, repo: str, repeats: int, inner: int, cache) -> tuple[list, dict, list]:
     """Diffusion train step and guided sample: steerdiff against the official JAX code in a worker process
     (:func:`pgd_worker`), alternating with it repetition by repetition."""
-    from steerdiff.core.denoiser import Denoiser
-    from steerdiff.core.nets import build_network
-    from steerdiff.core.schedules import EDM
-    from steerdiff.policy.diffusion import SamplerConfig, TrajectoryDiffusion
-    from steerdiff.policy.guidance import PolicyGuidance
-    from steerdiff.policy.trajectories import Normalizer
+    from steerdiff.core import EDM, Denoiser, build_network
+    from steerdiff.policy import Normalizer, PolicyGuidance, SamplerConfig, TrajectoryDiffusion
 
     real, _ = dataset(TASK, QUICK, 0, cache)
     bound = action_bounds(TASK)
