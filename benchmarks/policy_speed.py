@@ -518,7 +518,8 @@ def main(argv=None) -> int:
         notes += more
     load1 = os.getloadavg()[0]
     notes.append(
-        f"{repeats} repetitions of {inner} calls, libraries alternating, one CPU thread each. ms: median "
+        f"{repeats} repetitions of {inner} calls (diffusion rows: {max(1, inner // 4)} train steps, one "
+        "sample), libraries alternating, one CPU thread each. ms: median "
         "CPU time of the process per call (robust to waiting for a CPU on a shared machine); "
         "ratio = steerdiff / peer of those medians (below 1: steerdiff faster); ratio (wall): of the "
         "wall-clock medians; ratio (wall, min): of each side's fastest repetition. Load average "
