@@ -16,8 +16,8 @@ sklearn) are stubbed, and pykeops is absent, so its S4 kernels run in pure PyTor
 DDPM guidance (``DDPMGuidance._reverse_diffusion``) is called directly on the scaled window, as its predictor does
 after GluonTS's input transformation. Without the checkout only steerdiff's column is printed.
 
-Sampling rows run ``--steps`` of the 100 DDPM steps (the last ones of the official loop, a grid of that many steps
-in steerdiff: each step costs the same) and are scaled to 100 steps. Repetitions alternate steerdiff and the
+Sampling rows run ``--steps`` of the 100 DDPM steps, every one guided (the first ones of steerdiff's 100-step grid,
+the last ones of the official loop: each guided step costs the same) and are scaled to 100 steps. Repetitions alternate steerdiff and the
 official code and the medians are reported, since the machine may be shared.
 """
 
@@ -166,12 +166,16 @@ def main() -> None:
     # ---- forecasts: TSDiff-Q, DDPM, scale 4, `steps` steps timed, scaled to 100
     # weights as each side leaves them when sampling: steerdiff takes no weight gradients while sampling, the
     # official guidance differentiates its loaded model as it is
+    # the first `steps` steps of the 100-step grid: every one of them guided (on the full grid only the last step,
+    # beta_tilde = 0 in the paper's eq. 2, is not), so that the time scales to 100 steps
+    grid = ours.sigmas(100)[: steps + 1]
+    ours.sigmas = lambda num_steps=100: grid
     for windows, paths in ((1, 100), (40, 16)):
         h = history(windows)
         rows = windows * paths
 
         def ours_forecast(h=h, paths=paths):
-            forecast(ours, h, num_samples=paths, num_steps=steps, scale=4.0, generator=gen)
+            forecast(ours, h, num_samples=paths, scale=4.0, generator=gen, allow_nonzero_end=True)
 
         job = {"steerdiff": ours_forecast, "units": rows}
         if official is not None:
@@ -214,7 +218,7 @@ def main() -> None:
     notes = [
         f"{args.dataset} window: context {context}, prediction {d['prediction']}, {channels} channels "
         f"(lags {list(d['lags'])}); backbone 3 S4 blocks x 64 channels, state 128, step embedding 128",
-        f"sampling: TSDiff-Q (quantile self-guidance, scale 4), DDPM; {steps} of 100 steps timed, scaled to 100",
+        f"sampling: TSDiff-Q (quantile self-guidance, scale 4), DDPM; {steps} guided steps of 100 timed, scaled to 100",
         f"medians of {repeats} repetitions, steerdiff and the official code alternating (the machine may be shared)",
         "ratio = steerdiff seconds / official seconds (below 1: steerdiff faster); the CPU-time ratio divides the "
         "process CPU seconds instead, which other work on the machine disturbs less",
