@@ -112,6 +112,31 @@ class SamplingContext:
     guidance: Sequence = ()
     _cache: tuple | None = None
     _active: tuple[bool, ...] | None = None  # per guidance: on for the current step (set by the loop)
+    defer_checks: bool = False  # finite checks at the end of the run (one host-device sync, not one per step)
+    _pending: list = field(default_factory=list)
+
+    def check_finite(self, values: torch.Tensor, message: Callable[[torch.Tensor], str]) -> None:
+        """Refuse NaN or inf in ``values`` (a reward, a loss, forward-model outputs) with ``message(bad)``.
+
+        Immediate by default. With ``defer_checks`` (the default on accelerators) the check is queued on the
+        device and made once when the run ends, so that the loop never waits for the device; the run then
+        raises for the first step where it failed."""
+        bad = ~torch.isfinite(values.detach())
+        if not self.defer_checks:
+            if bad.any():
+                raise ValueError(message(bad))
+            return
+        self._pending.append((bad.any(), bad, message, self.step_index))
+
+    def flush_checks(self) -> None:
+        """Make the queued finite checks (one synchronisation); raise for the first that failed."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        failed = torch.stack([p[0] for p in pending]).cpu()
+        if failed.any():
+            _, bad, message, step = pending[int(failed.nonzero()[0, 0])]
+            raise ValueError(f"{message(bad.cpu())} (at step {step} of {len(self.sigmas) - 1})")
 
     def is_active(self, g) -> bool:
         """Whether guidance ``g`` is on for the current step (decided once per step by the loop)."""
@@ -165,6 +190,7 @@ def sample(
     progress: bool = False,
     callback: Callable[[dict], None] | None = None,
     allow_nonzero_end: bool = False,
+    defer_checks: bool | None = None,
     **solver_options,
 ) -> SampleResult:
     """Integrate from ``x`` (noise at ``sigmas[0]``, e.g. ``sigmas[0] * randn``) down the grid.
@@ -175,6 +201,10 @@ def sample(
     a grid, then continue from the result). ``guidance``: :class:`~steerdiff.core.guidance.Guidance` objects
     (a list, or one alone). Returns the final sample, the costs and whatever the guidance recorded in
     ``info`` (weights, ESS traces ...).
+
+    Rewards, losses and forward-model outputs are checked for NaN and inf. ``defer_checks`` (default: on when
+    ``x`` is on an accelerator, off on the CPU) makes those checks once at the end of the run instead of at
+    every step, so the loop never waits for the device; a failure then names its step.
     """
     from .guidance.base import Guidance
 
@@ -220,6 +250,7 @@ def sample(
         costs=costs,
         info={},
         guidance=guidance,
+        defer_checks=x.device.type != "cpu" if defer_checks is None else bool(defer_checks),
     )
     for g in guidance:
         g.check(ctx, x)
@@ -233,6 +264,7 @@ def sample(
         x = _run(ctx, x, sig, steps, guidance, owner, callback)
         for g in guidance:
             x = g.finish(ctx, x)
+    ctx.flush_checks()
     return SampleResult(x=x, costs=costs, info={k: v for k, v in ctx.info.items() if not k.startswith("_")})
 
 

@@ -174,13 +174,14 @@ def evaluate_reward(
             f"got shape {tuple(r.shape)}"
         )
     r = r.to(torch.float64) if r.dtype == torch.float64 else r.float()
-    bad = ~torch.isfinite(r)
-    if bad.any():
-        raise ValueError(
+    ctx.check_finite(
+        r,
+        lambda bad: (
             f"the {what} returned NaN or inf for {int(bad.sum())} of {r.numel()} samples "
             f"(first at row {int(bad.nonzero()[0, 0])}); make it finite for every input, e.g. "
             f"by clamping or by returning a large penalty"
-        )
+        ),
+    )
     ctx.costs.reward_evals += r.numel()
     ctx.costs.reward_calls += 1
     return r

@@ -222,12 +222,13 @@ class EnsembleKalmanGuidance(Guidance):
                 )
             ctx.costs.forward_evals += x.shape[0]
             ctx.costs.forward_calls += 1
-            bad = ~torch.isfinite(y_hat.reshape(x.shape[0], -1)).all(1)
-            if bad.any():
-                raise ValueError(
-                    f"the forward model returned NaN or inf for {int(bad.sum())} of {x.shape[0]} "
-                    f"particles at sigma={sigma:.4g}; guard it (penalty or clamp) or reduce the scale"
-                )
+            ctx.check_finite(
+                y_hat.reshape(x.shape[0], -1),
+                lambda bad, n=x.shape[0], sigma=sigma: (
+                    f"the forward model returned NaN or inf for {int(bad.any(1).sum())} of {n} particles at "
+                    f"sigma={sigma:.4g}; guard it (penalty or clamp) or reduce the scale"
+                ),
+            )
             y = self._measurements(b, y_hat)
             y_hat = group(y_hat.reshape(x.shape[0], -1), j)
             g, a = enkg_direction(group(x.reshape(x.shape[0], -1), j), y_hat, y)

@@ -128,7 +128,7 @@ class AdaptiveProjectedGuidance(ClassifierFreeGuidance):
         return d_c + (self.scale - 1) * update.to(d_c.dtype)
 
 
-def _needs_grad(value: torch.Tensor, what: str, n: int) -> torch.Tensor:
+def _needs_grad(value: torch.Tensor, what: str, n: int, ctx) -> torch.Tensor:
     value = torch.as_tensor(value)
     if value.shape != (n,):
         raise ValueError(
@@ -140,8 +140,7 @@ def _needs_grad(value: torch.Tensor, what: str, n: int) -> torch.Tensor:
             f"or code under no_grad/numpy). Gradient guidance cannot use it; use a derivative-free "
             f"method instead: StochasticControlGuidance, FeynmanKacSteering or EnsembleKalmanGuidance"
         )
-    if not torch.isfinite(value).all():
-        raise ValueError(f"the {what} returned NaN or inf")
+    ctx.check_finite(value, lambda bad: f"the {what} returned NaN or inf for {int(bad.sum())} of {n} samples")
     return value
 
 
@@ -165,6 +164,7 @@ class ClassifierGuidance(Guidance):
                 self.log_prob(xg, torch.full((x.shape[0],), sigma, device=x.device)),
                 "classifier log-probability",
                 x.shape[0],
+                ctx,
             )
             (grad,) = torch.autograd.grad(lp.sum(), xg)
         ctx.costs.gradient_evals += x.shape[0]
@@ -226,7 +226,7 @@ class ReconstructionGuidance(Guidance):
             for _ in range(self.inner_steps):
                 with torch.enable_grad():
                     d = delta.requires_grad_(True)
-                    value = _needs_grad(self.loss(x0 + d), "loss", n)
+                    value = _needs_grad(self.loss(x0 + d), "loss", n, ctx)
                     (grad,) = torch.autograd.grad(value.sum(), d)
                 delta = delta.detach() - self.lr * self._normalized(grad, value)
                 ctx.costs.gradient_evals += n
@@ -234,7 +234,7 @@ class ReconstructionGuidance(Guidance):
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
             x0 = fn(xg, sigma, **kw)
-            value = _needs_grad(self.loss(x0), "loss", n)
+            value = _needs_grad(self.loss(x0), "loss", n, ctx)
             (grad,) = torch.autograd.grad(value.sum(), xg)
         ctx.costs.gradient_evals += n
         step = self.scale * _WEIGHTS[self.weight](sigma) * self._normalized(grad, value)

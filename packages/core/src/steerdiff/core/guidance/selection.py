@@ -226,7 +226,9 @@ class FeynmanKacSteering(Guidance):
             need = torch.full_like(need, self.final_resample)
         if sigma_next > 0:
             ctx.remember(x_next, sigma_next, x0)
-        if need.any():
+        # on an accelerator (deferred checks) every step resamples the groups that need it without asking the
+        # device whether any does: a host-device synchronisation per step costs more than the resampler
+        if ctx.defer_checks or need.any():
             anc = _RESAMPLERS[self.resampling](log_w, ctx.generator)
             anc = torch.where(need[:, None], anc, torch.arange(k, device=x.device))
             rows = (anc + k * torch.arange(anc.shape[0], device=x.device)[:, None]).reshape(-1)
