@@ -1,9 +1,11 @@
-"""Probabilistic forecast metrics as GluonTS computes them (``gluonts.evaluation.Evaluator``).
+"""Probabilistic forecast metrics in GluonTS's definitions (``gluonts.evaluation.Evaluator``).
 
 * CRPS = ``mean_wQuantileLoss``: for each quantile level q in 0.1 ... 0.9, the weighted quantile loss
   wQL_q = 2 sum |(y_hat_q - y) (1{y <= y_hat_q} - q)| / sum |y| over every series and time step, where
-  y_hat_q is the empirical q-quantile of the sample paths (linear interpolation, as numpy); then the mean
-  over q.
+  y_hat_q is the empirical q-quantile of the sample paths, interpolated linearly between sorted paths (as
+  numpy); then the mean over q. GluonTS 0.17 takes the sorted path at index round((S - 1) q) instead, without
+  interpolation: with that rule the two agree to 1e-5, with this one they differ by 0.13 % at 100 paths and
+  2 % at 9 (``tests/timeseries/test_crps_gluonts.py``, ``docs/timeseries/peers.md``).
 * ND = sum |y - median| / sum |y|.
 * NRMSE = sqrt(mean (y - mean forecast)^2) / mean |y|.
 """
