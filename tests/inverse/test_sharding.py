@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from tests.inverse.shard_worker import run
+
 HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-from shard_worker import run  # noqa: E402
 
 
 def test_two_processes_under_torchrun_equal_one(tmp_path):

@@ -10,10 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 from steerdiff.music import MusicPipeline, RollConfig
+from tests.music.shard_worker import run
 
 HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-from shard_worker import run  # noqa: E402
 
 
 def test_two_processes_under_torchrun_equal_one(tmp_path):
