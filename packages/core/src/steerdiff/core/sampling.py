@@ -116,12 +116,13 @@ class SamplingContext:
     _pending: list = field(default_factory=list)
 
     def check_finite(self, values: torch.Tensor, message: Callable[[torch.Tensor], str]) -> None:
-        """Refuse NaN or inf in ``values`` (a reward, a loss, forward-model outputs) with ``message(bad)``.
+        """Refuse NaN or inf in ``values`` (a reward, a loss, forward-model outputs: one row per sample) with
+        ``message(bad)``, ``bad`` the rows that hold one.
 
         Immediate by default. With ``defer_checks`` (the default on accelerators) the check is queued on the
         device and made once when the run ends, so that the loop never waits for the device; the run then
         raises for the first step where it failed."""
-        bad = ~torch.isfinite(values.detach())
+        bad = ~torch.isfinite(values.detach().reshape(values.shape[0], -1)).all(1)
         if not self.defer_checks:
             if bad.any():
                 raise ValueError(message(bad))

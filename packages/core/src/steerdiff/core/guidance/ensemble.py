@@ -225,7 +225,7 @@ class EnsembleKalmanGuidance(Guidance):
             ctx.check_finite(
                 y_hat.reshape(x.shape[0], -1),
                 lambda bad, n=x.shape[0], sigma=sigma: (
-                    f"the forward model returned NaN or inf for {int(bad.any(1).sum())} of {n} particles at "
+                    f"the forward model returned NaN or inf for {int(bad.sum())} of {n} particles at "
                     f"sigma={sigma:.4g}; guard it (penalty or clamp) or reduce the scale"
                 ),
             )
