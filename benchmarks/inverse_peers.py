@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 
 from steerdiff.core import sample
-from steerdiff.core.benchmarking import environment, print_table, write_json
+from steerdiff.core.benchmarking import environment, interleaved_cpu_time, print_table, write_json
 from steerdiff.core.guidance import EnsembleKalmanGuidance
 from steerdiff.core.runtime import set_threads
 from steerdiff.inverse import NavierStokes2D
@@ -169,20 +169,6 @@ def official_enkg(EnKG, prior, op, size, y, sig, j, scale, updates, seed):
     return x, op.evals, net.calls * j, wall
 
 
-def interleaved(fns: dict, repeats: int) -> dict:
-    """Median CPU seconds of each function (``time.process_time``: on a shared machine the wall clock also
-    counts other programs' time), the calls interleaved (A B A B ...) after one warm-up each."""
-    for fn in fns.values():
-        fn()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t0 = time.process_time()
-            fn()
-            times[k].append(time.process_time() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small setting (under a minute)")
@@ -277,7 +263,7 @@ def main(argv=None):
             else torch.randn(j, 1, size, size, generator=gen)
         )
         w0t = w0[:, 0].transpose(-1, -2).contiguous()
-        med = interleaved(
+        med = interleaved_cpu_time(
             {
                 "steerdiff": lambda ns=ours_ns, w=w0: ns(w),
                 "official": lambda s=theirs_ns, w=w0t, f=force: s.solve(
@@ -334,7 +320,7 @@ def main(argv=None):
         return sample(prior, x, [s0, s1], "euler", guidance=[guide], allow_nonzero_end=True).x
 
     step_diff = float((steerdiff_step() - official_step()).norm() / official_step().norm())
-    med = interleaved({"steerdiff": steerdiff_step, "official": official_step}, repeats)
+    med = interleaved_cpu_time({"steerdiff": steerdiff_step, "official": official_step}, repeats)
     speed_rows.append(
         [
             f"one EnKG step ({ode} ODE steps, {args.updates} update(s)), {j} particles, {setting.size}x{setting.size}",

@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import statistics
 import sys
 import tempfile
-import time
 import types
 from pathlib import Path
 
@@ -37,7 +35,7 @@ import numpy as np
 import pretty_midi
 import torch
 
-from steerdiff.core.benchmarking import environment, print_table, write_json
+from steerdiff.core.benchmarking import environment, interleaved_cpu_time, print_table, write_json
 from steerdiff.core.runtime import set_threads
 from steerdiff.music import RollConfig, notes_to_roll, to_model
 from steerdiff.music.roll import Notes, note_masks, roll_to_midi
@@ -281,19 +279,6 @@ def import_official(folder: str):
     return music_rules, None
 
 
-def interleaved(fns: dict, repeats: int) -> dict:
-    """Median CPU seconds (``time.process_time``) of each function, calls interleaved, one warm-up each."""
-    for fn in fns.values():
-        fn()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t0 = time.process_time()
-            fn()
-            times[k].append(time.process_time() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="8 rolls, 3 repeats")
@@ -351,25 +336,22 @@ def main(argv=None):
             out.append((muspy.pitch_class_entropy(m), muspy.polyphony(m), muspy.n_pitch_classes_used(m)))
         return out
 
-    rows = []
-    med = interleaved({"s": steerdiff_rules, "p": music21_per_piece}, repeats)
-    rows.append(
-        [
+    def speed_row(label: str, steerdiff_fn, peer_fn) -> list:
+        med = interleaved_cpu_time({"s": steerdiff_fn, "p": peer_fn}, repeats)
+        return [label, med["s"] / b, med["p"] / b, med["s"] / med["p"]]
+
+    rows = [
+        speed_row(
             f"histogram + key + chords, {b} rolls: music21 per piece (parse + analyse)",
-            med["s"] / b,
-            med["p"] / b,
-            med["s"] / med["p"],
-        ]
-    )
-    med = interleaved({"s": steerdiff_muspy_metrics, "p": muspy_per_piece}, repeats)
-    rows.append(
-        [
+            steerdiff_rules,
+            music21_per_piece,
+        ),
+        speed_row(
             f"entropy + polyphony + classes used, {b} rolls: muspy per piece (read + metrics)",
-            med["s"] / b,
-            med["p"] / b,
-            med["s"] / med["p"],
-        ]
-    )
+            steerdiff_muspy_metrics,
+            muspy_per_piece,
+        ),
+    ]
     official, why = import_official(args.official)
     if official is not None:
         xo = -torch.ones(b, 1, 128, T)
@@ -384,24 +366,19 @@ def main(argv=None):
                 official.get_chords(xo.clone(), fs=8, window_size=2.0),
             )
 
-        med = interleaved({"s": steerdiff_rules, "p": official_rules}, repeats)
         rows.append(
-            [
+            speed_row(
                 f"histogram + density + chords, {b} rolls: official rule functions",
-                med["s"] / b,
-                med["p"] / b,
-                med["s"] / med["p"],
-            ]
-        )
-        med = interleaved(
-            {
-                "s": lambda: rules[0].attribute(x),
-                "p": lambda: official.total_pitch_class_histogram(xo.clone()),
-            },
-            repeats,
+                steerdiff_rules,
+                official_rules,
+            )
         )
         rows.append(
-            [f"pitch histogram only, {b} rolls: official", med["s"] / b, med["p"] / b, med["s"] / med["p"]]
+            speed_row(
+                f"pitch histogram only, {b} rolls: official",
+                lambda: rules[0].attribute(x),
+                lambda: official.total_pitch_class_histogram(xo.clone()),
+            )
         )
     notes = [
         f"median CPU seconds per roll, {repeats} interleaved repeats, {torch.get_num_threads()} thread(s); "

@@ -13,7 +13,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .io import atomic_open
@@ -85,6 +85,24 @@ def median_time(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[f
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), times
+
+
+def interleaved_cpu_time(
+    fns: Mapping[str, Callable[[], Any]], repeats: int, warmup: int = 1
+) -> dict[str, float]:
+    """Median CPU seconds of this process (``time.process_time``) per call of each function, the calls
+    interleaved (A B A B ...) after ``warmup`` untimed calls each: on a shared machine the wall clock also
+    counts other programs' time, and interleaving spreads any drift over every function alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.process_time()
+            fn()
+            times[k].append(time.process_time() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 class Stopwatch:
