@@ -8,6 +8,7 @@ import torch
 
 from steerdiff.core.cli import main
 from steerdiff.core.toy import TOY_DATASETS, toy_dataset
+from tests.torchrun import torchrun
 
 
 def test_quickstart_writes_plot_and_summary(tmp_path, capsys):
@@ -118,9 +119,6 @@ def test_bad_inputs_get_clear_errors(tmp_path, capsys):
 
 
 def test_sample_sharded_over_two_torchrun_processes_equals_one_process(tmp_path, capsys):
-    import os
-    import subprocess
-    import sys
 
     from steerdiff.core import EDM, Denoiser, build_network, save_pretrained
 
@@ -149,23 +147,7 @@ def test_sample_sharded_over_two_torchrun_processes_equals_one_process(tmp_path,
         "--quiet",
     ]
     assert main([*common, "--out", str(tmp_path / "one")]) == 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(var, None)
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "steerdiff.core.cli",
-        *common,
-        "--out",
-        str(tmp_path / "two"),
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    torchrun("-m", "steerdiff.core.cli", *common, "--out", str(tmp_path / "two"))
     one, two = np.load(tmp_path / "one" / "samples.npy"), np.load(tmp_path / "two" / "samples.npy")
     assert one.shape == (10, 2) and np.array_equal(one, two)
     # the same folder with other sampler settings never reuses the shards

@@ -1,8 +1,5 @@
 """Sharded sampling: two torchrun processes equal one, a killed run resumes, bad jobs are refused."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,26 +8,14 @@ from safetensors.torch import load_file
 
 from steerdiff.core.sharding import sample_in_shards
 from tests.core.shard_worker import job
+from tests.torchrun import torchrun
 
 HERE = Path(__file__).parent
 
 
 def test_two_processes_under_torchrun_equal_one(tmp_path):
     single = sample_in_shards(job, 10, tmp_path / "single", chunk_size=3, seed=4)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(var, None)
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        str(HERE / "shard_worker.py"),
-        str(tmp_path / "ranks"),
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    torchrun(str(HERE / "shard_worker.py"), str(tmp_path / "ranks"))
     merged = load_file(str(tmp_path / "ranks" / "merged.safetensors"))
     assert torch.equal(merged["index"], torch.arange(10))
     assert torch.equal(merged["samples"], single["samples"])

@@ -6,9 +6,6 @@ import importlib.util
 import itertools
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +21,7 @@ from steerdiff.core.nets import build_network
 from steerdiff.core.sampling import sample
 from steerdiff.core.schedules import get_schedule, sigma_grid
 from steerdiff.core.training import TrainConfig, train
+from tests.torchrun import torchrun
 
 HERE = Path(__file__).parent
 MEANS = torch.tensor([[2.0, 2.0], [2.0, -2.0], [-2.0, 2.0], [-2.0, -2.0]])
@@ -344,20 +342,7 @@ def test_bad_cond_and_config_are_rejected(data):
 
 
 def test_ddp_two_ranks_stay_identical(tmp_path, monkeypatch):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(var, None)
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        str(HERE / "ddp_worker.py"),
-        str(tmp_path),
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    torchrun(str(HERE / "ddp_worker.py"), str(tmp_path))
     w0, w1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
     assert_identical(w0, w1)
     assert all(torch.isfinite(v).all() for v in w0.values())

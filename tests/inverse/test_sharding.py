@@ -1,14 +1,12 @@
 """Solves sharded over two torchrun processes equal one process, and a finished run is read back."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
 from tests.inverse.shard_worker import run
+from tests.torchrun import torchrun
 
 HERE = Path(__file__).parent
 
@@ -19,13 +17,7 @@ def test_two_processes_under_torchrun_equal_one(tmp_path):
     assert int(single["eki_forward_evals"]) == 5 * 4 * (
         3 + 1
     )  # 3 iterations + the initial ensemble, all chunks
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(var, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    cmd += [str(HERE / "shard_worker.py"), str(tmp_path / "ranks")]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    torchrun(str(HERE / "shard_worker.py"), str(tmp_path / "ranks"))
     merged = load_file(str(tmp_path / "ranks" / "merged.safetensors"))
     for name, value in single.items():
         assert torch.equal(merged[name], value), name

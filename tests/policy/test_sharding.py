@@ -1,15 +1,12 @@
 """Sharded synthesis: two torchrun processes give the same synthetic transitions as one; shards resume."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 from steerdiff.policy import ModelConfig, PolicyGuidedPipeline, collect, load_d4rl, make_agent
 from steerdiff.policy.cli import main
 from steerdiff.policy.data import KEYS
+from tests.torchrun import torchrun
 
 TINY = ModelConfig(horizon=6, stride=3, base_channels=8, channel_mults=(1, 2), emb_dim=16, steps=3)
 
@@ -38,13 +35,7 @@ def test_two_processes_under_torchrun_equal_one(bundles, tmp_path):
     argv = ["synthesize", "--model", str(bundles / "model"), "--agent", str(bundles / "agent"), "--coeff", "1",
             "--num-samples", "7", "--steps", "3", "--seed", "2", "--chunk-size", "3", "--device", "cpu",
             "--quiet"]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(var, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "steerdiff.policy.cli", *argv, "--out", str(tmp_path / "ranks")]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    torchrun("-m", "steerdiff.policy.cli", *argv, "--out", str(tmp_path / "ranks"))
     _same(load_d4rl(tmp_path / "ranks" / "synthetic.hdf5"), single)
     assert main([*argv, "--out", str(tmp_path / "one")]) == 0  # one process through the CLI: the same
     _same(load_d4rl(tmp_path / "one" / "synthetic.hdf5"), single)
