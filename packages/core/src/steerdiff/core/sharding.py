@@ -41,12 +41,15 @@ def chunk_seed(seed: int, chunk: int) -> int:
     return (int(seed) * 1_000_003 + 7919 * (chunk + 1)) % 2**63
 
 
-def fingerprint(module: torch.nn.Module) -> str:
-    """A short hash of a network's weights: what a shard of its samples depends on (for ``key``)."""
+def fingerprint(*items: torch.nn.Module | torch.Tensor) -> str:
+    """A short hash of networks' weights and tensors: what a shard of a job's samples depends on (for
+    ``key``)."""
     h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    for item in items:
+        named = sorted(item.state_dict().items()) if isinstance(item, torch.nn.Module) else [("", item)]
+        for name, t in named:
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 

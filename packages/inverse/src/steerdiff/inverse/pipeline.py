@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 
@@ -199,7 +198,7 @@ class InversePipeline:
         key = {  # shards of another prior, problem, measurement or setting are never reused
             "prior": fingerprint(self.prior) if isinstance(self.prior, torch.nn.Module) else None,
             "problem": [problem.name, problem.forward.name, problem.forward.noise_std, problem.field_shape],
-            "measurements": hashlib.sha256(y.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16],
+            "measurements": fingerprint(y),
             "method": method,
             "config": dataclasses.asdict(cfg),
         }

@@ -16,7 +16,6 @@ says otherwise.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import zipfile
@@ -86,13 +85,6 @@ WEIGHTS = {
 
 
 COST_FIELDS = ("network_evals", "network_calls", "gradient_evals", "reward_evals", "reward_calls")
-
-
-def _tensor_hash(*tensors: torch.Tensor) -> str:
-    h = hashlib.sha256()
-    for t in tensors:
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def _rule_names(rules) -> list:
@@ -768,7 +760,7 @@ class MusicPipeline:
             "steps": steps,
             "rules": None if obj is None else [[t.rule.name, t.target.tolist(), t.weight] for t in obj.terms],
             "options": {k: v for k, v in opts.items() if k not in ("known", "known_mask", "device")},
-            "known": None if opts["known"] is None else _tensor_hash(opts["known"], opts["known_mask"]),
+            "known": None if opts["known"] is None else fingerprint(opts["known"], opts["known_mask"]),
         }
         key = json.loads(json.dumps(key))  # as the plan file reads back (tuples become lists)
         return sample_in_shards(
